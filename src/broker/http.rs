@@ -1,0 +1,67 @@
+//! A minimal HTTP/1.1 endpoint for `/metrics` (Prometheus text) and `/health`.
+//!
+//! Hand-rolled because it serves two fixed GET routes on a loopback port: a request is at
+//! most 8 KiB and must arrive within 5 s, and the connection closes after one response.
+
+use crate::metrics::Metrics;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+const MAX_REQUEST: usize = 8 * 1024;
+
+pub async fn serve(
+    listen: SocketAddr,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+    let listener = TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                accepted = listener.accept() => {
+                    if let Ok((stream, _)) = accepted {
+                        let m = metrics.clone();
+                        tokio::spawn(async move {
+                            let _ = tokio::time::timeout(Duration::from_secs(5), answer(stream, m)).await;
+                        });
+                    }
+                }
+            }
+        }
+    });
+    Ok((addr, task))
+}
+
+async fn answer(mut stream: TcpStream, metrics: Arc<Metrics>) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 || buf.len() + n > MAX_REQUEST {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let line = buf.split(|b| *b == b'\n').next().unwrap_or(&[]);
+    let (status, ctype, body) = if line.starts_with(b"GET /metrics ") {
+        ("200 OK", "text/plain; version=0.0.4", metrics.render())
+    } else if line.starts_with(b"GET /health ") {
+        ("200 OK", "text/plain", "ok\n".to_string())
+    } else {
+        ("404 Not Found", "text/plain", "not found\n".to_string())
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    stream.shutdown().await
+}

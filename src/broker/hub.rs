@@ -1,0 +1,60 @@
+//! The hub: what every session shares, and the one ingest path for both protocols.
+//!
+//! `Hub::publish` is the middle of the straight line listener -> codec -> session ->
+//! router -> store: it routes to local subscribers first (never waiting for disk), then
+//! queues the event for the store if a forwarding rule selects it.
+
+use crate::event::Event;
+use crate::forward::Forwarding;
+use crate::metrics::Metrics;
+use crate::router::Router;
+use crate::store::{Store, StoreError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::oneshot;
+
+/// Resolves to the event's store seq once it is durable.
+pub type Durable = oneshot::Receiver<Result<u64, StoreError>>;
+
+pub struct Hub {
+    pub router: Router,
+    pub forwarding: Forwarding,
+    pub store: Option<Store>,
+    pub metrics: Arc<Metrics>,
+    next_conn: AtomicU64,
+}
+
+impl Hub {
+    pub fn new(forwarding: Forwarding, store: Option<Store>, metrics: Arc<Metrics>) -> Hub {
+        Hub {
+            router: Router::new(),
+            forwarding,
+            store,
+            metrics,
+            next_conn: AtomicU64::new(1),
+        }
+    }
+
+    /// A process-unique connection id (never 0, which means "no connection").
+    pub fn conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Delivers `event` locally and, if a rule selects it, queues it for the store.
+    /// Returns `Some(durable)` when the event was queued for the store; the caller acks
+    /// the publisher when it resolves. Waits while the store queue is full (backpressure
+    /// on this publisher only).
+    pub async fn publish(&self, event: Arc<Event>, from_conn: u64) -> Result<Option<Durable>, StoreError> {
+        self.metrics.events_received.inc();
+        let routed = self.router.route(&event, from_conn);
+        self.metrics.deliveries.add(routed.delivered as u64);
+        let dests = self.forwarding.destinations(&event.topic);
+        if dests == 0 {
+            return Ok(None);
+        }
+        match &self.store {
+            Some(store) => store.append(event, dests).await.map(Some),
+            None => Ok(None),
+        }
+    }
+}

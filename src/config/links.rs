@@ -1,0 +1,276 @@
+//! `[[upstream]]` and `[[forward]]` tables: checked together because a
+//! forward rule is only meaningful if the upstream it names exists.
+
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::check::{Bound, Checker};
+use super::raw::{RawConfig, RawForward, RawUpstream};
+use super::topic::{check_filter, check_template};
+use super::types::{ForwardRule, UpstreamConfig, default_client_id};
+use super::url::{UpstreamScheme, UpstreamUrl};
+use super::validate::positive;
+
+/// MQTT strings are length-prefixed with a u16.
+const MAX_MQTT_STRING: usize = 65_535;
+
+pub(crate) fn upstreams_and_forwards(
+    c: &mut Checker,
+    raw: &RawConfig,
+) -> (Vec<UpstreamConfig>, Vec<ForwardRule>) {
+    let raw_up = raw.upstream.as_deref().unwrap_or_default();
+    let raw_fw = raw.forward.as_deref().unwrap_or_default();
+    let mut ups: Vec<UpstreamConfig> = Vec::with_capacity(raw_up.len());
+    for (i, r) in raw_up.iter().enumerate() {
+        let up = upstream(c, i, r);
+        if let Some(first) = ups
+            .iter()
+            .position(|u| !up.name.is_empty() && u.name == up.name)
+        {
+            if let Some(v) = &r.get_ref().name {
+                c.bad(
+                    v,
+                    &format!("upstream[{i}].name"),
+                    format!(
+                        "duplicate name {:?} (already used by upstream[{first}])",
+                        up.name
+                    ),
+                );
+            }
+        }
+        ups.push(up);
+    }
+    let names: Vec<&str> = ups
+        .iter()
+        .map(|u| u.name.as_str())
+        .filter(|n| !n.is_empty())
+        .collect();
+    let fws = raw_fw
+        .iter()
+        .enumerate()
+        .map(|(i, r)| forward(c, i, r, &names))
+        .collect();
+    (ups, fws)
+}
+
+/// A placeholder URL for upstreams whose url is missing or invalid; never
+/// escapes because such a config is rejected.
+fn placeholder_url() -> UpstreamUrl {
+    UpstreamUrl {
+        scheme: UpstreamScheme::Mqtt,
+        host: String::new(),
+        port: UpstreamScheme::Mqtt.default_port(),
+    }
+}
+
+fn upstream(c: &mut Checker, i: usize, spanned: &Spanned<RawUpstream>) -> UpstreamConfig {
+    let r = spanned.get_ref();
+    let p = |key: &str| format!("upstream[{i}].{key}");
+    let header = spanned.span().start;
+
+    let mut name = String::new();
+    match c.string(&p("name"), &r.name) {
+        Some((n, _)) if valid_name(n) => name = n.to_string(),
+        Some((n, at)) => {
+            c.at(
+                at,
+                format!(
+                    "{}: invalid name {n:?}: expected 1 to 64 characters from A-Z, a-z, 0-9, '_' and '-'",
+                    p("name")
+                ),
+            );
+            // Kept so forward rules naming it do not add a second,
+            // misleading "no [[upstream]] named" problem.
+            name = n.to_string();
+        }
+        None if r.name.is_none() => c.at(
+            header,
+            format!(
+                "upstream[{i}]: missing required key \"name\": expected name = \"cloud\" or similar"
+            ),
+        ),
+        None => {}
+    }
+    let mut up = UpstreamConfig::new(&name, placeholder_url());
+
+    match c.string(&p("url"), &r.url) {
+        Some((u, at)) => match UpstreamUrl::parse(u) {
+            Ok(url) => up.url = url,
+            Err(e) => c.at(at, format!("{}: {e}", p("url"))),
+        },
+        None if r.url.is_none() => c.at(
+            header,
+            format!(
+                "upstream[{i}]: missing required key \"url\": expected url = \"mqtt://host[:port]\""
+            ),
+        ),
+        None => {}
+    }
+
+    up.client_id = default_client_id(&name);
+    if let Some((id, at)) = c.string(&p("client_id"), &r.client_id) {
+        if id.is_empty() || id.len() > MAX_MQTT_STRING || id.contains('\0') {
+            c.at(
+                at,
+                format!(
+                    "{}: invalid client id {id:?}: expected 1..=65535 bytes without U+0000",
+                    p("client_id")
+                ),
+            );
+        } else {
+            up.client_id = id.to_string();
+        }
+    }
+    up.username = mqtt_string(c, &p("username"), &r.username);
+    up.password = mqtt_string(c, &p("password"), &r.password);
+    if up.password.is_some() && up.username.is_none() && r.username.is_none() {
+        if let Some(v) = &r.password {
+            c.bad(
+                v,
+                &p("password"),
+                "password set without username: MQTT 3.1.1 requires a username with a password",
+            );
+        }
+    }
+
+    up.keep_alive = keep_alive(c, &p("keep_alive"), r).unwrap_or(up.keep_alive);
+    up.inflight = c
+        .uint(&p("inflight"), &r.inflight, Bound::Between(1, 65_535))
+        .unwrap_or(up.inflight);
+    up.batch = c
+        .uint(&p("batch"), &r.batch, Bound::AtLeast(1))
+        .unwrap_or(up.batch);
+    up.backoff_min = positive(c, &p("backoff_min"), &r.backoff_min).unwrap_or(up.backoff_min);
+    up.backoff_max = positive(c, &p("backoff_max"), &r.backoff_max).unwrap_or(up.backoff_max);
+    up.connect_timeout =
+        positive(c, &p("connect_timeout"), &r.connect_timeout).unwrap_or(up.connect_timeout);
+    if up.backoff_max < up.backoff_min {
+        let at = r
+            .backoff_max
+            .as_ref()
+            .or(r.backoff_min.as_ref())
+            .map_or(header, |v| v.span().start);
+        c.at(
+            at,
+            format!(
+                "{}: {} is less than backoff_min {}: expected backoff_max >= backoff_min",
+                p("backoff_max"),
+                super::units::format_duration(up.backoff_max),
+                super::units::format_duration(up.backoff_min)
+            ),
+        );
+    }
+    up
+}
+
+fn valid_name(n: &str) -> bool {
+    (1..=64).contains(&n.len())
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn mqtt_string(c: &mut Checker, path: &str, leaf: &super::raw::Leaf) -> Option<String> {
+    let (s, at) = c.string(path, leaf)?;
+    if s.len() > MAX_MQTT_STRING {
+        c.at(
+            at,
+            format!("{path}: {} bytes long: expected at most 65535", s.len()),
+        );
+        return None;
+    }
+    Some(s.to_string())
+}
+
+/// MQTT carries keep-alive as whole seconds in a u16.
+fn keep_alive(c: &mut Checker, path: &str, r: &RawUpstream) -> Option<Duration> {
+    let d = c.duration(
+        path,
+        &r.keep_alive,
+        Duration::from_secs(5),
+        Some(Duration::from_secs(18 * 3600)),
+    )?;
+    if d.subsec_nanos() != 0 {
+        if let Some(v) = &r.keep_alive {
+            c.bad(
+                v,
+                path,
+                "expected whole seconds (MQTT keep-alive has 1s resolution)",
+            );
+        }
+        return None;
+    }
+    Some(d)
+}
+
+fn forward(
+    c: &mut Checker,
+    i: usize,
+    spanned: &Spanned<RawForward>,
+    names: &[&str],
+) -> ForwardRule {
+    let r = spanned.get_ref();
+    let p = |key: &str| format!("forward[{i}].{key}");
+    let header = spanned.span().start;
+    let mut rule = ForwardRule {
+        upstream: String::new(),
+        filter: String::new(),
+        topic: None,
+        qos: 1,
+    };
+
+    match c.string(&p("upstream"), &r.upstream) {
+        Some((u, _)) if names.contains(&u) => rule.upstream = u.to_string(),
+        Some((u, at)) => {
+            let known = if names.is_empty() {
+                "no [[upstream]] is configured".to_string()
+            } else {
+                let quoted: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
+                format!("known: {}", quoted.join(", "))
+            };
+            c.at(at, format!("{}: no [[upstream]] named {u:?} ({known})", p("upstream")));
+        }
+        None if r.upstream.is_none() => c.at(
+            header,
+            format!("forward[{i}]: missing required key \"upstream\": expected the name of an [[upstream]]"),
+        ),
+        None => {}
+    }
+
+    match c.string(&p("filter"), &r.filter) {
+        Some((f, at)) => match check_filter(f) {
+            Ok(()) => rule.filter = f.to_string(),
+            Err(e) => c.at(at, format!("{}: {e}", p("filter"))),
+        },
+        None if r.filter.is_none() => c.at(
+            header,
+            format!("forward[{i}]: missing required key \"filter\": expected an MQTT topic filter like \"sensors/#\""),
+        ),
+        None => {}
+    }
+
+    if let Some((t, at)) = c.string(&p("topic"), &r.topic) {
+        match check_template(t) {
+            Ok(()) => rule.topic = Some(t.to_string()),
+            Err(e) => c.at(at, format!("{}: {e}", p("topic"))),
+        }
+    }
+
+    if let Some(v) = &r.qos {
+        match v.get_ref() {
+            toml::Value::Integer(q @ (0 | 1)) => rule.qos = *q as u8,
+            toml::Value::Integer(2) => c.bad(
+                v,
+                &p("qos"),
+                "qos 2 forwarding is not supported yet: expected 0 or 1",
+            ),
+            toml::Value::Integer(q) => {
+                c.bad(v, &p("qos"), format!("invalid qos {q}: expected 0 or 1"))
+            }
+            _ => {
+                let _ = c.uint::<u8>(&p("qos"), &r.qos, Bound::Between(0, 1));
+            }
+        }
+    }
+    rule
+}

@@ -1,0 +1,79 @@
+//! ferry's configuration: one TOML file, checked completely at start-up.
+//!
+//! `parse` reports every problem it can find at once, each with
+//! file:line:col, so a broken file is fixed in one pass. Syntax errors stop
+//! parsing (the rest of the file cannot be trusted), as do unknown keys and
+//! tables of the wrong shape (serde stops at the first); everything else
+//! (types, ranges, cross-references) is collected.
+
+mod check;
+mod errors;
+mod links;
+mod raw;
+mod topic;
+mod types;
+mod units;
+mod url;
+mod validate;
+mod write;
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_links;
+#[cfg(test)]
+mod tests_rules;
+
+use std::path::Path;
+
+pub use errors::{ConfigError, Problem};
+pub use topic::TOPIC_PLACEHOLDER;
+pub use types::{
+    Config, ForwardRule, GatewayConfig, LogConfig, MetricsConfig, MqttConfig, NatsConfig,
+    StoreConfig, UpstreamConfig,
+};
+pub use units::{ByteSize, UnitError, format_duration, parse_duration};
+pub use url::{UpstreamScheme, UpstreamUrl, UrlError};
+
+/// The documented defaults; parsing it yields `Config::default()`.
+pub const DEFAULT_TOML: &str = include_str!("default.toml");
+
+/// Reads and parses `path`; the path as given is the file name in messages.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let origin = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(&text, &origin),
+        Err(e) => Err(ConfigError {
+            problems: vec![Problem {
+                file: origin,
+                line: 0,
+                column: 0,
+                message: format!("cannot read config file: {e}"),
+            }],
+        }),
+    }
+}
+
+/// Parses and checks `text`; `origin` names the file in messages.
+pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    let mut checker = check::Checker::new(text, origin);
+    let raw: raw::RawConfig = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let offset = e.span().map_or(0, |s| s.start);
+            checker.at(offset, e.message().trim_end().to_string());
+            return Err(ConfigError {
+                problems: checker.problems,
+            });
+        }
+    };
+    let config = validate::validate(&raw, &mut checker);
+    let mut problems = checker.problems;
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        // File order reads best; rules are checked section by section.
+        problems.sort_by_key(|p| (p.line, p.column));
+        Err(ConfigError { problems })
+    }
+}

@@ -1,0 +1,103 @@
+//! The file as written, before any checking.
+//!
+//! Leaves are kept as `Spanned<Value>` rather than their final types so that
+//! a wrong type is reported by us, with every other problem, instead of
+//! aborting deserialization at the first one. Unknown keys are still left to
+//! serde (`deny_unknown_fields`): its message lists the valid keys.
+
+use serde::Deserialize;
+use toml::{Spanned, Value};
+
+pub(crate) type Leaf = Option<Spanned<Value>>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "the top level of the config file")]
+pub(crate) struct RawConfig {
+    pub mqtt: Option<Spanned<RawMqtt>>,
+    pub nats: Option<Spanned<RawNats>>,
+    pub store: Option<Spanned<RawStore>>,
+    pub upstream: Option<Vec<Spanned<RawUpstream>>>,
+    pub forward: Option<Vec<Spanned<RawForward>>>,
+    pub metrics: Option<Spanned<RawMetrics>>,
+    pub log: Option<Spanned<RawLog>>,
+    pub gateway: Option<Spanned<RawGateway>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [mqtt] table")]
+pub(crate) struct RawMqtt {
+    pub enabled: Leaf,
+    pub listen: Leaf,
+    pub max_packet_size: Leaf,
+    pub max_connections: Leaf,
+    pub max_inflight: Leaf,
+    pub max_queued: Leaf,
+    pub connect_timeout: Leaf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [nats] table")]
+pub(crate) struct RawNats {
+    pub enabled: Leaf,
+    pub listen: Leaf,
+    pub max_payload: Leaf,
+    pub max_control_line: Leaf,
+    pub max_pending: Leaf,
+    pub ping_interval: Leaf,
+    pub max_pings_out: Leaf,
+    pub max_connections: Leaf,
+    pub server_name: Leaf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [store] table")]
+pub(crate) struct RawStore {
+    pub dir: Leaf,
+    pub cache_size: Leaf,
+    pub max_batch: Leaf,
+    pub linger: Leaf,
+    pub queue: Leaf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an [[upstream]] table")]
+pub(crate) struct RawUpstream {
+    pub name: Leaf,
+    pub url: Leaf,
+    pub client_id: Leaf,
+    pub username: Leaf,
+    pub password: Leaf,
+    pub keep_alive: Leaf,
+    pub inflight: Leaf,
+    pub batch: Leaf,
+    pub backoff_min: Leaf,
+    pub backoff_max: Leaf,
+    pub connect_timeout: Leaf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [[forward]] table")]
+pub(crate) struct RawForward {
+    pub upstream: Leaf,
+    pub filter: Leaf,
+    pub topic: Leaf,
+    pub qos: Leaf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [metrics] table")]
+pub(crate) struct RawMetrics {
+    pub listen: Leaf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [log] table")]
+pub(crate) struct RawLog {
+    pub level: Leaf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [gateway] table")]
+pub(crate) struct RawGateway {
+    pub id: Leaf,
+}

@@ -1,0 +1,287 @@
+//! Whole-file behaviour: defaults, syntax errors, unknown keys, collection of
+//! many problems, and the `to_toml` round trip.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::*;
+
+fn errors(text: &str) -> Vec<String> {
+    parse(text, "f.toml")
+        .unwrap_err()
+        .problems
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn default_toml_is_default() {
+    assert_eq!(
+        parse(DEFAULT_TOML, "default.toml").unwrap(),
+        Config::default()
+    );
+    assert_eq!(parse("", "empty.toml").unwrap(), Config::default());
+}
+
+#[test]
+fn every_default_value() {
+    let c = Config::default();
+    let m = &c.mqtt;
+    assert!(m.enabled);
+    assert_eq!(m.listen, "0.0.0.0:1883".parse::<SocketAddr>().unwrap());
+    assert_eq!(m.max_packet_size, ByteSize(1 << 20));
+    assert_eq!(m.max_connections, 10_000);
+    assert_eq!(m.max_inflight, 1024);
+    assert_eq!(m.max_queued, 1000);
+    assert_eq!(m.connect_timeout, Duration::from_secs(10));
+    let n = &c.nats;
+    assert!(n.enabled);
+    assert_eq!(n.listen, "0.0.0.0:4222".parse::<SocketAddr>().unwrap());
+    assert_eq!(n.max_payload, ByteSize(1 << 20));
+    assert_eq!(n.max_control_line, ByteSize(4096));
+    assert_eq!(n.max_pending, ByteSize(64 << 20));
+    assert_eq!(n.ping_interval, Duration::from_secs(120));
+    assert_eq!(n.max_pings_out, 2);
+    assert_eq!(n.max_connections, 10_000);
+    assert_eq!(n.server_name, "ferry");
+    let s = &c.store;
+    assert_eq!(s.dir, PathBuf::from("./data"));
+    assert_eq!(s.cache_size, ByteSize(4 << 20));
+    assert_eq!(s.max_batch, 1024);
+    assert_eq!(s.linger, Duration::ZERO);
+    assert_eq!(s.queue, 4096);
+    assert!(c.upstream.is_empty());
+    assert!(c.forward.is_empty());
+    assert_eq!(c.metrics.listen, None);
+    assert_eq!(c.log.level, "info");
+    assert_eq!(c.gateway.id, "");
+}
+
+#[test]
+fn upstream_and_forward_defaults() {
+    let c = parse(
+        "[[upstream]]\nname = \"cloud\"\nurl = \"mqtt://h\"\n\
+         [[forward]]\nupstream = \"cloud\"\nfilter = \"a/#\"\n",
+        "f.toml",
+    )
+    .unwrap();
+    let u = &c.upstream[0];
+    assert_eq!(
+        u,
+        &UpstreamConfig::new("cloud", UpstreamUrl::parse("mqtt://h:1883").unwrap())
+    );
+    assert_eq!(u.client_id, "ferry-cloud");
+    assert_eq!(u.username, None);
+    assert_eq!(u.password, None);
+    assert_eq!(u.keep_alive, Duration::from_secs(30));
+    assert_eq!(u.inflight, 256);
+    assert_eq!(u.batch, 256);
+    assert_eq!(u.backoff_min, Duration::from_millis(100));
+    assert_eq!(u.backoff_max, Duration::from_secs(30));
+    assert_eq!(u.connect_timeout, Duration::from_secs(10));
+    let f = &c.forward[0];
+    assert_eq!(f.upstream, "cloud");
+    assert_eq!(f.filter, "a/#");
+    assert_eq!(f.topic, None);
+    assert_eq!(f.qos, 1);
+    assert_eq!(f.upstream_topic("a/b"), "a/b");
+}
+
+/// Every key of a fully populated config is documented in DEFAULT_TOML
+/// (as a live or commented-out line).
+#[test]
+fn default_toml_documents_every_key() {
+    let full = full_config().to_toml();
+    for line in full.lines() {
+        if let Some((key, _)) = line.split_once(" = ") {
+            let live = DEFAULT_TOML
+                .lines()
+                .any(|l| l.starts_with(&format!("{key} = ")));
+            let commented = DEFAULT_TOML
+                .lines()
+                .any(|l| l.starts_with(&format!("# {key} = ")));
+            assert!(live || commented, "{key} not documented in DEFAULT_TOML");
+        }
+    }
+}
+
+fn full_config() -> Config {
+    let text = r##"
+[mqtt]
+enabled = false
+listen = "127.0.0.1:11883"
+max_packet_size = "256MiB"
+max_connections = 7
+max_inflight = 65535
+max_queued = 3
+connect_timeout = "1500ms"
+
+[nats]
+listen = "[::1]:14222"
+max_payload = "10MB"
+max_control_line = 1000
+max_pending = "1GiB"
+ping_interval = 45
+max_pings_out = 9
+max_connections = 1
+server_name = "edge-\"1\""
+
+[store]
+dir = 'C:\ferry\data'
+cache_size = "0"
+max_batch = 65536
+linger = "1s"
+queue = 1
+
+[[upstream]]
+name = "cloud"
+url = "mqtt://[fe80::1]:8883"
+client_id = "gw 1 ✓"
+username = "u"
+password = "p\"w\n"
+keep_alive = "18h"
+inflight = 1
+batch = 1
+backoff_min = "1ms"
+backoff_max = "7d"
+connect_timeout = "2m"
+
+[[upstream]]
+name = "backup_2"
+url = "mqtt://10.0.0.2"
+
+[[forward]]
+upstream = "cloud"
+filter = "+/x/#"
+topic = "site/{topic}/up"
+qos = 0
+
+[[forward]]
+upstream = "backup_2"
+filter = "#"
+
+[metrics]
+listen = "127.0.0.1:9090"
+
+[log]
+level = "info,ferry=debug"
+
+[gateway]
+id = "gw-01.site_a"
+"##;
+    parse(text, "full.toml").unwrap()
+}
+
+#[test]
+fn to_toml_round_trips() {
+    for c in [Config::default(), full_config()] {
+        let text = c.to_toml();
+        assert_eq!(parse(&text, "out.toml").unwrap(), c, "{text}");
+    }
+    let full = full_config().to_toml();
+    assert!(full.contains("max_packet_size = \"256MiB\""), "{full}");
+    assert!(full.contains("connect_timeout = \"1500ms\""), "{full}");
+    assert!(full.contains("ping_interval = \"45s\""), "{full}");
+    assert!(full.contains("max_payload = \"10000000B\""), "{full}");
+    assert!(full.contains("url = \"mqtt://[fe80::1]:8883\""), "{full}");
+    assert!(Config::default().to_toml().contains("linger = \"0ms\""));
+}
+
+#[test]
+fn syntax_error_has_position() {
+    assert_eq!(
+        errors("[mqtt]\nlisten = localhost\n"),
+        vec!["f.toml:2:10: string values must be quoted, expected literal string"]
+    );
+    let e = errors("[mqtt]\nenabled = true\nenabled = false\n");
+    assert_eq!(e.len(), 1);
+    assert!(e[0].starts_with("f.toml:3:1: "), "{e:?}");
+}
+
+#[test]
+fn unknown_keys_are_errors() {
+    assert_eq!(
+        errors("[mqtt]\nlisten = \"0.0.0.0:1\"\n  listn = 3\n"),
+        vec![
+            "f.toml:3:3: unknown field `listn`, expected one of `enabled`, `listen`, \
+             `max_packet_size`, `max_connections`, `max_inflight`, `max_queued`, `connect_timeout`"
+        ]
+    );
+    let e = errors("[mqt]\n");
+    assert!(e[0].starts_with("f.toml:1:2: unknown field `mqt`"), "{e:?}");
+    let e = errors("[[upstream]]\nname = \"a\"\nurl = \"mqtt://h\"\nuser = \"x\"\n");
+    assert!(
+        e[0].starts_with("f.toml:4:1: unknown field `user`"),
+        "{e:?}"
+    );
+    let e = errors("[[forward]]\nupstream = \"a\"\nfilter = \"#\"\n[forward.x]\n");
+    assert!(e[0].contains("unknown field `x`"), "{e:?}");
+}
+
+#[test]
+fn wrong_table_shape() {
+    let e = errors("mqtt = 5\n");
+    assert_eq!(
+        e,
+        vec!["f.toml:1:8: invalid type: integer `5`, expected a [mqtt] table"]
+    );
+    let e = errors("[upstream]\nname = \"a\"\n");
+    assert!(
+        e[0].starts_with("f.toml:1:1: invalid type: map, expected a sequence"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn many_problems_at_once_in_file_order() {
+    let text = r##"[mqtt]
+listen = "0.0.0.0:99999"
+max_inflight = 0
+
+[store]
+cache_size = "64MB?"
+
+[[upstream]]
+name = "cloud"
+url = "mqtts://h"
+
+[[forward]]
+upstream = "clud"
+filter = "a/#/b"
+qos = 2
+"##;
+    assert_eq!(
+        errors(text),
+        vec![
+            "f.toml:2:10: mqtt.listen: invalid socket address \"0.0.0.0:99999\": expected host:port like \"0.0.0.0:1883\"",
+            "f.toml:3:16: mqtt.max_inflight: invalid value 0: expected an integer in 1..=65535",
+            "f.toml:6:14: store.cache_size: invalid size \"64MB?\": expected a number with optional unit B, KiB, MiB, GiB (or kB, MB, GB)",
+            "f.toml:10:7: upstream[0].url: URL \"mqtts://h\": scheme \"mqtts://\" is not supported yet (supported: mqtt://)",
+            "f.toml:13:12: forward[0].upstream: no [[upstream]] named \"clud\" (known: \"cloud\")",
+            "f.toml:14:10: forward[0].filter: invalid filter \"a/#/b\": '#' must be a whole level and the last one, like \"sensors/#\"",
+            "f.toml:15:7: forward[0].qos: qos 2 forwarding is not supported yet: expected 0 or 1",
+        ]
+    );
+}
+
+#[test]
+fn load_reads_files_and_reports_io_errors() {
+    let dir = std::env::temp_dir().join(format!("ferry-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ferry.toml");
+    std::fs::write(&path, "[log]\nlevel = \"debug\"\n").unwrap();
+    assert_eq!(load(&path).unwrap().log.level, "debug");
+    std::fs::write(&path, "[log]\nlevel = 1\n").unwrap();
+    let e = load(&path).unwrap_err();
+    assert_eq!(e.problems[0].file, path.display().to_string());
+    assert_eq!((e.problems[0].line, e.problems[0].column), (2, 9));
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let e = load(&dir.join("missing.toml")).unwrap_err();
+    assert_eq!(e.problems.len(), 1);
+    let p = &e.problems[0];
+    assert_eq!((p.line, p.column), (0, 0));
+    assert!(p.message.starts_with("cannot read config file: "), "{p}");
+}

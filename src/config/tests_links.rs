@@ -1,0 +1,164 @@
+//! Rules for [[upstream]] and [[forward]] tables, including the links
+//! between them.
+
+use super::tests_rules::{UP, one_error};
+use super::*;
+
+#[test]
+fn upstream_rules() {
+    let up = |extra: &str| format!("{UP}{extra}\n");
+    let at4 = |extra: &str, key: &str, msg: &str| {
+        let got = one_error(&up(extra));
+        let col = key.len() + 4;
+        assert!(
+            got.starts_with(&format!("f.toml:4:{col}: upstream[0].{key}: ")),
+            "{got}"
+        );
+        assert!(got.contains(msg), "got: {got}\nwant: {msg}");
+    };
+    at4(
+        "client_id = \"\"",
+        "client_id",
+        "invalid client id \"\": expected 1..=65535 bytes",
+    );
+    at4(
+        "password = \"pw\"",
+        "password",
+        "password set without username",
+    );
+    at4(
+        "username = 5",
+        "username",
+        "expected a string, found integer 5",
+    );
+    at4(
+        "keep_alive = \"4s\"",
+        "keep_alive",
+        "4s is out of range: expected 5s..=18h",
+    );
+    at4("keep_alive = \"19h\"", "keep_alive", "19h is out of range");
+    at4(
+        "keep_alive = \"5500ms\"",
+        "keep_alive",
+        "expected whole seconds",
+    );
+    at4(
+        "inflight = 0",
+        "inflight",
+        "invalid value 0: expected an integer in 1..=65535",
+    );
+    at4("inflight = 65536", "inflight", "invalid value 65536");
+    at4(
+        "batch = 0",
+        "batch",
+        "invalid value 0: expected an integer >= 1",
+    );
+    at4(
+        "backoff_min = \"0ms\"",
+        "backoff_min",
+        "0ms is out of range",
+    );
+    at4(
+        "backoff_max = \"50ms\"",
+        "backoff_max",
+        "50ms is less than backoff_min 100ms",
+    );
+    at4(
+        "connect_timeout = 0",
+        "connect_timeout",
+        "0ms is out of range",
+    );
+
+    assert_eq!(
+        one_error("[[upstream]]\nname = \"my cloud\"\nurl = \"mqtt://h\"\n"),
+        "f.toml:2:8: upstream[0].name: invalid name \"my cloud\": expected 1 to 64 characters from A-Z, a-z, 0-9, '_' and '-'"
+    );
+    assert_eq!(
+        one_error("[[upstream]]\nname = \"c\"\nurl = \"nats://h:4222\"\n"),
+        "f.toml:3:7: upstream[0].url: URL \"nats://h:4222\": scheme \"nats://\" is not supported yet (supported: mqtt://)"
+    );
+    assert_eq!(
+        one_error("\n[[upstream]]\nurl = \"mqtt://h\"\n"),
+        "f.toml:2:1: upstream[0]: missing required key \"name\": expected name = \"cloud\" or similar"
+    );
+    assert_eq!(
+        one_error("[[upstream]]\nname = \"c\"\n"),
+        "f.toml:1:1: upstream[0]: missing required key \"url\": expected url = \"mqtt://host[:port]\""
+    );
+    assert_eq!(
+        one_error(&format!("{UP}{UP}")),
+        "f.toml:5:8: upstream[1].name: duplicate name \"cloud\" (already used by upstream[0])"
+    );
+}
+
+#[test]
+fn forward_rules() {
+    let fw = |body: &str| format!("{UP}[[forward]]\n{body}\n");
+    assert_eq!(
+        one_error(&fw("upstream = \"cloud\"\nfilter = \"a/+b\"")),
+        "f.toml:6:10: forward[0].filter: invalid filter \"a/+b\": '+' must be a whole level, like \"sensors/+/temp\""
+    );
+    assert_eq!(
+        one_error(&fw("upstream = \"cloud\"\nfilter = \"\"")),
+        "f.toml:6:10: forward[0].filter: expected a non-empty MQTT topic filter like \"sensors/#\""
+    );
+    assert_eq!(
+        one_error(&fw(
+            "upstream = \"cloud\"\nfilter = \"a\"\ntopic = \"x/{name}\""
+        )),
+        "f.toml:7:9: forward[0].topic: topic template \"x/{name}\": unknown placeholder \"{name}\": the only placeholder is {topic}"
+    );
+    assert_eq!(
+        one_error(&fw("upstream = \"cloud\"\nfilter = \"a\"\ntopic = \"x/#\"")),
+        "f.toml:7:9: forward[0].topic: topic template \"x/#\" contains '+' or '#': expected a topic without wildcards"
+    );
+    assert_eq!(
+        one_error(&fw("upstream = \"cloud\"\nfilter = \"a\"\nqos = 3")),
+        "f.toml:7:7: forward[0].qos: invalid qos 3: expected 0 or 1"
+    );
+    assert_eq!(
+        one_error(&fw("upstream = \"cloud\"\nfilter = \"a\"\nqos = \"1\"")),
+        "f.toml:7:7: forward[0].qos: expected an integer in 0..=1, found string \"1\""
+    );
+    assert_eq!(
+        one_error(&fw("filter = \"a\"")),
+        "f.toml:4:1: forward[0]: missing required key \"upstream\": expected the name of an [[upstream]]"
+    );
+    assert_eq!(
+        one_error(&fw("upstream = \"cloud\"")),
+        "f.toml:4:1: forward[0]: missing required key \"filter\": expected an MQTT topic filter like \"sensors/#\""
+    );
+    let c = parse(
+        &fw("upstream = \"cloud\"\nfilter = \"a/#\"\ntopic = \"s1/{topic}\"\nqos = 0"),
+        "f.toml",
+    )
+    .unwrap();
+    assert_eq!(c.forward[0].upstream_topic("a/b"), "s1/a/b");
+    assert_eq!(c.forward[0].qos, 0);
+}
+
+#[test]
+fn bad_upstream_name_is_reported_once() {
+    let text = "[[upstream]]\nname = \"my cloud\"\nurl = \"mqtt://h\"\n[[forward]]\nupstream = \"my cloud\"\nfilter = \"#\"\n";
+    let e = one_error(text);
+    assert!(
+        e.starts_with("f.toml:2:8: upstream[0].name: invalid name"),
+        "{e}"
+    );
+}
+
+#[test]
+fn forward_without_any_upstream_is_an_error_per_rule() {
+    let text = "[[forward]]\nupstream = \"cloud\"\nfilter = \"a\"\n\n[[forward]]\nupstream = \"edge\"\nfilter = \"b\"\n";
+    let e = parse(text, "f.toml").unwrap_err();
+    let lines: Vec<String> = e.problems.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        vec![
+            "f.toml:2:12: forward[0].upstream: no [[upstream]] named \"cloud\" (no [[upstream]] is configured)",
+            "f.toml:6:12: forward[1].upstream: no [[upstream]] named \"edge\" (no [[upstream]] is configured)",
+        ]
+    );
+    // An upstream nobody forwards to is fine.
+    parse(UP, "f.toml").unwrap();
+}

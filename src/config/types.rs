@@ -1,0 +1,209 @@
+//! The validated configuration handed to the rest of ferry.
+//!
+//! Every value here has passed the checks in `validate`, so consumers may
+//! rely on the documented ranges without re-checking them. `Default` mirrors
+//! `DEFAULT_TOML` exactly (a test keeps the two in step).
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::topic;
+use super::units::ByteSize;
+use super::url::UpstreamUrl;
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Config {
+    pub mqtt: MqttConfig,
+    pub nats: NatsConfig,
+    pub store: StoreConfig,
+    pub upstream: Vec<UpstreamConfig>,
+    pub forward: Vec<ForwardRule>,
+    pub metrics: MetricsConfig,
+    pub log: LogConfig,
+    pub gateway: GatewayConfig,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MqttConfig {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    /// 64B..=256MiB.
+    pub max_packet_size: ByteSize,
+    /// >= 1.
+    pub max_connections: usize,
+    /// QoS>0 publishes one client may have un-acknowledged by us; >= 1.
+    pub max_inflight: u16,
+    /// Messages waiting for one subscriber connection; >= 1.
+    pub max_queued: usize,
+    /// Time from TCP accept to CONNECT; > 0.
+    pub connect_timeout: Duration,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            enabled: true,
+            listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 1883)),
+            max_packet_size: ByteSize::mib(1),
+            max_connections: 10_000,
+            max_inflight: 1024,
+            max_queued: 1000,
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NatsConfig {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    /// 1B..=64MiB.
+    pub max_payload: ByteSize,
+    /// 256B..=1MiB.
+    pub max_control_line: ByteSize,
+    /// Slow-consumer cut-off per connection; >= max_payload.
+    pub max_pending: ByteSize,
+    /// > 0.
+    pub ping_interval: Duration,
+    /// >= 1.
+    pub max_pings_out: u32,
+    /// >= 1.
+    pub max_connections: usize,
+    /// Non-empty, printable ASCII without spaces (sent in INFO).
+    pub server_name: String,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        NatsConfig {
+            enabled: true,
+            listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 4222)),
+            max_payload: ByteSize::mib(1),
+            max_control_line: ByteSize::kib(4),
+            max_pending: ByteSize::mib(64),
+            ping_interval: Duration::from_secs(120),
+            max_pings_out: 2,
+            max_connections: 10_000,
+            server_name: "ferry".to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreConfig {
+    /// Non-empty; relative paths are relative to the working directory.
+    pub dir: PathBuf,
+    pub cache_size: ByteSize,
+    /// Events per write transaction; 1..=65536.
+    pub max_batch: usize,
+    /// Extra wait to gather a bigger group commit; <= 1s.
+    pub linger: Duration,
+    /// Events waiting for the writer; >= 1.
+    pub queue: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            dir: PathBuf::from("./data"),
+            cache_size: ByteSize::mib(4),
+            max_batch: 1024,
+            linger: Duration::ZERO,
+            queue: 4096,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamConfig {
+    /// Unique among upstreams; `[A-Za-z0-9_-]{1,64}`.
+    pub name: String,
+    pub url: UpstreamUrl,
+    /// 1..=65535 bytes; defaults to "ferry-<name>".
+    pub client_id: String,
+    /// Set whenever `password` is set (MQTT 3.1.1 requires it).
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Whole seconds, 5s..=18h (MQTT carries it as u16 seconds).
+    pub keep_alive: Duration,
+    /// >= 1.
+    pub inflight: u16,
+    /// Records read from the store at once; >= 1.
+    pub batch: usize,
+    /// > 0.
+    pub backoff_min: Duration,
+    /// >= backoff_min.
+    pub backoff_max: Duration,
+    /// > 0.
+    pub connect_timeout: Duration,
+}
+
+impl UpstreamConfig {
+    /// An upstream with every optional key at its default.
+    pub fn new(name: &str, url: UpstreamUrl) -> Self {
+        UpstreamConfig {
+            name: name.to_string(),
+            url,
+            client_id: default_client_id(name),
+            username: None,
+            password: None,
+            keep_alive: Duration::from_secs(30),
+            inflight: 256,
+            batch: 256,
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+pub(crate) fn default_client_id(name: &str) -> String {
+    format!("ferry-{name}")
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForwardRule {
+    /// Names an entry of `Config::upstream`.
+    pub upstream: String,
+    /// A valid MQTT topic filter.
+    pub filter: String,
+    /// Upstream topic template; `{topic}` is the local topic. `None` keeps
+    /// the local topic. Rendered topics never contain wildcards.
+    pub topic: Option<String>,
+    /// 0 or 1.
+    pub qos: u8,
+}
+
+impl ForwardRule {
+    /// The topic a local message is published under upstream.
+    pub fn upstream_topic(&self, local_topic: &str) -> String {
+        topic::render(self.topic.as_deref(), local_topic)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MetricsConfig {
+    /// `None` means no metrics endpoint.
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogConfig {
+    /// A level name or a tracing `EnvFilter` directive string.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GatewayConfig {
+    /// `[A-Za-z0-9_.-]{0,64}`; empty means "use the host name at run time".
+    pub id: String,
+}

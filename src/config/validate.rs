@@ -1,0 +1,285 @@
+//! Turns the raw file into a `Config`, checking every rule and recording
+//! every violation (the per-key rules live next to the reads below, so the
+//! documented range of each field is enforced in exactly one place).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::check::{Bound, Checker};
+use super::links;
+use super::raw::{Leaf, RawConfig, RawGateway, RawLog, RawMetrics, RawMqtt, RawNats, RawStore};
+use super::types::{
+    Config, GatewayConfig, LogConfig, MetricsConfig, MqttConfig, NatsConfig, StoreConfig,
+};
+use super::units::ByteSize;
+
+const MAX_BYTES: ByteSize = ByteSize(u64::MAX);
+
+/// Builds the config; problems are left in `c` (the value is meaningless if
+/// any were recorded).
+pub(crate) fn validate(raw: &RawConfig, c: &mut Checker) -> Config {
+    let mqtt = mqtt(c, raw.mqtt.as_ref().map(Spanned::get_ref));
+    let nats = nats(c, raw.nats.as_ref().map(Spanned::get_ref));
+    let metrics = metrics(c, raw.metrics.as_ref().map(Spanned::get_ref));
+    check_listeners(c, raw, &mqtt, &nats, &metrics);
+    let (upstream, forward) = links::upstreams_and_forwards(c, raw);
+    Config {
+        mqtt,
+        nats,
+        store: store(c, raw.store.as_ref().map(Spanned::get_ref)),
+        upstream,
+        forward,
+        metrics,
+        log: log(c, raw.log.as_ref().map(Spanned::get_ref)),
+        gateway: gateway(c, raw.gateway.as_ref().map(Spanned::get_ref)),
+    }
+}
+
+fn mqtt(c: &mut Checker, raw: Option<&RawMqtt>) -> MqttConfig {
+    let mut m = MqttConfig::default();
+    let Some(r) = raw else { return m };
+    m.enabled = c.bool("mqtt.enabled", &r.enabled).unwrap_or(m.enabled);
+    m.listen = c
+        .addr("mqtt.listen", &r.listen, "0.0.0.0:1883")
+        .unwrap_or(m.listen);
+    m.max_packet_size = c
+        .size(
+            "mqtt.max_packet_size",
+            &r.max_packet_size,
+            ByteSize(64),
+            ByteSize::mib(256),
+        )
+        .unwrap_or(m.max_packet_size);
+    m.max_connections = c
+        .uint(
+            "mqtt.max_connections",
+            &r.max_connections,
+            Bound::AtLeast(1),
+        )
+        .unwrap_or(m.max_connections);
+    m.max_inflight = c
+        .uint(
+            "mqtt.max_inflight",
+            &r.max_inflight,
+            Bound::Between(1, 65_535),
+        )
+        .unwrap_or(m.max_inflight);
+    m.max_queued = c
+        .uint("mqtt.max_queued", &r.max_queued, Bound::AtLeast(1))
+        .unwrap_or(m.max_queued);
+    m.connect_timeout =
+        positive(c, "mqtt.connect_timeout", &r.connect_timeout).unwrap_or(m.connect_timeout);
+    m
+}
+
+fn nats(c: &mut Checker, raw: Option<&RawNats>) -> NatsConfig {
+    let mut n = NatsConfig::default();
+    let Some(r) = raw else { return n };
+    n.enabled = c.bool("nats.enabled", &r.enabled).unwrap_or(n.enabled);
+    n.listen = c
+        .addr("nats.listen", &r.listen, "0.0.0.0:4222")
+        .unwrap_or(n.listen);
+    n.max_payload = c
+        .size(
+            "nats.max_payload",
+            &r.max_payload,
+            ByteSize(1),
+            ByteSize::mib(64),
+        )
+        .unwrap_or(n.max_payload);
+    n.max_control_line = c
+        .size(
+            "nats.max_control_line",
+            &r.max_control_line,
+            ByteSize(256),
+            ByteSize::mib(1),
+        )
+        .unwrap_or(n.max_control_line);
+    n.max_pending = c
+        .size("nats.max_pending", &r.max_pending, ByteSize(1), MAX_BYTES)
+        .unwrap_or(n.max_pending);
+    n.ping_interval =
+        positive(c, "nats.ping_interval", &r.ping_interval).unwrap_or(n.ping_interval);
+    n.max_pings_out = c
+        .uint(
+            "nats.max_pings_out",
+            &r.max_pings_out,
+            Bound::Between(1, u64::from(u32::MAX)),
+        )
+        .unwrap_or(n.max_pings_out);
+    n.max_connections = c
+        .uint(
+            "nats.max_connections",
+            &r.max_connections,
+            Bound::AtLeast(1),
+        )
+        .unwrap_or(n.max_connections);
+    if let Some((s, at)) = c.string("nats.server_name", &r.server_name) {
+        if s.is_empty() || s.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
+            c.at(
+                at,
+                format!(
+                    "nats.server_name: invalid name {s:?}: expected a non-empty name without spaces"
+                ),
+            );
+        } else {
+            n.server_name = s.to_string();
+        }
+    }
+    // A message as big as max_payload must fit in the pending buffer, or
+    // every such message would cut off the consumer that receives it.
+    if n.max_pending < n.max_payload {
+        let (at, path) = match (&r.max_pending, &r.max_payload) {
+            (Some(v), _) => (v.span().start, "nats.max_pending"),
+            (None, Some(v)) => (v.span().start, "nats.max_payload"),
+            (None, None) => (0, "nats.max_pending"),
+        };
+        c.at(
+            at,
+            format!(
+                "{path}: max_pending {} is smaller than max_payload {}: expected max_pending >= max_payload",
+                n.max_pending, n.max_payload
+            ),
+        );
+    }
+    n
+}
+
+fn store(c: &mut Checker, raw: Option<&RawStore>) -> StoreConfig {
+    let mut s = StoreConfig::default();
+    let Some(r) = raw else { return s };
+    if let Some((dir, at)) = c.string("store.dir", &r.dir) {
+        if dir.is_empty() || dir.contains('\0') {
+            c.at(
+                at,
+                format!(
+                    "store.dir: invalid path {dir:?}: expected a directory path like \"./data\""
+                ),
+            );
+        } else {
+            s.dir = PathBuf::from(dir);
+        }
+    }
+    s.cache_size = c
+        .size("store.cache_size", &r.cache_size, ByteSize(0), MAX_BYTES)
+        .unwrap_or(s.cache_size);
+    s.max_batch = c
+        .uint("store.max_batch", &r.max_batch, Bound::Between(1, 65_536))
+        .unwrap_or(s.max_batch);
+    s.linger = c
+        .duration(
+            "store.linger",
+            &r.linger,
+            Duration::ZERO,
+            Some(Duration::from_secs(1)),
+        )
+        .unwrap_or(s.linger);
+    s.queue = c
+        .uint("store.queue", &r.queue, Bound::AtLeast(1))
+        .unwrap_or(s.queue);
+    s
+}
+
+fn metrics(c: &mut Checker, raw: Option<&RawMetrics>) -> MetricsConfig {
+    MetricsConfig {
+        listen: raw.and_then(|r| c.addr("metrics.listen", &r.listen, "127.0.0.1:9090")),
+    }
+}
+
+const LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace", "off"];
+
+fn log(c: &mut Checker, raw: Option<&RawLog>) -> LogConfig {
+    let mut l = LogConfig::default();
+    let Some((level, at)) = raw.and_then(|r| c.string("log.level", &r.level)) else {
+        return l;
+    };
+    // A bare word is almost always meant as a level; EnvFilter would take a
+    // typo like "inf" as a target name and silently log nothing useful.
+    let is_directive = level.contains(['=', ',', '[', ':']);
+    let is_level = LEVELS
+        .iter()
+        .any(|lv| lv.eq_ignore_ascii_case(level.trim()));
+    if is_directive || is_level {
+        l.level = level.to_string();
+    } else {
+        c.at(
+            at,
+            format!(
+                "log.level: unknown level {level:?}: expected one of error, warn, info, debug, trace, off, or a directive like \"info,ferry=debug\""
+            ),
+        );
+    }
+    l
+}
+
+fn gateway(c: &mut Checker, raw: Option<&RawGateway>) -> GatewayConfig {
+    let mut g = GatewayConfig::default();
+    let Some((id, at)) = raw.and_then(|r| c.string("gateway.id", &r.id)) else {
+        return g;
+    };
+    let ok = id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok {
+        g.id = id.to_string();
+    } else {
+        c.at(
+            at,
+            format!(
+                "gateway.id: invalid id {id:?}: expected up to 64 characters from A-Z, a-z, 0-9, '_', '.' and '-' (empty = host name)"
+            ),
+        );
+    }
+    g
+}
+
+/// A timeout or interval: zero would mean "fail at once" or "spin".
+pub(crate) fn positive(c: &mut Checker, path: &str, leaf: &Leaf) -> Option<Duration> {
+    c.duration(path, leaf, Duration::from_millis(1), None)
+}
+
+/// Two enabled listeners on the same port fail at bind time; say so now,
+/// with a line number.
+fn check_listeners(
+    c: &mut Checker,
+    raw: &RawConfig,
+    mqtt: &MqttConfig,
+    nats: &NatsConfig,
+    metrics: &MetricsConfig,
+) {
+    let leaf = |get: fn(&RawConfig) -> Option<&Leaf>| {
+        get(raw).and_then(|l| l.as_ref()).map(|v| v.span().start)
+    };
+    let mut listeners: Vec<(&str, SocketAddr, Option<usize>)> = Vec::new();
+    if mqtt.enabled {
+        let at = leaf(|r| r.mqtt.as_ref().map(|m| &m.get_ref().listen));
+        listeners.push(("mqtt.listen", mqtt.listen, at));
+    }
+    if nats.enabled {
+        let at = leaf(|r| r.nats.as_ref().map(|n| &n.get_ref().listen));
+        listeners.push(("nats.listen", nats.listen, at));
+    }
+    if let Some(addr) = metrics.listen {
+        let at = leaf(|r| r.metrics.as_ref().map(|m| &m.get_ref().listen));
+        listeners.push(("metrics.listen", addr, at));
+    }
+    for (i, (path, addr, at)) in listeners.iter().enumerate() {
+        for (other_path, other, other_at) in listeners.iter().take(i) {
+            let clash = addr.port() == other.port()
+                && (addr.ip() == other.ip()
+                    || addr.ip().is_unspecified()
+                    || other.ip().is_unspecified());
+            if clash {
+                let offset = at.or(*other_at).unwrap_or(0);
+                c.at(
+                    offset,
+                    format!("{path}: {addr} clashes with {other_path} {other}: expected a different port"),
+                );
+            }
+        }
+    }
+}

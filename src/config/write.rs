@@ -1,0 +1,158 @@
+//! Writes the effective configuration back as TOML in the same shape and
+//! units a person would write, so `ferry --print-config` output can be
+//! pasted into a file and parses back to the identical `Config`.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::types::Config;
+use super::units::format_duration;
+
+impl Config {
+    /// The effective configuration as TOML with human units ("64MiB",
+    /// "30s"). Includes upstream passwords: treat the output as a secret.
+    /// Non-UTF-8 bytes in `store.dir` are replaced (lossy), the one case
+    /// where the output does not parse back to `self`.
+    pub fn to_toml(&self) -> String {
+        let mut w = Writer(String::new());
+        let m = &self.mqtt;
+        w.table("mqtt");
+        w.raw("enabled", m.enabled);
+        w.str("listen", &m.listen.to_string());
+        w.str("max_packet_size", &m.max_packet_size.to_string());
+        w.raw("max_connections", m.max_connections);
+        w.raw("max_inflight", m.max_inflight);
+        w.raw("max_queued", m.max_queued);
+        w.dur("connect_timeout", m.connect_timeout);
+
+        let n = &self.nats;
+        w.table("nats");
+        w.raw("enabled", n.enabled);
+        w.str("listen", &n.listen.to_string());
+        w.str("max_payload", &n.max_payload.to_string());
+        w.str("max_control_line", &n.max_control_line.to_string());
+        w.str("max_pending", &n.max_pending.to_string());
+        w.dur("ping_interval", n.ping_interval);
+        w.raw("max_pings_out", n.max_pings_out);
+        w.raw("max_connections", n.max_connections);
+        w.str("server_name", &n.server_name);
+
+        let s = &self.store;
+        w.table("store");
+        w.str("dir", &s.dir.to_string_lossy());
+        w.str("cache_size", &s.cache_size.to_string());
+        w.raw("max_batch", s.max_batch);
+        w.dur("linger", s.linger);
+        w.raw("queue", s.queue);
+
+        for u in &self.upstream {
+            w.array_table("upstream");
+            w.str("name", &u.name);
+            w.str("url", &u.url.to_string());
+            w.str("client_id", &u.client_id);
+            if let Some(user) = &u.username {
+                w.str("username", user);
+            }
+            if let Some(pass) = &u.password {
+                w.str("password", pass);
+            }
+            w.dur("keep_alive", u.keep_alive);
+            w.raw("inflight", u.inflight);
+            w.raw("batch", u.batch);
+            w.dur("backoff_min", u.backoff_min);
+            w.dur("backoff_max", u.backoff_max);
+            w.dur("connect_timeout", u.connect_timeout);
+        }
+
+        for f in &self.forward {
+            w.array_table("forward");
+            w.str("upstream", &f.upstream);
+            w.str("filter", &f.filter);
+            if let Some(t) = &f.topic {
+                w.str("topic", t);
+            }
+            w.raw("qos", f.qos);
+        }
+
+        w.table("metrics");
+        if let Some(addr) = self.metrics.listen {
+            w.str("listen", &addr.to_string());
+        }
+        w.table("log");
+        w.str("level", &self.log.level);
+        w.table("gateway");
+        w.str("id", &self.gateway.id);
+        w.0
+    }
+}
+
+struct Writer(String);
+
+// `write!` into a String cannot fail; the results are ignored on purpose.
+impl Writer {
+    fn table(&mut self, name: &str) {
+        self.blank_line();
+        let _ = writeln!(self.0, "[{name}]");
+    }
+    fn array_table(&mut self, name: &str) {
+        self.blank_line();
+        let _ = writeln!(self.0, "[[{name}]]");
+    }
+    fn blank_line(&mut self) {
+        if !self.0.is_empty() {
+            self.0.push('\n');
+        }
+    }
+    fn raw(&mut self, key: &str, v: impl std::fmt::Display) {
+        let _ = writeln!(self.0, "{key} = {v}");
+    }
+    fn str(&mut self, key: &str, v: &str) {
+        let _ = writeln!(self.0, "{key} = {}", quote(v));
+    }
+    fn dur(&mut self, key: &str, d: Duration) {
+        self.str(key, &format_duration(d));
+    }
+}
+
+/// A TOML basic string.
+pub(crate) fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04X}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quote_escapes() {
+        for s in [
+            "plain",
+            "a\"b",
+            "c:\\dir",
+            "tab\there",
+            "nl\n",
+            "\u{7f}\u{1}",
+            "é✓",
+        ] {
+            let doc = format!("k = {}", quote(s));
+            let t: toml::Table = toml::from_str(&doc).unwrap();
+            assert_eq!(t["k"].as_str(), Some(s), "{doc}");
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! The in-flight window of one upstream link, and the cursor it implies.
+//!
+//! Pure bookkeeping, no I/O, so the cursor rule can be tested exhaustively:
+//! the cursor is the highest seq such that every record at or below it that was sent
+//! on this link has been acknowledged. It is what gets persisted, so after a reconnect or
+//! a crash the link resends from `cursor + 1`: at most the window (plus what was acked
+//! since the last persisted cursor) is sent twice, and nothing is skipped.
+
+use std::collections::{HashMap, VecDeque};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Sent {
+    seq: u64,
+    acked: bool,
+}
+
+#[derive(Debug)]
+pub struct Window {
+    /// Everything at or below this is acknowledged (or not ours).
+    cursor: u64,
+    /// Highest seq read from the store (sent or skipped as not ours).
+    scanned: u64,
+    /// Sent and not yet folded into the cursor, in seq order.
+    inflight: VecDeque<Sent>,
+    /// Handed to the client library, waiting to learn its packet id, in send order.
+    awaiting_pkid: VecDeque<(u64, u8)>,
+    by_pkid: HashMap<u16, u64>,
+}
+
+impl Window {
+    pub fn new(cursor: u64) -> Window {
+        Window {
+            cursor,
+            scanned: cursor,
+            inflight: VecDeque::new(),
+            awaiting_pkid: VecDeque::new(),
+            by_pkid: HashMap::new(),
+        }
+    }
+
+    pub fn cursor(&self) -> u64 {
+        self.cursor
+    }
+
+    pub fn scanned(&self) -> u64 {
+        self.scanned
+    }
+
+    pub fn len(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// `seq` was handed to the client at `qos`. Seqs must be pushed in increasing order.
+    pub fn push(&mut self, seq: u64, qos: u8) {
+        debug_assert!(seq > self.scanned);
+        self.inflight.push_back(Sent { seq, acked: false });
+        self.awaiting_pkid.push_back((seq, qos));
+        self.scanned = seq;
+    }
+
+    /// The store was read up to `seq`; records not pushed were not for this link.
+    pub fn scanned_to(&mut self, seq: u64) {
+        if seq > self.scanned {
+            self.scanned = seq;
+        }
+        self.fold();
+    }
+
+    /// The client wrote the next publish with packet id `pkid` (0 for QoS 0, which
+    /// counts as delivered once written).
+    pub fn written(&mut self, pkid: u16) {
+        let Some((seq, qos)) = self.awaiting_pkid.pop_front() else {
+            return;
+        };
+        if qos == 0 {
+            self.mark(seq);
+        } else {
+            self.by_pkid.insert(pkid, seq);
+        }
+    }
+
+    /// The upstream acknowledged `pkid`. Returns false for an id we do not know.
+    pub fn acked(&mut self, pkid: u16) -> bool {
+        match self.by_pkid.remove(&pkid) {
+            Some(seq) => {
+                self.mark(seq);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn mark(&mut self, seq: u64) {
+        if let Ok(i) = self.inflight.binary_search_by_key(&seq, |s| s.seq) {
+            if let Some(s) = self.inflight.get_mut(i) {
+                s.acked = true;
+            }
+        }
+        self.fold();
+    }
+
+    fn fold(&mut self) {
+        while let Some(front) = self.inflight.front() {
+            if !front.acked {
+                break;
+            }
+            self.cursor = front.seq;
+            self.inflight.pop_front();
+        }
+        self.cursor = match self.inflight.front() {
+            Some(front) => front.seq - 1,
+            None => self.scanned,
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_waits_for_the_oldest_ack() {
+        let mut w = Window::new(10);
+        for seq in [11, 12, 14] {
+            w.push(seq, 1);
+        }
+        w.scanned_to(15); // 13 and 15 were not ours
+        for pkid in [1, 2, 3] {
+            w.written(pkid);
+        }
+        assert_eq!(w.cursor(), 10);
+        assert!(w.acked(2));
+        assert_eq!(w.cursor(), 10);
+        assert!(w.acked(1));
+        assert_eq!(w.cursor(), 13);
+        assert!(w.acked(3));
+        assert_eq!(w.cursor(), 15);
+        assert!(!w.acked(3));
+        assert_eq!(w.len(), 0);
+    }
+
+    #[test]
+    fn qos0_counts_when_written() {
+        let mut w = Window::new(0);
+        w.push(1, 0);
+        w.push(2, 1);
+        w.written(0);
+        assert_eq!(w.cursor(), 1);
+        w.written(7);
+        assert!(w.acked(7));
+        assert_eq!((w.cursor(), w.scanned(), w.len()), (2, 2, 0));
+    }
+
+    #[test]
+    fn nothing_in_flight_follows_the_scan() {
+        let mut w = Window::new(5);
+        w.scanned_to(9);
+        assert_eq!(w.cursor(), 9);
+        w.scanned_to(3);
+        assert_eq!(w.cursor(), 9);
+    }
+}

@@ -1,0 +1,19 @@
+//! ferry: a single-binary edge broker. Devices publish over MQTT and NATS; ferry routes
+//! to local subscribers at once, keeps what a forwarding rule selects in a durable redb
+//! log, and forwards it upstream in batches, resuming from a persisted cursor.
+//!
+//! The data path, in module order: [`mqtt`] / [`nats`] (listener, codec, session) ->
+//! [`broker`] (the hub every session publishes through) -> [`router`] (local fan-out)
+//! and [`store`] (group-committed log) -> [`forward`] (upstream links).
+//! docs/ARCHITECTURE.md describes it and its invariants.
+
+pub mod broker;
+pub mod config;
+pub mod event;
+pub mod forward;
+pub mod metrics;
+pub mod mqtt;
+pub mod nats;
+pub mod router;
+pub mod store;
+pub mod topic;

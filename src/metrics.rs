@@ -1,0 +1,150 @@
+//! Counters and gauges, and their Prometheus text exposition.
+//!
+//! Plain atomics rather than a metrics framework: every hot-path update is one relaxed
+//! `fetch_add`, and the whole set is rendered on demand by [`Metrics::render`].
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    pub fn set(&self, v: i64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+    pub fn add(&self, v: i64) {
+        self.0.fetch_add(v, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Per-upstream figures, registered once per `[[upstream]]`.
+#[derive(Debug, Default)]
+pub struct UpstreamMetrics {
+    pub name: String,
+    pub connected: Gauge,
+    pub forwarded: Counter,
+    pub connect_failures: Counter,
+    pub cursor: Gauge,
+    pub backlog_events: Gauge,
+}
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub connections_mqtt: Gauge,
+    pub connections_nats: Gauge,
+    pub connections_refused: Counter,
+    pub protocol_errors: Counter,
+    pub events_received: Counter,
+    pub events_stored: Counter,
+    pub store_commits: Counter,
+    pub store_errors: Counter,
+    pub store_queue: Gauge,
+    pub dropped_slow_subscriber: Counter,
+    pub dropped_no_subscriber: Counter,
+    pub deliveries: Counter,
+    pub upstreams: Mutex<Vec<Arc<UpstreamMetrics>>>,
+}
+
+impl Metrics {
+    pub fn upstream(&self, name: &str) -> Arc<UpstreamMetrics> {
+        let mut list = self.upstreams.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = list.iter().find(|m| m.name == name) {
+            return m.clone();
+        }
+        let m = Arc::new(UpstreamMetrics {
+            name: name.to_string(),
+            ..UpstreamMetrics::default()
+        });
+        list.push(m.clone());
+        m
+    }
+
+    /// The Prometheus text format (version 0.0.4).
+    pub fn render(&self) -> String {
+        let mut s = String::with_capacity(4096);
+        let g = |s: &mut String, name: &str, help: &str, v: i64| {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        };
+        let c = |s: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        };
+        let _ = writeln!(
+            s,
+            "# HELP ferry_connections Open client connections.\n# TYPE ferry_connections gauge\n\
+             ferry_connections{{protocol=\"mqtt\"}} {}\nferry_connections{{protocol=\"nats\"}} {}",
+            self.connections_mqtt.get(),
+            self.connections_nats.get()
+        );
+        c(&mut s, "ferry_connections_refused_total", "Connections refused at the connection limit.", self.connections_refused.get());
+        c(&mut s, "ferry_protocol_errors_total", "Connections closed for malformed or forbidden input.", self.protocol_errors.get());
+        c(&mut s, "ferry_events_received_total", "Events published by clients.", self.events_received.get());
+        c(&mut s, "ferry_events_stored_total", "Events committed to the store.", self.events_stored.get());
+        c(&mut s, "ferry_store_commits_total", "Store write transactions committed.", self.store_commits.get());
+        c(&mut s, "ferry_store_errors_total", "Store write transactions that failed.", self.store_errors.get());
+        g(&mut s, "ferry_store_queue", "Events waiting for the store writer.", self.store_queue.get());
+        c(&mut s, "ferry_deliveries_total", "Events queued to local subscribers.", self.deliveries.get());
+        let _ = writeln!(
+            s,
+            "# HELP ferry_events_dropped_total Events not delivered or not stored, by reason.\n\
+             # TYPE ferry_events_dropped_total counter\n\
+             ferry_events_dropped_total{{reason=\"slow_subscriber\"}} {}",
+            self.dropped_slow_subscriber.get()
+        );
+        let list = self.upstreams.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, help, kind) in [
+            ("ferry_upstream_connected", "1 while the upstream link is up.", "gauge"),
+            ("ferry_upstream_forwarded_total", "Events acknowledged by the upstream.", "counter"),
+            ("ferry_upstream_connect_failures_total", "Failed or lost upstream connections.", "counter"),
+            ("ferry_upstream_cursor", "Store sequence up to which the upstream has acknowledged.", "gauge"),
+            ("ferry_upstream_backlog_events", "Stored events not yet acknowledged by the upstream.", "gauge"),
+        ] {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for m in list.iter() {
+                let v = match name {
+                    "ferry_upstream_connected" => m.connected.get(),
+                    "ferry_upstream_forwarded_total" => m.forwarded.get() as i64,
+                    "ferry_upstream_connect_failures_total" => m.connect_failures.get() as i64,
+                    "ferry_upstream_cursor" => m.cursor.get(),
+                    _ => m.backlog_events.get(),
+                };
+                let _ = writeln!(s, "{name}{{upstream=\"{}\"}} {v}", m.name);
+            }
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_includes_upstreams() {
+        let m = Metrics::default();
+        m.events_received.add(3);
+        m.upstream("cloud").forwarded.add(2);
+        let text = m.render();
+        assert!(text.contains("ferry_events_received_total 3\n"));
+        assert!(text.contains("ferry_upstream_forwarded_total{upstream=\"cloud\"} 2\n"));
+    }
+}

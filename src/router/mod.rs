@@ -1,0 +1,121 @@
+//! The router: one subscription trie for both protocols, and the fan-out to outboxes.
+//!
+//! Routing takes a read lock and never awaits, so publishers on every connection route in
+//! parallel; only (un)subscribe takes the write lock. Fan-out clones an `Arc<Event>` per
+//! subscriber, never the payload.
+
+mod outbox;
+mod trie;
+
+pub use outbox::{Delivery, Outbox};
+pub use trie::Subscription;
+
+use crate::event::Event;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use trie::Trie;
+
+#[derive(Default)]
+pub struct Router {
+    trie: RwLock<Trie>,
+    /// Rotates the pick among queue-group members.
+    rotation: AtomicUsize,
+}
+
+/// What happened to one published event locally.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Routed {
+    pub delivered: usize,
+    pub dropped: usize,
+}
+
+impl Router {
+    pub fn new() -> Router {
+        Router::default()
+    }
+
+    /// Adds or replaces (same connection and key on the same filter) a subscription.
+    /// The filter must have been validated by the caller.
+    pub fn subscribe(&self, filter: &str, sub: Subscription) {
+        let mut trie = self.trie.write().unwrap_or_else(|e| e.into_inner());
+        trie.insert(filter, sub);
+    }
+
+    /// Removes the subscription of `conn_id`/`key` on `filter`; true if there was one.
+    pub fn unsubscribe(&self, filter: &str, conn_id: u64, key: u64) -> bool {
+        let mut trie = self.trie.write().unwrap_or_else(|e| e.into_inner());
+        trie.remove(filter, conn_id, key)
+    }
+
+    /// Delivers `event` to every matching subscriber, once per connection (MQTT) or once
+    /// per subscription (NATS), and to one member of each queue group. `from_conn` is the
+    /// publisher, skipped by subscriptions that asked for no local echo.
+    pub fn route(&self, event: &Arc<Event>, from_conn: u64) -> Routed {
+        let mut matched: Vec<Subscription> = Vec::new();
+        let mut grouped: Vec<Subscription> = Vec::new();
+        {
+            let trie = self.trie.read().unwrap_or_else(|e| e.into_inner());
+            trie.collect(&event.topic, &mut matched, &mut grouped);
+        }
+        matched.retain(|s| !(s.no_local && s.outbox.conn_id() == from_conn));
+        grouped.retain(|s| !(s.no_local && s.outbox.conn_id() == from_conn));
+        let mut targets = dedup(matched);
+        self.pick_group_members(grouped, &mut targets);
+
+        let mut routed = Routed::default();
+        for sub in targets {
+            let delivery = Delivery {
+                event: event.clone(),
+                qos: sub.qos.min(event.qos),
+                tag: sub.tag,
+            };
+            if sub.outbox.offer(delivery) {
+                routed.delivered += 1;
+            } else {
+                routed.dropped += 1;
+            }
+        }
+        routed
+    }
+
+    fn pick_group_members(&self, mut grouped: Vec<Subscription>, out: &mut Vec<Subscription>) {
+        grouped.sort_by(|a, b| a.group.cmp(&b.group));
+        let mut start = 0;
+        while start < grouped.len() {
+            let mut end = start + 1;
+            while end < grouped.len() && grouped[end].group == grouped[start].group {
+                end += 1;
+            }
+            let n = end - start;
+            let pick = self.rotation.fetch_add(1, Ordering::Relaxed) % n;
+            out.push(grouped[start + pick].clone());
+            start = end;
+        }
+    }
+}
+
+/// Merges subscriptions of one connection that overlap (MQTT: one delivery at the highest
+/// granted QoS); NATS subscriptions are `per_subscription` and each gets its own copy.
+fn dedup(mut subs: Vec<Subscription>) -> Vec<Subscription> {
+    if subs.len() < 2 {
+        return subs;
+    }
+    subs.sort_by_key(|s| (s.outbox.conn_id(), if s.per_subscription { s.key } else { 0 }));
+    let mut out: Vec<Subscription> = Vec::with_capacity(subs.len());
+    for s in subs {
+        match out.last_mut() {
+            Some(last)
+                if !s.per_subscription
+                    && !last.per_subscription
+                    && last.outbox.conn_id() == s.outbox.conn_id() =>
+            {
+                last.qos = last.qos.max(s.qos);
+            }
+            _ => out.push(s),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

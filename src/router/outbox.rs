@@ -1,0 +1,101 @@
+//! A subscriber's outbox: the bounded queue between the router and one connection.
+//!
+//! The router never waits on an outbox: a full one refuses the delivery, the refusal is
+//! counted, and the publisher carries on. That is how a slow subscriber is kept from
+//! stalling publishers (invariant 4 in docs/ARCHITECTURE.md).
+
+use crate::event::Event;
+use crate::metrics::Metrics;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use tokio::sync::mpsc;
+
+/// One message on its way to one subscriber connection.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub event: Arc<Event>,
+    /// The QoS to deliver at: min(publish QoS, granted QoS).
+    pub qos: u8,
+    /// Opaque to the router; the session's own handle for the subscription (NATS sid slot).
+    pub tag: u64,
+}
+
+/// The sending side of a connection's delivery queue, bounded in messages (the channel's
+/// capacity) and in bytes (`max_bytes`).
+#[derive(Debug)]
+pub struct Outbox {
+    conn_id: u64,
+    tx: mpsc::Sender<Delivery>,
+    pending_bytes: AtomicUsize,
+    max_bytes: usize,
+    dropped: AtomicU64,
+    overflowed: AtomicBool,
+    metrics: Arc<Metrics>,
+}
+
+impl Outbox {
+    /// Creates an outbox holding at most `capacity` deliveries and `max_bytes` bytes.
+    pub fn new(
+        conn_id: u64,
+        capacity: usize,
+        max_bytes: usize,
+        metrics: Arc<Metrics>,
+    ) -> (Arc<Outbox>, mpsc::Receiver<Delivery>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let outbox = Outbox {
+            conn_id,
+            tx,
+            pending_bytes: AtomicUsize::new(0),
+            max_bytes,
+            dropped: AtomicU64::new(0),
+            overflowed: AtomicBool::new(false),
+            metrics,
+        };
+        (Arc::new(outbox), rx)
+    }
+
+    pub fn conn_id(&self) -> u64 {
+        self.conn_id
+    }
+
+    /// Queues a delivery without waiting. Returns false (and counts the drop) when the
+    /// subscriber is too far behind or gone.
+    pub fn offer(&self, delivery: Delivery) -> bool {
+        let weight = delivery.event.weight();
+        let pending = self.pending_bytes.fetch_add(weight, Ordering::Relaxed);
+        if pending + weight > self.max_bytes {
+            self.pending_bytes.fetch_sub(weight, Ordering::Relaxed);
+            self.refuse();
+            return false;
+        }
+        match self.tx.try_send(delivery) {
+            Ok(()) => true,
+            Err(_) => {
+                self.pending_bytes.fetch_sub(weight, Ordering::Relaxed);
+                self.refuse();
+                false
+            }
+        }
+    }
+
+    fn refuse(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        self.overflowed.store(true, Ordering::Relaxed);
+        self.metrics.dropped_slow_subscriber.inc();
+    }
+
+    /// The connection took `delivery` off the queue; its bytes no longer count.
+    pub fn taken(&self, delivery: &Delivery) {
+        self.pending_bytes
+            .fetch_sub(delivery.event.weight(), Ordering::Relaxed);
+    }
+
+    /// True once, after the outbox refused a delivery since the last call.
+    pub fn take_overflow(&self) -> bool {
+        self.overflowed.swap(false, Ordering::Relaxed)
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}

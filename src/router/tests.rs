@@ -1,0 +1,138 @@
+use super::*;
+use crate::event::{Event, Origin};
+use crate::metrics::Metrics;
+use bytes::Bytes;
+use proptest::prelude::*;
+use tokio::sync::mpsc;
+
+fn outbox(conn: u64) -> (Arc<Outbox>, mpsc::Receiver<Delivery>) {
+    Outbox::new(conn, 16, usize::MAX, Arc::new(Metrics::default()))
+}
+
+fn sub(o: &Arc<Outbox>, qos: u8, key: u64) -> Subscription {
+    Subscription {
+        outbox: o.clone(),
+        qos,
+        key,
+        tag: key,
+        per_subscription: key != 0,
+        no_local: false,
+        group: None,
+    }
+}
+
+fn ev(topic: &str, qos: u8) -> Arc<Event> {
+    Arc::new(Event::new(topic.into(), Bytes::from_static(b"x"), qos, false, Origin::Mqtt))
+}
+
+#[test]
+fn overlapping_mqtt_subscriptions_deliver_once_at_highest_qos() {
+    let r = Router::new();
+    let (o, mut rx) = outbox(1);
+    r.subscribe("a/#", sub(&o, 0, 0));
+    // Same filter again replaces; a different overlapping filter merges at delivery.
+    r.subscribe("a/+", Subscription { key: 0, ..sub(&o, 1, 0) });
+    assert_eq!(r.route(&ev("a/b", 1), 99).delivered, 1);
+    let d = rx.try_recv().unwrap();
+    assert_eq!(d.qos, 1);
+    assert!(rx.try_recv().is_err());
+}
+
+#[test]
+fn nats_subscriptions_each_get_a_copy() {
+    let r = Router::new();
+    let (o, mut rx) = outbox(1);
+    r.subscribe("a/#", sub(&o, 0, 1));
+    r.subscribe("a/+", sub(&o, 0, 2));
+    assert_eq!(r.route(&ev("a/b", 0), 99).delivered, 2);
+    let mut tags = vec![rx.try_recv().unwrap().tag, rx.try_recv().unwrap().tag];
+    tags.sort();
+    assert_eq!(tags, vec![1, 2]);
+}
+
+#[test]
+fn queue_group_gets_one_copy_and_spreads() {
+    let r = Router::new();
+    let (o1, mut rx1) = outbox(1);
+    let (o2, mut rx2) = outbox(2);
+    let g: Arc<str> = "workers".into();
+    r.subscribe("jobs/+", Subscription { group: Some(g.clone()), ..sub(&o1, 0, 1) });
+    r.subscribe("jobs/+", Subscription { group: Some(g), ..sub(&o2, 0, 1) });
+    for _ in 0..10 {
+        assert_eq!(r.route(&ev("jobs/x", 0), 99).delivered, 1);
+    }
+    let (mut n1, mut n2) = (0, 0);
+    while rx1.try_recv().is_ok() {
+        n1 += 1;
+    }
+    while rx2.try_recv().is_ok() {
+        n2 += 1;
+    }
+    assert_eq!(n1 + n2, 10);
+    assert_eq!(n1, 5);
+}
+
+#[test]
+fn no_local_skips_publisher_and_unsubscribe_removes() {
+    let r = Router::new();
+    let (o, _rx) = outbox(7);
+    r.subscribe("t", Subscription { no_local: true, ..sub(&o, 0, 0) });
+    assert_eq!(r.route(&ev("t", 0), 7).delivered, 0);
+    assert_eq!(r.route(&ev("t", 0), 8).delivered, 1);
+    assert!(r.unsubscribe("t", 7, 0));
+    assert!(!r.unsubscribe("t", 7, 0));
+    assert_eq!(r.route(&ev("t", 0), 8).delivered, 0);
+}
+
+#[test]
+fn full_outbox_drops_and_counts() {
+    let r = Router::new();
+    let (o, _rx) = Outbox::new(1, 2, usize::MAX, Arc::new(Metrics::default()));
+    r.subscribe("t", sub(&o, 0, 0));
+    for _ in 0..5 {
+        r.route(&ev("t", 0), 9);
+    }
+    assert_eq!(o.dropped(), 3);
+    assert!(o.take_overflow());
+    assert!(!o.take_overflow());
+}
+
+fn level() -> impl Strategy<Value = String> {
+    prop_oneof![Just("a".to_string()), Just("b".to_string()), Just("".to_string()), Just("$x".to_string())]
+}
+
+fn topic_strategy() -> impl Strategy<Value = String> {
+    prop::collection::vec(level(), 1..5).prop_map(|v| v.join("/"))
+}
+
+fn filter_strategy() -> impl Strategy<Value = String> {
+    (
+        prop::collection::vec(prop_oneof![level(), Just("+".to_string())], 0..4),
+        any::<bool>(),
+    )
+        .prop_map(|(mut v, hash)| {
+            if hash || v.is_empty() {
+                v.push("#".to_string());
+            }
+            v.join("/")
+        })
+}
+
+proptest! {
+    /// The trie agrees with the plain matcher on every topic and set of filters.
+    #[test]
+    fn trie_equals_naive_matcher(filters in prop::collection::vec(filter_strategy(), 1..8), topic in topic_strategy()) {
+        let r = Router::new();
+        let mut rxs = Vec::new();
+        for (i, f) in filters.iter().enumerate() {
+            let (o, rx) = outbox(i as u64 + 1);
+            r.subscribe(f, sub(&o, 0, 0));
+            rxs.push(rx);
+        }
+        r.route(&ev(&topic, 0), 0);
+        for (i, f) in filters.iter().enumerate() {
+            let got = rxs[i].try_recv().is_ok();
+            prop_assert_eq!(got, crate::topic::matches(f, &topic), "filter {} topic {}", f, topic);
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! The durable log: redb tables, the handle the rest of ferry uses, and batch reads.
+//!
+//! Layout (one redb file, `<store.dir>/ferry.redb`):
+//! - `log`: seq (u64, strictly increasing, never reused) -> [`record`] bytes
+//! - `cursors`: upstream name -> highest seq such that every record at or below it that
+//!   is destined for that upstream has been acknowledged by it
+//! - `upstream_bits`: upstream name -> its bit in a record's destination mask
+//! - `meta`: "next_seq" -> the seq the next append gets (kept so seqs are never reused,
+//!   even after every record was deleted)
+//!
+//! All writes go through one thread ([`writer`]); readers open their own read transactions.
+
+mod record;
+mod writer;
+
+pub use record::{RecordError, StoredEvent};
+
+use crate::event::Event;
+use crate::metrics::Metrics;
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, watch};
+use writer::Command;
+
+pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+pub(crate) const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
+pub(crate) const UPSTREAM_BITS: TableDefinition<&str, u8> = TableDefinition::new("upstream_bits");
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// At most this many upstreams can ever be registered in one store (bits of a u64 mask).
+pub const MAX_UPSTREAMS: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create store directory {path}: {source}")]
+    Dir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("store: {0}")]
+    Redb(#[from] redb::Error),
+    #[error("store record: {0}")]
+    Record(#[from] RecordError),
+    #[error("store holds {0} upstreams; at most {MAX_UPSTREAMS} are supported")]
+    TooManyUpstreams(usize),
+    #[error("store writer has stopped")]
+    Closed,
+    #[error("commit failed: {0}")]
+    Commit(String),
+}
+
+fn redb_err<E: Into<redb::Error>>(e: E) -> StoreError {
+    StoreError::Redb(e.into())
+}
+
+/// Tuning for the writer, from `[store]`.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub cache_size: usize,
+    pub max_batch: usize,
+    pub linger: std::time::Duration,
+    pub queue: usize,
+}
+
+/// One upstream as the store knows it: its persistent mask bit and where it stands.
+#[derive(Debug, Clone)]
+pub struct UpstreamSlot {
+    pub name: Arc<str>,
+    pub bit: u8,
+    pub cursor: u64,
+}
+
+/// A cheap, cloneable handle to the store.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    tx: mpsc::Sender<Command>,
+    committed: watch::Receiver<u64>,
+    upstreams: Arc<Vec<UpstreamSlot>>,
+    metrics: Arc<Metrics>,
+}
+
+/// Waits for the writer thread to finish; returned by [`Store::open`].
+pub struct WriterJoin(std::thread::JoinHandle<()>);
+
+impl WriterJoin {
+    pub fn join(self) {
+        let _ = self.0.join();
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`, registers `upstreams` and starts the writer.
+    pub fn open(
+        dir: &Path,
+        upstreams: &[String],
+        opts: StoreOptions,
+        metrics: Arc<Metrics>,
+    ) -> Result<(Store, WriterJoin), StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let db = Database::builder()
+            .set_cache_size(opts.cache_size)
+            .create(dir.join("ferry.redb"))
+            .map_err(redb_err)?;
+        let (next_seq, slots) = init(&db, upstreams)?;
+        let db = Arc::new(db);
+        let (tx, rx) = mpsc::channel(opts.queue.max(1));
+        let (committed_tx, committed) = watch::channel(next_seq - 1);
+        let join = writer::spawn(writer::Writer {
+            db: db.clone(),
+            rx,
+            committed: committed_tx,
+            next_seq,
+            cursors: slots.clone(),
+            max_batch: opts.max_batch.max(1),
+            linger: opts.linger,
+            metrics: metrics.clone(),
+        })
+        .map_err(|e| StoreError::Commit(format!("cannot start writer thread: {e}")))?;
+        Ok((
+            Store {
+                db,
+                tx,
+                committed,
+                upstreams: Arc::new(slots),
+                metrics,
+            },
+            WriterJoin(join),
+        ))
+    }
+
+    /// The upstreams with their persistent bits and the cursors they had at open.
+    pub fn upstreams(&self) -> &[UpstreamSlot] {
+        &self.upstreams
+    }
+
+    /// Queues `event` for the log, destined for the upstreams in `dests`. Waits while the
+    /// writer's queue is full: that wait is ingest backpressure. The returned receiver
+    /// resolves to the event's seq once its transaction has committed durably.
+    pub async fn append(
+        &self,
+        event: Arc<Event>,
+        dests: u64,
+    ) -> Result<oneshot::Receiver<Result<u64, StoreError>>, StoreError> {
+        let (done, rx) = oneshot::channel();
+        self.metrics.store_queue.add(1);
+        let sent = self
+            .tx
+            .send(Command::Append {
+                event,
+                dests,
+                done: Some(done),
+            })
+            .await;
+        if sent.is_err() {
+            self.metrics.store_queue.add(-1);
+            return Err(StoreError::Closed);
+        }
+        Ok(rx)
+    }
+
+    /// Records that `upstream` (by slot index) has acknowledged everything up to `seq`.
+    /// Persisted with the writer's next commit; records every upstream has passed are
+    /// deleted in that same transaction.
+    pub async fn advance_cursor(&self, slot: usize, seq: u64) -> Result<(), StoreError> {
+        self.tx
+            .send(Command::Cursor { slot, seq })
+            .await
+            .map_err(|_| StoreError::Closed)
+    }
+
+    /// Seq of the last committed record (0 when none ever was).
+    pub fn committed(&self) -> watch::Receiver<u64> {
+        self.committed.clone()
+    }
+
+    /// Asks the writer to finish what is queued and stop.
+    pub async fn close(&self) {
+        let _ = self.tx.send(Command::Shutdown).await;
+    }
+
+    /// Reads up to `max` records destined for `bit` with seq > `after`, scanning at most
+    /// `4 * max` records. Returns them and the last seq scanned (so a reader can move past
+    /// records that are not for it). Blocking: call from a blocking context.
+    pub fn read_after(
+        &self,
+        after: u64,
+        max: usize,
+        bit: u8,
+    ) -> Result<(Vec<StoredEvent>, u64), StoreError> {
+        let txn = self.db.begin_read().map_err(redb_err)?;
+        let table = txn.open_table(LOG).map_err(redb_err)?;
+        let mut out = Vec::with_capacity(max.min(1024));
+        let mut last = after;
+        let mask = 1u64 << bit;
+        for (scanned, item) in table.range(after + 1..).map_err(redb_err)?.enumerate() {
+            if out.len() >= max || scanned >= max.saturating_mul(4) {
+                break;
+            }
+            let (k, v) = item.map_err(redb_err)?;
+            let seq = k.value();
+            last = seq;
+            let rec = record::decode(seq, v.value())?;
+            if rec.dests & mask != 0 {
+                out.push(rec);
+            }
+        }
+        Ok((out, last))
+    }
+
+    /// Number of records in the log (all upstreams), for status and tests.
+    pub fn len(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read().map_err(redb_err)?;
+        let table = txn.open_table(LOG).map_err(redb_err)?;
+        table.len().map_err(redb_err)
+    }
+}
+
+/// Creates the tables, assigns bits to new upstreams (whose cursor starts at the end of
+/// the log: they get events from now on) and returns the next seq and the slots.
+fn init(db: &Database, upstreams: &[String]) -> Result<(u64, Vec<UpstreamSlot>), StoreError> {
+    let txn = db.begin_write().map_err(redb_err)?;
+    let mut slots = Vec::with_capacity(upstreams.len());
+    let next_seq;
+    {
+        let log = txn.open_table(LOG).map_err(redb_err)?;
+        let mut meta = txn.open_table(META).map_err(redb_err)?;
+        let mut bits = txn.open_table(UPSTREAM_BITS).map_err(redb_err)?;
+        let mut cursors = txn.open_table(CURSORS).map_err(redb_err)?;
+        let last_key = log.last().map_err(redb_err)?.map(|(k, _)| k.value()).unwrap_or(0);
+        let stored_next = meta.get("next_seq").map_err(redb_err)?.map(|v| v.value()).unwrap_or(1);
+        next_seq = stored_next.max(last_key + 1);
+        meta.insert("next_seq", next_seq).map_err(redb_err)?;
+        meta.insert("format", u64::from(record::FORMAT_V1)).map_err(redb_err)?;
+
+        let mut used: u64 = 0;
+        for item in bits.iter().map_err(redb_err)? {
+            let (_, v) = item.map_err(redb_err)?;
+            used |= 1u64 << v.value();
+        }
+        for name in upstreams {
+            let existing = bits.get(name.as_str()).map_err(redb_err)?.map(|v| v.value());
+            let bit = match existing {
+                Some(b) => b,
+                None => {
+                    let free = (0..MAX_UPSTREAMS as u8)
+                        .find(|b| used & (1u64 << b) == 0)
+                        .ok_or(StoreError::TooManyUpstreams(MAX_UPSTREAMS + 1))?;
+                    used |= 1u64 << free;
+                    bits.insert(name.as_str(), free).map_err(redb_err)?;
+                    free
+                }
+            };
+            let stored = cursors.get(name.as_str()).map_err(redb_err)?.map(|v| v.value());
+            let cursor = match stored {
+                Some(c) => c,
+                None => {
+                    cursors.insert(name.as_str(), next_seq - 1).map_err(redb_err)?;
+                    next_seq - 1
+                }
+            };
+            slots.push(UpstreamSlot {
+                name: name.as_str().into(),
+                bit,
+                cursor,
+            });
+        }
+    }
+    txn.commit().map_err(redb_err)?;
+    Ok((next_seq, slots))
+}
+
+#[cfg(test)]
+mod tests;
