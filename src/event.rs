@@ -45,6 +45,11 @@ pub struct Event {
     /// Key/value metadata: MQTT 5 user properties or NATS headers. Empty for most events,
     /// so it costs one empty Vec.
     pub user_properties: Vec<(String, String)>,
+    /// Where replies go, in canonical (MQTT) form: the NATS reply subject or the MQTT 5
+    /// response topic. Subscribers see it translated into their own protocol.
+    pub response_topic: Option<Arc<str>>,
+    /// MQTT 5 correlation data, passed through untouched.
+    pub correlation_data: Option<Bytes>,
 }
 
 impl Event {
@@ -57,6 +62,8 @@ impl Event {
             origin,
             received_ms: now_ms(),
             user_properties: Vec::new(),
+            response_topic: None,
+            correlation_data: None,
         }
     }
 
@@ -69,7 +76,9 @@ impl Event {
                 .iter()
                 .map(|(k, v)| k.len() + v.len())
                 .sum::<usize>()
-            + 64
+            + self.response_topic.as_ref().map_or(0, |t| t.len())
+            + self.correlation_data.as_ref().map_or(0, |c| c.len())
+            + 96
     }
 }
 

@@ -95,8 +95,12 @@ fn run(path: Option<PathBuf>) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ferry: cannot start the async runtime: {e}");
@@ -104,7 +108,9 @@ fn run(path: Option<PathBuf>) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let source = path.map(|p| p.display().to_string()).unwrap_or_else(|| "built-in defaults".into());
+        let source = path
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "built-in defaults".into());
         tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %source, "ferry starting");
         let running = match ferry::broker::start(cfg).await {
             Ok(r) => r,
@@ -123,7 +129,10 @@ fn run(path: Option<PathBuf>) -> ExitCode {
 
 async fn wait_for_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         // Without signal handlers the only way out is being killed, which is still safe.
         std::future::pending::<()>().await;
         return "none";

@@ -95,14 +95,54 @@ impl Metrics {
             self.connections_mqtt.get(),
             self.connections_nats.get()
         );
-        c(&mut s, "ferry_connections_refused_total", "Connections refused at the connection limit.", self.connections_refused.get());
-        c(&mut s, "ferry_protocol_errors_total", "Connections closed for malformed or forbidden input.", self.protocol_errors.get());
-        c(&mut s, "ferry_events_received_total", "Events published by clients.", self.events_received.get());
-        c(&mut s, "ferry_events_stored_total", "Events committed to the store.", self.events_stored.get());
-        c(&mut s, "ferry_store_commits_total", "Store write transactions committed.", self.store_commits.get());
-        c(&mut s, "ferry_store_errors_total", "Store write transactions that failed.", self.store_errors.get());
-        g(&mut s, "ferry_store_queue", "Events waiting for the store writer.", self.store_queue.get());
-        c(&mut s, "ferry_deliveries_total", "Events queued to local subscribers.", self.deliveries.get());
+        c(
+            &mut s,
+            "ferry_connections_refused_total",
+            "Connections refused at the connection limit.",
+            self.connections_refused.get(),
+        );
+        c(
+            &mut s,
+            "ferry_protocol_errors_total",
+            "Connections closed for malformed or forbidden input.",
+            self.protocol_errors.get(),
+        );
+        c(
+            &mut s,
+            "ferry_events_received_total",
+            "Events published by clients.",
+            self.events_received.get(),
+        );
+        c(
+            &mut s,
+            "ferry_events_stored_total",
+            "Events committed to the store.",
+            self.events_stored.get(),
+        );
+        c(
+            &mut s,
+            "ferry_store_commits_total",
+            "Store write transactions committed.",
+            self.store_commits.get(),
+        );
+        c(
+            &mut s,
+            "ferry_store_errors_total",
+            "Store write transactions that failed.",
+            self.store_errors.get(),
+        );
+        g(
+            &mut s,
+            "ferry_store_queue",
+            "Events waiting for the store writer.",
+            self.store_queue.get(),
+        );
+        c(
+            &mut s,
+            "ferry_deliveries_total",
+            "Events queued to local subscribers.",
+            self.deliveries.get(),
+        );
         let _ = writeln!(
             s,
             "# HELP ferry_events_dropped_total Events not delivered or not stored, by reason.\n\
@@ -112,11 +152,31 @@ impl Metrics {
         );
         let list = self.upstreams.lock().unwrap_or_else(|e| e.into_inner());
         for (name, help, kind) in [
-            ("ferry_upstream_connected", "1 while the upstream link is up.", "gauge"),
-            ("ferry_upstream_forwarded_total", "Events acknowledged by the upstream.", "counter"),
-            ("ferry_upstream_connect_failures_total", "Failed or lost upstream connections.", "counter"),
-            ("ferry_upstream_cursor", "Store sequence up to which the upstream has acknowledged.", "gauge"),
-            ("ferry_upstream_backlog_events", "Stored events not yet acknowledged by the upstream.", "gauge"),
+            (
+                "ferry_upstream_connected",
+                "1 while the upstream link is up.",
+                "gauge",
+            ),
+            (
+                "ferry_upstream_forwarded_total",
+                "Events acknowledged by the upstream.",
+                "counter",
+            ),
+            (
+                "ferry_upstream_connect_failures_total",
+                "Failed or lost upstream connections.",
+                "counter",
+            ),
+            (
+                "ferry_upstream_cursor",
+                "Store sequence up to which the upstream has acknowledged.",
+                "gauge",
+            ),
+            (
+                "ferry_upstream_backlog_events",
+                "Stored events not yet acknowledged by the upstream.",
+                "gauge",
+            ),
         ] {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for m in list.iter() {

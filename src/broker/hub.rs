@@ -7,7 +7,7 @@
 use crate::event::Event;
 use crate::forward::Forwarding;
 use crate::metrics::Metrics;
-use crate::router::Router;
+use crate::router::{Routed, Router};
 use crate::store::{Store, StoreError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +15,14 @@ use tokio::sync::oneshot;
 
 /// Resolves to the event's store seq once it is durable.
 pub type Durable = oneshot::Receiver<Result<u64, StoreError>>;
+
+/// The outcome of [`Hub::publish`].
+pub struct Published {
+    /// Local deliveries made and refused.
+    pub routed: Routed,
+    /// Set when a forwarding rule selected the event: resolves once it is durable.
+    pub durable: Option<Durable>,
+}
 
 pub struct Hub {
     pub router: Router,
@@ -44,7 +52,11 @@ impl Hub {
     /// Returns `Some(durable)` when the event was queued for the store; the caller acks
     /// the publisher when it resolves. Waits while the store queue is full (backpressure
     /// on this publisher only).
-    pub async fn publish(&self, event: Arc<Event>, from_conn: u64) -> Result<Option<Durable>, StoreError> {
+    pub async fn publish(
+        &self,
+        event: Arc<Event>,
+        from_conn: u64,
+    ) -> Result<Option<Durable>, StoreError> {
         self.metrics.events_received.inc();
         let routed = self.router.route(&event, from_conn);
         self.metrics.deliveries.add(routed.delivered as u64);

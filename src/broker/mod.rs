@@ -3,7 +3,7 @@
 mod http;
 mod hub;
 
-pub use hub::{Durable, Hub};
+pub use hub::{Durable, Hub, Published};
 
 use crate::config::Config;
 use crate::forward::{self, Forwarding};
@@ -40,10 +40,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     };
     let dir = config.store.dir.clone();
     let store_metrics = metrics.clone();
-    let (store, writer) = tokio::task::spawn_blocking(move || Store::open(&dir, &names, opts, store_metrics))
-        .await
-        .context("store open task")?
-        .with_context(|| format!("cannot open store in {}", config.store.dir.display()))?;
+    let (store, writer) =
+        tokio::task::spawn_blocking(move || Store::open(&dir, &names, opts, store_metrics))
+            .await
+            .context("store open task")?
+            .with_context(|| format!("cannot open store in {}", config.store.dir.display()))?;
     let bits: Vec<u8> = store.upstreams().iter().map(|u| u.bit).collect();
     let forwarding = Forwarding::new(&config.upstream, &config.forward, &bits);
     let hub = Arc::new(Hub::new(forwarding, Some(store.clone()), metrics.clone()));
@@ -108,6 +109,7 @@ impl Running {
         }
         drop(self.store);
         let writer = self.writer;
-        let _ = tokio::time::timeout(grace, tokio::task::spawn_blocking(move || writer.join())).await;
+        let _ =
+            tokio::time::timeout(grace, tokio::task::spawn_blocking(move || writer.join())).await;
     }
 }

@@ -269,7 +269,9 @@ fn check_listeners(
     }
     for (i, (path, addr, at)) in listeners.iter().enumerate() {
         for (other_path, other, other_at) in listeners.iter().take(i) {
-            let clash = addr.port() == other.port()
+            // Port 0 asks the OS for a free port: never a clash.
+            let clash = addr.port() != 0
+                && addr.port() == other.port()
                 && (addr.ip() == other.ip()
                     || addr.ip().is_unspecified()
                     || other.ip().is_unspecified());

@@ -56,7 +56,10 @@ mod tests {
         assert!(bases[0] >= Duration::from_millis(50) && bases[0] <= Duration::from_millis(100));
         assert!(bases[1] >= Duration::from_millis(100) && bases[1] <= Duration::from_millis(200));
         for d in &bases[4..] {
-            assert!(*d >= Duration::from_millis(500) && *d <= Duration::from_secs(1), "{d:?}");
+            assert!(
+                *d >= Duration::from_millis(500) && *d <= Duration::from_secs(1),
+                "{d:?}"
+            );
         }
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(100));

@@ -100,7 +100,8 @@ pub fn spawn_all(
     shutdown: &watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
-    for (slot_index, (upstream, slot)) in config.upstream.iter().zip(store.upstreams()).enumerate() {
+    for (slot_index, (upstream, slot)) in config.upstream.iter().zip(store.upstreams()).enumerate()
+    {
         let link = mqtt::Link {
             config: upstream.clone(),
             routes: routes_for(&upstream.name, &config.forward),
@@ -128,7 +129,10 @@ mod tests {
             qos: 1,
         };
         assert_eq!(r.remote_topic("sensors/t/1"), "site-a/sensors/t/1");
-        let plain = Route { template: None, ..r };
+        let plain = Route {
+            template: None,
+            ..r
+        };
         assert_eq!(plain.remote_topic("sensors/t/1"), "sensors/t/1");
     }
 }

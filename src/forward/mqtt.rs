@@ -12,7 +12,10 @@ use super::window::Window;
 use crate::config::UpstreamConfig;
 use crate::metrics::UpstreamMetrics;
 use crate::store::{Store, StoredEvent};
-use rumqttc::{AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, NetworkOptions, Outgoing, Packet, QoS};
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, NetworkOptions, Outgoing,
+    Packet, QoS,
+};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -47,7 +50,9 @@ impl Link {
         let mut was_up = true; // so the first failure is logged
         loop {
             let mut window = Window::new(persisted);
-            let end = self.connection(&mut window, &mut persisted, &mut backoff, &mut was_up).await;
+            let end = self
+                .connection(&mut window, &mut persisted, &mut backoff, &mut was_up)
+                .await;
             self.persist(window.cursor(), &mut persisted).await;
             self.metrics.connected.set(0);
             match end {
@@ -116,7 +121,8 @@ impl Link {
                     return End::Lost(reason);
                 }
             }
-            let more_to_send = connected && window.len() < capacity && window.scanned() < *committed.borrow();
+            let more_to_send =
+                connected && window.len() < capacity && window.scanned() < *committed.borrow();
             tokio::select! {
                 biased;
                 _ = self.shutdown.changed() => {
@@ -156,7 +162,12 @@ impl Link {
     }
 
     /// Reads the next records after the window's scan position and hands them to the client.
-    async fn send_batch(&self, client: &AsyncClient, window: &mut Window, capacity: usize) -> Result<(), String> {
+    async fn send_batch(
+        &self,
+        client: &AsyncClient,
+        window: &mut Window,
+        capacity: usize,
+    ) -> Result<(), String> {
         let room = (capacity - window.len()).min(self.config.batch);
         let store = self.store.clone();
         let (after, bit) = (window.scanned(), self.bit);
@@ -171,12 +182,25 @@ impl Link {
             }
         };
         for rec in records {
-            let Some(route) = self.routes.iter().find(|r| crate::topic::matches(&r.filter, &rec.topic)) else {
+            let Some(route) = self
+                .routes
+                .iter()
+                .find(|r| crate::topic::matches(&r.filter, &rec.topic))
+            else {
                 // The rule that selected it is gone from the config: nothing to send.
                 continue;
             };
-            let qos = if route.qos == 0 { QoS::AtMostOnce } else { QoS::AtLeastOnce };
-            let StoredEvent { seq, topic, payload, .. } = rec;
+            let qos = if route.qos == 0 {
+                QoS::AtMostOnce
+            } else {
+                QoS::AtLeastOnce
+            };
+            let StoredEvent {
+                seq,
+                topic,
+                payload,
+                ..
+            } = rec;
             client
                 .publish_bytes(route.remote_topic(&topic), qos, false, payload)
                 .await

@@ -49,7 +49,9 @@ impl std::fmt::Display for Close {
             Close::Normal => f.write_str("client sent DISCONNECT"),
             Close::Peer => f.write_str("connection closed by peer"),
             Close::Shutdown => f.write_str("server shutting down"),
-            Close::TakenOver => f.write_str("session taken over by a new connection with the same client id"),
+            Close::TakenOver => {
+                f.write_str("session taken over by a new connection with the same client id")
+            }
             Close::KeepAlive => f.write_str("keep-alive expired"),
             Close::Protocol(why) => write!(f, "protocol error: {why}"),
             Close::Io(e) => write!(f, "i/o error: {e}"),
@@ -87,7 +89,12 @@ struct Conn {
     max_packet: usize,
 }
 
-pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<MqttCtx>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<MqttCtx>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let metrics = ctx.hub.metrics.clone();
     metrics.connections_mqtt.add(1);
     let mut conn = Conn {
@@ -139,24 +146,43 @@ impl Conn {
     async fn session(&mut self, connect: codec::Connect, mut shutdown: watch::Receiver<bool>) {
         let cfg = &self.ctx.config.mqtt;
         let assigned = format!("ferry-auto-{}", self.conn_id);
-        let mut session = match session::accept(&connect, &assigned, usize::from(cfg.max_inflight)) {
+        let mut session = match session::accept(&connect, &assigned, usize::from(cfg.max_inflight))
+        {
             Ok(s) => s,
             Err(refusal) => {
                 tracing::info!(peer = %self.peer, client_id = %connect.client_id, code = refusal.code, "MQTT CONNECT refused");
-                let _ = self.send_now(&Packet::ConnAck(refusal), connect.protocol).await;
+                let _ = self
+                    .send_now(&Packet::ConnAck(refusal), connect.protocol)
+                    .await;
                 return;
             }
         };
         let protocol = session.protocol;
         let kick = self.ctx.registry.claim(&session.client_id, self.conn_id);
-        let (outbox, mut deliveries) = Outbox::new(self.conn_id, cfg.max_queued, usize::MAX, self.ctx.hub.metrics.clone());
-        let connack = codec::ConnAck { session_present: false, code: session::connack::ACCEPTED, properties: None };
+        let (outbox, mut deliveries) = Outbox::new(
+            self.conn_id,
+            cfg.max_queued,
+            usize::MAX,
+            self.ctx.hub.metrics.clone(),
+        );
+        let connack = codec::ConnAck {
+            session_present: false,
+            code: session::connack::ACCEPTED,
+            properties: None,
+        };
         tracing::info!(peer = %self.peer, client_id = %session.client_id, ?protocol, keep_alive = session.keep_alive, "MQTT client connected");
         let mut subs: HashMap<String, u8> = HashMap::new();
         let close = match self.send_now(&Packet::ConnAck(connack), protocol).await {
             Ok(()) => {
-                self.run(&mut session, &outbox, &mut deliveries, &mut subs, &kick, &mut shutdown)
-                    .await
+                self.run(
+                    &mut session,
+                    &outbox,
+                    &mut deliveries,
+                    &mut subs,
+                    &kick,
+                    &mut shutdown,
+                )
+                .await
             }
             Err(close) => close,
         };
@@ -170,7 +196,13 @@ impl Conn {
         tracing::info!(peer = %self.peer, client_id = %session.client_id, reason = %close, "MQTT client disconnected");
         if close.publishes_will() {
             if let Some(will) = connect.will {
-                let mut event = Event::new(will.topic.into(), will.payload, will.qos as u8, will.retain, Origin::Mqtt);
+                let mut event = Event::new(
+                    will.topic.into(),
+                    will.payload,
+                    will.qos as u8,
+                    will.retain,
+                    Origin::Mqtt,
+                );
                 event.user_properties = will.properties.user_properties;
                 let _ = self.ctx.hub.publish(Arc::new(event), self.conn_id).await;
             }
@@ -197,7 +229,10 @@ impl Conn {
                 match codec::decode(&mut self.rbuf, Some(protocol), self.max_packet) {
                     Ok(Some(packet)) => {
                         deadline = Instant::now() + keep_alive;
-                        if let Err(close) = self.handle(packet, session, outbox, subs, &mut pending).await {
+                        if let Err(close) = self
+                            .handle(packet, session, outbox, subs, &mut pending)
+                            .await
+                        {
                             return close;
                         }
                     }
@@ -256,11 +291,27 @@ impl Conn {
         let protocol = session.protocol;
         match packet {
             Packet::Publish(p) => {
-                topic::validate_name(&p.topic).map_err(|e| Close::Protocol(format!("PUBLISH to {:?}: {e}", p.topic)))?;
+                topic::validate_name(&p.topic)
+                    .map_err(|e| Close::Protocol(format!("PUBLISH to {:?}: {e}", p.topic)))?;
                 let qos = p.qos as u8;
-                let (pkid, kind) = (p.pkid, if qos == 2 { AckKind::PubRec } else { AckKind::PubAck });
-                if qos == 2 && !session.qos2_received(pkid).map_err(|e| Close::Protocol(e.into()))? {
-                    pending.push_back(PendingAck { kind, pkid, durable: None });
+                let (pkid, kind) = (
+                    p.pkid,
+                    if qos == 2 {
+                        AckKind::PubRec
+                    } else {
+                        AckKind::PubAck
+                    },
+                );
+                if qos == 2
+                    && !session
+                        .qos2_received(pkid)
+                        .map_err(|e| Close::Protocol(e.into()))?
+                {
+                    pending.push_back(PendingAck {
+                        kind,
+                        pkid,
+                        durable: None,
+                    });
                     return Ok(());
                 }
                 let mut event = Event::new(p.topic.into(), p.payload, qos, p.retain, Origin::Mqtt);
@@ -268,11 +319,15 @@ impl Conn {
                     event.user_properties = props.user_properties;
                 }
                 let durable = match self.ctx.hub.publish(Arc::new(event), self.conn_id).await {
-                    Ok(d) => d,
+                    Ok(published) => published.durable,
                     Err(e) => return Err(Close::Protocol(format!("store unavailable: {e}"))),
                 };
                 if qos > 0 {
-                    pending.push_back(PendingAck { kind, pkid, durable });
+                    pending.push_back(PendingAck {
+                        kind,
+                        pkid,
+                        durable,
+                    });
                 }
             }
             Packet::PubAck(a) => {
@@ -280,14 +335,23 @@ impl Conn {
             }
             Packet::PubRel(r) => {
                 session.qos2_released(r.pkid);
-                self.encode(&Packet::PubComp(PubAck { pkid: r.pkid, reason: 0, properties: None }), protocol);
+                self.encode(
+                    &Packet::PubComp(PubAck {
+                        pkid: r.pkid,
+                        reason: 0,
+                        properties: None,
+                    }),
+                    protocol,
+                );
             }
             Packet::PubRec(_) | Packet::PubComp(_) => {}
             Packet::Subscribe(s) => {
                 let mut codes = Vec::with_capacity(s.filters.len());
                 for f in s.filters {
                     let fresh = !subs.contains_key(&f.filter);
-                    if topic::validate_filter(&f.filter).is_err() || (fresh && subs.len() >= MAX_SUBSCRIPTIONS) {
+                    if topic::validate_filter(&f.filter).is_err()
+                        || (fresh && subs.len() >= MAX_SUBSCRIPTIONS)
+                    {
                         codes.push(if protocol == Protocol::V5 { 0x8F } else { 0x80 });
                         continue;
                     }
@@ -307,7 +371,14 @@ impl Conn {
                     subs.insert(f.filter, granted);
                     codes.push(granted);
                 }
-                self.encode(&Packet::SubAck(codec::SubAck { pkid: s.pkid, codes, properties: None }), protocol);
+                self.encode(
+                    &Packet::SubAck(codec::SubAck {
+                        pkid: s.pkid,
+                        codes,
+                        properties: None,
+                    }),
+                    protocol,
+                );
             }
             Packet::Unsubscribe(u) => {
                 let mut codes = Vec::with_capacity(u.filters.len());
@@ -316,12 +387,26 @@ impl Conn {
                     self.ctx.hub.router.unsubscribe(f, self.conn_id, 0);
                     codes.push(if existed { 0x00 } else { 0x11 });
                 }
-                self.encode(&Packet::UnsubAck(codec::UnsubAck { pkid: u.pkid, codes, properties: None }), protocol);
+                self.encode(
+                    &Packet::UnsubAck(codec::UnsubAck {
+                        pkid: u.pkid,
+                        codes,
+                        properties: None,
+                    }),
+                    protocol,
+                );
             }
             Packet::PingReq => self.encode(&Packet::PingResp, protocol),
             Packet::Disconnect(_) => return Err(Close::Normal),
-            Packet::Connect(_) => return Err(Close::Protocol("second CONNECT on one connection".into())),
-            other => return Err(Close::Protocol(format!("unexpected packet from client: {}", packet_name(&other)))),
+            Packet::Connect(_) => {
+                return Err(Close::Protocol("second CONNECT on one connection".into()));
+            }
+            other => {
+                return Err(Close::Protocol(format!(
+                    "unexpected packet from client: {}",
+                    packet_name(&other)
+                )));
+            }
         }
         Ok(())
     }
@@ -373,7 +458,9 @@ impl Conn {
                 Ok(())
             }
             Ok(Err(e)) => Err(Close::Io(e)),
-            Err(_) => Err(Close::Protocol("client stopped reading (write timeout)".into())),
+            Err(_) => Err(Close::Protocol(
+                "client stopped reading (write timeout)".into(),
+            )),
         }
     }
 }

@@ -35,7 +35,11 @@ pub fn accept(connect: &Connect, assigned: &str, max_inflight: usize) -> Result<
         // 3.1.1 section 3.1.3.1: an empty id is allowed only with a clean session.
         if !connect.clean_start && connect.protocol != Protocol::V5 {
             let code = connack::IDENTIFIER_REJECTED;
-            return Err(ConnAck { session_present: false, code, properties: None });
+            return Err(ConnAck {
+                session_present: false,
+                code,
+                properties: None,
+            });
         }
         client_id = assigned.to_string();
     }
@@ -67,7 +71,11 @@ impl Session {
                 continue;
             }
             if !self.outbound.contains(&self.next_pkid) {
-                return self.outbound.insert(self.next_pkid).ok().map(|_| self.next_pkid);
+                return self
+                    .outbound
+                    .insert(self.next_pkid)
+                    .ok()
+                    .map(|_| self.next_pkid);
             }
         }
     }
@@ -117,16 +125,24 @@ mod tests {
 
     #[test]
     fn empty_client_id_needs_clean_session() {
-        assert_eq!(accept(&connect("", true), "auto-1", 10).unwrap().client_id, "auto-1");
+        assert_eq!(
+            accept(&connect("", true), "auto-1", 10).unwrap().client_id,
+            "auto-1"
+        );
         let refused = accept(&connect("", false), "auto-1", 10).unwrap_err();
         assert_eq!(refused.code, connack::IDENTIFIER_REJECTED);
-        assert_eq!(accept(&connect("dev", false), "x", 10).unwrap().client_id, "dev");
+        assert_eq!(
+            accept(&connect("dev", false), "x", 10).unwrap().client_id,
+            "dev"
+        );
     }
 
     #[test]
     fn pkids_are_unique_and_capped() {
         let mut s = accept(&connect("d", true), "", 10).unwrap();
-        let ids: Vec<u16> = (0..OUTBOUND_INFLIGHT).map(|_| s.alloc_pkid().unwrap()).collect();
+        let ids: Vec<u16> = (0..OUTBOUND_INFLIGHT)
+            .map(|_| s.alloc_pkid().unwrap())
+            .collect();
         assert_eq!(ids[0], 1);
         assert!(s.alloc_pkid().is_none());
         assert!(s.acked(ids[3]));

@@ -100,7 +100,12 @@ fn dedup(mut subs: Vec<Subscription>) -> Vec<Subscription> {
     if subs.len() < 2 {
         return subs;
     }
-    subs.sort_by_key(|s| (s.outbox.conn_id(), if s.per_subscription { s.key } else { 0 }));
+    subs.sort_by_key(|s| {
+        (
+            s.outbox.conn_id(),
+            if s.per_subscription { s.key } else { 0 },
+        )
+    });
     let mut out: Vec<Subscription> = Vec::with_capacity(subs.len());
     for s in subs {
         match out.last_mut() {

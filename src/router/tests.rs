@@ -22,7 +22,13 @@ fn sub(o: &Arc<Outbox>, qos: u8, key: u64) -> Subscription {
 }
 
 fn ev(topic: &str, qos: u8) -> Arc<Event> {
-    Arc::new(Event::new(topic.into(), Bytes::from_static(b"x"), qos, false, Origin::Mqtt))
+    Arc::new(Event::new(
+        topic.into(),
+        Bytes::from_static(b"x"),
+        qos,
+        false,
+        Origin::Mqtt,
+    ))
 }
 
 #[test]
@@ -31,7 +37,13 @@ fn overlapping_mqtt_subscriptions_deliver_once_at_highest_qos() {
     let (o, mut rx) = outbox(1);
     r.subscribe("a/#", sub(&o, 0, 0));
     // Same filter again replaces; a different overlapping filter merges at delivery.
-    r.subscribe("a/+", Subscription { key: 0, ..sub(&o, 1, 0) });
+    r.subscribe(
+        "a/+",
+        Subscription {
+            key: 0,
+            ..sub(&o, 1, 0)
+        },
+    );
     assert_eq!(r.route(&ev("a/b", 1), 99).delivered, 1);
     let d = rx.try_recv().unwrap();
     assert_eq!(d.qos, 1);
@@ -56,8 +68,20 @@ fn queue_group_gets_one_copy_and_spreads() {
     let (o1, mut rx1) = outbox(1);
     let (o2, mut rx2) = outbox(2);
     let g: Arc<str> = "workers".into();
-    r.subscribe("jobs/+", Subscription { group: Some(g.clone()), ..sub(&o1, 0, 1) });
-    r.subscribe("jobs/+", Subscription { group: Some(g), ..sub(&o2, 0, 1) });
+    r.subscribe(
+        "jobs/+",
+        Subscription {
+            group: Some(g.clone()),
+            ..sub(&o1, 0, 1)
+        },
+    );
+    r.subscribe(
+        "jobs/+",
+        Subscription {
+            group: Some(g),
+            ..sub(&o2, 0, 1)
+        },
+    );
     for _ in 0..10 {
         assert_eq!(r.route(&ev("jobs/x", 0), 99).delivered, 1);
     }
@@ -76,7 +100,13 @@ fn queue_group_gets_one_copy_and_spreads() {
 fn no_local_skips_publisher_and_unsubscribe_removes() {
     let r = Router::new();
     let (o, _rx) = outbox(7);
-    r.subscribe("t", Subscription { no_local: true, ..sub(&o, 0, 0) });
+    r.subscribe(
+        "t",
+        Subscription {
+            no_local: true,
+            ..sub(&o, 0, 0)
+        },
+    );
     assert_eq!(r.route(&ev("t", 0), 7).delivered, 0);
     assert_eq!(r.route(&ev("t", 0), 8).delivered, 1);
     assert!(r.unsubscribe("t", 7, 0));
@@ -98,7 +128,12 @@ fn full_outbox_drops_and_counts() {
 }
 
 fn level() -> impl Strategy<Value = String> {
-    prop_oneof![Just("a".to_string()), Just("b".to_string()), Just("".to_string()), Just("$x".to_string())]
+    prop_oneof![
+        Just("a".to_string()),
+        Just("b".to_string()),
+        Just("".to_string()),
+        Just("$x".to_string())
+    ]
 }
 
 fn topic_strategy() -> impl Strategy<Value = String> {

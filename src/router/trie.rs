@@ -35,7 +35,10 @@ struct Node {
 
 impl Node {
     fn is_empty(&self) -> bool {
-        self.children.is_empty() && self.plus.is_none() && self.hash.is_none() && self.subs.is_empty()
+        self.children.is_empty()
+            && self.plus.is_none()
+            && self.hash.is_none()
+            && self.subs.is_empty()
     }
 }
 
@@ -72,7 +75,12 @@ impl Trie {
 
     /// Appends every subscription matching `topic`: ungrouped ones to `out`, queue-group
     /// members to `grouped`.
-    pub fn collect(&self, topic: &str, out: &mut Vec<Subscription>, grouped: &mut Vec<Subscription>) {
+    pub fn collect(
+        &self,
+        topic: &str,
+        out: &mut Vec<Subscription>,
+        grouped: &mut Vec<Subscription>,
+    ) {
         // Fixed-capacity split: no allocation per publish. Topics were validated to have
         // at most MAX_LEVELS levels; a longer one simply matches nothing.
         let mut levels: heapless::Vec<&str, MAX_LEVELS> = heapless::Vec::new();
@@ -134,7 +142,11 @@ fn remove_at(node: &mut Node, levels: &[&str], conn_id: u64, key: u64) -> bool {
     };
     match *level {
         "+" | "#" => {
-            let slot = if *level == "+" { &mut node.plus } else { &mut node.hash };
+            let slot = if *level == "+" {
+                &mut node.plus
+            } else {
+                &mut node.hash
+            };
             let Some(child) = slot else { return false };
             let removed = remove_at(child, rest, conn_id, key);
             if child.is_empty() {

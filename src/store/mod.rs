@@ -38,8 +38,9 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
+    /// Boxed: redb's error is large and this travels through every append's result.
     #[error("store: {0}")]
-    Redb(#[from] redb::Error),
+    Redb(Box<redb::Error>),
     #[error("store record: {0}")]
     Record(#[from] RecordError),
     #[error("store holds {0} upstreams; at most {MAX_UPSTREAMS} are supported")]
@@ -51,7 +52,7 @@ pub enum StoreError {
 }
 
 fn redb_err<E: Into<redb::Error>>(e: E) -> StoreError {
-    StoreError::Redb(e.into())
+    StoreError::Redb(Box::new(e.into()))
 }
 
 /// Tuning for the writer, from `[store]`.
@@ -212,6 +213,11 @@ impl Store {
         Ok((out, last))
     }
 
+    /// True when no record is waiting for any upstream.
+    pub fn is_empty(&self) -> Result<bool, StoreError> {
+        Ok(self.len()? == 0)
+    }
+
     /// Number of records in the log (all upstreams), for status and tests.
     pub fn len(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read().map_err(redb_err)?;
@@ -231,11 +237,20 @@ fn init(db: &Database, upstreams: &[String]) -> Result<(u64, Vec<UpstreamSlot>),
         let mut meta = txn.open_table(META).map_err(redb_err)?;
         let mut bits = txn.open_table(UPSTREAM_BITS).map_err(redb_err)?;
         let mut cursors = txn.open_table(CURSORS).map_err(redb_err)?;
-        let last_key = log.last().map_err(redb_err)?.map(|(k, _)| k.value()).unwrap_or(0);
-        let stored_next = meta.get("next_seq").map_err(redb_err)?.map(|v| v.value()).unwrap_or(1);
+        let last_key = log
+            .last()
+            .map_err(redb_err)?
+            .map(|(k, _)| k.value())
+            .unwrap_or(0);
+        let stored_next = meta
+            .get("next_seq")
+            .map_err(redb_err)?
+            .map(|v| v.value())
+            .unwrap_or(1);
         next_seq = stored_next.max(last_key + 1);
         meta.insert("next_seq", next_seq).map_err(redb_err)?;
-        meta.insert("format", u64::from(record::FORMAT_V1)).map_err(redb_err)?;
+        meta.insert("format", u64::from(record::FORMAT_V1))
+            .map_err(redb_err)?;
 
         let mut used: u64 = 0;
         for item in bits.iter().map_err(redb_err)? {
@@ -243,7 +258,10 @@ fn init(db: &Database, upstreams: &[String]) -> Result<(u64, Vec<UpstreamSlot>),
             used |= 1u64 << v.value();
         }
         for name in upstreams {
-            let existing = bits.get(name.as_str()).map_err(redb_err)?.map(|v| v.value());
+            let existing = bits
+                .get(name.as_str())
+                .map_err(redb_err)?
+                .map(|v| v.value());
             let bit = match existing {
                 Some(b) => b,
                 None => {
@@ -255,11 +273,16 @@ fn init(db: &Database, upstreams: &[String]) -> Result<(u64, Vec<UpstreamSlot>),
                     free
                 }
             };
-            let stored = cursors.get(name.as_str()).map_err(redb_err)?.map(|v| v.value());
+            let stored = cursors
+                .get(name.as_str())
+                .map_err(redb_err)?
+                .map(|v| v.value());
             let cursor = match stored {
                 Some(c) => c,
                 None => {
-                    cursors.insert(name.as_str(), next_seq - 1).map_err(redb_err)?;
+                    cursors
+                        .insert(name.as_str(), next_seq - 1)
+                        .map_err(redb_err)?;
                     next_seq - 1
                 }
             };

@@ -102,7 +102,13 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let mut e = Event::new("a/b".into(), Bytes::from_static(b"hello"), 1, true, Origin::Nats);
+        let mut e = Event::new(
+            "a/b".into(),
+            Bytes::from_static(b"hello"),
+            1,
+            true,
+            Origin::Nats,
+        );
         e.user_properties.push(("k".into(), "v".into()));
         let mut buf = Vec::new();
         encode(&e, 0b101, &mut buf).unwrap();
@@ -111,8 +117,14 @@ mod tests {
         assert_eq!(back.seq, 42);
         assert_eq!(back.topic, "a/b");
         assert_eq!(&back.payload[..], b"hello");
-        assert_eq!((back.qos, back.retain, back.origin, back.dests), (1, true, 1, 0b101));
-        assert_eq!(back.user_properties, vec![("k".to_string(), "v".to_string())]);
+        assert_eq!(
+            (back.qos, back.retain, back.origin, back.dests),
+            (1, true, 1, 0b101)
+        );
+        assert_eq!(
+            back.user_properties,
+            vec![("k".to_string(), "v".to_string())]
+        );
     }
 
     /// The exact bytes of a V1 record are frozen: a store written today must decode in
@@ -130,7 +142,13 @@ mod tests {
     #[test]
     fn rejects_unknown_and_corrupt() {
         assert!(matches!(decode(1, &[]), Err(RecordError::Empty)));
-        assert!(matches!(decode(1, &[9, 0]), Err(RecordError::UnknownFormat(9))));
-        assert!(matches!(decode(1, &[1, 0xff]), Err(RecordError::Corrupt(_))));
+        assert!(matches!(
+            decode(1, &[9, 0]),
+            Err(RecordError::UnknownFormat(9))
+        ));
+        assert!(matches!(
+            decode(1, &[1, 0xff]),
+            Err(RecordError::Corrupt(_))
+        ));
     }
 }

@@ -52,7 +52,9 @@ impl Writer {
         let mut dirty_cursors = false;
         let mut stop = false;
         while !stop {
-            let Some(first) = self.rx.blocking_recv() else { break };
+            let Some(first) = self.rx.blocking_recv() else {
+                break;
+            };
             batch.push(first);
             self.fill(&mut batch);
             if !self.linger.is_zero() && batch.len() < self.max_batch {
@@ -100,7 +102,10 @@ impl Writer {
                     tracing::error!(error = %e, events = appends, "store commit failed; appends refused");
                     let msg = e.to_string();
                     for c in batch.drain(..) {
-                        if let Command::Append { done: Some(done), .. } = c {
+                        if let Command::Append {
+                            done: Some(done), ..
+                        } = c
+                        {
                             let _ = done.send(Err(StoreError::Commit(msg.clone())));
                         }
                     }
@@ -136,7 +141,8 @@ impl Writer {
             for c in batch {
                 if let Command::Append { event, dests, .. } = c {
                     record::encode(event, *dests, scratch)?;
-                    log.insert(seq, scratch.as_slice()).map_err(super::redb_err)?;
+                    log.insert(seq, scratch.as_slice())
+                        .map_err(super::redb_err)?;
                     seq += 1;
                 }
             }
@@ -147,7 +153,9 @@ impl Writer {
             if dirty_cursors {
                 let mut cursors = txn.open_table(CURSORS).map_err(super::redb_err)?;
                 for s in &self.cursors {
-                    cursors.insert(&*s.name, s.cursor).map_err(super::redb_err)?;
+                    cursors
+                        .insert(&*s.name, s.cursor)
+                        .map_err(super::redb_err)?;
                 }
                 let min = self.cursors.iter().map(|s| s.cursor).min().unwrap_or(0);
                 if min > *deleted_upto {

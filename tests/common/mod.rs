@@ -1,0 +1,234 @@
+//! Test harness: the real `ferry` binary and a real `mosquitto`, on loopback, each killed
+//! when its handle drops. Every wait has a deadline; nothing sleeps and hopes.
+#![allow(dead_code)]
+
+pub mod upstream;
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Polls `cond` every 10 ms until it is true; panics with `what` after `limit`.
+pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + limit;
+    while !cond() {
+        assert!(
+            Instant::now() < end,
+            "timed out after {limit:?} waiting for: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A loopback port that was free a moment ago (for peers that cannot report theirs).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+/// A running ferry process with its log captured.
+pub struct Ferry {
+    child: Child,
+    pub log: Arc<Mutex<Vec<String>>>,
+    pub mqtt: SocketAddr,
+    pub nats: Option<SocketAddr>,
+    pub dir: PathBuf,
+}
+
+/// The config every test starts from: ephemeral loopback ports, store in `dir`.
+pub fn base_config(dir: &Path) -> String {
+    format!(
+        "[mqtt]\nlisten = \"127.0.0.1:0\"\n[nats]\nlisten = \"127.0.0.1:0\"\n[store]\ndir = \"{}\"\n",
+        dir.join("store").display()
+    )
+}
+
+/// An `[[upstream]]` plus a `[[forward]]` rule sending `sensors/#` to it as `site-a/{topic}`.
+pub fn forward_config(port: u16) -> String {
+    format!(
+        "[[upstream]]\nname = \"cloud\"\nurl = \"mqtt://127.0.0.1:{port}\"\nclient_id = \"gw-test\"\n\
+         backoff_min = \"50ms\"\nbackoff_max = \"500ms\"\n\
+         [[forward]]\nupstream = \"cloud\"\nfilter = \"sensors/#\"\ntopic = \"site-a/{{topic}}\"\nqos = 1\n"
+    )
+}
+
+impl Ferry {
+    /// Writes `config` to `dir/ferry.toml` and starts ferry on it; returns once both
+    /// listeners reported their addresses.
+    pub fn start(dir: &Path, config: &str) -> Ferry {
+        let path = dir.join("ferry.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .arg("--config")
+            .arg(&path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start ferry");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var_os("FERRY_TEST_LOG").is_some() {
+                    eprintln!("[ferry] {line}");
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut f = Ferry {
+            child,
+            log,
+            mqtt: "0.0.0.0:0".parse().unwrap(),
+            nats: None,
+            dir: dir.to_path_buf(),
+        };
+        let wants_nats = !config.contains("[nats]\nenabled = false");
+        wait_until(Duration::from_secs(20), "ferry listeners", || {
+            if let Ok(Some(status)) = f.child.try_wait() {
+                panic!("ferry exited early ({status}):\n{}", f.log_text());
+            }
+            f.mqtt = match f.addr_of("MQTT listener ready") {
+                Some(a) => a,
+                None => return false,
+            };
+            f.nats = f.addr_of("NATS listener ready");
+            !wants_nats || f.nats.is_some()
+        });
+        f
+    }
+
+    fn addr_of(&self, marker: &str) -> Option<SocketAddr> {
+        let log = self.log.lock().unwrap();
+        let line = log.iter().find(|l| l.contains(marker))?;
+        let at = line.find("addr=")? + 5;
+        line[at..].split_whitespace().next()?.parse().ok()
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Waits for a log line containing every one of `parts`.
+    pub fn wait_log(&self, parts: &[&str], limit: Duration) {
+        wait_until(limit, &format!("log line with {parts:?}"), || {
+            self.log
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| parts.iter().all(|p| l.contains(p)))
+        });
+    }
+
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits for exit; returns the exit code.
+    pub fn terminate(mut self) -> Option<i32> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            assert!(Instant::now() < end, "ferry did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Ferry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A mosquitto broker on a loopback port, with persistence in its own directory so that a
+/// stopped-and-started broker keeps its subscribers' sessions.
+pub struct Mosquitto {
+    child: Option<Child>,
+    pub port: u16,
+    dir: PathBuf,
+}
+
+impl Mosquitto {
+    pub fn start(dir: &Path, port: u16) -> Mosquitto {
+        let dir = dir.join(format!("mosquitto-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut m = Mosquitto {
+            child: None,
+            port,
+            dir,
+        };
+        m.restart();
+        m
+    }
+
+    /// Starts (again) on the same port and persistence file.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let conf = self.dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n\
+                 max_queued_messages 0\nmax_inflight_messages 100\nuser root\nlog_dest stderr\n",
+                self.port,
+                self.dir.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(mosquitto_bin())
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto (apt-get install mosquitto)");
+        self.child = Some(child);
+        let port = self.port;
+        wait_until(Duration::from_secs(10), "mosquitto to listen", || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+    }
+
+    /// Graceful stop (SIGTERM: mosquitto saves its sessions), waits for the exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn mosquitto_bin() -> &'static str {
+    if Path::new("/usr/sbin/mosquitto").exists() {
+        "/usr/sbin/mosquitto"
+    } else {
+        "mosquitto"
+    }
+}

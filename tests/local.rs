@@ -1,0 +1,254 @@
+//! Local pub/sub without any upstream, hostile input, and config errors.
+
+mod common;
+
+use common::upstream::{Device, wait_for};
+use common::{Ferry, base_config};
+use rumqttc::QoS;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+fn names(d: &Device) -> Vec<(String, String, u8)> {
+    d.received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, p, _)| p.as_ref() != b"probe")
+        .map(|(t, p, q)| (t.clone(), String::from_utf8_lossy(p).into_owned(), *q as u8))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wildcard_pubsub_qos0_and_qos1_without_upstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let ferry = Ferry::start(dir.path(), &base_config(dir.path()));
+    let sub_plus = Device::connect(ferry.mqtt, "sub-plus").await;
+    let sub_hash = Device::connect(ferry.mqtt, "sub-hash").await;
+    sub_plus
+        .client
+        .subscribe("home/+/temp", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    sub_hash
+        .client
+        .subscribe("home/#", QoS::AtMostOnce)
+        .await
+        .unwrap();
+    // Overlapping filters on one client: one delivery at the higher QoS.
+    sub_plus
+        .client
+        .subscribe("home/kitchen/#", QoS::AtMostOnce)
+        .await
+        .unwrap();
+    let publisher = Device::connect(ferry.mqtt, "pub").await;
+
+    // Wait until both subscriptions are live by probing with a QoS 0 message.
+    wait_for(Duration::from_secs(10), "subscriptions active", || {
+        let _ = publisher
+            .client
+            .try_publish("home/probe/temp", QoS::AtMostOnce, false, "probe");
+        !sub_plus.received.lock().unwrap().is_empty()
+            && !sub_hash.received.lock().unwrap().is_empty()
+    })
+    .await;
+    sub_plus.received.lock().unwrap().clear();
+    sub_hash.received.lock().unwrap().clear();
+
+    publisher
+        .client
+        .publish("home/kitchen/temp", QoS::AtLeastOnce, false, "21.5")
+        .await
+        .unwrap();
+    publisher
+        .client
+        .publish("home/kitchen/humidity", QoS::AtMostOnce, false, "40")
+        .await
+        .unwrap();
+    publisher
+        .client
+        .publish("home/a/b/temp", QoS::AtLeastOnce, false, "deep")
+        .await
+        .unwrap();
+    publisher
+        .client
+        .publish("office/x/temp", QoS::AtLeastOnce, false, "elsewhere")
+        .await
+        .unwrap();
+    publisher
+        .client
+        .publish("home/hall/temp", QoS::AtMostOnce, false, "19")
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(10), "deliveries", || {
+        sub_hash.received.lock().unwrap().len() >= 4 && sub_plus.received.lock().unwrap().len() >= 3
+    })
+    .await;
+    // A last marker through both proves nothing else is still on its way.
+    publisher
+        .client
+        .publish("home/kitchen/end", QoS::AtLeastOnce, false, "end")
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(10), "marker", || {
+        names(&sub_plus).iter().any(|m| m.1 == "end")
+            && names(&sub_hash).iter().any(|m| m.1 == "end")
+    })
+    .await;
+    assert_eq!(
+        names(&sub_plus),
+        vec![
+            ("home/kitchen/temp".into(), "21.5".into(), 1),
+            ("home/kitchen/humidity".into(), "40".into(), 0),
+            ("home/hall/temp".into(), "19".into(), 0),
+            ("home/kitchen/end".into(), "end".into(), 0),
+        ]
+    );
+    assert_eq!(
+        names(&sub_hash),
+        vec![
+            ("home/kitchen/temp".into(), "21.5".into(), 0),
+            ("home/kitchen/humidity".into(), "40".into(), 0),
+            ("home/a/b/temp".into(), "deep".into(), 0),
+            ("home/hall/temp".into(), "19".into(), 0),
+            ("home/kitchen/end".into(), "end".into(), 0),
+        ]
+    );
+    // Unsubscribe stops deliveries: after it, a message on the old filters and then a
+    // marker on a new one; the marker arriving alone proves the first was not delivered
+    // (deliveries from one publisher keep their order).
+    sub_hash.client.unsubscribe("home/#").await.unwrap();
+    sub_plus.client.unsubscribe("home/kitchen/#").await.unwrap();
+    sub_plus.client.unsubscribe("home/+/temp").await.unwrap();
+    sub_hash
+        .client
+        .subscribe("marker", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    sub_plus
+        .client
+        .subscribe("marker", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    sub_plus.received.lock().unwrap().clear();
+    sub_hash.received.lock().unwrap().clear();
+    wait_for(Duration::from_secs(10), "marker after unsubscribe", || {
+        let _ = publisher
+            .client
+            .try_publish("home/kitchen/temp", QoS::AtMostOnce, false, "gone");
+        let _ = publisher
+            .client
+            .try_publish("marker", QoS::AtMostOnce, false, "m");
+        !sub_plus.received.lock().unwrap().is_empty()
+            && !sub_hash.received.lock().unwrap().is_empty()
+    })
+    .await;
+    for d in [&sub_plus, &sub_hash] {
+        assert!(names(d).iter().all(|m| m.0 == "marker"), "{:?}", names(d));
+    }
+}
+
+/// Sends `bytes` on a fresh connection and returns true if ferry closed it.
+fn closed_after(addr: std::net::SocketAddr, bytes: &[u8]) -> bool {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(bytes);
+    let mut buf = [0u8; 64];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_closes_only_that_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        base_config(dir.path()).replace("[mqtt]\n", "[mqtt]\nmax_packet_size = \"1KiB\"\n");
+    let ferry = Ferry::start(dir.path(), &config);
+    let bystander = Device::connect(ferry.mqtt, "bystander").await;
+    bystander
+        .client
+        .subscribe("ok/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+
+    let addr = ferry.mqtt;
+    let garbage = tokio::task::spawn_blocking(move || {
+        closed_after(addr, b"\xde\xad\xbe\xef garbage\r\n\x00\x01\x02")
+    });
+    assert!(garbage.await.unwrap(), "garbage closes the connection");
+    ferry.wait_log(
+        &["closed before CONNECT", "protocol error"],
+        Duration::from_secs(10),
+    );
+
+    // PUBLISH (QoS 0, topic "a", payload "x") before CONNECT.
+    let early = tokio::task::spawn_blocking(move || {
+        closed_after(addr, &[0x30, 0x04, 0x00, 0x01, b'a', b'x'])
+    });
+    assert!(early.await.unwrap());
+    ferry.wait_log(&["first packet"], Duration::from_secs(10));
+
+    // A valid CONNECT, then a PUBLISH whose remaining length says 4 KiB: over the 1 KiB limit.
+    let oversize = tokio::task::spawn_blocking(move || {
+        let mut bytes = vec![
+            0x10, 0x0f, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 30, 0, 3, b'b', b'i', b'g',
+        ];
+        bytes.extend_from_slice(&[0x30, 0x80, 0x20, 0x00, 0x01, b'a']);
+        closed_after(addr, &bytes)
+    });
+    assert!(oversize.await.unwrap());
+    ferry.wait_log(
+        &["client_id=big", "exceeds the maximum packet size"],
+        Duration::from_secs(10),
+    );
+
+    // The bystander is still served.
+    let publisher = Device::connect(ferry.mqtt, "after").await;
+    publisher
+        .publish_acked(1, |_| "ok/still".into(), Duration::from_secs(10))
+        .await;
+    wait_for(Duration::from_secs(10), "bystander delivery", || {
+        !bystander.received.lock().unwrap().is_empty()
+    })
+    .await;
+    assert_eq!(bystander.received.lock().unwrap()[0].0, "ok/still");
+}
+
+#[test]
+fn invalid_config_is_reported_with_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[mqtt]\nlisten = \"0.0.0.0:99999\"\n\n[[forward]]\nupstream = \"nowhere\"\nfilter = \"a/#/b\"\n",
+    )
+    .unwrap();
+    for args in [vec!["check".to_string()], vec!["--config".to_string()]] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(&args)
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let file = path.display().to_string();
+        assert!(err.contains(&format!("{file}:2:10: ")), "{args:?}: {err}");
+        assert!(err.contains(&format!("{file}:5:12: ")), "{args:?}: {err}");
+        assert!(err.contains(&format!("{file}:6:10: ")), "{args:?}: {err}");
+    }
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "[store]\ndir = \"/tmp/x\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .arg("check")
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("listen = \"0.0.0.0:1883\""));
+}
