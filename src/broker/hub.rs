@@ -49,24 +49,22 @@ impl Hub {
     }
 
     /// Delivers `event` locally and, if a rule selects it, queues it for the store.
-    /// Returns `Some(durable)` when the event was queued for the store; the caller acks
-    /// the publisher when it resolves. Waits while the store queue is full (backpressure
-    /// on this publisher only).
+    /// `durable` is `Some` when the event was queued for the store; the caller acks the
+    /// publisher when it resolves. Waits while the store queue is full (backpressure on
+    /// this publisher only).
     pub async fn publish(
         &self,
         event: Arc<Event>,
         from_conn: u64,
-    ) -> Result<Option<Durable>, StoreError> {
+    ) -> Result<Published, StoreError> {
         self.metrics.events_received.inc();
         let routed = self.router.route(&event, from_conn);
         self.metrics.deliveries.add(routed.delivered as u64);
         let dests = self.forwarding.destinations(&event.topic);
-        if dests == 0 {
-            return Ok(None);
-        }
-        match &self.store {
-            Some(store) => store.append(event, dests).await.map(Some),
-            None => Ok(None),
-        }
+        let durable = match &self.store {
+            Some(store) if dests != 0 => Some(store.append(event, dests).await?),
+            _ => None,
+        };
+        Ok(Published { routed, durable })
     }
 }
