@@ -111,7 +111,8 @@ fn run(path: Option<PathBuf>) -> ExitCode {
         let source = path
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "built-in defaults".into());
-        tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %source, "ferry starting");
+        let gateway = gateway_id(&cfg.gateway.id);
+        tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %source, %gateway, "ferry starting");
         let running = match ferry::broker::start(cfg).await {
             Ok(r) => r,
             Err(e) => {
@@ -125,6 +126,16 @@ fn run(path: Option<PathBuf>) -> ExitCode {
         tracing::info!("ferry stopped");
         ExitCode::SUCCESS
     })
+}
+
+/// The configured gateway id, or the host name when none is set.
+fn gateway_id(configured: &str) -> String {
+    if !configured.is_empty() {
+        return configured.to_string();
+    }
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 async fn wait_for_signal() -> &'static str {

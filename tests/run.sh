@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The one test command: installs what the tests need, then runs every test.
+#   bash tests/run.sh
+# Needs: Debian/Ubuntu (apt), Rust (cargo), python3 with pip. Runs as root or with sudo.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+
+# Peers the tests run against: mosquitto (upstream broker) and nats-server.
+missing=()
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+# Debian starts a system mosquitto on 1883 after install; the tests use their own
+# brokers on free ports and do not need it, so it is left alone.
+
+# Python clients (paho-mqtt, nats-py, pytest), when the Python tests exist.
+if [ -f tests/python/requirements.txt ]; then
+  echo "== installing Python test clients"
+  python3 -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt 2>&1 \
+    | grep -v -i "running pip as the 'root' user" || true
+fi
+
+echo "== cargo test"
+cargo build --locked --bins
+cargo test --locked --all-targets
+
+if [ -f tests/python/requirements.txt ]; then
+  echo "== pytest"
+  FERRY_BIN="$(pwd)/target/debug/ferry" python3 -m pytest -q tests/python
+fi
