@@ -15,5 +15,6 @@ pub mod metrics;
 pub mod mqtt;
 pub mod nats;
 pub mod router;
+pub mod service;
 pub mod store;
 pub mod topic;

@@ -120,12 +120,49 @@ fn run(path: Option<PathBuf>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let notifier = service_ready();
         let signal = wait_for_signal().await;
         tracing::info!(%signal, "shutting down");
+        if let Some(n) = &notifier {
+            if let Err(e) = n.stopping() {
+                tracing::debug!("systemd notification failed: {e}");
+            }
+        }
         running.shutdown(SHUTDOWN_GRACE).await;
         tracing::info!("ferry stopped");
         ExitCode::SUCCESS
     })
+}
+
+/// Tells systemd (when it started us with `Type=notify`) that ferry is ready, and keeps
+/// its watchdog fed from a runtime task: if the runtime stops making progress, the pings
+/// stop and systemd restarts ferry.
+fn service_ready() -> Option<std::sync::Arc<ferry::service::Notifier>> {
+    let notifier = match ferry::service::Notifier::from_env() {
+        Ok(Some(n)) => std::sync::Arc::new(n),
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::warn!("systemd notification disabled: {e}");
+            return None;
+        }
+    };
+    if let Err(e) = notifier.ready() {
+        tracing::warn!("systemd readiness notification failed: {e}");
+    }
+    if let Some(every) = ferry::service::watchdog_interval() {
+        tracing::info!(interval = ?every, "systemd watchdog enabled");
+        let n = notifier.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if let Err(e) = n.watchdog() {
+                    tracing::debug!("systemd watchdog ping failed: {e}");
+                }
+            }
+        });
+    }
+    Some(notifier)
 }
 
 /// The configured gateway id, or the host name when none is set.

@@ -6,6 +6,8 @@
 //! tables of the wrong shape (serde stops at the first); everything else
 //! (types, ranges, cross-references) is collected.
 
+mod acl;
+mod board;
 mod check;
 mod errors;
 mod links;
@@ -26,10 +28,11 @@ mod tests_rules;
 
 use std::path::Path;
 
+pub use board::{BoardInfo, board, board_names};
 pub use errors::{ConfigError, Problem};
 pub use topic::TOPIC_PLACEHOLDER;
 pub use types::{
-    Config, ForwardRule, GatewayConfig, LogConfig, MetricsConfig, MqttConfig, NatsConfig,
+    AclAction, AclRule, Config, ForwardRule, GatewayConfig, LogConfig, MetricsConfig, MqttConfig, NatsConfig,
     StoreConfig, UpstreamConfig,
 };
 pub use units::{ByteSize, UnitError, format_duration, parse_duration};
@@ -67,7 +70,8 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
             });
         }
     };
-    let config = validate::validate(&raw, &mut checker);
+    let base = board::base(&mut checker, &raw);
+    let config = validate::validate(&raw, &mut checker, &base);
     let mut problems = checker.problems;
     if problems.is_empty() {
         Ok(config)

@@ -13,6 +13,8 @@ pub(crate) type Leaf = Option<Spanned<Value>>;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "the top level of the config file")]
 pub(crate) struct RawConfig {
+    /// A top-level string naming a built-in board profile (see `board.rs`).
+    pub board: Leaf,
     pub mqtt: Option<Spanned<RawMqtt>>,
     pub nats: Option<Spanned<RawNats>>,
     pub store: Option<Spanned<RawStore>>,
@@ -21,6 +23,7 @@ pub(crate) struct RawConfig {
     pub metrics: Option<Spanned<RawMetrics>>,
     pub log: Option<Spanned<RawLog>>,
     pub gateway: Option<Spanned<RawGateway>>,
+    pub acl: Option<Vec<Spanned<RawAcl>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -33,6 +36,12 @@ pub(crate) struct RawMqtt {
     pub max_inflight: Leaf,
     pub max_queued: Leaf,
     pub connect_timeout: Leaf,
+    pub max_sessions: Leaf,
+    pub max_queued_bytes: Leaf,
+    pub max_subscriptions: Leaf,
+    pub max_topic_levels: Leaf,
+    pub max_retained: Leaf,
+    pub max_topic_aliases: Leaf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -82,6 +91,14 @@ pub(crate) struct RawForward {
     pub filter: Leaf,
     pub topic: Leaf,
     pub qos: Leaf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an [[acl]] table")]
+pub(crate) struct RawAcl {
+    pub filter: Leaf,
+    pub action: Leaf,
+    pub allow: Leaf,
 }
 
 #[derive(Debug, Deserialize)]

@@ -14,6 +14,9 @@ use super::url::UpstreamUrl;
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Config {
+    /// The board profile the limits started from (`boards/<name>.toml`); keys set in the
+    /// file override it. `None`: the built-in defaults.
+    pub board: Option<String>,
     pub mqtt: MqttConfig,
     pub nats: NatsConfig,
     pub store: StoreConfig,
@@ -22,6 +25,36 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub log: LogConfig,
     pub gateway: GatewayConfig,
+    /// Access rules, first match wins; no match allows.
+    pub acl: Vec<AclRule>,
+}
+
+/// What an `[[acl]]` rule governs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AclAction {
+    Publish,
+    Subscribe,
+    All,
+}
+
+impl AclAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AclAction::Publish => "publish",
+            AclAction::Subscribe => "subscribe",
+            AclAction::All => "all",
+        }
+    }
+}
+
+/// One `[[acl]]` rule: allow or deny `action` on topics matching `filter`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AclRule {
+    /// MQTT filter, matched against published topics and requested filters.
+    pub filter: String,
+    pub action: AclAction,
+    /// Default false: a rule denies unless it says `allow = true`.
+    pub allow: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +71,18 @@ pub struct MqttConfig {
     pub max_queued: usize,
     /// Time from TCP accept to CONNECT; > 0.
     pub connect_timeout: Duration,
+    /// Sessions (online and offline) held at once; >= 1.
+    pub max_sessions: usize,
+    /// Bytes waiting for one subscriber or offline session; >= 1B.
+    pub max_queued_bytes: ByteSize,
+    /// Subscriptions one client may hold; >= 1.
+    pub max_subscriptions: usize,
+    /// Levels in a topic or filter; 1..=32.
+    pub max_topic_levels: usize,
+    /// Retained messages held (and stored); >= 1.
+    pub max_retained: usize,
+    /// MQTT 5 topic aliases per connection, each direction; 0..=65535.
+    pub max_topic_aliases: u16,
 }
 
 impl Default for MqttConfig {
@@ -50,6 +95,12 @@ impl Default for MqttConfig {
             max_inflight: 1024,
             max_queued: 1000,
             connect_timeout: Duration::from_secs(10),
+            max_sessions: 10_000,
+            max_queued_bytes: ByteSize::mib(16),
+            max_subscriptions: 1000,
+            max_topic_levels: 32,
+            max_retained: 10_000,
+            max_topic_aliases: 64,
         }
     }
 }

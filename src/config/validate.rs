@@ -18,12 +18,13 @@ use super::units::ByteSize;
 
 const MAX_BYTES: ByteSize = ByteSize(u64::MAX);
 
-/// Builds the config; problems are left in `c` (the value is meaningless if
-/// any were recorded).
-pub(crate) fn validate(raw: &RawConfig, c: &mut Checker) -> Config {
-    let mqtt = mqtt(c, raw.mqtt.as_ref().map(Spanned::get_ref));
-    let nats = nats(c, raw.nats.as_ref().map(Spanned::get_ref));
-    let metrics = metrics(c, raw.metrics.as_ref().map(Spanned::get_ref));
+/// Builds the config from `base` (the defaults, or a board profile) with every key of
+/// `raw` applied on top; problems are left in `c` (the value is meaningless if any were
+/// recorded).
+pub(crate) fn validate(raw: &RawConfig, c: &mut Checker, base: &Config) -> Config {
+    let mqtt = mqtt(c, raw.mqtt.as_ref().map(Spanned::get_ref), &base.mqtt);
+    let nats = nats(c, raw.nats.as_ref().map(Spanned::get_ref), &base.nats);
+    let metrics = metrics(c, raw.metrics.as_ref().map(Spanned::get_ref), &base.metrics);
     check_listeners(c, raw, &mqtt, &nats, &metrics);
     let (upstream, forward) = links::upstreams_and_forwards(c, raw);
     Config {
@@ -35,11 +36,12 @@ pub(crate) fn validate(raw: &RawConfig, c: &mut Checker) -> Config {
         metrics,
         log: log(c, raw.log.as_ref().map(Spanned::get_ref)),
         gateway: gateway(c, raw.gateway.as_ref().map(Spanned::get_ref)),
+        acl: super::acl::acl(c, raw),
     }
 }
 
-fn mqtt(c: &mut Checker, raw: Option<&RawMqtt>) -> MqttConfig {
-    let mut m = MqttConfig::default();
+fn mqtt(c: &mut Checker, raw: Option<&RawMqtt>, base: &MqttConfig) -> MqttConfig {
+    let mut m = base.clone();
     let Some(r) = raw else { return m };
     m.enabled = c.bool("mqtt.enabled", &r.enabled).unwrap_or(m.enabled);
     m.listen = c
@@ -72,11 +74,29 @@ fn mqtt(c: &mut Checker, raw: Option<&RawMqtt>) -> MqttConfig {
         .unwrap_or(m.max_queued);
     m.connect_timeout =
         positive(c, "mqtt.connect_timeout", &r.connect_timeout).unwrap_or(m.connect_timeout);
+    m.max_sessions = c
+        .uint("mqtt.max_sessions", &r.max_sessions, Bound::AtLeast(1))
+        .unwrap_or(m.max_sessions);
+    m.max_queued_bytes = c
+        .size("mqtt.max_queued_bytes", &r.max_queued_bytes, ByteSize(1), MAX_BYTES)
+        .unwrap_or(m.max_queued_bytes);
+    m.max_subscriptions = c
+        .uint("mqtt.max_subscriptions", &r.max_subscriptions, Bound::AtLeast(1))
+        .unwrap_or(m.max_subscriptions);
+    m.max_topic_levels = c
+        .uint("mqtt.max_topic_levels", &r.max_topic_levels, Bound::Between(1, 32))
+        .unwrap_or(m.max_topic_levels);
+    m.max_retained = c
+        .uint("mqtt.max_retained", &r.max_retained, Bound::AtLeast(1))
+        .unwrap_or(m.max_retained);
+    m.max_topic_aliases = c
+        .uint("mqtt.max_topic_aliases", &r.max_topic_aliases, Bound::Between(0, 65_535))
+        .unwrap_or(m.max_topic_aliases);
     m
 }
 
-fn nats(c: &mut Checker, raw: Option<&RawNats>) -> NatsConfig {
-    let mut n = NatsConfig::default();
+fn nats(c: &mut Checker, raw: Option<&RawNats>, base: &NatsConfig) -> NatsConfig {
+    let mut n = base.clone();
     let Some(r) = raw else { return n };
     n.enabled = c.bool("nats.enabled", &r.enabled).unwrap_or(n.enabled);
     n.listen = c
@@ -148,8 +168,8 @@ fn nats(c: &mut Checker, raw: Option<&RawNats>) -> NatsConfig {
     n
 }
 
-fn store(c: &mut Checker, raw: Option<&RawStore>) -> StoreConfig {
-    let mut s = StoreConfig::default();
+fn store(c: &mut Checker, raw: Option<&RawStore>, base: &StoreConfig) -> StoreConfig {
+    let mut s = base.clone();
     let Some(r) = raw else { return s };
     if let Some((dir, at)) = c.string("store.dir", &r.dir) {
         if dir.is_empty() || dir.contains('\0') {
@@ -183,16 +203,18 @@ fn store(c: &mut Checker, raw: Option<&RawStore>) -> StoreConfig {
     s
 }
 
-fn metrics(c: &mut Checker, raw: Option<&RawMetrics>) -> MetricsConfig {
+fn metrics(c: &mut Checker, raw: Option<&RawMetrics>, base: &MetricsConfig) -> MetricsConfig {
     MetricsConfig {
-        listen: raw.and_then(|r| c.addr("metrics.listen", &r.listen, "127.0.0.1:9090")),
+        listen: raw
+            .and_then(|r| c.addr("metrics.listen", &r.listen, "127.0.0.1:9090"))
+            .or(base.listen),
     }
 }
 
 const LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace", "off"];
 
-fn log(c: &mut Checker, raw: Option<&RawLog>) -> LogConfig {
-    let mut l = LogConfig::default();
+fn log(c: &mut Checker, raw: Option<&RawLog>, base: &LogConfig) -> LogConfig {
+    let mut l = base.clone();
     let Some((level, at)) = raw.and_then(|r| c.string("log.level", &r.level)) else {
         return l;
     };
@@ -215,8 +237,8 @@ fn log(c: &mut Checker, raw: Option<&RawLog>) -> LogConfig {
     l
 }
 
-fn gateway(c: &mut Checker, raw: Option<&RawGateway>) -> GatewayConfig {
-    let mut g = GatewayConfig::default();
+fn gateway(c: &mut Checker, raw: Option<&RawGateway>, base: &GatewayConfig) -> GatewayConfig {
+    let mut g = base.clone();
     let Some((id, at)) = raw.and_then(|r| c.string("gateway.id", &r.id)) else {
         return g;
     };

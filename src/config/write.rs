@@ -15,6 +15,10 @@ impl Config {
     /// where the output does not parse back to `self`.
     pub fn to_toml(&self) -> String {
         let mut w = Writer(String::new());
+        // A top-level key: it must come before the first table.
+        if let Some(board) = &self.board {
+            w.str("board", board);
+        }
         let m = &self.mqtt;
         w.table("mqtt");
         w.raw("enabled", m.enabled);
@@ -24,6 +28,12 @@ impl Config {
         w.raw("max_inflight", m.max_inflight);
         w.raw("max_queued", m.max_queued);
         w.dur("connect_timeout", m.connect_timeout);
+        w.raw("max_sessions", m.max_sessions);
+        w.str("max_queued_bytes", &m.max_queued_bytes.to_string());
+        w.raw("max_subscriptions", m.max_subscriptions);
+        w.raw("max_topic_levels", m.max_topic_levels);
+        w.raw("max_retained", m.max_retained);
+        w.raw("max_topic_aliases", m.max_topic_aliases);
 
         let n = &self.nats;
         w.table("nats");
@@ -82,6 +92,12 @@ impl Config {
         w.str("level", &self.log.level);
         w.table("gateway");
         w.str("id", &self.gateway.id);
+        for a in &self.acl {
+            w.array_table("acl");
+            w.str("filter", &a.filter);
+            w.str("action", a.action.as_str());
+            w.raw("allow", a.allow);
+        }
         w.0
     }
 }

@@ -7,13 +7,17 @@
 //! - `upstream_bits`: upstream name -> its bit in a record's destination mask
 //! - `meta`: "next_seq" -> the seq the next append gets (kept so seqs are never reused,
 //!   even after every record was deleted)
+//! - `sessions`: MQTT client id -> persistent session record (subscriptions, expiry)
+//! - `retained`: topic -> the retained message, as a log record
 //!
 //! All writes go through one thread ([`writer`]); readers open their own read transactions.
 
 mod record;
+mod state;
 mod writer;
 
 pub use record::{RecordError, StoredEvent};
+pub use state::StateChange;
 
 use crate::event::Event;
 use crate::metrics::Metrics;
@@ -27,6 +31,8 @@ pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 pub(crate) const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
 pub(crate) const UPSTREAM_BITS: TableDefinition<&str, u8> = TableDefinition::new("upstream_bits");
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub(crate) const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
+pub(crate) const RETAINED: TableDefinition<&str, &[u8]> = TableDefinition::new("retained");
 
 /// At most this many upstreams can ever be registered in one store (bits of a u64 mask).
 pub const MAX_UPSTREAMS: usize = 64;
@@ -234,6 +240,8 @@ fn init(db: &Database, upstreams: &[String]) -> Result<(u64, Vec<UpstreamSlot>),
     let next_seq;
     {
         let log = txn.open_table(LOG).map_err(redb_err)?;
+        txn.open_table(SESSIONS).map_err(redb_err)?;
+        txn.open_table(RETAINED).map_err(redb_err)?;
         let mut meta = txn.open_table(META).map_err(redb_err)?;
         let mut bits = txn.open_table(UPSTREAM_BITS).map_err(redb_err)?;
         let mut cursors = txn.open_table(CURSORS).map_err(redb_err)?;

@@ -24,6 +24,7 @@ pub(super) enum Command {
         slot: usize,
         seq: u64,
     },
+    State(super::StateChange),
     Shutdown,
 }
 
@@ -144,6 +145,11 @@ impl Writer {
                     log.insert(seq, scratch.as_slice())
                         .map_err(super::redb_err)?;
                     seq += 1;
+                }
+            }
+            for c in batch {
+                if let Command::State(change) = c {
+                    super::state::apply(&txn, change, scratch)?;
                 }
             }
             if seq != self.next_seq {

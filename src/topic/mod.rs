@@ -4,6 +4,8 @@
 //! matcher that the forwarding rules use (a handful of filters) and that the trie is
 //! property-tested against.
 
+pub mod nats;
+
 /// The most levels a topic or filter may have. Bounds the recursion of the trie walk
 /// and the fixed-capacity level split on the hot path.
 pub const MAX_LEVELS: usize = 32;

@@ -144,6 +144,13 @@ fn valid_key(key: &str) -> bool {
     !key.is_empty() && key.bytes().all(|b| b.is_ascii_graphic() && b != b':')
 }
 
+/// Whether `key: value` can go into a header block unchanged. Metadata from MQTT user
+/// properties may not (spaces in keys, line breaks in values); callers drop such pairs
+/// rather than the whole block.
+pub fn entry_encodable(key: &str, value: &str) -> bool {
+    valid_key(key) && !value.contains(['\r', '\n']) && !value.starts_with([' ', '\t'])
+}
+
 /// `NATS/1.0`, `NATS/1.0 503`, `NATS/1.0 408 Request Timeout`.
 fn parse_status(line: &str, headers: &mut Headers) -> Result<(), ProtoError> {
     let rest = line.get(VERSION.len()..).unwrap_or("");

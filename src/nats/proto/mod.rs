@@ -15,6 +15,6 @@ pub use encode::{
     OK, PING, PONG, ServerInfo, encode_err, encode_hmsg, encode_info, encode_msg, hmsg_len, msg_len,
 };
 pub use errors::ProtoError;
-pub use headers::{Headers, encode_no_responders_block, no_responders_block};
+pub use headers::{Headers, encode_no_responders_block, entry_encodable, no_responders_block};
 pub use parser::{ClientOp, Limits, Parser};
-pub use subject::{valid_publish_subject, valid_subscribe_subject};
+pub use subject::{subject_matches, valid_publish_subject, valid_subscribe_subject};

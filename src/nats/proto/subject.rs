@@ -45,6 +45,22 @@ pub fn valid_subscribe_subject(subject: &[u8]) -> bool {
     true
 }
 
+/// Does the subscription subject `pattern` match the literal `subject`? nats-server's
+/// sublist semantics: `*` matches one token, a final `>` one or more.
+pub fn subject_matches(pattern: &[u8], subject: &[u8]) -> bool {
+    let mut p = pattern.split(|&b| b == b'.');
+    let mut s = subject.split(|&b| b == b'.');
+    loop {
+        match (p.next(), s.next()) {
+            (Some(b">"), Some(_)) => return true,
+            (Some(b"*"), Some(_)) => {}
+            (Some(pt), Some(st)) if pt == st => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,6 +96,18 @@ mod tests {
         ] {
             assert!(!valid_publish_subject(bad.as_bytes()), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn matching() {
+        assert!(subject_matches(b"foo.*", b"foo.bar"));
+        assert!(!subject_matches(b"foo.*", b"foo.bar.baz"));
+        assert!(subject_matches(b"foo.>", b"foo.bar.baz"));
+        assert!(!subject_matches(b"foo.>", b"foo"));
+        assert!(subject_matches(b"_INBOX.x.*", b"_INBOX.x.1"));
+        assert!(subject_matches(b">", b"a"));
+        assert!(!subject_matches(b"a.b", b"a"));
+        assert!(subject_matches(b"a.b", b"a.b"));
     }
 
     #[test]
