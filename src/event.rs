@@ -50,6 +50,11 @@ pub struct Event {
     pub response_topic: Option<Arc<str>>,
     /// MQTT 5 correlation data, passed through untouched.
     pub correlation_data: Option<Bytes>,
+    /// MQTT 5 content type and payload format indicator, passed through.
+    pub content_type: Option<Arc<str>>,
+    pub payload_format: Option<u8>,
+    /// Wall-clock ms after which the event must not be delivered (MQTT 5 message expiry).
+    pub expires_ms: Option<u64>,
 }
 
 impl Event {
@@ -64,6 +69,9 @@ impl Event {
             user_properties: Vec::new(),
             response_topic: None,
             correlation_data: None,
+            content_type: None,
+            payload_format: None,
+            expires_ms: None,
         }
     }
 
@@ -79,6 +87,17 @@ impl Event {
             + self.response_topic.as_ref().map_or(0, |t| t.len())
             + self.correlation_data.as_ref().map_or(0, |c| c.len())
             + 96
+    }
+}
+
+impl Event {
+    /// Seconds of life left at `now_ms` (rounded up), None when it never expires,
+    /// Some(0) when it has expired.
+    pub fn remaining_secs(&self, now: u64) -> Option<u32> {
+        self.expires_ms.map(|t| {
+            let ms = t.saturating_sub(now);
+            u32::try_from(ms.div_ceil(1000)).unwrap_or(u32::MAX)
+        })
     }
 }
 

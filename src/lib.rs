@@ -7,6 +7,7 @@
 //! and [`store`] (group-committed log) -> [`forward`] (upstream links).
 //! docs/ARCHITECTURE.md describes it and its invariants.
 
+pub mod acl;
 pub mod broker;
 pub mod config;
 pub mod event;

@@ -60,7 +60,14 @@ pub struct Metrics {
     pub store_errors: Counter,
     pub store_queue: Gauge,
     pub dropped_slow_subscriber: Counter,
-    pub dropped_no_subscriber: Counter,
+    pub dropped_offline_qos0: Counter,
+    pub dropped_offline_overflow: Counter,
+    pub sessions_expired: Counter,
+    pub sessions: Gauge,
+    pub retained: Gauge,
+    pub retained_refused: Counter,
+    pub dropped_expired: Counter,
+    pub dropped_too_large: Counter,
     pub deliveries: Counter,
     pub upstreams: Mutex<Vec<Arc<UpstreamMetrics>>>,
 }
@@ -147,8 +154,28 @@ impl Metrics {
             s,
             "# HELP ferry_events_dropped_total Events not delivered or not stored, by reason.\n\
              # TYPE ferry_events_dropped_total counter\n\
-             ferry_events_dropped_total{{reason=\"slow_subscriber\"}} {}",
-            self.dropped_slow_subscriber.get()
+             ferry_events_dropped_total{{reason=\"slow_subscriber\"}} {}\n\
+             ferry_events_dropped_total{{reason=\"offline_qos0\"}} {}",
+            self.dropped_slow_subscriber.get(),
+            self.dropped_offline_qos0.get()
+        );
+        g(
+            &mut s,
+            "ferry_mqtt_sessions",
+            "MQTT sessions held, online and offline.",
+            self.sessions.get(),
+        );
+        g(
+            &mut s,
+            "ferry_retained_messages",
+            "Retained messages held.",
+            self.retained.get(),
+        );
+        c(
+            &mut s,
+            "ferry_mqtt_sessions_expired_total",
+            "Offline MQTT sessions that expired.",
+            self.sessions_expired.get(),
         );
         let list = self.upstreams.lock().unwrap_or_else(|e| e.into_inner());
         for (name, help, kind) in [

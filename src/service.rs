@@ -38,9 +38,9 @@ impl NotifyAddr {
         let bytes = value.as_bytes();
         match bytes.first() {
             Some(b'/') => Ok(NotifyAddr::Path(value.into())),
-            Some(b'@') if bytes.len() > 1 => {
-                Ok(NotifyAddr::Abstract(bytes.get(1..).unwrap_or_default().to_vec()))
-            }
+            Some(b'@') if bytes.len() > 1 => Ok(NotifyAddr::Abstract(
+                bytes.get(1..).unwrap_or_default().to_vec(),
+            )),
             _ => Err(ServiceError::Address(value.to_string_lossy().into_owned())),
         }
     }

@@ -4,6 +4,8 @@
 //! router -> store: it routes to local subscribers first (never waiting for disk), then
 //! queues the event for the store if a forwarding rule selects it.
 
+use super::retained::Retained;
+use crate::acl::Acl;
 use crate::event::Event;
 use crate::forward::Forwarding;
 use crate::metrics::Metrics;
@@ -25,7 +27,9 @@ pub struct Published {
 }
 
 pub struct Hub {
+    pub acl: Acl,
     pub router: Router,
+    pub retained: Retained,
     pub forwarding: Forwarding,
     pub store: Option<Store>,
     pub metrics: Arc<Metrics>,
@@ -33,9 +37,17 @@ pub struct Hub {
 }
 
 impl Hub {
-    pub fn new(forwarding: Forwarding, store: Option<Store>, metrics: Arc<Metrics>) -> Hub {
+    pub fn new(
+        forwarding: Forwarding,
+        store: Option<Store>,
+        metrics: Arc<Metrics>,
+        max_retained: usize,
+        acl: Acl,
+    ) -> Hub {
         Hub {
+            acl,
             router: Router::new(),
+            retained: Retained::new(max_retained, metrics.clone()),
             forwarding,
             store,
             metrics,
@@ -58,6 +70,11 @@ impl Hub {
         from_conn: u64,
     ) -> Result<Published, StoreError> {
         self.metrics.events_received.inc();
+        if event.retain {
+            if let (Some(change), Some(store)) = (self.retained.update(&event), &self.store) {
+                store.change_state(change).await?;
+            }
+        }
         let routed = self.router.route(&event, from_conn);
         self.metrics.deliveries.add(routed.delivered as u64);
         let dests = self.forwarding.destinations(&event.topic);

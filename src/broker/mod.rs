@@ -2,6 +2,7 @@
 
 mod http;
 mod hub;
+mod retained;
 
 pub use hub::{Durable, Hub, Published};
 
@@ -47,7 +48,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .with_context(|| format!("cannot open store in {}", config.store.dir.display()))?;
     let bits: Vec<u8> = store.upstreams().iter().map(|u| u.bit).collect();
     let forwarding = Forwarding::new(&config.upstream, &config.forward, &bits);
-    let hub = Arc::new(Hub::new(forwarding, Some(store.clone()), metrics.clone()));
+    let hub = Arc::new(Hub::new(
+        forwarding,
+        Some(store.clone()),
+        metrics.clone(),
+        config.mqtt.max_retained,
+        crate::acl::Acl::new(config.acl.clone()),
+    ));
+    let st = store.clone();
+    let retained = tokio::task::spawn_blocking(move || st.load_retained())
+        .await
+        .context("store read task")?
+        .context("cannot read retained messages from the store")?;
+    hub.retained.restore(retained);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let config = Arc::new(config);
 

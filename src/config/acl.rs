@@ -23,7 +23,10 @@ pub(crate) fn acl(c: &mut Checker, raw: &RawConfig) -> Vec<AclRule> {
             },
             None if r.filter.is_none() => c.at(
                 spanned.span().start,
-                format!("{}: missing: expected an MQTT topic filter like \"private/#\"", p("filter")),
+                format!(
+                    "{}: missing: expected an MQTT topic filter like \"private/#\"",
+                    p("filter")
+                ),
             ),
             None => {}
         }

@@ -85,10 +85,17 @@ fn parse_board(name: &str, text: &str) -> Result<(BoardInfo, Config), ConfigErro
         metrics: None,
         log: None,
         gateway: None,
+        acl: None,
     };
     let mut config = validate::validate(&raw, &mut checker, &Config::default());
     if file.board.name != name {
-        checker.at(0, format!("[board] name {:?} differs from the file name", file.board.name));
+        checker.at(
+            0,
+            format!(
+                "[board] name {:?} differs from the file name",
+                file.board.name
+            ),
+        );
     }
     if checker.problems.is_empty() {
         config.board = Some(name.to_string());
@@ -109,7 +116,10 @@ pub(crate) fn base(c: &mut Checker, raw: &RawConfig) -> Config {
     match board(name) {
         Some(Ok((_, config))) => config,
         Some(Err(e)) => {
-            c.at(at, format!("board: built-in profile {name:?} is invalid: {e}"));
+            c.at(
+                at,
+                format!("board: built-in profile {name:?} is invalid: {e}"),
+            );
             Config::default()
         }
         None => {
@@ -157,7 +167,10 @@ mod tests {
             assert!(config.store.cache_size.0 * 32 <= memory.0, "{name}: cache");
             // SD-card friendly: some linger, but PUBACK latency stays low.
             assert!(config.store.linger > Duration::ZERO, "{name}: linger");
-            assert!(config.store.linger <= Duration::from_millis(50), "{name}: linger");
+            assert!(
+                config.store.linger <= Duration::from_millis(50),
+                "{name}: linger"
+            );
             // Only the limits a profile is about differ from the defaults.
             let d = Config::default();
             assert_eq!(config.mqtt.listen, d.mqtt.listen);
@@ -168,7 +181,8 @@ mod tests {
 
     #[test]
     fn profile_values_apply_and_explicit_keys_win() {
-        let text = "board = \"rpi-zero-2w\"\n[store]\nlinger = \"0ms\"\n[mqtt]\nmax_connections = 3\n";
+        let text =
+            "board = \"rpi-zero-2w\"\n[store]\nlinger = \"0ms\"\n[mqtt]\nmax_connections = 3\n";
         let c = parse(text, "f.toml").unwrap();
         let (_, profile) = board("rpi-zero-2w").unwrap().unwrap();
         assert_eq!(c.board.as_deref(), Some("rpi-zero-2w"));

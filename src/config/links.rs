@@ -145,6 +145,25 @@ fn upstream(c: &mut Checker, i: usize, spanned: &Spanned<RawUpstream>) -> Upstre
     up.backoff_max = positive(c, &p("backoff_max"), &r.backoff_max).unwrap_or(up.backoff_max);
     up.connect_timeout =
         positive(c, &p("connect_timeout"), &r.connect_timeout).unwrap_or(up.connect_timeout);
+    if let Some((path, at)) = c.string(&p("ca_file"), &r.ca_file) {
+        if path.is_empty() || path.contains('\0') {
+            c.at(
+                at,
+                format!("{}: invalid path {path:?}: expected a PEM file path like \"/etc/ferry/ca.pem\"", p("ca_file")),
+            );
+        } else if r.url.is_some() && !up.url.scheme.is_tls() && !up.url.host.is_empty() {
+            c.at(
+                at,
+                format!(
+                    "{}: set for a plain {} url: expected an mqtts:// url (ca_file is for TLS only)",
+                    p("ca_file"),
+                    up.url.scheme.as_str()
+                ),
+            );
+        } else {
+            up.ca_file = Some(std::path::PathBuf::from(path));
+        }
+    }
     if up.backoff_max < up.backoff_min {
         let at = r
             .backoff_max

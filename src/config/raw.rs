@@ -82,6 +82,7 @@ pub(crate) struct RawUpstream {
     pub backoff_min: Leaf,
     pub backoff_max: Leaf,
     pub connect_timeout: Leaf,
+    pub ca_file: Leaf,
 }
 
 #[derive(Debug, Deserialize)]

@@ -75,7 +75,7 @@ fn upstream_rules() {
     );
     assert_eq!(
         one_error("[[upstream]]\nname = \"c\"\nurl = \"nats://h:4222\"\n"),
-        "f.toml:3:7: upstream[0].url: URL \"nats://h:4222\": scheme \"nats://\" is not supported yet (supported: mqtt://)"
+        "f.toml:3:7: upstream[0].url: URL \"nats://h:4222\": scheme \"nats://\" is not supported yet (supported: mqtt://, mqtts://)"
     );
     assert_eq!(
         one_error("\n[[upstream]]\nurl = \"mqtt://h\"\n"),
@@ -161,4 +161,36 @@ fn forward_without_any_upstream_is_an_error_per_rule() {
     );
     // An upstream nobody forwards to is fine.
     parse(UP, "f.toml").unwrap();
+}
+
+#[test]
+fn ca_file_belongs_to_mqtts_upstreams() {
+    let plain = format!("{UP}ca_file = \"/etc/ferry/ca.pem\"\n");
+    let got = one_error(&plain);
+    assert!(
+        got.starts_with("f.toml:4:11: upstream[0].ca_file: set for a plain mqtt url"),
+        "{got}"
+    );
+    let got = one_error(&format!("{UP}ca_file = \"\"\n"));
+    assert!(
+        got.contains("upstream[0].ca_file: invalid path \"\""),
+        "{got}"
+    );
+    if cfg!(feature = "tls") {
+        let text = "[[upstream]]\nname = \"cloud\"\nurl = \"mqtts://broker.example.com\"\n\
+                    ca_file = \"/etc/ferry/ca.pem\"\n";
+        let c = parse(text, "f.toml").unwrap();
+        let u = &c.upstream[0];
+        assert_eq!(u.url.port, 8883);
+        assert_eq!(
+            u.ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/ferry/ca.pem"))
+        );
+        let out = c.to_toml();
+        assert!(
+            out.contains("url = \"mqtts://broker.example.com:8883\""),
+            "{out}"
+        );
+        assert_eq!(parse(&out, "out.toml").unwrap(), c);
+    }
 }

@@ -188,6 +188,9 @@ pub struct UpstreamConfig {
     pub backoff_max: Duration,
     /// > 0.
     pub connect_timeout: Duration,
+    /// PEM file of CA certificates to trust for an `mqtts://` upstream instead of the
+    /// system's roots (a private CA). Only set with a TLS url; read at each connect.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl UpstreamConfig {
@@ -205,6 +208,7 @@ impl UpstreamConfig {
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
+            ca_file: None,
         }
     }
 }

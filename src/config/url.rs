@@ -1,4 +1,4 @@
-//! Upstream broker URLs: `mqtt://host[:port]`.
+//! Upstream broker URLs: `mqtt://host[:port]` and `mqtts://host[:port]` (TLS).
 //!
 //! Deliberately tiny instead of a general URL parser: we only need scheme,
 //! host and port, and anything else in the string (path, credentials, query)
@@ -19,34 +19,47 @@ pub struct UpstreamUrl {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpstreamScheme {
     Mqtt,
+    /// MQTT over TLS (needs the `tls` cargo feature, on by default).
+    Mqtts,
 }
 
 impl UpstreamScheme {
     pub fn as_str(self) -> &'static str {
         match self {
             UpstreamScheme::Mqtt => "mqtt",
+            UpstreamScheme::Mqtts => "mqtts",
         }
     }
     pub fn default_port(self) -> u16 {
         match self {
             UpstreamScheme::Mqtt => 1883,
+            UpstreamScheme::Mqtts => 8883,
         }
+    }
+    pub fn is_tls(self) -> bool {
+        self == UpstreamScheme::Mqtts
     }
 }
 
 /// Schemes we plan to support; named separately so the message says "not
 /// yet" rather than "unknown" and the operator does not hunt for a typo.
-const PLANNED_SCHEMES: &[&str] = &["mqtts", "nats", "tls", "ssl", "ws", "wss"];
+const PLANNED_SCHEMES: &[&str] = &["nats", "tls", "ssl", "ws", "wss"];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UrlError {
     #[error(
-        "invalid URL {0:?}: expected mqtt://host[:port] like \"mqtt://broker.example.com:1883\""
+        "invalid URL {0:?}: expected mqtt://host[:port] or mqtts://host[:port] like \"mqtt://broker.example.com:1883\""
     )]
     Malformed(String),
-    #[error("URL {url:?}: scheme \"{scheme}://\" is not supported yet (supported: mqtt://)")]
+    #[error(
+        "URL {url:?}: scheme \"{scheme}://\" is not supported yet (supported: mqtt://, mqtts://)"
+    )]
     NotYetSupported { url: String, scheme: String },
-    #[error("URL {url:?}: unknown scheme \"{scheme}://\" (supported: mqtt://)")]
+    #[error(
+        "URL {url:?}: this ferry was built without TLS support (cargo feature \"tls\"): use mqtt:// or rebuild with it"
+    )]
+    TlsNotBuilt { url: String },
+    #[error("URL {url:?}: unknown scheme \"{scheme}://\" (supported: mqtt://, mqtts://)")]
     UnknownScheme { url: String, scheme: String },
     #[error(
         "URL {url:?}: invalid host {host:?}: expected a host name, IPv4 address or [IPv6] address"
@@ -55,7 +68,7 @@ pub enum UrlError {
     #[error("URL {url:?}: invalid port {port:?}: expected a number 1..=65535")]
     Port { url: String, port: String },
     #[error(
-        "URL {url:?}: unexpected {extra:?}: only mqtt://host[:port] is accepted (credentials go in username/password)"
+        "URL {url:?}: unexpected {extra:?}: only scheme://host[:port] is accepted (credentials go in username/password)"
     )]
     Extra { url: String, extra: String },
 }
@@ -69,6 +82,8 @@ impl UpstreamUrl {
         let scheme_lc = scheme.to_ascii_lowercase();
         let scheme = match scheme_lc.as_str() {
             "mqtt" => UpstreamScheme::Mqtt,
+            "mqtts" if cfg!(feature = "tls") => UpstreamScheme::Mqtts,
+            "mqtts" => return Err(UrlError::TlsNotBuilt { url: owned() }),
             s if PLANNED_SCHEMES.contains(&s) => {
                 return Err(UrlError::NotYetSupported {
                     url: owned(),
@@ -189,13 +204,34 @@ mod tests {
     }
 
     #[test]
+    fn mqtts_defaults_to_8883() {
+        let u = UpstreamUrl::parse("mqtts://broker.example.com").unwrap();
+        if cfg!(feature = "tls") {
+            assert_eq!(u.scheme, UpstreamScheme::Mqtts);
+            assert_eq!(u.port, 8883);
+            assert!(u.scheme.is_tls());
+            assert_eq!(u.to_string(), "mqtts://broker.example.com:8883");
+            let v = UpstreamUrl::parse("MQTTS://[::1]:1234").unwrap();
+            assert_eq!((v.host.as_str(), v.port), ("::1", 1234));
+            assert_eq!(v.to_string(), "mqtts://[::1]:1234");
+        }
+    }
+
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn mqtts_without_tls_feature_says_so() {
+        let e = UpstreamUrl::parse("mqtts://h").unwrap_err().to_string();
+        assert!(e.contains("built without TLS support"), "{e}");
+    }
+
+    #[test]
     fn rejects_with_reason() {
         let msg = |s: &str| UpstreamUrl::parse(s).unwrap_err().to_string();
         assert_eq!(
-            msg("mqtts://h"),
-            r#"URL "mqtts://h": scheme "mqtts://" is not supported yet (supported: mqtt://)"#
+            msg("wss://h"),
+            r#"URL "wss://h": scheme "wss://" is not supported yet (supported: mqtt://, mqtts://)"#
         );
-        assert!(msg("nats://h:4222").contains("not supported yet (supported: mqtt://)"));
+        assert!(msg("nats://h:4222").contains("not supported yet (supported: mqtt://, mqtts://)"));
         assert!(msg("http://h").contains(r#"unknown scheme "http://""#));
         assert!(msg("broker:1883").starts_with("invalid URL"));
         assert!(msg("mqtt://h:0").contains("invalid port \"0\""));

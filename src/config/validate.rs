@@ -28,14 +28,15 @@ pub(crate) fn validate(raw: &RawConfig, c: &mut Checker, base: &Config) -> Confi
     check_listeners(c, raw, &mqtt, &nats, &metrics);
     let (upstream, forward) = links::upstreams_and_forwards(c, raw);
     Config {
+        board: base.board.clone(),
         mqtt,
         nats,
-        store: store(c, raw.store.as_ref().map(Spanned::get_ref)),
+        store: store(c, raw.store.as_ref().map(Spanned::get_ref), &base.store),
         upstream,
         forward,
         metrics,
-        log: log(c, raw.log.as_ref().map(Spanned::get_ref)),
-        gateway: gateway(c, raw.gateway.as_ref().map(Spanned::get_ref)),
+        log: log(c, raw.log.as_ref().map(Spanned::get_ref), &base.log),
+        gateway: gateway(c, raw.gateway.as_ref().map(Spanned::get_ref), &base.gateway),
         acl: super::acl::acl(c, raw),
     }
 }
@@ -78,19 +79,36 @@ fn mqtt(c: &mut Checker, raw: Option<&RawMqtt>, base: &MqttConfig) -> MqttConfig
         .uint("mqtt.max_sessions", &r.max_sessions, Bound::AtLeast(1))
         .unwrap_or(m.max_sessions);
     m.max_queued_bytes = c
-        .size("mqtt.max_queued_bytes", &r.max_queued_bytes, ByteSize(1), MAX_BYTES)
+        .size(
+            "mqtt.max_queued_bytes",
+            &r.max_queued_bytes,
+            ByteSize(1),
+            MAX_BYTES,
+        )
         .unwrap_or(m.max_queued_bytes);
     m.max_subscriptions = c
-        .uint("mqtt.max_subscriptions", &r.max_subscriptions, Bound::AtLeast(1))
+        .uint(
+            "mqtt.max_subscriptions",
+            &r.max_subscriptions,
+            Bound::AtLeast(1),
+        )
         .unwrap_or(m.max_subscriptions);
     m.max_topic_levels = c
-        .uint("mqtt.max_topic_levels", &r.max_topic_levels, Bound::Between(1, 32))
+        .uint(
+            "mqtt.max_topic_levels",
+            &r.max_topic_levels,
+            Bound::Between(1, 32),
+        )
         .unwrap_or(m.max_topic_levels);
     m.max_retained = c
         .uint("mqtt.max_retained", &r.max_retained, Bound::AtLeast(1))
         .unwrap_or(m.max_retained);
     m.max_topic_aliases = c
-        .uint("mqtt.max_topic_aliases", &r.max_topic_aliases, Bound::Between(0, 65_535))
+        .uint(
+            "mqtt.max_topic_aliases",
+            &r.max_topic_aliases,
+            Bound::Between(0, 65_535),
+        )
         .unwrap_or(m.max_topic_aliases);
     m
 }

@@ -72,6 +72,9 @@ impl Config {
             w.dur("backoff_min", u.backoff_min);
             w.dur("backoff_max", u.backoff_max);
             w.dur("connect_timeout", u.connect_timeout);
+            if let Some(ca) = &u.ca_file {
+                w.str("ca_file", &ca.to_string_lossy());
+            }
         }
 
         for f in &self.forward {

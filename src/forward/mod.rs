@@ -7,6 +7,8 @@
 
 mod backoff;
 mod mqtt;
+#[cfg(feature = "tls")]
+pub mod tls;
 mod window;
 
 use crate::config::{Config, ForwardRule, UpstreamConfig};

@@ -82,7 +82,9 @@ impl Link {
         }
     }
 
-    fn client(&self) -> (AsyncClient, EventLoop) {
+    /// A fresh client for one connection attempt; `Err` is a reason to retry later
+    /// (e.g. an unreadable `ca_file`).
+    fn client(&self) -> Result<(AsyncClient, EventLoop), String> {
         let c = &self.config;
         let mut opts = MqttOptions::new(c.client_id.clone(), c.url.host.clone(), c.url.port);
         opts.set_keep_alive(c.keep_alive);
@@ -94,13 +96,20 @@ impl Link {
         } else if let Some(u) = &c.username {
             opts.set_credentials(u.clone(), String::new());
         }
+        #[cfg(feature = "tls")]
+        if c.url.scheme.is_tls() {
+            let tls = super::tls::client_config(c.ca_file.as_deref()).map_err(|e| e.to_string())?;
+            opts.set_transport(rumqttc::Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(tls),
+            ));
+        }
         // The request channel holds at most one window, so publishing never waits on it.
         let (client, mut eventloop) = AsyncClient::new(opts, usize::from(c.inflight) + 16);
         let mut net = NetworkOptions::new();
         net.set_tcp_nodelay(true);
         net.set_connection_timeout(c.connect_timeout.as_secs().max(1));
         eventloop.set_network_options(net);
-        (client, eventloop)
+        Ok((client, eventloop))
     }
 
     async fn connection(
@@ -110,7 +119,10 @@ impl Link {
         backoff: &mut Backoff,
         was_up: &mut bool,
     ) -> End {
-        let (client, mut eventloop) = self.client();
+        let (client, mut eventloop) = match self.client() {
+            Ok(c) => c,
+            Err(reason) => return End::Lost(reason),
+        };
         let mut committed = self.store.committed();
         let mut flush = tokio::time::interval(CURSOR_FLUSH);
         let capacity = usize::from(self.config.inflight);

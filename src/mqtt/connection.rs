@@ -1,20 +1,19 @@
-//! One MQTT connection: the I/O loop around the codec and the session.
+//! One MQTT connection: handshake, then the I/O loop around the codec and the session.
 //!
 //! Reads are decoded straight from the read buffer; everything a wake-up produces (acks,
 //! deliveries) is gathered in one write buffer and written with a single syscall, which
 //! with TCP_NODELAY gives low latency without a packet per ack.
 //!
-//! Backpressure: while `max_inflight` QoS > 0 publishes wait for their commit, the
-//! connection stops reading its socket, so a fast publisher is slowed by the store and
-//! nobody else is.
+//! Backpressure: while `max_inflight` QoS > 0 publishes wait for their commit, a 3.1.1
+//! connection stops reading its socket (MQTT 5 clients are told the limit as Receive
+//! Maximum and are disconnected with 0x93 if they exceed it).
 
-use super::codec::{self, Packet, Protocol, PubAck, QoS};
+use super::codec::{self, Packet, Protocol, PubAck, reason};
 use super::listener::MqttCtx;
-use super::session::{self, Session};
+use super::session::{NEVER, SessionState};
+use super::sessions::{OpenError, Opened};
 use crate::broker::Durable;
-use crate::event::{Event, Origin};
-use crate::router::{Delivery, Outbox, Subscription};
-use crate::topic;
+use crate::router::Delivery;
 use bytes::BytesMut;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -22,71 +21,107 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// A write that makes no progress for this long means the peer stopped reading.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Subscriptions one connection may hold.
-const MAX_SUBSCRIPTIONS: usize = 1000;
 
 /// Why a connection ended.
 #[derive(Debug)]
-enum Close {
-    /// The client sent DISCONNECT.
-    Normal,
+pub(super) enum Close {
+    /// The client sent DISCONNECT; `will` is true for MQTT 5 reason 0x04.
+    Normal {
+        will: bool,
+    },
     Peer,
     Shutdown,
     TakenOver,
     KeepAlive,
-    Protocol(String),
+    /// A protocol violation: the MQTT 5 reason code to send, and the reason to log.
+    Protocol(u8, String),
     Io(std::io::Error),
 }
 
 impl std::fmt::Display for Close {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Close::Normal => f.write_str("client sent DISCONNECT"),
+            Close::Normal { .. } => f.write_str("client sent DISCONNECT"),
             Close::Peer => f.write_str("connection closed by peer"),
             Close::Shutdown => f.write_str("server shutting down"),
             Close::TakenOver => {
                 f.write_str("session taken over by a new connection with the same client id")
             }
             Close::KeepAlive => f.write_str("keep-alive expired"),
-            Close::Protocol(why) => write!(f, "protocol error: {why}"),
+            Close::Protocol(_, why) => write!(f, "protocol error: {why}"),
             Close::Io(e) => write!(f, "i/o error: {e}"),
         }
     }
 }
 
 impl Close {
+    pub(super) fn protocol(why: impl Into<String>) -> Close {
+        Close::Protocol(reason::PROTOCOL_ERROR, why.into())
+    }
+
     /// MQTT publishes the will unless the client said goodbye (or we are shutting down).
     fn publishes_will(&self) -> bool {
-        !matches!(self, Close::Normal | Close::Shutdown)
+        match self {
+            Close::Normal { will } => *will,
+            Close::Shutdown => false,
+            _ => true,
+        }
+    }
+
+    /// The reason code of the DISCONNECT an MQTT 5 client is sent, if any.
+    fn disconnect_code(&self) -> Option<u8> {
+        match self {
+            Close::Shutdown => Some(reason::SERVER_SHUTTING_DOWN),
+            Close::TakenOver => Some(reason::SESSION_TAKEN_OVER),
+            Close::KeepAlive => Some(reason::KEEP_ALIVE_TIMEOUT),
+            Close::Protocol(code, _) => Some(*code),
+            _ => None,
+        }
     }
 }
 
-#[derive(Clone, Copy)]
-enum AckKind {
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum AckKind {
     PubAck,
     PubRec,
 }
 
 /// An ack owed to the client, in the order its PUBLISHes arrived (MQTT 4.6).
-struct PendingAck {
-    kind: AckKind,
-    pkid: u16,
-    durable: Option<Durable>,
+pub(super) struct PendingAck {
+    pub kind: AckKind,
+    pub pkid: u16,
+    pub reason: u8,
+    pub durable: Option<Durable>,
 }
 
-struct Conn {
-    stream: TcpStream,
-    peer: SocketAddr,
-    conn_id: u64,
-    ctx: Arc<MqttCtx>,
-    rbuf: BytesMut,
-    wbuf: BytesMut,
-    max_packet: usize,
+/// Per-connection state (the session's own state lives in [`SessionState`]).
+pub(super) struct Conn {
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    pub conn_id: u64,
+    pub ctx: Arc<MqttCtx>,
+    pub rbuf: BytesMut,
+    pub wbuf: BytesMut,
+    pub protocol: Protocol,
+    /// Largest packet we accept.
+    pub max_packet: usize,
+    /// Largest packet the client accepts (MQTT 5), else unlimited.
+    pub client_max_packet: usize,
+    /// The client's Receive Maximum (MQTT 5), else 65535.
+    pub client_receive_max: usize,
+    /// The client's Topic Alias Maximum (MQTT 5): how many aliases we may assign.
+    pub client_alias_max: u16,
+    pub aliases_in: HashMap<u16, String>,
+    pub aliases_out: HashMap<Arc<str>, u16>,
+    pub pending: VecDeque<PendingAck>,
+    /// Deliveries generated here (retained on subscribe) waiting for an inflight slot.
+    pub local: VecDeque<Delivery>,
+    pub will: Option<codec::LastWill>,
 }
 
 pub async fn serve(
@@ -105,19 +140,28 @@ pub async fn serve(
         ctx,
         rbuf: BytesMut::with_capacity(4096),
         wbuf: BytesMut::with_capacity(4096),
+        protocol: Protocol::V311,
+        client_max_packet: usize::MAX,
+        client_receive_max: 65_535,
+        client_alias_max: 0,
+        aliases_in: HashMap::new(),
+        aliases_out: HashMap::new(),
+        pending: VecDeque::new(),
+        local: VecDeque::new(),
+        will: None,
     };
     let timeout = conn.ctx.config.mqtt.connect_timeout;
     let connect = tokio::select! {
         r = tokio::time::timeout(timeout, conn.read_connect()) => match r {
             Ok(r) => r,
-            Err(_) => Err(Close::Protocol("no CONNECT within connect_timeout".into())),
+            Err(_) => Err(Close::protocol("no CONNECT within connect_timeout")),
         },
         _ = shutdown.changed() => Err(Close::Shutdown),
     };
     match connect {
         Ok(c) => conn.session(*c, shutdown).await,
         Err(close) => {
-            if matches!(close, Close::Protocol(_)) {
+            if matches!(close, Close::Protocol(..)) {
                 metrics.protocol_errors.inc();
             }
             tracing::info!(peer = %conn.peer, reason = %close, "MQTT connection closed before CONNECT");
@@ -131,9 +175,21 @@ impl Conn {
         loop {
             match codec::decode(&mut self.rbuf, None, self.max_packet) {
                 Ok(Some(Packet::Connect(c))) => return Ok(c),
-                Ok(Some(_)) => return Err(Close::Protocol("first packet is not CONNECT".into())),
+                Ok(Some(_)) => return Err(Close::protocol("first packet is not CONNECT")),
                 Ok(None) => {}
-                Err(e) => return Err(Close::Protocol(e.to_string())),
+                Err(codec::CodecError::UnsupportedProtocolLevel(level)) => {
+                    // 3.1.1 section 3.1.2.2: answer with return code 1, then close.
+                    let refuse = codec::ConnAck {
+                        session_present: false,
+                        code: 1,
+                        properties: None,
+                    };
+                    let _ = self.send_now(&Packet::ConnAck(refuse)).await;
+                    return Err(Close::protocol(format!(
+                        "unsupported protocol level {level}"
+                    )));
+                }
+                Err(e) => return Err(Close::Protocol(e.reason_code(), e.to_string())),
             }
             match self.stream.read_buf(&mut self.rbuf).await {
                 Ok(0) => return Err(Close::Peer),
@@ -143,129 +199,185 @@ impl Conn {
         }
     }
 
+    /// Answers CONNECT, runs the session, and cleans up after it.
     async fn session(&mut self, connect: codec::Connect, mut shutdown: watch::Receiver<bool>) {
-        let cfg = &self.ctx.config.mqtt;
-        let assigned = format!("ferry-auto-{}", self.conn_id);
-        let mut session = match session::accept(&connect, &assigned, usize::from(cfg.max_inflight))
-        {
-            Ok(s) => s,
-            Err(refusal) => {
-                tracing::info!(peer = %self.peer, client_id = %connect.client_id, code = refusal.code, "MQTT CONNECT refused");
-                let _ = self
-                    .send_now(&Packet::ConnAck(refusal), connect.protocol)
+        self.protocol = connect.protocol;
+        let v5 = self.protocol.is_v5();
+        let p = &connect.properties;
+        if let Some(m) = p.maximum_packet_size {
+            self.client_max_packet = m as usize;
+        }
+        if let Some(r) = p.receive_maximum {
+            self.client_receive_max = usize::from(r.max(1));
+        }
+        self.client_alias_max = p.topic_alias_maximum.unwrap_or(0);
+
+        let mut client_id = connect.client_id.clone();
+        let mut assigned = None;
+        if client_id.is_empty() {
+            // 3.1.1 section 3.1.3.1: an empty id only with a clean session; MQTT 5 assigns one.
+            if !connect.clean_start && !v5 {
+                self.refuse(reason::v3::IDENTIFIER_REJECTED, &connect.client_id)
                     .await;
                 return;
             }
+            client_id = format!("ferry-auto-{}", self.conn_id);
+            assigned = Some(client_id.clone());
+        }
+        let expiry = if v5 {
+            p.session_expiry.unwrap_or(0)
+        } else if connect.clean_start {
+            0
+        } else {
+            NEVER
         };
-        let protocol = session.protocol;
-        let kick = self.ctx.registry.claim(&session.client_id, self.conn_id);
-        let (outbox, mut deliveries) = Outbox::new(
-            self.conn_id,
-            cfg.max_queued,
-            usize::MAX,
-            self.ctx.hub.metrics.clone(),
-        );
-        let connack = codec::ConnAck {
-            session_present: false,
-            code: session::connack::ACCEPTED,
-            properties: None,
+        let sessions = self.ctx.sessions.clone();
+        let mut opened = match sessions
+            .open(&client_id, connect.clean_start, expiry, self.conn_id)
+            .await
+        {
+            Ok(o) => o,
+            Err(OpenError::TooManySessions) => {
+                tracing::warn!(peer = %self.peer, %client_id, max = self.ctx.config.mqtt.max_sessions, "MQTT CONNECT refused: mqtt.max_sessions reached");
+                let code = if v5 {
+                    reason::QUOTA_EXCEEDED
+                } else {
+                    reason::v3::SERVER_UNAVAILABLE
+                };
+                self.refuse(code, &client_id).await;
+                return;
+            }
         };
-        tracing::info!(peer = %self.peer, client_id = %session.client_id, ?protocol, keep_alive = session.keep_alive, "MQTT client connected");
-        let mut subs: HashMap<String, u8> = HashMap::new();
-        let close = match self.send_now(&Packet::ConnAck(connack), protocol).await {
+        self.will = connect.will.clone();
+        let connack = self.connack(opened.present, assigned);
+        tracing::info!(peer = %self.peer, %client_id, protocol = ?self.protocol, keep_alive = connect.keep_alive,
+            clean = connect.clean_start, session_present = opened.present, "MQTT client connected");
+        let close = match self.send_now(&Packet::ConnAck(connack)).await {
             Ok(()) => {
-                self.run(
-                    &mut session,
-                    &outbox,
-                    &mut deliveries,
-                    &mut subs,
-                    &kick,
-                    &mut shutdown,
-                )
-                .await
+                self.resume(&mut opened.state);
+                self.run(&mut opened, connect.keep_alive, &mut shutdown)
+                    .await
             }
             Err(close) => close,
         };
-        for filter in subs.keys() {
-            self.ctx.hub.router.unsubscribe(filter, self.conn_id, 0);
+        if let (true, Some(code)) = (v5, close.disconnect_code()) {
+            let d = codec::Disconnect {
+                reason: code,
+                properties: None,
+            };
+            let _ = self.send_now(&Packet::Disconnect(d)).await;
         }
-        self.ctx.registry.release(&session.client_id, self.conn_id);
-        if matches!(close, Close::Protocol(_)) {
+        if matches!(close, Close::Protocol(..)) {
             self.ctx.hub.metrics.protocol_errors.inc();
         }
-        tracing::info!(peer = %self.peer, client_id = %session.client_id, reason = %close, "MQTT client disconnected");
-        if close.publishes_will() {
-            if let Some(will) = connect.will {
-                let mut event = Event::new(
-                    will.topic.into(),
-                    will.payload,
-                    will.qos as u8,
-                    will.retain,
-                    Origin::Mqtt,
-                );
-                event.user_properties = will.properties.user_properties;
-                let _ = self.ctx.hub.publish(Arc::new(event), self.conn_id).await;
+        tracing::info!(peer = %self.peer, %client_id, reason = %close, "MQTT client disconnected");
+        let will = if close.publishes_will() {
+            self.will.take()
+        } else {
+            None
+        };
+        let expiry = opened.state.expiry;
+        sessions.close(opened, self.conn_id).await;
+        if let Some(will) = will {
+            super::will::publish(self.ctx.clone(), client_id, self.conn_id, will, expiry);
+        }
+    }
+
+    async fn refuse(&mut self, code: u8, client_id: &str) {
+        tracing::info!(peer = %self.peer, client_id, code, "MQTT CONNECT refused");
+        let code = if self.protocol.is_v5() && code < 0x80 {
+            reason::CLIENT_IDENTIFIER_NOT_VALID
+        } else {
+            code
+        };
+        let _ = self
+            .send_now(&Packet::ConnAck(codec::ConnAck {
+                session_present: false,
+                code,
+                properties: None,
+            }))
+            .await;
+    }
+
+    fn connack(&self, present: bool, assigned: Option<String>) -> codec::ConnAck {
+        let cfg = &self.ctx.config.mqtt;
+        let properties = self.protocol.is_v5().then(|| {
+            Box::new(codec::ConnAckProperties {
+                receive_maximum: Some(cfg.max_inflight),
+                maximum_packet_size: Some(u32::try_from(self.max_packet).unwrap_or(u32::MAX)),
+                topic_alias_maximum: Some(cfg.max_topic_aliases),
+                assigned_client_id: assigned,
+                retain_available: Some(1),
+                wildcard_available: Some(1),
+                subscription_identifiers_available: Some(1),
+                shared_subscription_available: Some(1),
+                ..Default::default()
+            })
+        });
+        codec::ConnAck {
+            session_present: present,
+            code: reason::SUCCESS,
+            properties,
+        }
+    }
+
+    /// Resends what the previous connection left unacknowledged (DUP set; PUBREL for
+    /// deliveries already past PUBREC), in the original order.
+    fn resume(&mut self, state: &mut SessionState) {
+        for (pkid, out) in state.resume() {
+            match out.stage {
+                super::session::Stage::AwaitComp => self.encode(&Packet::PubRel(PubAck::new(pkid))),
+                _ => self.write_publish(&out.delivery, pkid, true),
             }
         }
     }
 
     async fn run(
         &mut self,
-        session: &mut Session,
-        outbox: &Arc<Outbox>,
-        deliveries: &mut mpsc::Receiver<Delivery>,
-        subs: &mut HashMap<String, u8>,
-        kick: &tokio::sync::Notify,
+        opened: &mut Opened,
+        keep_alive_secs: u16,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Close {
-        let protocol = session.protocol;
+        let v5 = self.protocol.is_v5();
         let max_pending = usize::from(self.ctx.config.mqtt.max_inflight);
         // MQTT 3.1.1 section 3.1.2.10: one and a half keep-alive periods.
-        let keep_alive = Duration::from_millis(u64::from(session.keep_alive) * 1500);
+        let keep_alive = Duration::from_millis(u64::from(keep_alive_secs) * 1500);
         let mut deadline = Instant::now() + keep_alive;
-        let mut pending: VecDeque<PendingAck> = VecDeque::new();
+        let state = &mut opened.state;
         loop {
-            while pending.len() < max_pending {
-                match codec::decode(&mut self.rbuf, Some(protocol), self.max_packet) {
+            while v5 || self.pending.len() < max_pending {
+                match codec::decode(&mut self.rbuf, Some(self.protocol), self.max_packet) {
                     Ok(Some(packet)) => {
                         deadline = Instant::now() + keep_alive;
-                        if let Err(close) = self
-                            .handle(packet, session, outbox, subs, &mut pending)
-                            .await
-                        {
+                        if let Err(close) = self.handle(packet, state).await {
                             return close;
                         }
                     }
                     Ok(None) => break,
-                    Err(e) => return Close::Protocol(e.to_string()),
+                    Err(e) => return Close::Protocol(e.reason_code(), e.to_string()),
                 }
             }
+            self.drain_local(state);
             if let Err(close) = self.flush().await {
                 return close;
             }
-            let can_read = pending.len() < max_pending;
+            let can_read = v5 || self.pending.len() < max_pending;
+            let can_send = state.can_send(self.client_receive_max);
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => return Close::Shutdown,
-                _ = kick.notified() => return Close::TakenOver,
-                done = first_durable(&mut pending), if !pending.is_empty() => {
-                    let Some(ack) = pending.pop_front() else { continue };
-                    if let Err(e) = done {
-                        return Close::Protocol(format!("event not stored ({e}); closing so the client retries"));
+                _ = opened.kick.notified() => return Close::TakenOver,
+                done = first_durable(&mut self.pending), if !self.pending.is_empty() => {
+                    if let Err(close) = self.ack_front(done) {
+                        return close;
                     }
-                    let a = PubAck { pkid: ack.pkid, reason: 0, properties: None };
-                    let packet = match ack.kind {
-                        AckKind::PubAck => Packet::PubAck(a),
-                        AckKind::PubRec => Packet::PubRec(a),
-                    };
-                    self.encode(&packet, protocol);
                 }
-                d = deliveries.recv(), if session.can_send() => {
+                d = state.deliveries.recv(), if can_send && self.local.is_empty() => {
                     let Some(d) = d else { return Close::Shutdown };
-                    self.deliver(d, session, outbox);
-                    while session.can_send() && self.wbuf.len() < 64 * 1024 {
-                        match deliveries.try_recv() {
-                            Ok(d) => self.deliver(d, session, outbox),
+                    self.deliver(d, state);
+                    while state.can_send(self.client_receive_max) && self.wbuf.len() < 64 * 1024 {
+                        match state.deliveries.try_recv() {
+                            Ok(d) => self.deliver(d, state),
                             Err(_) => break,
                         }
                     }
@@ -280,171 +392,47 @@ impl Conn {
         }
     }
 
-    async fn handle(
-        &mut self,
-        packet: Packet,
-        session: &mut Session,
-        outbox: &Arc<Outbox>,
-        subs: &mut HashMap<String, u8>,
-        pending: &mut VecDeque<PendingAck>,
-    ) -> Result<(), Close> {
-        let protocol = session.protocol;
-        match packet {
-            Packet::Publish(p) => {
-                topic::validate_name(&p.topic)
-                    .map_err(|e| Close::Protocol(format!("PUBLISH to {:?}: {e}", p.topic)))?;
-                let qos = p.qos as u8;
-                let (pkid, kind) = (
-                    p.pkid,
-                    if qos == 2 {
-                        AckKind::PubRec
-                    } else {
-                        AckKind::PubAck
-                    },
-                );
-                if qos == 2
-                    && !session
-                        .qos2_received(pkid)
-                        .map_err(|e| Close::Protocol(e.into()))?
-                {
-                    pending.push_back(PendingAck {
-                        kind,
-                        pkid,
-                        durable: None,
-                    });
-                    return Ok(());
-                }
-                let mut event = Event::new(p.topic.into(), p.payload, qos, p.retain, Origin::Mqtt);
-                if let Some(props) = p.properties {
-                    event.user_properties = props.user_properties;
-                }
-                let durable = match self.ctx.hub.publish(Arc::new(event), self.conn_id).await {
-                    Ok(published) => published.durable,
-                    Err(e) => return Err(Close::Protocol(format!("store unavailable: {e}"))),
-                };
-                if qos > 0 {
-                    pending.push_back(PendingAck {
-                        kind,
-                        pkid,
-                        durable,
-                    });
-                }
+    /// Sends the oldest owed ack once its event is durable.
+    fn ack_front(&mut self, done: Result<u64, String>) -> Result<(), Close> {
+        let Some(ack) = self.pending.pop_front() else {
+            return Ok(());
+        };
+        let reason = match done {
+            Ok(_) => ack.reason,
+            // MQTT 5 can say so; a 3.1.1 client only learns by losing the connection, and
+            // then resends the unacknowledged publish.
+            Err(e) if self.protocol.is_v5() => {
+                tracing::warn!(peer = %self.peer, error = %e, "event not stored");
+                reason::UNSPECIFIED_ERROR
             }
-            Packet::PubAck(a) => {
-                session.acked(a.pkid);
+            Err(e) => {
+                return Err(Close::Protocol(
+                    reason::UNSPECIFIED_ERROR,
+                    format!("event not stored ({e}); closing so the client retries"),
+                ));
             }
-            Packet::PubRel(r) => {
-                session.qos2_released(r.pkid);
-                self.encode(
-                    &Packet::PubComp(PubAck {
-                        pkid: r.pkid,
-                        reason: 0,
-                        properties: None,
-                    }),
-                    protocol,
-                );
-            }
-            Packet::PubRec(_) | Packet::PubComp(_) => {}
-            Packet::Subscribe(s) => {
-                let mut codes = Vec::with_capacity(s.filters.len());
-                for f in s.filters {
-                    let fresh = !subs.contains_key(&f.filter);
-                    if topic::validate_filter(&f.filter).is_err()
-                        || (fresh && subs.len() >= MAX_SUBSCRIPTIONS)
-                    {
-                        codes.push(if protocol == Protocol::V5 { 0x8F } else { 0x80 });
-                        continue;
-                    }
-                    let granted = (f.qos as u8).min(1);
-                    self.ctx.hub.router.subscribe(
-                        &f.filter,
-                        Subscription {
-                            outbox: outbox.clone(),
-                            qos: granted,
-                            key: 0,
-                            tag: 0,
-                            per_subscription: false,
-                            no_local: f.no_local,
-                            group: None,
-                        },
-                    );
-                    subs.insert(f.filter, granted);
-                    codes.push(granted);
-                }
-                self.encode(
-                    &Packet::SubAck(codec::SubAck {
-                        pkid: s.pkid,
-                        codes,
-                        properties: None,
-                    }),
-                    protocol,
-                );
-            }
-            Packet::Unsubscribe(u) => {
-                let mut codes = Vec::with_capacity(u.filters.len());
-                for f in &u.filters {
-                    let existed = subs.remove(f).is_some();
-                    self.ctx.hub.router.unsubscribe(f, self.conn_id, 0);
-                    codes.push(if existed { 0x00 } else { 0x11 });
-                }
-                self.encode(
-                    &Packet::UnsubAck(codec::UnsubAck {
-                        pkid: u.pkid,
-                        codes,
-                        properties: None,
-                    }),
-                    protocol,
-                );
-            }
-            Packet::PingReq => self.encode(&Packet::PingResp, protocol),
-            Packet::Disconnect(_) => return Err(Close::Normal),
-            Packet::Connect(_) => {
-                return Err(Close::Protocol("second CONNECT on one connection".into()));
-            }
-            other => {
-                return Err(Close::Protocol(format!(
-                    "unexpected packet from client: {}",
-                    packet_name(&other)
-                )));
-            }
-        }
+        };
+        let a = PubAck {
+            pkid: ack.pkid,
+            reason,
+            properties: None,
+        };
+        let packet = match ack.kind {
+            AckKind::PubAck => Packet::PubAck(a),
+            AckKind::PubRec => Packet::PubRec(a),
+        };
+        self.encode(&packet);
         Ok(())
     }
 
-    fn deliver(&mut self, d: Delivery, session: &mut Session, outbox: &Outbox) {
-        outbox.taken(&d);
-        let mut qos = d.qos.min(1);
-        let pkid = if qos > 0 {
-            match session.alloc_pkid() {
-                Some(id) => id,
-                None => {
-                    qos = 0;
-                    0
-                }
-            }
-        } else {
-            0
-        };
-        let publish = codec::Publish {
-            dup: false,
-            qos: QoS::from_u8(qos).unwrap_or(QoS::AtMostOnce),
-            retain: false,
-            topic: d.event.topic.to_string(),
-            pkid,
-            payload: d.event.payload.clone(),
-            properties: None,
-        };
-        self.encode(&Packet::Publish(publish), session.protocol);
-    }
-
-    fn encode(&mut self, packet: &Packet, protocol: Protocol) {
-        if let Err(e) = codec::encode(packet, protocol, &mut self.wbuf) {
+    pub(super) fn encode(&mut self, packet: &Packet) {
+        if let Err(e) = codec::encode(packet, self.protocol, &mut self.wbuf) {
             tracing::warn!(peer = %self.peer, error = %e, "cannot encode packet; skipped");
         }
     }
 
-    async fn send_now(&mut self, packet: &Packet, protocol: Protocol) -> Result<(), Close> {
-        self.encode(packet, protocol);
+    async fn send_now(&mut self, packet: &Packet) -> Result<(), Close> {
+        self.encode(packet);
         self.flush().await
     }
 
@@ -458,9 +446,7 @@ impl Conn {
                 Ok(())
             }
             Ok(Err(e)) => Err(Close::Io(e)),
-            Err(_) => Err(Close::Protocol(
-                "client stopped reading (write timeout)".into(),
-            )),
+            Err(_) => Err(Close::protocol("client stopped reading (write timeout)")),
         }
     }
 }
@@ -474,16 +460,5 @@ async fn first_durable(pending: &mut VecDeque<PendingAck>) -> Result<u64, String
             Err(_) => Err("store writer stopped".into()),
         },
         None => Ok(0),
-    }
-}
-
-fn packet_name(p: &Packet) -> &'static str {
-    match p {
-        Packet::ConnAck(_) => "CONNACK",
-        Packet::SubAck(_) => "SUBACK",
-        Packet::UnsubAck(_) => "UNSUBACK",
-        Packet::PingResp => "PINGRESP",
-        Packet::Auth(_) => "AUTH",
-        _ => "packet",
     }
 }

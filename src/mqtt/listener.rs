@@ -1,24 +1,28 @@
 //! Accepting MQTT connections: the connection cap, socket options, one task per client.
 
 use super::connection;
-use super::registry::Registry;
+use super::sessions::Sessions;
 use crate::broker::Hub;
 use crate::config::Config;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
+
+/// How often offline sessions are checked for expiry.
+const REAP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What every MQTT connection task shares.
 pub struct MqttCtx {
     pub config: Arc<Config>,
     pub hub: Arc<Hub>,
-    pub registry: Registry,
+    pub sessions: Arc<Sessions>,
 }
 
-/// Binds the listener and starts accepting. The task ends on shutdown, after every
-/// connection task it started has ended.
+/// Binds the listener, restores stored sessions and starts accepting. The task ends on
+/// shutdown, after every connection task it started has ended.
 pub async fn listen(
     config: Arc<Config>,
     hub: Arc<Hub>,
@@ -27,25 +31,42 @@ pub async fn listen(
     let listener = TcpListener::bind(config.mqtt.listen).await?;
     let addr = listener.local_addr()?;
     let max = config.mqtt.max_connections;
+    let sessions = Arc::new(Sessions::new(hub.clone(), &config.mqtt));
+    if let Some(store) = hub.store.clone() {
+        match tokio::task::spawn_blocking(move || store.load_sessions()).await {
+            Ok(Ok(records)) => {
+                let n = sessions.restore(records);
+                if n > 0 {
+                    tracing::info!(sessions = n, "restored persistent MQTT sessions");
+                }
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot read stored MQTT sessions"),
+            Err(e) => tracing::error!(error = %e, "session restore task failed"),
+        }
+    }
     let ctx = Arc::new(MqttCtx {
         config,
         hub,
-        registry: Registry::default(),
+        sessions,
     });
     let task = tokio::spawn(async move {
         let permits = Arc::new(Semaphore::new(max));
         let mut conns = tokio::task::JoinSet::new();
+        let mut reap = tokio::time::interval(REAP_INTERVAL);
         loop {
             tokio::select! {
                 _ = shutdown.changed() => break,
                 Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                _ = reap.tick() => {
+                    ctx.sessions.reap().await;
+                }
                 accepted = listener.accept() => {
                     let (stream, peer) = match accepted {
                         Ok(a) => a,
                         Err(e) => {
                             // EMFILE and friends: back off briefly instead of spinning.
                             tracing::warn!(error = %e, "MQTT accept failed");
-                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            tokio::time::sleep(Duration::from_millis(50)).await;
                             continue;
                         }
                     };

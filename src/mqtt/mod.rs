@@ -1,10 +1,13 @@
-//! The MQTT listener: codec (bytes <-> packets), session (protocol state), connection
-//! (the I/O loop that ties them to the hub).
+//! The MQTT listener: codec (bytes <-> packets), session state, the sessions registry,
+//! and the connection (the I/O loop that ties them to the hub).
 
 pub mod codec;
 mod connection;
+mod inbound;
 mod listener;
-mod registry;
+mod outbound;
 mod session;
+mod sessions;
+mod will;
 
 pub use listener::listen;

@@ -1,163 +1,293 @@
-//! The MQTT session state machine, free of I/O: CONNECT acceptance, packet ids for our
-//! outbound QoS 1 deliveries, and the inbound QoS 2 table.
+//! An MQTT session's state, which outlives a connection when the session is persistent:
+//! subscriptions, the outbox the router fills, our unacknowledged deliveries, and the
+//! client's unreleased QoS 2 ids. Pure bookkeeping; the connection does the I/O.
 //!
-//! Both tables have hard caps: a client cannot make us hold more than
-//! [`OUTBOUND_INFLIGHT`] unacked deliveries or `max_inflight` unreleased QoS 2 ids.
+//! Hard caps: at most [`OUTBOUND_INFLIGHT`] unacknowledged deliveries (a `heapless` map,
+//! no allocation on the delivery path) and at most `max_inflight` unreleased QoS 2 ids.
 
-use super::codec::{ConnAck, Connect, Protocol};
-use std::collections::HashSet;
+use crate::router::{Delivery, Outbox};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use tokio::sync::mpsc;
 
-/// Deliveries at QoS 1 awaiting the subscriber's PUBACK, per connection. While full, the
-/// connection stops taking from its outbox, which then fills and drops (counted).
+/// Deliveries at QoS 1/2 awaiting the subscriber, per session. While full, the connection
+/// stops taking from the outbox, which then fills and drops (counted).
 pub const OUTBOUND_INFLIGHT: usize = 64;
 
-/// CONNACK return codes used so far (3.1.1 numbering).
-pub mod connack {
-    pub const ACCEPTED: u8 = 0;
-    pub const IDENTIFIER_REJECTED: u8 = 2;
+/// Session expiry meaning "never" (MQTT 5: 0xFFFFFFFF; 3.1.1 clean session = 0).
+pub const NEVER: u32 = u32::MAX;
+
+/// Where an outbound QoS > 0 delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// QoS 1 sent, waiting for PUBACK.
+    AwaitAck,
+    /// QoS 2 sent, waiting for PUBREC.
+    AwaitRec,
+    /// PUBREL sent, waiting for PUBCOMP.
+    AwaitComp,
 }
 
-#[derive(Debug)]
-pub struct Session {
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub delivery: Delivery,
+    pub stage: Stage,
+}
+
+/// A subscription as the session remembers it (and persists it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubOptions {
+    pub qos: u8,
+    pub no_local: bool,
+    pub retain_as_published: bool,
+    pub retain_handling: u8,
+    /// MQTT 5 subscription identifier, 0 for none.
+    pub sub_id: u32,
+    /// `$share/<group>/` prefix removed from the filter, if it was a shared subscription.
+    pub share: Option<String>,
+}
+
+pub struct SessionState {
     pub client_id: String,
-    pub protocol: Protocol,
-    pub keep_alive: u16,
+    pub outbox: Arc<Outbox>,
+    pub deliveries: mpsc::Receiver<Delivery>,
+    /// Keyed by the filter as the client sent it (with any `$share/...` prefix).
+    pub subs: HashMap<String, SubOptions>,
+    /// Seconds the session outlives its connection; [`NEVER`] or 0.
+    pub expiry: u32,
+    inflight: heapless::FnvIndexMap<u16, Outgoing, OUTBOUND_INFLIGHT>,
     next_pkid: u16,
-    outbound: heapless::FnvIndexSet<u16, OUTBOUND_INFLIGHT>,
     inbound_qos2: HashSet<u16>,
-    max_inflight: usize,
 }
 
-/// Accepts or refuses a CONNECT. `assigned` is the id to use when the client sent none.
-pub fn accept(connect: &Connect, assigned: &str, max_inflight: usize) -> Result<Session, ConnAck> {
-    let mut client_id = connect.client_id.clone();
-    if client_id.is_empty() {
-        // 3.1.1 section 3.1.3.1: an empty id is allowed only with a clean session.
-        if !connect.clean_start && connect.protocol != Protocol::V5 {
-            let code = connack::IDENTIFIER_REJECTED;
-            return Err(ConnAck {
-                session_present: false,
-                code,
-                properties: None,
-            });
+impl SessionState {
+    pub fn new(
+        client_id: String,
+        outbox: Arc<Outbox>,
+        deliveries: mpsc::Receiver<Delivery>,
+        expiry: u32,
+    ) -> SessionState {
+        SessionState {
+            client_id,
+            outbox,
+            deliveries,
+            subs: HashMap::new(),
+            expiry,
+            inflight: heapless::FnvIndexMap::new(),
+            next_pkid: 0,
+            inbound_qos2: HashSet::new(),
         }
-        client_id = assigned.to_string();
-    }
-    Ok(Session {
-        client_id,
-        protocol: connect.protocol,
-        keep_alive: connect.keep_alive,
-        next_pkid: 0,
-        outbound: heapless::FnvIndexSet::new(),
-        inbound_qos2: HashSet::new(),
-        max_inflight: max_inflight.max(1),
-    })
-}
-
-impl Session {
-    /// True while another QoS 1 delivery may be sent.
-    pub fn can_send(&self) -> bool {
-        self.outbound.len() < OUTBOUND_INFLIGHT
     }
 
-    /// A free packet id for an outbound QoS > 0 delivery, or None when the table is full.
-    pub fn alloc_pkid(&mut self) -> Option<u16> {
-        if !self.can_send() {
-            return None;
+    /// The router identity of this session (stable across reconnects).
+    pub fn id(&self) -> u64 {
+        self.outbox.conn_id()
+    }
+
+    /// True while another QoS > 0 delivery may be sent, given the client's receive maximum.
+    pub fn can_send(&self, receive_maximum: usize) -> bool {
+        self.inflight.len() < OUTBOUND_INFLIGHT.min(receive_maximum)
+    }
+
+    /// Registers `delivery` (QoS 1 or 2) as in flight and returns its packet id, or gives
+    /// the delivery back when the table is full.
+    pub fn start(&mut self, delivery: Delivery) -> Result<u16, Delivery> {
+        if self.inflight.len() >= OUTBOUND_INFLIGHT {
+            return Err(delivery);
         }
-        loop {
+        let pkid = loop {
             self.next_pkid = self.next_pkid.wrapping_add(1);
-            if self.next_pkid == 0 {
-                continue;
+            if self.next_pkid != 0 && !self.inflight.contains_key(&self.next_pkid) {
+                break self.next_pkid;
             }
-            if !self.outbound.contains(&self.next_pkid) {
-                return self
-                    .outbound
-                    .insert(self.next_pkid)
-                    .ok()
-                    .map(|_| self.next_pkid);
-            }
+        };
+        let stage = if delivery.qos >= 2 {
+            Stage::AwaitRec
+        } else {
+            Stage::AwaitAck
+        };
+        match self.inflight.insert(pkid, Outgoing { delivery, stage }) {
+            Ok(_) => Ok(pkid),
+            Err((_, o)) => Err(o.delivery),
         }
     }
 
-    /// The subscriber acknowledged `pkid`; false if we were not waiting for it.
-    pub fn acked(&mut self, pkid: u16) -> bool {
-        self.outbound.remove(&pkid)
+    /// PUBACK from the client; false if we were not waiting for it.
+    pub fn puback(&mut self, pkid: u16) -> bool {
+        self.finish(pkid, Stage::AwaitAck)
     }
 
-    /// A QoS 2 PUBLISH arrived. Returns true if it is new (route and store it), false if
-    /// it is a retransmission of one we already have (just PUBREC again). Err when the
-    /// client has more unreleased QoS 2 ids than allowed.
-    pub fn qos2_received(&mut self, pkid: u16) -> Result<bool, &'static str> {
+    /// PUBREC from the client: true if a PUBREL must follow.
+    pub fn pubrec(&mut self, pkid: u16) -> bool {
+        match self.inflight.get_mut(&pkid) {
+            Some(o) if o.stage == Stage::AwaitRec || o.stage == Stage::AwaitComp => {
+                o.stage = Stage::AwaitComp;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// PUBCOMP from the client; false if we were not waiting for it.
+    pub fn pubcomp(&mut self, pkid: u16) -> bool {
+        self.finish(pkid, Stage::AwaitComp)
+    }
+
+    fn finish(&mut self, pkid: u16, stage: Stage) -> bool {
+        match self.inflight.get(&pkid) {
+            Some(o) if o.stage == stage => self.inflight.remove(&pkid).is_some(),
+            _ => false,
+        }
+    }
+
+    /// What to resend when the session resumes on a new connection, in the original order.
+    pub fn resume(&self) -> Vec<(u16, Outgoing)> {
+        self.inflight.iter().map(|(k, v)| (*k, v.clone())).collect()
+    }
+
+    /// A QoS 2 PUBLISH arrived: true if new (route and store it), false if it is a
+    /// retransmission we already have. Err when the client exceeds `max` unreleased ids.
+    pub fn qos2_received(&mut self, pkid: u16, max: usize) -> Result<bool, &'static str> {
         if self.inbound_qos2.contains(&pkid) {
             return Ok(false);
         }
-        if self.inbound_qos2.len() >= self.max_inflight {
+        if self.inbound_qos2.len() >= max {
             return Err("too many unreleased QoS 2 publishes");
         }
         self.inbound_qos2.insert(pkid);
         Ok(true)
     }
 
+    /// QoS 2 publishes received and not yet released: they count against Receive Maximum.
+    pub fn unreleased_qos2(&self) -> usize {
+        self.inbound_qos2.len()
+    }
+
     /// PUBREL for `pkid`: the id may be reused by the client.
     pub fn qos2_released(&mut self, pkid: u16) {
         self.inbound_qos2.remove(&pkid);
+    }
+
+    /// The persistent part of the session, for the store.
+    pub fn record(&self) -> Vec<u8> {
+        let rec = SessionRecordV1 {
+            expiry: self.expiry,
+            subs: self
+                .subs
+                .iter()
+                .map(|(f, o)| (f.clone(), o.clone()))
+                .collect(),
+        };
+        // Encoding plain owned data into a Vec cannot fail; an empty record would simply
+        // not decode at restore time.
+        postcard::to_extend(&rec, vec![SESSION_FORMAT_V1]).unwrap_or_default()
+    }
+}
+
+const SESSION_FORMAT_V1: u8 = 1;
+
+/// What the store keeps of a session: enough to restore its subscriptions after a restart.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct SessionRecordV1 {
+    pub expiry: u32,
+    pub subs: Vec<(String, SubOptions)>,
+}
+
+/// Decodes a stored session record; None if it is not one this ferry understands.
+pub fn decode_record(bytes: &[u8]) -> Option<SessionRecordV1> {
+    match bytes.split_first() {
+        Some((&SESSION_FORMAT_V1, body)) => postcard::from_bytes(body).ok(),
+        _ => None,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mqtt::codec::ConnectProperties;
+    use crate::event::{Event, Origin};
+    use crate::metrics::Metrics;
+    use bytes::Bytes;
 
-    fn connect(id: &str, clean: bool) -> Connect {
-        Connect {
-            protocol: Protocol::V311,
-            client_id: id.into(),
-            clean_start: clean,
-            keep_alive: 30,
-            will: None,
-            username: None,
-            password: None,
-            properties: ConnectProperties::default(),
+    fn state() -> SessionState {
+        let (outbox, rx) = Outbox::new(1, 8, usize::MAX, Arc::new(Metrics::default()));
+        SessionState::new("c".into(), outbox, rx, NEVER)
+    }
+
+    fn delivery(qos: u8) -> Delivery {
+        Delivery::new(
+            Arc::new(Event::new(
+                "t".into(),
+                Bytes::new(),
+                qos,
+                false,
+                Origin::Mqtt,
+            )),
+            qos,
+        )
+    }
+
+    #[test]
+    fn qos1_and_qos2_flows() {
+        let mut s = state();
+        let a = s.start(delivery(1)).unwrap();
+        let b = s.start(delivery(2)).unwrap();
+        assert_eq!((a, b), (1, 2));
+        assert!(!s.pubcomp(b), "PUBCOMP before PUBREC is ignored");
+        assert!(s.pubrec(b));
+        assert!(s.pubrec(b), "a repeated PUBREC gets PUBREL again");
+        assert!(!s.puback(b));
+        let resume: Vec<(u16, Stage)> = s.resume().iter().map(|(k, o)| (*k, o.stage)).collect();
+        assert_eq!(resume, vec![(1, Stage::AwaitAck), (2, Stage::AwaitComp)]);
+        assert!(s.puback(a));
+        assert!(s.pubcomp(b));
+        assert!(s.resume().is_empty());
+    }
+
+    #[test]
+    fn inflight_is_capped() {
+        let mut s = state();
+        for _ in 0..OUTBOUND_INFLIGHT {
+            s.start(delivery(1)).unwrap();
         }
-    }
-
-    #[test]
-    fn empty_client_id_needs_clean_session() {
-        assert_eq!(
-            accept(&connect("", true), "auto-1", 10).unwrap().client_id,
-            "auto-1"
-        );
-        let refused = accept(&connect("", false), "auto-1", 10).unwrap_err();
-        assert_eq!(refused.code, connack::IDENTIFIER_REJECTED);
-        assert_eq!(
-            accept(&connect("dev", false), "x", 10).unwrap().client_id,
-            "dev"
-        );
-    }
-
-    #[test]
-    fn pkids_are_unique_and_capped() {
-        let mut s = accept(&connect("d", true), "", 10).unwrap();
-        let ids: Vec<u16> = (0..OUTBOUND_INFLIGHT)
-            .map(|_| s.alloc_pkid().unwrap())
-            .collect();
-        assert_eq!(ids[0], 1);
-        assert!(s.alloc_pkid().is_none());
-        assert!(s.acked(ids[3]));
-        assert!(!s.acked(ids[3]));
-        assert!(s.alloc_pkid().is_some());
+        assert!(!s.can_send(usize::MAX));
+        assert!(s.start(delivery(1)).is_err());
+        assert!(s.puback(10));
+        assert!(s.can_send(usize::MAX));
+        assert!(!s.can_send(10), "client receive maximum also caps");
     }
 
     #[test]
     fn qos2_dedup_and_limit() {
-        let mut s = accept(&connect("d", true), "", 2).unwrap();
-        assert_eq!(s.qos2_received(5), Ok(true));
-        assert_eq!(s.qos2_received(5), Ok(false));
-        assert_eq!(s.qos2_received(6), Ok(true));
-        assert!(s.qos2_received(7).is_err());
+        let mut s = state();
+        assert_eq!(s.qos2_received(5, 2), Ok(true));
+        assert_eq!(s.qos2_received(5, 2), Ok(false));
+        assert_eq!(s.qos2_received(6, 2), Ok(true));
+        assert!(s.qos2_received(7, 2).is_err());
         s.qos2_released(5);
-        assert_eq!(s.qos2_received(5), Ok(true));
+        assert_eq!(s.qos2_received(5, 2), Ok(true));
+    }
+
+    #[test]
+    fn record_round_trip() {
+        let mut s = state();
+        let opts = SubOptions {
+            qos: 1,
+            no_local: true,
+            retain_as_published: false,
+            retain_handling: 2,
+            sub_id: 7,
+            share: None,
+        };
+        s.subs.insert("a/+".into(), opts.clone());
+        let rec = decode_record(&s.record()).unwrap();
+        assert_eq!(
+            rec,
+            SessionRecordV1 {
+                expiry: NEVER,
+                subs: vec![("a/+".into(), opts)]
+            }
+        );
+        assert!(decode_record(&[9, 1]).is_none());
     }
 }

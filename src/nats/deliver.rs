@@ -41,14 +41,7 @@ pub fn encode(session: &mut Session, d: &Delivery, out: &mut BytesMut) -> Writte
         .and_then(|t| topic_to_subject(t).ok());
     let reply = reply.as_deref().map(str::as_bytes);
     match header_block(session, event) {
-        Some(block) => encode_hmsg(
-            subject.as_bytes(),
-            &sid,
-            reply,
-            &block,
-            &event.payload,
-            out,
-        ),
+        Some(block) => encode_hmsg(subject.as_bytes(), &sid, reply, &block, &event.payload, out),
         None => encode_msg(subject.as_bytes(), &sid, reply, &event.payload, out),
     }
     Written::Yes { remove }
@@ -99,11 +92,9 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         e.response_topic = reply.map(Arc::from);
-        Delivery {
-            event: Arc::new(e),
-            qos: 0,
-            tag,
-        }
+        let mut d = Delivery::new(Arc::new(e), 0);
+        d.tag = tag;
+        d
     }
 
     fn session(headers: bool) -> Session {
@@ -130,7 +121,12 @@ mod tests {
     fn hmsg_when_headers_negotiated() {
         let mut s = session(true);
         let mut out = BytesMut::new();
-        let d = delivery("sensors/t", 1, &[("A", "1"), ("bad key", "x"), ("B", "2")], None);
+        let d = delivery(
+            "sensors/t",
+            1,
+            &[("A", "1"), ("bad key", "x"), ("B", "2")],
+            None,
+        );
         encode(&mut s, &d, &mut out);
         assert_eq!(
             &out[..],

@@ -146,7 +146,8 @@ impl Session {
         self.next_slot += 1;
         // NATS queue groups are per subject and must never merge with MQTT shared
         // subscriptions: the group name carries a prefix and the filter.
-        let group = queue.map(|q| Arc::from(format!("nats:{} {filter}", String::from_utf8_lossy(q))));
+        let group =
+            queue.map(|q| Arc::from(format!("nats:{} {filter}", String::from_utf8_lossy(q))));
         let sid = Bytes::copy_from_slice(sid);
         self.sids.insert(sid.clone(), slot);
         self.slots.insert(
@@ -265,19 +266,37 @@ mod tests {
         assert_eq!(&*filter, "jobs/#");
         assert_eq!(group.as_deref(), Some("nats:workers jobs/#"));
         // Same sid again: kept, nothing new.
-        assert_eq!(s.subscribe(b"other", None, b"1").unwrap(), Subscribed::Existing);
+        assert_eq!(
+            s.subscribe(b"other", None, b"1").unwrap(),
+            Subscribed::Existing
+        );
         assert_eq!(s.subscription_count(), 2);
     }
 
     #[test]
     fn bad_subjects_and_limit() {
         let mut s = Session::new(1, 2);
-        assert_eq!(s.subscribe(b"a..b", None, b"1"), Err(ProtoError::InvalidSubject));
-        assert_eq!(s.subscribe(b"a.>.b", None, b"1"), Err(ProtoError::InvalidSubject));
-        assert_eq!(s.subscribe(b"a+b", None, b"1"), Err(ProtoError::InvalidSubject));
-        assert_eq!(s.subscribe(b"a/b", None, b"1"), Err(ProtoError::InvalidSubject));
+        assert_eq!(
+            s.subscribe(b"a..b", None, b"1"),
+            Err(ProtoError::InvalidSubject)
+        );
+        assert_eq!(
+            s.subscribe(b"a.>.b", None, b"1"),
+            Err(ProtoError::InvalidSubject)
+        );
+        assert_eq!(
+            s.subscribe(b"a+b", None, b"1"),
+            Err(ProtoError::InvalidSubject)
+        );
+        assert_eq!(
+            s.subscribe(b"a/b", None, b"1"),
+            Err(ProtoError::InvalidSubject)
+        );
         s.subscribe(b"a", None, b"1").unwrap();
-        assert_eq!(s.subscribe(b"b", None, b"2"), Err(ProtoError::MaxSubscriptions));
+        assert_eq!(
+            s.subscribe(b"b", None, b"2"),
+            Err(ProtoError::MaxSubscriptions)
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 mod outbox;
 mod trie;
 
-pub use outbox::{Delivery, Outbox};
+pub use outbox::{Delivery, Outbox, SubIds};
 pub use trie::Subscription;
 
 use crate::event::Event;
@@ -63,11 +63,13 @@ impl Router {
         self.pick_group_members(grouped, &mut targets);
 
         let mut routed = Routed::default();
-        for sub in targets {
+        for (sub, sub_ids) in targets {
             let delivery = Delivery {
                 event: event.clone(),
                 qos: sub.qos.min(event.qos),
                 tag: sub.tag,
+                retain: sub.retain_as_published && event.retain,
+                sub_ids,
             };
             if sub.outbox.offer(delivery) {
                 routed.delivered += 1;
@@ -78,7 +80,11 @@ impl Router {
         routed
     }
 
-    fn pick_group_members(&self, mut grouped: Vec<Subscription>, out: &mut Vec<Subscription>) {
+    fn pick_group_members(
+        &self,
+        mut grouped: Vec<Subscription>,
+        out: &mut Vec<(Subscription, SubIds)>,
+    ) {
         grouped.sort_by(|a, b| a.group.cmp(&b.group));
         let mut start = 0;
         while start < grouped.len() {
@@ -88,35 +94,50 @@ impl Router {
             }
             let n = end - start;
             let pick = self.rotation.fetch_add(1, Ordering::Relaxed) % n;
-            out.push(grouped[start + pick].clone());
+            let member = grouped[start + pick].clone();
+            let ids = sub_ids_of(&member);
+            out.push((member, ids));
             start = end;
         }
     }
 }
 
-/// Merges subscriptions of one connection that overlap (MQTT: one delivery at the highest
-/// granted QoS); NATS subscriptions are `per_subscription` and each gets its own copy.
-fn dedup(mut subs: Vec<Subscription>) -> Vec<Subscription> {
-    if subs.len() < 2 {
-        return subs;
+fn sub_ids_of(s: &Subscription) -> SubIds {
+    let mut ids = SubIds::new();
+    if !s.per_subscription && s.tag != 0 {
+        let _ = ids.push(s.tag as u32);
     }
+    ids
+}
+
+/// Merges subscriptions of one connection that overlap (MQTT: one delivery at the highest
+/// granted QoS, carrying every subscription identifier); NATS subscriptions are
+/// `per_subscription` and each gets its own copy.
+fn dedup(mut subs: Vec<Subscription>) -> Vec<(Subscription, SubIds)> {
     subs.sort_by_key(|s| {
         (
             s.outbox.conn_id(),
             if s.per_subscription { s.key } else { 0 },
         )
     });
-    let mut out: Vec<Subscription> = Vec::with_capacity(subs.len());
+    let mut out: Vec<(Subscription, SubIds)> = Vec::with_capacity(subs.len());
     for s in subs {
         match out.last_mut() {
-            Some(last)
+            Some((last, ids))
                 if !s.per_subscription
                     && !last.per_subscription
                     && last.outbox.conn_id() == s.outbox.conn_id() =>
             {
                 last.qos = last.qos.max(s.qos);
+                last.retain_as_published |= s.retain_as_published;
+                if s.tag != 0 && !ids.contains(&(s.tag as u32)) {
+                    let _ = ids.push(s.tag as u32);
+                }
             }
-            _ => out.push(s),
+            _ => {
+                let ids = sub_ids_of(&s);
+                out.push((s, ids));
+            }
         }
     }
     out

@@ -18,6 +18,27 @@ pub struct Delivery {
     pub qos: u8,
     /// Opaque to the router; the session's own handle for the subscription (NATS sid slot).
     pub tag: u64,
+    /// Deliver with the RETAIN flag (retained on subscribe, or MQTT 5 retain-as-published).
+    pub retain: bool,
+    /// MQTT 5 subscription identifiers of every matching subscription of this client.
+    /// Fixed capacity: identifiers past the fourth are not sent (the message still is).
+    pub sub_ids: SubIds,
+}
+
+/// Subscription identifiers carried by one delivery.
+pub type SubIds = heapless::Vec<u32, 4>;
+
+impl Delivery {
+    /// A delivery of `event` at `qos` with no subscription metadata.
+    pub fn new(event: Arc<Event>, qos: u8) -> Delivery {
+        Delivery {
+            event,
+            qos,
+            tag: 0,
+            retain: false,
+            sub_ids: SubIds::new(),
+        }
+    }
 }
 
 /// The sending side of a connection's delivery queue, bounded in messages (the channel's
@@ -30,6 +51,8 @@ pub struct Outbox {
     max_bytes: usize,
     dropped: AtomicU64,
     overflowed: AtomicBool,
+    /// Set while an MQTT persistent session has no connection: QoS 0 is not queued then.
+    offline: AtomicBool,
     metrics: Arc<Metrics>,
 }
 
@@ -49,6 +72,7 @@ impl Outbox {
             max_bytes,
             dropped: AtomicU64::new(0),
             overflowed: AtomicBool::new(false),
+            offline: AtomicBool::new(false),
             metrics,
         };
         (Arc::new(outbox), rx)
@@ -61,6 +85,10 @@ impl Outbox {
     /// Queues a delivery without waiting. Returns false (and counts the drop) when the
     /// subscriber is too far behind or gone.
     pub fn offer(&self, delivery: Delivery) -> bool {
+        if delivery.qos == 0 && self.offline.load(Ordering::Relaxed) {
+            self.metrics.dropped_offline_qos0.inc();
+            return false;
+        }
         let weight = delivery.event.weight();
         let pending = self.pending_bytes.fetch_add(weight, Ordering::Relaxed);
         if pending + weight > self.max_bytes {
@@ -93,6 +121,11 @@ impl Outbox {
     /// True once, after the outbox refused a delivery since the last call.
     pub fn take_overflow(&self) -> bool {
         self.overflowed.swap(false, Ordering::Relaxed)
+    }
+
+    /// Marks the owning session as (dis)connected.
+    pub fn set_offline(&self, offline: bool) {
+        self.offline.store(offline, Ordering::Relaxed);
     }
 
     pub fn dropped(&self) -> u64 {

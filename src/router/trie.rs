@@ -21,6 +21,8 @@ pub struct Subscription {
     pub per_subscription: bool,
     /// Skip events published by this same connection (MQTT 5 no-local, NATS echo=false).
     pub no_local: bool,
+    /// MQTT 5 retain-as-published: keep the publisher's RETAIN flag on delivery.
+    pub retain_as_published: bool,
     /// Queue group / shared subscription name: one member of a group gets each event.
     pub group: Option<Arc<str>>,
 }

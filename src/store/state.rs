@@ -10,10 +10,19 @@ use std::sync::Arc;
 /// A change to the persistent broker state.
 pub enum StateChange {
     /// Upsert a session's encoded record (its format is the MQTT module's business).
-    PutSession { client_id: String, record: Vec<u8> },
-    DeleteSession { client_id: String },
-    PutRetained { event: Arc<Event> },
-    DeleteRetained { topic: Arc<str> },
+    PutSession {
+        client_id: String,
+        record: Vec<u8>,
+    },
+    DeleteSession {
+        client_id: String,
+    },
+    PutRetained {
+        event: Arc<Event>,
+    },
+    DeleteRetained {
+        topic: Arc<str>,
+    },
 }
 
 impl Store {
@@ -52,11 +61,16 @@ impl Store {
 }
 
 /// Applies `change` inside the writer's transaction.
-pub(super) fn apply(txn: &redb::WriteTransaction, change: &StateChange, scratch: &mut Vec<u8>) -> Result<(), StoreError> {
+pub(super) fn apply(
+    txn: &redb::WriteTransaction,
+    change: &StateChange,
+    scratch: &mut Vec<u8>,
+) -> Result<(), StoreError> {
     match change {
         StateChange::PutSession { client_id, record } => {
             let mut t = txn.open_table(SESSIONS).map_err(redb_err)?;
-            t.insert(client_id.as_str(), record.as_slice()).map_err(redb_err)?;
+            t.insert(client_id.as_str(), record.as_slice())
+                .map_err(redb_err)?;
         }
         StateChange::DeleteSession { client_id } => {
             let mut t = txn.open_table(SESSIONS).map_err(redb_err)?;
@@ -65,7 +79,8 @@ pub(super) fn apply(txn: &redb::WriteTransaction, change: &StateChange, scratch:
         StateChange::PutRetained { event } => {
             record::encode(event, 0, scratch)?;
             let mut t = txn.open_table(RETAINED).map_err(redb_err)?;
-            t.insert(&*event.topic, scratch.as_slice()).map_err(redb_err)?;
+            t.insert(&*event.topic, scratch.as_slice())
+                .map_err(redb_err)?;
         }
         StateChange::DeleteRetained { topic } => {
             let mut t = txn.open_table(RETAINED).map_err(redb_err)?;

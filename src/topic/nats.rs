@@ -182,7 +182,10 @@ mod tests {
     #[test]
     fn plain_levels() {
         assert_eq!(t("sensors.temp.1").unwrap(), "sensors/temp/1");
-        assert_eq!(topic_to_subject("sensors/temp/1").unwrap(), "sensors.temp.1");
+        assert_eq!(
+            topic_to_subject("sensors/temp/1").unwrap(),
+            "sensors.temp.1"
+        );
         assert_eq!(t("_INBOX.abc.7").unwrap(), "_INBOX/abc/7");
         assert_eq!(t("$SYS.x").unwrap(), "$SYS/x");
         assert_eq!(t("foo*.>bar").unwrap(), "foo*/>bar");
@@ -226,10 +229,7 @@ mod tests {
             assert_eq!(subject_to_filter(nats.as_bytes()).unwrap(), mqtt);
             assert_eq!(filter_to_subject(mqtt).unwrap(), nats);
         }
-        assert_eq!(
-            subject_to_filter(b"a.>.b"),
-            Err(MapError::FwcNotLast)
-        );
+        assert_eq!(subject_to_filter(b"a.>.b"), Err(MapError::FwcNotLast));
         assert_eq!(subject_to_filter(b"a..b"), Err(MapError::EmptyToken));
         assert_eq!(subject_to_filter(b"a.b+"), Err(MapError::MqttWildcard));
     }
@@ -260,7 +260,10 @@ mod tests {
         assert_eq!(topic_to_subject(">/a"), Err(MapError::NatsWildcard));
         assert_eq!(topic_to_subject("a b"), Err(MapError::Whitespace));
         assert_eq!(topic_to_subject("a/\tb"), Err(MapError::Whitespace));
-        assert_eq!(topic_to_subject(""), Err(MapError::Topic(TopicError::Empty)));
+        assert_eq!(
+            topic_to_subject(""),
+            Err(MapError::Topic(TopicError::Empty))
+        );
         // Literal '*' inside a longer level is fine for NATS too.
         assert_eq!(topic_to_subject("a*/b>").unwrap(), "a*.b>");
     }

@@ -1,0 +1,327 @@
+//! What the client sends, after CONNECT: publishes, subscriptions, acks, DISCONNECT.
+
+use super::codec::{self, Packet, PubAck, Publish, reason};
+use super::connection::{AckKind, Close, Conn, PendingAck};
+use super::session::{SessionState, SubOptions};
+use super::sessions;
+use crate::event::{Event, Origin, now_ms};
+use crate::router::Delivery;
+use crate::topic;
+use std::sync::Arc;
+
+impl Conn {
+    pub(super) async fn handle(
+        &mut self,
+        packet: Packet,
+        state: &mut SessionState,
+    ) -> Result<(), Close> {
+        match packet {
+            Packet::Publish(p) => self.publish(p, state).await?,
+            Packet::PubAck(a) => {
+                state.puback(a.pkid);
+            }
+            Packet::PubRec(r) => {
+                if state.pubrec(r.pkid) {
+                    self.encode(&Packet::PubRel(PubAck::new(r.pkid)));
+                } else if self.protocol.is_v5() {
+                    let mut rel = PubAck::new(r.pkid);
+                    rel.reason = reason::PACKET_IDENTIFIER_NOT_FOUND;
+                    self.encode(&Packet::PubRel(rel));
+                }
+            }
+            Packet::PubComp(c) => {
+                state.pubcomp(c.pkid);
+            }
+            Packet::PubRel(r) => {
+                state.qos2_released(r.pkid);
+                self.encode(&Packet::PubComp(PubAck::new(r.pkid)));
+            }
+            Packet::Subscribe(s) => self.subscribe(s, state).await,
+            Packet::Unsubscribe(u) => self.unsubscribe(u, state).await,
+            Packet::PingReq => self.encode(&Packet::PingResp),
+            Packet::Disconnect(d) => {
+                if let Some(expiry) = d.properties.as_ref().and_then(|p| p.session_expiry) {
+                    // MQTT 5 section 3.14.2.2.2: a session that was to end with the
+                    // connection may not be extended at DISCONNECT.
+                    if state.expiry == 0 && expiry != 0 {
+                        return Err(Close::protocol(
+                            "session expiry set at DISCONNECT after CONNECT asked for none",
+                        ));
+                    }
+                    state.expiry = expiry;
+                }
+                return Err(Close::Normal {
+                    will: d.reason == reason::DISCONNECT_WITH_WILL_MESSAGE,
+                });
+            }
+            Packet::Connect(_) => return Err(Close::protocol("second CONNECT on one connection")),
+            Packet::Auth(_) => {
+                return Err(Close::Protocol(
+                    reason::BAD_AUTHENTICATION_METHOD,
+                    "AUTH is not supported".into(),
+                ));
+            }
+            _ => {
+                return Err(Close::protocol(
+                    "server-to-client packet sent by the client",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn publish(&mut self, p: Publish, state: &mut SessionState) -> Result<(), Close> {
+        let ctx = self.ctx.clone();
+        let cfg = &ctx.config.mqtt;
+        let qos = p.qos as u8;
+        let props = p.properties.map(|b| *b).unwrap_or_default();
+        let topic = self.resolve_alias(p.topic, props.topic_alias)?;
+        if let Err(e) = topic::validate_name(&topic) {
+            return Err(Close::Protocol(
+                reason::TOPIC_NAME_INVALID,
+                format!("PUBLISH to {topic:?}: {e}"),
+            ));
+        }
+        if topic.split('/').count() > cfg.max_topic_levels {
+            return Err(Close::Protocol(
+                reason::TOPIC_NAME_INVALID,
+                format!("PUBLISH to {topic:?}: more than mqtt.max_topic_levels levels"),
+            ));
+        }
+        let kind = if qos == 2 {
+            AckKind::PubRec
+        } else {
+            AckKind::PubAck
+        };
+        if qos > 0
+            && self.protocol.is_v5()
+            && self
+                .pending
+                .iter()
+                .filter(|a| a.kind == AckKind::PubAck)
+                .count()
+                + state.unreleased_qos2()
+                >= usize::from(cfg.max_inflight)
+        {
+            return Err(Close::Protocol(
+                reason::RECEIVE_MAXIMUM_EXCEEDED,
+                "more QoS>0 publishes in flight than Receive Maximum".into(),
+            ));
+        }
+        if qos == 2
+            && !state
+                .qos2_received(p.pkid, usize::from(cfg.max_inflight))
+                .map_err(Close::protocol)?
+        {
+            // A retransmission of a QoS 2 publish we already took: acknowledge it again.
+            self.pending.push_back(PendingAck {
+                kind,
+                pkid: p.pkid,
+                reason: 0,
+                durable: None,
+            });
+            return Ok(());
+        }
+        if !self.ctx.hub.acl.may_publish(&topic) {
+            tracing::info!(peer = %self.peer, client_id = %state.client_id, %topic, "PUBLISH refused by acl");
+            if qos > 0 {
+                let code = if self.protocol.is_v5() {
+                    reason::NOT_AUTHORIZED
+                } else {
+                    0
+                };
+                self.pending.push_back(PendingAck {
+                    kind,
+                    pkid: p.pkid,
+                    reason: code,
+                    durable: None,
+                });
+            }
+            return Ok(());
+        }
+        let mut event = Event::new(topic.into(), p.payload, qos, p.retain, Origin::Mqtt);
+        event.user_properties = props.user_properties;
+        event.response_topic = props.response_topic.map(|t| Arc::from(t.as_str()));
+        event.correlation_data = props.correlation_data;
+        event.content_type = props.content_type.map(|t| Arc::from(t.as_str()));
+        event.payload_format = props.payload_format;
+        event.expires_ms = props.message_expiry.map(|s| now_ms() + u64::from(s) * 1000);
+        let published = self
+            .ctx
+            .hub
+            .publish(Arc::new(event), state.id())
+            .await
+            .map_err(|e| {
+                Close::Protocol(reason::UNSPECIFIED_ERROR, format!("store unavailable: {e}"))
+            })?;
+        if qos > 0 {
+            let no_match = self.protocol.is_v5()
+                && published.routed.delivered == 0
+                && published.durable.is_none();
+            let code = if no_match {
+                reason::NO_MATCHING_SUBSCRIBERS
+            } else {
+                0
+            };
+            self.pending.push_back(PendingAck {
+                kind,
+                pkid: p.pkid,
+                reason: code,
+                durable: published.durable,
+            });
+        }
+        Ok(())
+    }
+
+    /// MQTT 5 topic aliases from the client: a topic with an alias (re)defines it; an
+    /// empty topic uses it.
+    fn resolve_alias(&mut self, topic: String, alias: Option<u16>) -> Result<String, Close> {
+        let Some(alias) = alias else { return Ok(topic) };
+        if alias == 0 || alias > self.ctx.config.mqtt.max_topic_aliases {
+            return Err(Close::Protocol(
+                reason::TOPIC_ALIAS_INVALID,
+                format!("topic alias {alias} out of range"),
+            ));
+        }
+        if topic.is_empty() {
+            return self.aliases_in.get(&alias).cloned().ok_or_else(|| {
+                Close::protocol(format!("topic alias {alias} used before it was set"))
+            });
+        }
+        self.aliases_in.insert(alias, topic.clone());
+        Ok(topic)
+    }
+
+    async fn subscribe(&mut self, s: codec::Subscribe, state: &mut SessionState) {
+        let ctx = self.ctx.clone();
+        let cfg = &ctx.config.mqtt;
+        let v5 = self.protocol.is_v5();
+        let sub_id = s
+            .properties
+            .as_ref()
+            .and_then(|p| p.subscription_identifier)
+            .unwrap_or(0);
+        let mut codes = Vec::with_capacity(s.filters.len());
+        for f in s.filters {
+            let (share, inner) = split_share(&f.filter);
+            let valid = share.is_none_or(|g| !g.is_empty() && !g.contains(['+', '#', '/']))
+                && topic::validate_filter(inner).is_ok()
+                && inner.split('/').count() <= cfg.max_topic_levels
+                && !(share.is_some() && f.no_local);
+            let fresh = !state.subs.contains_key(&f.filter);
+            let code = if !valid {
+                if v5 {
+                    reason::TOPIC_FILTER_INVALID
+                } else {
+                    reason::v3::SUBACK_FAILURE
+                }
+            } else if !self.ctx.hub.acl.may_subscribe(inner) {
+                tracing::info!(peer = %self.peer, client_id = %state.client_id, filter = %f.filter, "SUBSCRIBE refused by acl");
+                if v5 {
+                    reason::NOT_AUTHORIZED
+                } else {
+                    reason::v3::SUBACK_FAILURE
+                }
+            } else if fresh && state.subs.len() >= cfg.max_subscriptions {
+                if v5 {
+                    reason::QUOTA_EXCEEDED
+                } else {
+                    reason::v3::SUBACK_FAILURE
+                }
+            } else {
+                let opts = SubOptions {
+                    qos: f.qos as u8,
+                    no_local: f.no_local,
+                    retain_as_published: f.retain_as_published,
+                    retain_handling: f.retain_handling,
+                    sub_id,
+                    share: share.map(str::to_string),
+                };
+                sessions::subscribe(&self.ctx.hub, state, &f.filter, &opts);
+                // Retained messages: not for shared subscriptions; retain handling 1 only
+                // for a new subscription, 2 never (MQTT 5 section 3.3.1.3).
+                let send_retained = share.is_none()
+                    && (opts.retain_handling == 0 || (opts.retain_handling == 1 && fresh));
+                if send_retained {
+                    self.queue_retained(inner, &opts);
+                }
+                state.subs.insert(f.filter.clone(), opts);
+                f.qos as u8
+            };
+            codes.push(code);
+        }
+        self.encode(&Packet::SubAck(codec::SubAck {
+            pkid: s.pkid,
+            codes,
+            properties: None,
+        }));
+        self.ctx.sessions.persist(state).await;
+    }
+
+    fn queue_retained(&mut self, filter: &str, opts: &SubOptions) {
+        let limit = self.ctx.config.mqtt.max_queued;
+        for event in self.ctx.hub.retained.matching(filter) {
+            if self.local.len() >= limit {
+                self.ctx.hub.metrics.dropped_slow_subscriber.inc();
+                continue;
+            }
+            let mut d = Delivery::new(event.clone(), opts.qos.min(event.qos));
+            d.retain = true;
+            if opts.sub_id != 0 {
+                let _ = d.sub_ids.push(opts.sub_id);
+            }
+            self.local.push_back(d);
+        }
+    }
+
+    async fn unsubscribe(&mut self, u: codec::Unsubscribe, state: &mut SessionState) {
+        let mut codes = Vec::with_capacity(u.filters.len());
+        for f in &u.filters {
+            let existed = match state.subs.remove(f) {
+                Some(opts) => {
+                    let (router_filter, key) = sessions::router_key(f, &opts);
+                    self.ctx
+                        .hub
+                        .router
+                        .unsubscribe(router_filter, state.id(), key);
+                    true
+                }
+                None => false,
+            };
+            codes.push(if existed {
+                reason::SUCCESS
+            } else {
+                reason::NO_SUBSCRIPTION_EXISTED
+            });
+        }
+        self.encode(&Packet::UnsubAck(codec::UnsubAck {
+            pkid: u.pkid,
+            codes,
+            properties: None,
+        }));
+        self.ctx.sessions.persist(state).await;
+    }
+}
+
+/// Splits `$share/<group>/<filter>` into the group and the filter.
+fn split_share(filter: &str) -> (Option<&str>, &str) {
+    match filter.strip_prefix("$share/") {
+        Some(rest) => match rest.split_once('/') {
+            Some((group, inner)) => (Some(group), inner),
+            None => (Some(""), ""),
+        },
+        None => (None, filter),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_share;
+
+    #[test]
+    fn share_prefix() {
+        assert_eq!(split_share("$share/g/a/+"), (Some("g"), "a/+"));
+        assert_eq!(split_share("a/b"), (None, "a/b"));
+        assert_eq!(split_share("$share/g"), (Some(""), ""));
+    }
+}

@@ -1,0 +1,363 @@
+//! One NATS connection: the I/O loop around the parser, the session and the hub.
+//!
+//! Reads, writes, deliveries, durable replies and the ping timer are all branches of one
+//! `select!`, so a client that stops reading never stalls the loop: its deliveries keep
+//! being moved from the outbox into the write buffer until the two together pass
+//! `max_pending`, and then it is cut off as a slow consumer (as nats-server does).
+//! Everything a wake-up produces is coalesced in one write buffer.
+
+use super::deliver::{self, Written};
+use super::listener::NatsCtx;
+use super::proto::{self, ClientOp, Limits, Parser, ProtoError, encode_err};
+use super::puback;
+use super::session::{PingAction, Session};
+use crate::broker::Durable;
+use crate::event::{Event, Origin};
+use crate::router::{Delivery, Outbox};
+use bytes::{Buf, BytesMut};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{ReadHalf, WriteHalf};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+/// A write that makes no progress for this long means the peer stopped reading
+/// (nats-server's default write_deadline).
+const WRITE_DEADLINE: Duration = Duration::from_secs(10);
+/// Subscriptions one connection may hold.
+pub(super) const MAX_SUBSCRIPTIONS: usize = 65_536;
+/// Requests waiting for their commit before the connection stops reading: bounds the
+/// queue without making a request wait behind another request's fsync.
+const MAX_PENDING_REPLIES: usize = 1024;
+/// Deliveries are moved into the write buffer in batches of about this many bytes, so a
+/// busy subscriber still gets its reads and writes serviced in between.
+const BATCH_BYTES: usize = 64 * 1024;
+
+/// Why a connection ended.
+#[derive(Debug)]
+pub(super) enum Close {
+    Peer,
+    Shutdown,
+    Protocol(ProtoError),
+    SlowConsumer(&'static str),
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for Close {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Close::Peer => f.write_str("connection closed by peer"),
+            Close::Shutdown => f.write_str("server shutting down"),
+            Close::Protocol(e) => write!(f, "protocol error: {e}"),
+            Close::SlowConsumer(why) => write!(f, "slow consumer: {why}"),
+            Close::Io(e) => write!(f, "i/o error: {e}"),
+        }
+    }
+}
+
+/// How a request's durable reply will be decided.
+enum Outcome {
+    Durable(Durable),
+    /// The store refused the event outright.
+    Failed(String),
+}
+
+/// A PubAck owed to a requester, in the order its requests arrived.
+struct PendingReply {
+    /// The reply subject in canonical form.
+    reply: Arc<str>,
+    outcome: Outcome,
+}
+
+pub(super) struct Conn {
+    pub(super) ctx: Arc<NatsCtx>,
+    pub(super) peer: SocketAddr,
+    pub(super) conn_id: u64,
+    pub(super) session: Session,
+    pub(super) outbox: Arc<Outbox>,
+    pub(super) wbuf: BytesMut,
+    rbuf: BytesMut,
+    parser: Parser,
+    pending: VecDeque<PendingReply>,
+    max_pending: usize,
+}
+
+pub async fn serve(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<NatsCtx>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let metrics = ctx.hub.metrics.clone();
+    metrics.connections_nats.add(1);
+    let cfg = &ctx.config.nats;
+    let conn_id = ctx.hub.conn_id();
+    let max_pending = cfg.max_pending.0 as usize;
+    // The message bound is derived from the byte bound (an event weighs at least 96
+    // bytes), so the byte bound is the one that bites, as in nats-server.
+    let capacity = (max_pending / 64).clamp(1024, 1 << 20);
+    let (outbox, mut deliveries) = Outbox::new(conn_id, capacity, max_pending, metrics.clone());
+    let limits = Limits {
+        max_control_line: cfg.max_control_line.0 as usize,
+        max_payload: cfg.max_payload.0 as usize,
+    };
+    let mut conn = Conn {
+        session: Session::new(MAX_SUBSCRIPTIONS, cfg.max_pings_out),
+        parser: Parser::new(limits),
+        peer,
+        conn_id,
+        outbox,
+        rbuf: BytesMut::with_capacity(8 * 1024),
+        wbuf: BytesMut::with_capacity(8 * 1024),
+        pending: VecDeque::new(),
+        max_pending,
+        ctx,
+    };
+    let info = conn.ctx.info_for(conn_id, peer);
+    if let Err(e) = proto::encode_info(&info, &mut conn.wbuf) {
+        tracing::warn!(%peer, error = %e, "cannot encode NATS INFO");
+    }
+    let (mut rd, mut wr) = stream.split();
+    let close = conn
+        .run(&mut rd, &mut wr, &mut deliveries, &mut shutdown)
+        .await;
+    if !matches!(close, Close::Peer | Close::Io(_) | Close::SlowConsumer(_)) {
+        // Let the client see the -ERR that explains the close; never wait long for it.
+        let _ = tokio::time::timeout(Duration::from_secs(1), wr.write_all(&conn.wbuf)).await;
+    }
+    for (filter, slot) in conn.session.registrations() {
+        conn.ctx.hub.router.unsubscribe(filter, conn_id, slot);
+    }
+    let name = conn.session.opts.name.as_deref().unwrap_or("");
+    match &close {
+        Close::Protocol(_) => metrics.protocol_errors.inc(),
+        Close::SlowConsumer(_) => {
+            tracing::warn!(%peer, name, reason = %close, "NATS slow consumer cut off");
+        }
+        _ => {}
+    }
+    let subscriptions = conn.session.subscription_count();
+    tracing::info!(%peer, name, subscriptions, reason = %close, "NATS client disconnected");
+    metrics.connections_nats.add(-1);
+}
+
+impl Conn {
+    async fn run(
+        &mut self,
+        rd: &mut ReadHalf<'_>,
+        wr: &mut WriteHalf<'_>,
+        deliveries: &mut mpsc::Receiver<Delivery>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Close {
+        let ping_interval = self.ctx.config.nats.ping_interval;
+        let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_in = Instant::now();
+        let mut write_progress = Instant::now();
+        loop {
+            while self.pending.len() < MAX_PENDING_REPLIES {
+                match self.parser.next(&mut self.rbuf) {
+                    Ok(Some(op)) => {
+                        if let Err(close) = self.handle(op).await {
+                            return close;
+                        }
+                    }
+                    Ok(None) => break,
+                    // The parser's state is meaningless after an error: always close.
+                    Err(e) => return self.fail(e),
+                }
+            }
+            if self.outbox.take_overflow() {
+                return Close::SlowConsumer("outbox over max_pending");
+            }
+            if self.wbuf.len() > self.max_pending {
+                return Close::SlowConsumer("write buffer over max_pending");
+            }
+            if self.wbuf.is_empty() {
+                write_progress = Instant::now();
+            }
+            if self.rbuf.capacity() - self.rbuf.len() < 1024 {
+                self.rbuf.reserve(8 * 1024);
+            }
+            let can_read = self.pending.len() < MAX_PENDING_REPLIES;
+            tokio::select! {
+                _ = shutdown.changed() => return Close::Shutdown,
+                done = first_reply(&mut self.pending), if !self.pending.is_empty() => {
+                    self.send_reply(done).await;
+                }
+                w = wr.write(&self.wbuf), if !self.wbuf.is_empty() => match w {
+                    Ok(0) => return Close::Peer,
+                    Ok(n) => {
+                        self.wbuf.advance(n);
+                        write_progress = Instant::now();
+                    }
+                    Err(e) => return Close::Io(e),
+                },
+                _ = tokio::time::sleep_until(write_progress + WRITE_DEADLINE), if !self.wbuf.is_empty() => {
+                    return Close::SlowConsumer("no write progress within the write deadline");
+                }
+                d = deliveries.recv() => {
+                    let Some(d) = d else { return Close::Shutdown };
+                    self.deliver(d);
+                    let mark = self.wbuf.len() + BATCH_BYTES;
+                    while self.wbuf.len() < mark {
+                        match deliveries.try_recv() {
+                            Ok(d) => self.deliver(d),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                r = rd.read_buf(&mut self.rbuf), if can_read => match r {
+                    Ok(0) => return Close::Peer,
+                    Ok(_) => last_in = Instant::now(),
+                    Err(e) => return Close::Io(e),
+                },
+                _ = ping.tick() => {
+                    match self.session.ping_due(last_in.elapsed() < ping_interval) {
+                        PingAction::Skip => {}
+                        PingAction::Send => self.wbuf.extend_from_slice(proto::PING),
+                        PingAction::Stale => return self.fail(ProtoError::StaleConnection),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Queues the `-ERR` nats-server sends for `e` (if any) and returns the close.
+    pub(super) fn fail(&mut self, e: ProtoError) -> Close {
+        if let Some(line) = e.err_line() {
+            encode_err(line, &mut self.wbuf);
+        }
+        Close::Protocol(e)
+    }
+
+    /// For errors that leave the connection open: `-ERR` only.
+    pub(super) fn soft_err(&mut self, e: &ProtoError) {
+        tracing::debug!(peer = %self.peer, error = %e, "NATS request refused");
+        if let Some(line) = e.err_line() {
+            encode_err(line, &mut self.wbuf);
+        }
+    }
+
+    /// `+OK` in verbose mode.
+    pub(super) fn ok(&mut self) {
+        if self.session.verbose() {
+            self.wbuf.extend_from_slice(proto::OK);
+        }
+    }
+
+    async fn handle(&mut self, op: ClientOp) -> Result<(), Close> {
+        match op {
+            ClientOp::Connect(opts) => {
+                if let Err(e) = self.session.connect(opts) {
+                    return Err(self.fail(e));
+                }
+                let o = &self.session.opts;
+                tracing::info!(
+                    peer = %self.peer,
+                    name = o.name.as_deref().unwrap_or(""),
+                    lang = o.lang.as_deref().unwrap_or(""),
+                    version = o.version.as_deref().unwrap_or(""),
+                    "NATS client connected"
+                );
+                self.ok();
+            }
+            ClientOp::Pub {
+                subject,
+                reply,
+                payload,
+            } => self.publish(subject, reply, Vec::new(), payload).await,
+            ClientOp::HPub {
+                subject,
+                reply,
+                headers,
+                payload,
+            } => {
+                if !self.session.headers {
+                    return Err(self.fail(ProtoError::HeadersNotSupported));
+                }
+                let props = if headers.is_empty() {
+                    Vec::new()
+                } else {
+                    match proto::Headers::parse(&headers) {
+                        Ok(h) => h.entries,
+                        Err(e) => return Err(self.fail(e)),
+                    }
+                };
+                self.publish(subject, reply, props, payload).await;
+            }
+            ClientOp::Sub {
+                subject,
+                queue,
+                sid,
+            } => self.subscribe(&subject, queue.as_deref(), &sid),
+            ClientOp::Unsub { sid, max } => self.unsubscribe(&sid, max),
+            ClientOp::Ping => self.wbuf.extend_from_slice(proto::PONG),
+            ClientOp::Pong => self.session.pong(),
+        }
+        Ok(())
+    }
+
+    fn deliver(&mut self, d: Delivery) {
+        self.outbox.taken(&d);
+        match deliver::encode(&mut self.session, &d, &mut self.wbuf) {
+            Written::Yes { remove } => {
+                if let Some((filter, slot)) = remove {
+                    self.ctx.hub.router.unsubscribe(&filter, self.conn_id, slot);
+                }
+            }
+            Written::Skipped => {}
+            Written::Unmappable(e) => {
+                tracing::debug!(peer = %self.peer, topic = %d.event.topic, reason = %e, "event not delivered to NATS client: topic has no NATS subject form");
+            }
+        }
+    }
+
+    /// Publishes the PubAck for the oldest pending request.
+    async fn send_reply(&mut self, done: Result<u64, String>) {
+        let Some(r) = self.pending.pop_front() else {
+            return;
+        };
+        if let Err(e) = &done {
+            tracing::warn!(peer = %self.peer, error = %e, "NATS request not stored");
+        }
+        let event = Event::new(r.reply, puback::json(&done), 0, false, Origin::Nats);
+        // Connection 0: the ack comes from the server, so echo=false must not hide it.
+        if let Err(e) = self.ctx.hub.publish(Arc::new(event), 0).await {
+            tracing::warn!(peer = %self.peer, error = %e, "cannot publish NATS PubAck");
+        }
+    }
+
+    /// Queues the durable reply for a request selected by a forwarding rule.
+    pub(super) fn expect_commit(&mut self, reply: Arc<str>, durable: Durable) {
+        self.pending.push_back(PendingReply {
+            reply,
+            outcome: Outcome::Durable(durable),
+        });
+    }
+
+    /// Queues a failure reply (in order behind earlier requests).
+    pub(super) fn reply_failed(&mut self, reply: Arc<str>, why: String) {
+        self.pending.push_back(PendingReply {
+            reply,
+            outcome: Outcome::Failed(why),
+        });
+    }
+}
+
+/// Resolves when the oldest owed reply can be sent.
+async fn first_reply(pending: &mut VecDeque<PendingReply>) -> Result<u64, String> {
+    match pending.front_mut().map(|p| &mut p.outcome) {
+        Some(Outcome::Durable(rx)) => match rx.await {
+            Ok(Ok(seq)) => Ok(seq),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("store writer stopped".into()),
+        },
+        Some(Outcome::Failed(why)) => Err(why.clone()),
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,111 @@
+//! PUB/HPUB, SUB and UNSUB on a connection: mapping between NATS subjects and the
+//! canonical topic space, and the calls into the hub and router.
+
+use super::connection::Conn;
+use super::proto::{ProtoError, encode_hmsg, encode_no_responders_block};
+use super::session::Subscribed;
+use crate::event::{Event, Origin};
+use crate::router::Subscription;
+use crate::topic::nats::subject_to_topic;
+use bytes::{Bytes, BytesMut};
+use std::sync::Arc;
+
+impl Conn {
+    /// PUB and HPUB. `props` are the decoded headers.
+    pub(super) async fn publish(
+        &mut self,
+        subject: Bytes,
+        reply: Option<Bytes>,
+        props: Vec<(String, String)>,
+        payload: Bytes,
+    ) {
+        let mapped = subject_to_topic(&subject).and_then(|topic| {
+            let reply_topic = reply.as_deref().map(subject_to_topic).transpose()?;
+            Ok((topic, reply_topic))
+        });
+        let (topic, reply_topic) = match mapped {
+            Ok(m) => m,
+            Err(e) => {
+                // nats-server only reports bad publish subjects in pedantic mode.
+                tracing::debug!(peer = %self.peer, subject = %String::from_utf8_lossy(&subject), reason = %e, "NATS publish dropped: subject has no topic form");
+                if self.session.pedantic() {
+                    self.soft_err(&ProtoError::InvalidPublishSubject);
+                } else {
+                    self.ok();
+                }
+                return;
+            }
+        };
+        let reply_topic: Option<Arc<str>> = reply_topic.map(Arc::from);
+        let mut event = Event::new(topic.into(), payload, 0, false, Origin::Nats);
+        event.user_properties = props;
+        event.response_topic = reply_topic.clone();
+        let published = self.ctx.hub.publish(Arc::new(event), self.conn_id).await;
+        self.ok();
+        let (Some(reply), Some(reply_topic)) = (reply, reply_topic) else {
+            return;
+        };
+        match published {
+            Ok(p) => match p.durable {
+                // The store is the responder: its PubAck answers the request.
+                Some(durable) => self.expect_commit(reply_topic, durable),
+                None if p.routed.delivered + p.routed.dropped == 0 => {
+                    self.no_responders(&subject, &reply)
+                }
+                None => {}
+            },
+            Err(e) => {
+                tracing::warn!(peer = %self.peer, error = %e, "NATS request not stored");
+                self.reply_failed(reply_topic, e.to_string());
+            }
+        }
+    }
+
+    /// The 503 status nats-server writes straight to a requester nobody answered, on its
+    /// own subscription matching the reply subject (nats-server 2.12 form).
+    fn no_responders(&mut self, subject: &[u8], reply: &[u8]) {
+        if !self.session.wants_no_responders() {
+            return;
+        }
+        let Some(sid) = self.session.reply_sid(reply) else {
+            return;
+        };
+        let mut block = BytesMut::new();
+        encode_no_responders_block(subject, &mut block);
+        encode_hmsg(reply, &sid, None, &block, b"", &mut self.wbuf);
+    }
+
+    pub(super) fn subscribe(&mut self, subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) {
+        match self.session.subscribe(subject, queue, sid) {
+            Ok(Subscribed::New {
+                slot,
+                filter,
+                group,
+            }) => {
+                self.ctx.hub.router.subscribe(
+                    &filter,
+                    Subscription {
+                        outbox: self.outbox.clone(),
+                        qos: 0,
+                        key: slot,
+                        tag: slot,
+                        per_subscription: true,
+                        no_local: !self.session.echo(),
+                        retain_as_published: false,
+                        group,
+                    },
+                );
+                self.ok();
+            }
+            Ok(Subscribed::Existing) => self.ok(),
+            Err(e) => self.soft_err(&e),
+        }
+    }
+
+    pub(super) fn unsubscribe(&mut self, sid: &[u8], max: Option<u64>) {
+        if let Some((filter, slot)) = self.session.unsubscribe(sid, max) {
+            self.ctx.hub.router.unsubscribe(&filter, self.conn_id, slot);
+        }
+        self.ok();
+    }
+}
