@@ -42,6 +42,7 @@ pub(crate) struct RawMqtt {
     pub max_topic_levels: Leaf,
     pub max_retained: Leaf,
     pub max_topic_aliases: Leaf,
+    pub max_keep_alive: Leaf,
 }
 
 #[derive(Debug, Deserialize)]

@@ -83,6 +83,9 @@ pub struct MqttConfig {
     pub max_retained: usize,
     /// MQTT 5 topic aliases per connection, each direction; 0..=65535.
     pub max_topic_aliases: u16,
+    /// Longest keep-alive granted to MQTT 5 clients (told as Server Keep Alive);
+    /// whole seconds, 1s..=65535s.
+    pub max_keep_alive: Duration,
 }
 
 impl Default for MqttConfig {
@@ -101,6 +104,7 @@ impl Default for MqttConfig {
             max_topic_levels: 32,
             max_retained: 10_000,
             max_topic_aliases: 64,
+            max_keep_alive: Duration::from_secs(65_535),
         }
     }
 }

@@ -249,13 +249,23 @@ impl Conn {
             }
         };
         self.will = connect.will.clone();
-        let connack = self.connack(opened.present, assigned);
+        let max_ka = u16::try_from(self.ctx.config.mqtt.max_keep_alive.as_secs()).unwrap_or(u16::MAX);
+        let mut keep_alive = connect.keep_alive;
+        let mut server_keep_alive = None;
+        if v5 && (keep_alive == 0 || keep_alive > max_ka) && max_ka < u16::MAX {
+            keep_alive = max_ka;
+            server_keep_alive = Some(max_ka);
+        }
+        let mut connack = self.connack(opened.present, assigned);
+        if let Some(p) = connack.properties.as_mut() {
+            p.server_keep_alive = server_keep_alive;
+        }
         tracing::info!(peer = %self.peer, %client_id, protocol = ?self.protocol, keep_alive = connect.keep_alive,
             clean = connect.clean_start, session_present = opened.present, "MQTT client connected");
         let close = match self.send_now(&Packet::ConnAck(connack)).await {
             Ok(()) => {
                 self.resume(&mut opened.state);
-                self.run(&mut opened, connect.keep_alive, &mut shutdown)
+                self.run(&mut opened, keep_alive, &mut shutdown)
                     .await
             }
             Err(close) => close,
@@ -265,7 +275,9 @@ impl Conn {
                 reason: code,
                 properties: None,
             };
-            let _ = self.send_now(&Packet::Disconnect(d)).await;
+            if self.send_now(&Packet::Disconnect(d)).await.is_ok() {
+                self.linger().await;
+            }
         }
         if matches!(close, Close::Protocol(..)) {
             self.ctx.hub.metrics.protocol_errors.inc();
@@ -281,6 +293,22 @@ impl Conn {
         if let Some(will) = will {
             super::will::publish(self.ctx.clone(), client_id, self.conn_id, will, expiry);
         }
+    }
+
+    /// After a server DISCONNECT: send FIN and read (discarding) until the client closes,
+    /// for at most a second. Closing with unread input would reset the connection and
+    /// could destroy the DISCONNECT before the client reads it.
+    async fn linger(&mut self) {
+        let _ = self.stream.shutdown().await;
+        let drain = async {
+            let mut sink = [0u8; 4096];
+            while let Ok(n) = self.stream.read(&mut sink).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
     }
 
     async fn refuse(&mut self, code: u8, client_id: &str) {
@@ -326,7 +354,7 @@ impl Conn {
     fn resume(&mut self, state: &mut SessionState) {
         for (pkid, out) in state.resume() {
             match out.stage {
-                super::session::Stage::AwaitComp => self.encode(&Packet::PubRel(PubAck::new(pkid))),
+                super::session::Stage::Released => self.encode(&Packet::PubRel(PubAck::new(pkid))),
                 _ => self.write_publish(&out.delivery, pkid, true),
             }
         }

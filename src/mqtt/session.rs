@@ -22,11 +22,11 @@ pub const NEVER: u32 = u32::MAX;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
     /// QoS 1 sent, waiting for PUBACK.
-    AwaitAck,
+    Qos1Sent,
     /// QoS 2 sent, waiting for PUBREC.
-    AwaitRec,
+    Qos2Sent,
     /// PUBREL sent, waiting for PUBCOMP.
-    AwaitComp,
+    Released,
 }
 
 #[derive(Debug, Clone)]
@@ -103,9 +103,9 @@ impl SessionState {
             }
         };
         let stage = if delivery.qos >= 2 {
-            Stage::AwaitRec
+            Stage::Qos2Sent
         } else {
-            Stage::AwaitAck
+            Stage::Qos1Sent
         };
         match self.inflight.insert(pkid, Outgoing { delivery, stage }) {
             Ok(_) => Ok(pkid),
@@ -115,14 +115,14 @@ impl SessionState {
 
     /// PUBACK from the client; false if we were not waiting for it.
     pub fn puback(&mut self, pkid: u16) -> bool {
-        self.finish(pkid, Stage::AwaitAck)
+        self.finish(pkid, Stage::Qos1Sent)
     }
 
     /// PUBREC from the client: true if a PUBREL must follow.
     pub fn pubrec(&mut self, pkid: u16) -> bool {
         match self.inflight.get_mut(&pkid) {
-            Some(o) if o.stage == Stage::AwaitRec || o.stage == Stage::AwaitComp => {
-                o.stage = Stage::AwaitComp;
+            Some(o) if o.stage == Stage::Qos2Sent || o.stage == Stage::Released => {
+                o.stage = Stage::Released;
                 true
             }
             _ => false,
@@ -131,7 +131,7 @@ impl SessionState {
 
     /// PUBCOMP from the client; false if we were not waiting for it.
     pub fn pubcomp(&mut self, pkid: u16) -> bool {
-        self.finish(pkid, Stage::AwaitComp)
+        self.finish(pkid, Stage::Released)
     }
 
     fn finish(&mut self, pkid: u16, stage: Stage) -> bool {
@@ -238,7 +238,7 @@ mod tests {
         assert!(s.pubrec(b), "a repeated PUBREC gets PUBREL again");
         assert!(!s.puback(b));
         let resume: Vec<(u16, Stage)> = s.resume().iter().map(|(k, o)| (*k, o.stage)).collect();
-        assert_eq!(resume, vec![(1, Stage::AwaitAck), (2, Stage::AwaitComp)]);
+        assert_eq!(resume, vec![(1, Stage::Qos1Sent), (2, Stage::Released)]);
         assert!(s.puback(a));
         assert!(s.pubcomp(b));
         assert!(s.resume().is_empty());

@@ -28,7 +28,7 @@ enum Slot {
         parked: Arc<Notify>,
     },
     Offline {
-        state: SessionState,
+        state: Box<SessionState>,
         expires: Option<Instant>,
     },
 }
@@ -117,7 +117,7 @@ impl Sessions {
         let (previous, opened) = {
             let mut slots = self.lock();
             let previous = match slots.remove(client_id) {
-                Some(Slot::Offline { state, .. }) => Some(state),
+                Some(Slot::Offline { state, .. }) => Some(*state),
                 Some(online @ Slot::Online { .. }) => {
                     slots.insert(client_id.to_string(), online);
                     None
@@ -176,7 +176,7 @@ impl Sessions {
                 state.outbox.set_offline(true);
                 let expires = (state.expiry != NEVER)
                     .then(|| Instant::now() + Duration::from_secs(u64::from(state.expiry)));
-                slots.insert(client_id, Slot::Offline { state, expires });
+                slots.insert(client_id, Slot::Offline { state: Box::new(state), expires });
                 None
             }
         };
@@ -236,7 +236,7 @@ impl Sessions {
             let expires = (rec.expiry != NEVER)
                 .then(|| Instant::now() + Duration::from_secs(u64::from(rec.expiry)));
             self.lock()
-                .insert(client_id, Slot::Offline { state, expires });
+                .insert(client_id, Slot::Offline { state: Box::new(state), expires });
             restored += 1;
         }
         self.hub.metrics.sessions.set(self.lock().len() as i64);
@@ -260,7 +260,7 @@ impl Sessions {
                 .collect();
             ids.iter()
                 .filter_map(|id| match slots.remove(id) {
-                    Some(Slot::Offline { state, .. }) => Some(state),
+                    Some(Slot::Offline { state, .. }) => Some(*state),
                     _ => None,
                 })
                 .collect()

@@ -130,7 +130,7 @@ mod tests {
         encode(&mut s, &d, &mut out);
         assert_eq!(
             &out[..],
-            b"HMSG sensors.t 7 22 24\r\nNATS/1.0\r\nA: 1\r\nB: 2\r\n\r\nhi\r\n"
+            b"HMSG sensors.t 7 24 26\r\nNATS/1.0\r\nA: 1\r\nB: 2\r\n\r\nhi\r\n"
         );
     }
 

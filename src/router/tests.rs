@@ -17,6 +17,7 @@ fn sub(o: &Arc<Outbox>, qos: u8, key: u64) -> Subscription {
         tag: key,
         per_subscription: key != 0,
         no_local: false,
+        retain_as_published: false,
         group: None,
     }
 }
