@@ -399,9 +399,9 @@ async fn nats_events_are_forwarded_upstream_in_order() {
 }
 
 /// A healthy client does a full round trip through ferry.
-async fn still_works(c: &Client, mut sub: &mut Subscriber, tag: &str) {
+async fn still_works(c: &Client, sub: &mut Subscriber, tag: &str) {
     c.publish("health", tag.to_string().into()).await.unwrap();
-    assert_eq!(next(&mut sub).await.payload, tag.to_string());
+    assert_eq!(next(sub).await.payload, tag.to_string());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -110,7 +110,12 @@ fn mqtt(c: &mut Checker, raw: Option<&RawMqtt>, base: &MqttConfig) -> MqttConfig
             Bound::Between(0, 65_535),
         )
         .unwrap_or(m.max_topic_aliases);
-    if let Some(d) = c.duration("mqtt.max_keep_alive", &r.max_keep_alive, Duration::from_secs(1), Some(Duration::from_secs(65_535))) {
+    if let Some(d) = c.duration(
+        "mqtt.max_keep_alive",
+        &r.max_keep_alive,
+        Duration::from_secs(1),
+        Some(Duration::from_secs(65_535)),
+    ) {
         if d.subsec_nanos() == 0 {
             m.max_keep_alive = d;
         } else if let Some(v) = &r.max_keep_alive {

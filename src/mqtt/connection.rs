@@ -249,7 +249,8 @@ impl Conn {
             }
         };
         self.will = connect.will.clone();
-        let max_ka = u16::try_from(self.ctx.config.mqtt.max_keep_alive.as_secs()).unwrap_or(u16::MAX);
+        let max_ka =
+            u16::try_from(self.ctx.config.mqtt.max_keep_alive.as_secs()).unwrap_or(u16::MAX);
         let mut keep_alive = connect.keep_alive;
         let mut server_keep_alive = None;
         if v5 && (keep_alive == 0 || keep_alive > max_ka) && max_ka < u16::MAX {
@@ -265,8 +266,7 @@ impl Conn {
         let close = match self.send_now(&Packet::ConnAck(connack)).await {
             Ok(()) => {
                 self.resume(&mut opened.state);
-                self.run(&mut opened, keep_alive, &mut shutdown)
-                    .await
+                self.run(&mut opened, keep_alive, &mut shutdown).await
             }
             Err(close) => close,
         };

@@ -176,7 +176,13 @@ impl Sessions {
                 state.outbox.set_offline(true);
                 let expires = (state.expiry != NEVER)
                     .then(|| Instant::now() + Duration::from_secs(u64::from(state.expiry)));
-                slots.insert(client_id, Slot::Offline { state: Box::new(state), expires });
+                slots.insert(
+                    client_id,
+                    Slot::Offline {
+                        state: Box::new(state),
+                        expires,
+                    },
+                );
                 None
             }
         };
@@ -235,8 +241,13 @@ impl Sessions {
             state.outbox.set_offline(true);
             let expires = (rec.expiry != NEVER)
                 .then(|| Instant::now() + Duration::from_secs(u64::from(rec.expiry)));
-            self.lock()
-                .insert(client_id, Slot::Offline { state: Box::new(state), expires });
+            self.lock().insert(
+                client_id,
+                Slot::Offline {
+                    state: Box::new(state),
+                    expires,
+                },
+            );
             restored += 1;
         }
         self.hub.metrics.sessions.set(self.lock().len() as i64);

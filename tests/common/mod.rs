@@ -2,6 +2,8 @@
 //! when its handle drops. Every wait has a deadline; nothing sleeps and hopes.
 #![allow(dead_code)]
 
+pub mod raw;
+pub mod raw5;
 pub mod upstream;
 
 use std::io::{BufRead, BufReader};

@@ -146,7 +146,9 @@ impl Disconnect {
     pub(crate) fn write<S: Sink>(&self, p: Protocol, s: &mut S) -> Result<(), CodecError> {
         if p.is_v5() {
             let props = self.properties.as_deref();
-            write_tail(s, ReasonFor::Disconnect, self.reason, props, false)?;
+            // With a reason code, the (empty) property length is written too: the spec
+            // lets it be omitted, but some clients (rumqttc 0.25) cannot parse that form.
+            write_tail(s, ReasonFor::Disconnect, self.reason, props, true)?;
         }
         Ok(())
     }

@@ -209,8 +209,14 @@ fn v5_short_forms() {
         dec1(b"\x40\x04\x00\x01\x10\x00", V5).unwrap(),
         dec1(b"\x40\x03\x00\x01\x10", V5).unwrap()
     );
+    // DISCONNECT with a reason always carries its (empty) property length, for clients
+    // that cannot parse the shorter form; the shorter form still decodes.
+    assert_eq!(
+        dec1(b"\xe0\x01\x8e", V5).unwrap(),
+        dec1(b"\xe0\x02\x8e\x00", V5).unwrap()
+    );
     exact(
-        b"\xe0\x01\x8e",
+        b"\xe0\x02\x8e\x00",
         Protocol::V5,
         V5,
         Packet::Disconnect(Disconnect {
