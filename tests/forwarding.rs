@@ -2,6 +2,7 @@
 
 mod common;
 
+use common::raw::Raw;
 use common::upstream::{Checker, Device, assert_exact_in_order};
 use common::{Ferry, Mosquitto, base_config, forward_config, free_port};
 use std::time::Duration;
@@ -94,4 +95,43 @@ async fn sigkill_with_backlog_then_restart_forwards_everything() {
     let got = checker.received.lock().unwrap().clone();
     assert_exact_in_order(&got, 5_000, TOPICS);
     assert_eq!(ferry.terminate(), Some(0), "graceful exit on SIGTERM");
+}
+
+/// QoS 2 publishes are stored before PUBREC: PUBREC'd events survive SIGKILL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qos2_publishes_are_durable_at_pubrec() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut mosq = Mosquitto::start(dir.path(), port);
+    Checker::register(port, "checker", "site-a/#").await;
+    mosq.stop();
+    let config = base_config(dir.path()) + &forward_config(port);
+    let ferry = Ferry::start(dir.path(), &config);
+    let addr = ferry.mqtt;
+    tokio::task::spawn_blocking(move || {
+        let (mut dev, _) = Raw::connect(addr, "dev-q2", true, 30);
+        for i in 0..500u16 {
+            dev.publish(
+                &topic(usize::from(i)),
+                rumqttc::QoS::ExactlyOnce,
+                i + 1,
+                false,
+                i.to_string().as_bytes(),
+            );
+            let rec = dev.recv(Duration::from_secs(10));
+            assert_eq!(
+                rec,
+                Ok(rumqttc::Packet::PubRec(rumqttc::PubRec::new(i + 1)))
+            );
+        }
+    })
+    .await
+    .unwrap();
+    ferry.kill9();
+    mosq.restart();
+    let checker = Checker::connect(port, "checker", "site-a/#").await;
+    let _ferry = Ferry::start(dir.path(), &config);
+    checker.wait_count(500, Duration::from_secs(60)).await;
+    let got = checker.received.lock().unwrap().clone();
+    assert_exact_in_order(&got, 500, TOPICS);
 }

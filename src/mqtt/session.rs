@@ -59,6 +59,8 @@ pub struct SessionState {
     inflight: heapless::FnvIndexMap<u16, Outgoing, OUTBOUND_INFLIGHT>,
     next_pkid: u16,
     inbound_qos2: HashSet<u16>,
+    /// `outbox.dropped()` when the session was parked, to report drops while offline.
+    pub dropped_at_park: u64,
 }
 
 impl SessionState {
@@ -77,6 +79,7 @@ impl SessionState {
             inflight: heapless::FnvIndexMap::new(),
             next_pkid: 0,
             inbound_qos2: HashSet::new(),
+            dropped_at_park: 0,
         }
     }
 

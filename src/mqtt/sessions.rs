@@ -151,6 +151,17 @@ impl Sessions {
         };
         state.expiry = expiry;
         state.outbox.set_offline(false);
+        if present {
+            let dropped = state.outbox.dropped() - state.dropped_at_park;
+            if dropped > 0 {
+                tracing::warn!(
+                    client_id,
+                    dropped,
+                    "messages for this session were dropped while it was offline (queue full)"
+                );
+            }
+            state.outbox.take_overflow();
+        }
         self.persist(&state).await;
         Ok(Opened {
             state,
@@ -162,7 +173,9 @@ impl Sessions {
 
     /// The connection of `opened` ended: park the session if it persists, else drop it.
     pub async fn close(&self, opened: Opened, conn_id: u64) {
-        let Opened { state, parked, .. } = opened;
+        let Opened {
+            mut state, parked, ..
+        } = opened;
         let client_id = state.client_id.clone();
         let discard = {
             let mut slots = self.lock();
@@ -174,6 +187,7 @@ impl Sessions {
                 Some(state)
             } else {
                 state.outbox.set_offline(true);
+                state.dropped_at_park = state.outbox.dropped();
                 let expires = (state.expiry != NEVER)
                     .then(|| Instant::now() + Duration::from_secs(u64::from(state.expiry)));
                 slots.insert(

@@ -108,8 +108,16 @@ impl Outbox {
 
     fn refuse(&self) {
         self.dropped.fetch_add(1, Ordering::Relaxed);
-        self.overflowed.store(true, Ordering::Relaxed);
         self.metrics.dropped_slow_subscriber.inc();
+        // Logged once per episode (until `take_overflow` re-arms it), counted always.
+        if !self.overflowed.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                subscriber = self.conn_id,
+                max_messages = self.tx.max_capacity(),
+                max_bytes = self.max_bytes,
+                "subscriber queue full: dropping its deliveries (counted in ferry_events_dropped_total)"
+            );
+        }
     }
 
     /// The connection took `delivery` off the queue; its bytes no longer count.
