@@ -37,6 +37,63 @@ impl Gauge {
     }
 }
 
+/// A Prometheus histogram with fixed buckets (seconds).
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    buckets: Vec<AtomicU64>,
+    count: AtomicU64,
+    /// Sum in microseconds, so it stays an integer atomic.
+    sum_us: AtomicU64,
+}
+
+const COMMIT_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            bounds: COMMIT_BUCKETS,
+            buckets: COMMIT_BUCKETS.iter().map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_us: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Histogram {
+    pub fn observe(&self, seconds: f64) {
+        for (b, bound) in self.buckets.iter().zip(self.bounds) {
+            if seconds <= *bound {
+                b.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us
+            .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, s: &mut String, name: &str, help: &str) {
+        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (b, bound) in self.buckets.iter().zip(self.bounds) {
+            let _ = writeln!(
+                s,
+                "{name}_bucket{{le=\"{bound}\"}} {}",
+                b.load(Ordering::Relaxed)
+            );
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(s, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            s,
+            "{name}_sum {}",
+            self.sum_us.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(s, "{name}_count {count}");
+    }
+}
+
 /// Per-upstream figures, registered once per `[[upstream]]`.
 #[derive(Debug, Default)]
 pub struct UpstreamMetrics {
@@ -46,6 +103,9 @@ pub struct UpstreamMetrics {
     pub connect_failures: Counter,
     pub cursor: Gauge,
     pub backlog_events: Gauge,
+    /// Events this upstream never got because retention dropped them.
+    pub dropped_full: Counter,
+    pub dropped_age: Counter,
 }
 
 #[derive(Debug, Default)]
@@ -59,6 +119,11 @@ pub struct Metrics {
     pub store_commits: Counter,
     pub store_errors: Counter,
     pub store_queue: Gauge,
+    pub store_bytes: Gauge,
+    pub store_events: Gauge,
+    pub store_file_bytes: Gauge,
+    pub store_rejected: Counter,
+    pub commit_seconds: Histogram,
     pub dropped_slow_subscriber: Counter,
     pub dropped_offline_qos0: Counter,
     pub dropped_offline_overflow: Counter,
@@ -144,6 +209,35 @@ impl Metrics {
             "Events waiting for the store writer.",
             self.store_queue.get(),
         );
+        g(
+            &mut s,
+            "ferry_store_bytes",
+            "Bytes of stored events (records and keys).",
+            self.store_bytes.get(),
+        );
+        g(
+            &mut s,
+            "ferry_store_events",
+            "Events in the store.",
+            self.store_events.get(),
+        );
+        g(
+            &mut s,
+            "ferry_store_file_bytes",
+            "Size of the store file.",
+            self.store_file_bytes.get(),
+        );
+        c(
+            &mut s,
+            "ferry_store_rejected_total",
+            "Events refused by the store (full with reject_new, or a failed commit).",
+            self.store_rejected.get(),
+        );
+        self.commit_seconds.render(
+            &mut s,
+            "ferry_store_commit_seconds",
+            "Store write transaction latency.",
+        );
         c(
             &mut s,
             "ferry_deliveries_total",
@@ -216,6 +310,25 @@ impl Metrics {
                 };
                 let _ = writeln!(s, "{name}{{upstream=\"{}\"}} {v}", m.name);
             }
+        }
+        let _ = writeln!(
+            s,
+            "# HELP ferry_upstream_dropped_total Stored events an upstream never got, dropped by retention.\n\
+             # TYPE ferry_upstream_dropped_total counter"
+        );
+        for m in list.iter() {
+            let _ = writeln!(
+                s,
+                "ferry_upstream_dropped_total{{upstream=\"{}\",reason=\"full\"}} {}",
+                m.name,
+                m.dropped_full.get()
+            );
+            let _ = writeln!(
+                s,
+                "ferry_upstream_dropped_total{{upstream=\"{}\",reason=\"max_age\"}} {}",
+                m.name,
+                m.dropped_age.get()
+            );
         }
         s
     }

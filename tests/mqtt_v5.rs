@@ -355,7 +355,9 @@ fn flow_control_both_directions() {
     sub.subscribe(1, "fc/#", QoS::AtLeastOnce);
     let mut publ = Raw5::simple(f.mqtt, "pub");
     for i in 1..=5u16 {
+        // The publisher keeps within ferry's Receive Maximum (2): one at a time.
         publ.publish("fc/x", QoS::AtLeastOnce, i, i.to_string().as_bytes(), None);
+        assert!(matches!(publ.recv(T), Some(Packet::PubAck(a)) if a.pkid == i));
     }
     let p1 = sub.next_publish(T);
     let p2 = sub.next_publish(T);
@@ -378,16 +380,18 @@ fn flow_control_both_directions() {
             break;
         }
     }
-    assert_eq!(
-        got[..2],
-        [
-            Packet::PubRec(PubRec::new(1, None)),
-            Packet::PubRec(PubRec::new(2, None))
-        ]
-    );
+    // PUBRECs may or may not have left before the third publish was read; the
+    // connection always ends with DISCONNECT 0x93 and never acknowledges the third.
+    let (last, recs) = got.split_last().expect("packets");
     assert!(
-        matches!(&got[2], Packet::Disconnect(d) if d.reason_code == DisconnectReasonCode::ReceiveMaximumExceeded)
+        matches!(last, Packet::Disconnect(d) if d.reason_code == DisconnectReasonCode::ReceiveMaximumExceeded),
+        "{got:?}"
     );
+    let expected = [
+        Packet::PubRec(PubRec::new(1, None)),
+        Packet::PubRec(PubRec::new(2, None)),
+    ];
+    assert_eq!(recs, &expected[..recs.len()]);
 }
 
 #[test]

@@ -29,6 +29,31 @@ async fn next(sub: &mut Subscriber) -> Message {
         .expect("subscription ended")
 }
 
+/// Waits until every SUB/UNSUB `c` sent so far is live in ferry. async-nats' `flush`
+/// only flushes the socket (no PING/PONG), so this probes instead: ferry handles one
+/// connection's ops in order, so once a fresh subscription made after them receives a
+/// message from `publisher`, the earlier ones are in place too.
+async fn ready(c: &Client, publisher: &Client) {
+    let inbox = c.new_inbox();
+    let mut probe = c.subscribe(inbox.clone()).await.unwrap();
+    let end = Instant::now() + LIMIT;
+    loop {
+        assert!(Instant::now() < end, "subscriptions never became live");
+        publisher
+            .publish(inbox.clone(), "probe".into())
+            .await
+            .unwrap();
+        publisher.flush().await.unwrap();
+        if tokio::time::timeout(Duration::from_millis(50), probe.next())
+            .await
+            .is_ok()
+        {
+            break;
+        }
+    }
+    probe.unsubscribe().await.unwrap();
+}
+
 /// Reads messages until one has `marker` as payload; returns those before it.
 async fn until_marker(sub: &mut Subscriber, marker: &str) -> Vec<(String, String)> {
     let mut got = Vec::new();
@@ -112,8 +137,8 @@ async fn info_and_wildcard_subscriptions() {
 
     let mut star = sub_client.subscribe("sensors.*.1").await.unwrap();
     let mut fwc = sub_client.subscribe("sensors.>").await.unwrap();
-    sub_client.flush().await.unwrap();
     let publisher = client(&ferry).await;
+    ready(&sub_client, &publisher).await;
     for s in [
         "sensors.temp.1",
         "sensors.temp.2",
@@ -158,10 +183,10 @@ async fn queue_group_spreads_exactly_once() {
         .await
         .unwrap();
     let mut plain = all.subscribe("jobs.run").await.unwrap();
-    for c in [&a, &b, &all] {
-        c.flush().await.unwrap();
-    }
     let publisher = client(&ferry).await;
+    for c in [&a, &b, &all] {
+        ready(c, &publisher).await;
+    }
     for i in 0..100 {
         publisher
             .publish("jobs.run", i.to_string().into())
@@ -183,8 +208,8 @@ async fn queue_group_spreads_exactly_once() {
         }
     }
     // Nothing beyond the 100: a round trip on both members flushes anything in flight.
-    a.flush().await.unwrap();
-    b.flush().await.unwrap();
+    ready(&a, &publisher).await;
+    ready(&b, &publisher).await;
     let extra = tokio::time::timeout(Duration::from_millis(200), async {
         tokio::select! { _ = qa.next() => {}, _ = qb.next() => {} }
     })
@@ -200,7 +225,7 @@ async fn request_reply_headers_and_no_responders() {
     let ferry = Ferry::start(dir.path(), &base_config(dir.path()));
     let responder = client(&ferry).await;
     let mut svc = responder.subscribe("svc.upper").await.unwrap();
-    responder.flush().await.unwrap();
+    ready(&responder, &responder).await;
     let r = responder.clone();
     tokio::spawn(async move {
         while let Some(m) = svc.next().await {
@@ -275,7 +300,7 @@ async fn unsub_with_max_delivers_exactly_n() {
     let c = client(&ferry).await;
     let mut sub = c.subscribe("cnt").await.unwrap();
     sub.unsubscribe_after(2).await.unwrap();
-    c.flush().await.unwrap();
+    ready(&c, &publisher).await;
     for i in 0..4 {
         publisher
             .publish("cnt", i.to_string().into())
@@ -327,7 +352,7 @@ async fn mqtt_and_nats_see_each_other() {
     let nc = client(&ferry).await;
     let mut exact = nc.subscribe("sensors.temp.1").await.unwrap();
     let mut fwc = nc.subscribe("sensors.>").await.unwrap();
-    nc.flush().await.unwrap();
+    ready(&nc, &nc).await;
 
     // MQTT -> NATS, including a '.' inside a level.
     let dev = Device::connect(ferry.mqtt, "cross-dev").await;
@@ -482,7 +507,11 @@ async fn unanswered_pings_close_a_stale_connection() {
     // A client that answers stays connected.
     let c = client(&ferry).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
-    c.flush().await.unwrap();
+    ready(&c, &c).await;
+    assert_eq!(
+        c.connection_state(),
+        async_nats::connection::State::Connected
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -509,7 +538,7 @@ async fn slow_consumer_is_cut_off_without_slowing_others() {
     assert!(start.elapsed() < LIMIT, "publisher was slowed down");
     let echo = client(&ferry).await;
     let mut sub = echo.subscribe("after").await.unwrap();
-    echo.flush().await.unwrap();
+    ready(&echo, &publisher).await;
     publisher.publish("after", "ok".into()).await.unwrap();
     assert_eq!(next(&mut sub).await.payload, "ok");
 }

@@ -35,3 +35,9 @@ if [ -f tests/python/requirements.txt ]; then
   echo "== pytest"
   FERRY_BIN="$(pwd)/target/debug/ferry" python3 -m pytest -q tests/python
 fi
+
+# The Raspberry Pi build: cross-compile the aarch64 release binary with Debian's Rust 1.85
+# (the MSRV), run its qemu-user smoke test (MQTT and NATS round trips, systemd
+# notifications, SIGTERM) and package the arm64 .deb. Installs are skipped when present.
+echo "== cross build: aarch64-unknown-linux-gnu"
+bash cross/build.sh aarch64-unknown-linux-gnu

@@ -38,6 +38,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         max_batch: config.store.max_batch,
         linger: config.store.linger,
         queue: config.store.queue,
+        limits: crate::store::Limits {
+            max_bytes: config.store.max_bytes.0,
+            max_age: config.store.max_age,
+            on_full: config.store.on_full,
+            fsync: config.store.fsync,
+        },
     };
     let dir = config.store.dir.clone();
     let store_metrics = metrics.clone();

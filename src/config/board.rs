@@ -175,6 +175,8 @@ mod tests {
             let d = Config::default();
             assert_eq!(config.mqtt.listen, d.mqtt.listen);
             assert_eq!(config.store.dir, d.store.dir);
+            // A profile never weakens durability: a PUBACK still means "on disk".
+            assert_eq!(config.store.fsync, d.store.fsync, "{name}: fsync");
             assert!(config.upstream.is_empty() && config.forward.is_empty());
         }
     }

@@ -32,8 +32,8 @@ pub use board::{BoardInfo, board, board_names};
 pub use errors::{ConfigError, Problem};
 pub use topic::TOPIC_PLACEHOLDER;
 pub use types::{
-    AclAction, AclRule, Config, ForwardRule, GatewayConfig, LogConfig, MetricsConfig, MqttConfig,
-    NatsConfig, StoreConfig, UpstreamConfig,
+    AclAction, AclRule, Config, ForwardRule, Fsync, GatewayConfig, LogConfig, MetricsConfig,
+    MqttConfig, NatsConfig, OnFull, StoreConfig, UpstreamConfig,
 };
 pub use units::{ByteSize, UnitError, format_duration, parse_duration};
 pub use url::{UpstreamScheme, UpstreamUrl, UrlError};

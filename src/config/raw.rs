@@ -67,6 +67,10 @@ pub(crate) struct RawStore {
     pub max_batch: Leaf,
     pub linger: Leaf,
     pub queue: Leaf,
+    pub max_bytes: Leaf,
+    pub max_age: Leaf,
+    pub on_full: Leaf,
+    pub fsync: Leaf,
 }
 
 #[derive(Debug, Deserialize)]

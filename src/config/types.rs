@@ -156,6 +156,41 @@ pub struct StoreConfig {
     pub linger: Duration,
     /// Events waiting for the writer; >= 1.
     pub queue: usize,
+    /// Bytes of stored events (records) at most; >= 1MiB.
+    pub max_bytes: ByteSize,
+    /// Events older than this are dropped (counted); zero = no age limit.
+    pub max_age: Duration,
+    /// What happens when `max_bytes` is reached.
+    pub on_full: OnFull,
+    /// When a commit reaches the disk.
+    pub fsync: Fsync,
+}
+
+/// `store.on_full`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFull {
+    /// Delete the oldest stored events (counted per upstream) to make room.
+    DropOldest,
+    /// Refuse new events that do not fit; never touch what is stored.
+    RejectNew,
+}
+
+impl OnFull {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnFull::DropOldest => "drop_oldest",
+            OnFull::RejectNew => "reject_new",
+        }
+    }
+}
+
+/// `store.fsync`: "always" (every commit is fsynced before anything is acknowledged) or
+/// an interval ("1s": commits are written at once but fsynced at most that far apart; a
+/// power cut can lose up to that much acknowledged data, a process crash none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fsync {
+    Always,
+    Interval(Duration),
 }
 
 impl Default for StoreConfig {
@@ -166,6 +201,10 @@ impl Default for StoreConfig {
             max_batch: 1024,
             linger: Duration::ZERO,
             queue: 4096,
+            max_bytes: ByteSize::gib(1),
+            max_age: Duration::ZERO,
+            on_full: OnFull::DropOldest,
+            fsync: Fsync::Always,
         }
     }
 }

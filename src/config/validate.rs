@@ -12,7 +12,8 @@ use super::check::{Bound, Checker};
 use super::links;
 use super::raw::{Leaf, RawConfig, RawGateway, RawLog, RawMetrics, RawMqtt, RawNats, RawStore};
 use super::types::{
-    Config, GatewayConfig, LogConfig, MetricsConfig, MqttConfig, NatsConfig, StoreConfig,
+    Config, Fsync, GatewayConfig, LogConfig, MetricsConfig, MqttConfig, NatsConfig, OnFull,
+    StoreConfig,
 };
 use super::units::ByteSize;
 
@@ -230,6 +231,34 @@ fn store(c: &mut Checker, raw: Option<&RawStore>, base: &StoreConfig) -> StoreCo
     s.queue = c
         .uint("store.queue", &r.queue, Bound::AtLeast(1))
         .unwrap_or(s.queue);
+    s.max_bytes = c
+        .size("store.max_bytes", &r.max_bytes, ByteSize::mib(1), MAX_BYTES)
+        .unwrap_or(s.max_bytes);
+    s.max_age = c
+        .duration("store.max_age", &r.max_age, Duration::ZERO, None)
+        .unwrap_or(s.max_age);
+    if let Some((v, at)) = c.string("store.on_full", &r.on_full) {
+        match v {
+            "drop_oldest" => s.on_full = OnFull::DropOldest,
+            "reject_new" => s.on_full = OnFull::RejectNew,
+            other => c.at(
+                at,
+                format!("store.on_full: invalid value {other:?}: expected \"drop_oldest\" or \"reject_new\""),
+            ),
+        }
+    }
+    if let Some((v, at)) = c.string("store.fsync", &r.fsync) {
+        match v {
+            "always" => s.fsync = Fsync::Always,
+            other => match super::units::parse_duration(other) {
+                Ok(d) if !d.is_zero() && d <= Duration::from_secs(60) => s.fsync = Fsync::Interval(d),
+                _ => c.at(
+                    at,
+                    format!("store.fsync: invalid value {other:?}: expected \"always\" or an interval from 1ms to 60s like \"1s\""),
+                ),
+            },
+        }
+    }
     s
 }
 

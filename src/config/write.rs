@@ -55,6 +55,13 @@ impl Config {
         w.raw("max_batch", s.max_batch);
         w.dur("linger", s.linger);
         w.raw("queue", s.queue);
+        w.str("max_bytes", &s.max_bytes.to_string());
+        w.dur("max_age", s.max_age);
+        w.str("on_full", s.on_full.as_str());
+        match s.fsync {
+            super::types::Fsync::Always => w.str("fsync", "always"),
+            super::types::Fsync::Interval(d) => w.dur("fsync", d),
+        }
 
         for u in &self.upstream {
             w.array_table("upstream");

@@ -12,15 +12,21 @@
 //!
 //! All writes go through one thread ([`writer`]); readers open their own read transactions.
 
+mod db;
 mod record;
+mod retention;
 mod state;
 mod writer;
+
+pub use db::{BackendFactory, Location};
+pub use writer::Limits;
 
 pub use record::{RecordError, StoredEvent};
 pub use state::StateChange;
 
 use crate::event::Event;
 use crate::metrics::Metrics;
+use db::DbSlot;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::path::Path;
 use std::sync::Arc;
@@ -53,6 +59,12 @@ pub enum StoreError {
     TooManyUpstreams(usize),
     #[error("store writer has stopped")]
     Closed,
+    /// `on_full = "reject_new"` and the store is at `max_bytes`.
+    #[error("store is full (store.max_bytes reached, on_full = \"reject_new\")")]
+    Full,
+    /// The store is being reopened after an I/O error.
+    #[error("store is temporarily unavailable (recovering from an I/O error)")]
+    Unavailable,
     #[error("commit failed: {0}")]
     Commit(String),
 }
@@ -68,6 +80,7 @@ pub struct StoreOptions {
     pub max_batch: usize,
     pub linger: std::time::Duration,
     pub queue: usize,
+    pub limits: Limits,
 }
 
 /// One upstream as the store knows it: its persistent mask bit and where it stands.
@@ -81,7 +94,7 @@ pub struct UpstreamSlot {
 /// A cheap, cloneable handle to the store.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    db: Arc<DbSlot>,
     tx: mpsc::Sender<Command>,
     committed: watch::Receiver<u64>,
     upstreams: Arc<Vec<UpstreamSlot>>,
@@ -109,22 +122,44 @@ impl Store {
             path: dir.display().to_string(),
             source,
         })?;
-        let db = Database::builder()
-            .set_cache_size(opts.cache_size)
-            .create(dir.join("ferry.redb"))
-            .map_err(redb_err)?;
-        let (next_seq, slots) = init(&db, upstreams)?;
-        let db = Arc::new(db);
+        Store::open_at(
+            Location::File(dir.join("ferry.redb")),
+            upstreams,
+            opts,
+            metrics,
+        )
+    }
+
+    /// Like [`Store::open`], at any location (tests use fault-injecting backends).
+    pub fn open_at(
+        location: Location,
+        upstreams: &[String],
+        opts: StoreOptions,
+        metrics: Arc<Metrics>,
+    ) -> Result<(Store, WriterJoin), StoreError> {
+        let db = Arc::new(DbSlot::open(location, opts.cache_size)?);
+        let handle = db.get()?;
+        let init = init(&handle, upstreams)?;
+        drop(handle);
         let (tx, rx) = mpsc::channel(opts.queue.max(1));
-        let (committed_tx, committed) = watch::channel(next_seq - 1);
+        let (committed_tx, committed) = watch::channel(init.next_seq - 1);
+        let upstream_metrics = init
+            .slots
+            .iter()
+            .map(|s| metrics.upstream(&s.name))
+            .collect();
         let join = writer::spawn(writer::Writer {
             db: db.clone(),
             rx,
             committed: committed_tx,
-            next_seq,
-            cursors: slots.clone(),
+            next_seq: init.next_seq,
+            cursors: init.slots.clone(),
+            upstream_metrics,
             max_batch: opts.max_batch.max(1),
             linger: opts.linger,
+            limits: opts.limits,
+            live_bytes: init.live_bytes,
+            live_count: init.live_count,
             metrics: metrics.clone(),
         })
         .map_err(|e| StoreError::Commit(format!("cannot start writer thread: {e}")))?;
@@ -133,7 +168,7 @@ impl Store {
                 db,
                 tx,
                 committed,
-                upstreams: Arc::new(slots),
+                upstreams: Arc::new(init.slots),
                 metrics,
             },
             WriterJoin(join),
@@ -199,7 +234,7 @@ impl Store {
         max: usize,
         bit: u8,
     ) -> Result<(Vec<StoredEvent>, u64), StoreError> {
-        let txn = self.db.begin_read().map_err(redb_err)?;
+        let txn = self.db.get()?.begin_read().map_err(redb_err)?;
         let table = txn.open_table(LOG).map_err(redb_err)?;
         let mut out = Vec::with_capacity(max.min(1024));
         let mut last = after;
@@ -226,18 +261,28 @@ impl Store {
 
     /// Number of records in the log (all upstreams), for status and tests.
     pub fn len(&self) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read().map_err(redb_err)?;
+        let txn = self.db.get()?.begin_read().map_err(redb_err)?;
         let table = txn.open_table(LOG).map_err(redb_err)?;
         table.len().map_err(redb_err)
     }
 }
 
+/// What `init` learns from the store at open.
+struct Init {
+    next_seq: u64,
+    slots: Vec<UpstreamSlot>,
+    live_bytes: u64,
+    live_count: u64,
+}
+
 /// Creates the tables, assigns bits to new upstreams (whose cursor starts at the end of
-/// the log: they get events from now on) and returns the next seq and the slots.
-fn init(db: &Database, upstreams: &[String]) -> Result<(u64, Vec<UpstreamSlot>), StoreError> {
+/// the log: they get events from now on) and reads the log's size accounting (computing
+/// it once for a store written before ferry kept it).
+fn init(db: &Database, upstreams: &[String]) -> Result<Init, StoreError> {
     let txn = db.begin_write().map_err(redb_err)?;
     let mut slots = Vec::with_capacity(upstreams.len());
     let next_seq;
+    let (live_bytes, live_count);
     {
         let log = txn.open_table(LOG).map_err(redb_err)?;
         txn.open_table(SESSIONS).map_err(redb_err)?;
@@ -259,6 +304,22 @@ fn init(db: &Database, upstreams: &[String]) -> Result<(u64, Vec<UpstreamSlot>),
         meta.insert("next_seq", next_seq).map_err(redb_err)?;
         meta.insert("format", u64::from(record::FORMAT_V1))
             .map_err(redb_err)?;
+        let stored_bytes = meta.get("live_bytes").map_err(redb_err)?.map(|v| v.value());
+        let stored_count = meta.get("live_count").map_err(redb_err)?.map(|v| v.value());
+        (live_bytes, live_count) = match (stored_bytes, stored_count) {
+            (Some(b), Some(c)) => (b, c),
+            _ => {
+                let (mut b, mut c) = (0u64, 0u64);
+                for item in log.iter().map_err(redb_err)? {
+                    let (_, v) = item.map_err(redb_err)?;
+                    b += retention::cost(v.value().len());
+                    c += 1;
+                }
+                meta.insert("live_bytes", b).map_err(redb_err)?;
+                meta.insert("live_count", c).map_err(redb_err)?;
+                (b, c)
+            }
+        };
 
         let mut used: u64 = 0;
         for item in bits.iter().map_err(redb_err)? {
@@ -302,7 +363,12 @@ fn init(db: &Database, upstreams: &[String]) -> Result<(u64, Vec<UpstreamSlot>),
         }
     }
     txn.commit().map_err(redb_err)?;
-    Ok((next_seq, slots))
+    Ok(Init {
+        next_seq,
+        slots,
+        live_bytes,
+        live_count,
+    })
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ impl Store {
 
     /// Every stored session record, by client id.
     pub fn load_sessions(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let txn = self.db.begin_read().map_err(redb_err)?;
+        let txn = self.db.get()?.begin_read().map_err(redb_err)?;
         let table = txn.open_table(SESSIONS).map_err(redb_err)?;
         let mut out = Vec::new();
         for item in table.iter().map_err(redb_err)? {
@@ -49,7 +49,7 @@ impl Store {
 
     /// Every retained message.
     pub fn load_retained(&self) -> Result<Vec<StoredEvent>, StoreError> {
-        let txn = self.db.begin_read().map_err(redb_err)?;
+        let txn = self.db.get()?.begin_read().map_err(redb_err)?;
         let table = txn.open_table(RETAINED).map_err(redb_err)?;
         let mut out = Vec::new();
         for item in table.iter().map_err(redb_err)? {

@@ -8,12 +8,173 @@ fn opts() -> StoreOptions {
         max_batch: 64,
         linger: std::time::Duration::ZERO,
         queue: 128,
+        limits: Limits {
+            max_bytes: 1 << 30,
+            max_age: std::time::Duration::ZERO,
+            on_full: crate::config::OnFull::DropOldest,
+            fsync: crate::config::Fsync::Always,
+        },
     }
+}
+
+fn limited(max_bytes: u64, on_full: crate::config::OnFull) -> StoreOptions {
+    let mut o = opts();
+    o.limits.max_bytes = max_bytes;
+    o.limits.on_full = on_full;
+    o
+}
+
+async fn close(store: Store, join: WriterJoin) {
+    store.close().await;
+    drop(store);
+    tokio::task::spawn_blocking(move || join.join())
+        .await
+        .unwrap();
+}
+
+/// Bytes one `ev(i)` costs in the accounting.
+fn cost_of_ev() -> u64 {
+    let mut buf = Vec::new();
+    record::encode(&ev(0), 1, &mut buf).unwrap();
+    retention::cost(buf.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_oldest_keeps_the_newest_and_counts_per_upstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::default());
+    let names = vec!["a".to_string()];
+    let cap = cost_of_ev() * 10;
+    let (store, join) = Store::open(
+        dir.path(),
+        &names,
+        limited(cap, crate::config::OnFull::DropOldest),
+        metrics.clone(),
+    )
+    .unwrap();
+    for i in 0..25u32 {
+        store
+            .append(ev(i), 1)
+            .await
+            .unwrap()
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert_eq!(store.len().unwrap(), 10);
+    let s = store.clone();
+    let (kept, _) = tokio::task::spawn_blocking(move || s.read_after(0, 100, 0))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        kept.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        (16..=25).collect::<Vec<u64>>()
+    );
+    assert_eq!(metrics.upstream("a").dropped_full.get(), 15);
+    assert_eq!(metrics.store_bytes.get() as u64, cap);
+    close(store, join).await;
+    // The accounting survives a restart.
+    let (store, join) = Store::open(
+        dir.path(),
+        &names,
+        limited(cap, crate::config::OnFull::DropOldest),
+        metrics.clone(),
+    )
+    .unwrap();
+    assert_eq!(metrics.store_bytes.get() as u64, cap);
+    assert_eq!(metrics.store_events.get(), 10);
+    close(store, join).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reject_new_refuses_and_keeps_what_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::default());
+    let cap = cost_of_ev() * 10;
+    let names = vec!["a".to_string()];
+    let (store, join) = Store::open(
+        dir.path(),
+        &names,
+        limited(cap, crate::config::OnFull::RejectNew),
+        metrics.clone(),
+    )
+    .unwrap();
+    let mut results = Vec::new();
+    for i in 0..12u32 {
+        results.push(store.append(ev(i), 1).await.unwrap().await.unwrap());
+    }
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 10);
+    assert!(
+        matches!(results[10], Err(StoreError::Full))
+            && matches!(results[11], Err(StoreError::Full))
+    );
+    assert_eq!(metrics.store_rejected.get(), 2);
+    // Once the upstream acks, there is room again.
+    store.advance_cursor(0, 5).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.len().unwrap() != 5 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "acked records were not deleted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        store
+            .append(ev(100), 1)
+            .await
+            .unwrap()
+            .await
+            .unwrap()
+            .unwrap(),
+        11
+    );
+    close(store, join).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_age_drops_old_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::default());
+    let mut o = opts();
+    o.limits.max_age = std::time::Duration::from_secs(60);
+    let names = vec!["a".to_string()];
+    let (store, join) = Store::open(dir.path(), &names, o, metrics.clone()).unwrap();
+    for i in 0..3u32 {
+        let mut e = (*ev(i)).clone();
+        e.received_ms -= 120_000; // two minutes old
+        store
+            .append(Arc::new(e), 1)
+            .await
+            .unwrap()
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    store
+        .append(ev(3), 1)
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+        .unwrap();
+    // The old ones go in the next commit's retention pass.
+    store
+        .append(ev(4), 1)
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.len().unwrap(), 2);
+    assert_eq!(metrics.upstream("a").dropped_age.get(), 3);
+    close(store, join).await;
 }
 
 fn ev(i: u32) -> Arc<Event> {
     Arc::new(Event::new(
-        format!("t/{i}").into(),
+        format!("t/{i:03}").into(),
         Bytes::from(i.to_be_bytes().to_vec()),
         1,
         false,

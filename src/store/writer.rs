@@ -1,17 +1,21 @@
-//! The single writer: group commit of appends and cursor moves, then the acks.
+//! The single writer: group commit of appends, cursor moves and state changes, with
+//! retention, then the acks.
 //!
 //! Invariant 1 (docs/ARCHITECTURE.md) is kept here: an append's `done` fires with `Ok`
-//! only after the transaction holding it has committed with `Durability::Immediate`
-//! (fsync before `commit` returns). Invariant 2 too: records are deleted only at or
-//! below the smallest cursor of the configured upstreams, in the transaction that
-//! persists that cursor.
+//! only after the transaction holding it has committed (fsynced before `commit` returns
+//! with `fsync = "always"`). Invariant 2 too: records are deleted only at or below the
+//! smallest cursor of the configured upstreams, in the transaction that persists those
+//! cursors, or by retention, which counts every drop per upstream.
 
+use super::db::DbSlot;
+use super::retention::{self, Dropped};
 use super::{CURSORS, LOG, META, StoreError, UpstreamSlot, record};
-use crate::event::Event;
-use crate::metrics::Metrics;
-use redb::{Database, Durability};
+use crate::config::{Fsync, OnFull};
+use crate::event::{Event, now_ms};
+use crate::metrics::{Metrics, UpstreamMetrics};
+use redb::Durability;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub(super) enum Command {
@@ -28,14 +32,27 @@ pub(super) enum Command {
     Shutdown,
 }
 
+/// Retention and durability settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_bytes: u64,
+    pub max_age: Duration,
+    pub on_full: OnFull,
+    pub fsync: Fsync,
+}
+
 pub(super) struct Writer {
-    pub db: Arc<Database>,
+    pub db: Arc<DbSlot>,
     pub rx: mpsc::Receiver<Command>,
     pub committed: watch::Sender<u64>,
     pub next_seq: u64,
     pub cursors: Vec<UpstreamSlot>,
+    pub upstream_metrics: Vec<Arc<UpstreamMetrics>>,
     pub max_batch: usize,
     pub linger: Duration,
+    pub limits: Limits,
+    pub live_bytes: u64,
+    pub live_count: u64,
     pub metrics: Arc<Metrics>,
 }
 
@@ -45,13 +62,25 @@ pub(super) fn spawn(writer: Writer) -> std::io::Result<std::thread::JoinHandle<(
         .spawn(move || writer.run())
 }
 
+/// What one commit did, for the acks and the counters.
+struct Outcome {
+    /// Per append in batch order: its seq, or why it was refused.
+    results: Vec<Result<u64, StoreError>>,
+    dropped_full: Dropped,
+    dropped_age: Dropped,
+    /// Acknowledged records deleted (not drops).
+    deleted_bytes: u64,
+    deleted_count: u64,
+}
+
 impl Writer {
     fn run(mut self) {
         let mut batch: Vec<Command> = Vec::with_capacity(self.max_batch);
-        let mut scratch = Vec::with_capacity(512);
         let mut deleted_upto = 0u64;
         let mut dirty_cursors = false;
+        let mut last_sync = Instant::now();
         let mut stop = false;
+        self.publish_gauges();
         while !stop {
             let Some(first) = self.rx.blocking_recv() else {
                 break;
@@ -68,7 +97,6 @@ impl Writer {
                 .filter(|c| matches!(c, Command::Append { .. }))
                 .count();
             self.metrics.store_queue.add(-(appends as i64));
-            let first_seq = self.next_seq;
             for c in &batch {
                 if let Command::Cursor { slot, seq } = c {
                     if let Some(s) = self.cursors.get_mut(*slot) {
@@ -79,28 +107,27 @@ impl Writer {
                     }
                 }
             }
-            match self.commit(&batch, &mut scratch, dirty_cursors, &mut deleted_upto) {
-                Ok(()) => {
+            // With an fsync interval, most commits are written without fsync and one
+            // is made durable once the interval has passed (and always the last one).
+            let durable = match self.limits.fsync {
+                Fsync::Always => true,
+                Fsync::Interval(d) => stop || last_sync.elapsed() >= d,
+            };
+            let started = Instant::now();
+            match self.commit(&batch, dirty_cursors, &mut deleted_upto, durable) {
+                Ok(outcome) => {
+                    if durable {
+                        last_sync = Instant::now();
+                    }
+                    self.metrics
+                        .commit_seconds
+                        .observe(started.elapsed().as_secs_f64());
                     dirty_cursors = false;
-                    let mut seq = first_seq;
-                    for c in batch.drain(..) {
-                        if let Command::Append { done, .. } = c {
-                            if let Some(done) = done {
-                                let _ = done.send(Ok(seq));
-                            }
-                            seq += 1;
-                        }
-                    }
-                    self.next_seq = seq;
-                    self.metrics.store_commits.inc();
-                    self.metrics.events_stored.add(appends as u64);
-                    if appends > 0 {
-                        self.committed.send_replace(seq - 1);
-                    }
+                    self.finish(&mut batch, outcome);
                 }
                 Err(e) => {
                     self.metrics.store_errors.inc();
-                    tracing::error!(error = %e, events = appends, "store commit failed; appends refused");
+                    tracing::error!(error = %e, events = appends, "store commit failed; these events are refused");
                     let msg = e.to_string();
                     for c in batch.drain(..) {
                         if let Command::Append {
@@ -110,10 +137,89 @@ impl Writer {
                             let _ = done.send(Err(StoreError::Commit(msg.clone())));
                         }
                     }
+                    self.recover();
                 }
             }
         }
         tracing::debug!("store writer stopped");
+    }
+
+    /// Reopens the database after a failed commit (redb refuses all work after an I/O
+    /// error until then), retrying every second; commands that arrive meanwhile wait in
+    /// the bounded queue, which slows publishers instead of losing anything.
+    fn recover(&mut self) {
+        let mut attempt = 0u32;
+        loop {
+            match self.db.reopen() {
+                Ok(()) => {
+                    if attempt > 0 || self.metrics.store_errors.get() > 0 {
+                        tracing::info!("store reopened after an I/O error");
+                    }
+                    return;
+                }
+                Err(e) => {
+                    attempt += 1;
+                    if attempt == 1 || attempt % 60 == 0 {
+                        tracing::error!(error = %e, attempt, "cannot reopen the store; retrying every second");
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, batch: &mut Vec<Command>, outcome: Outcome) {
+        // Readers learn of the new records before any publisher is acknowledged.
+        let stored = outcome.results.iter().filter(|r| r.is_ok()).count() as u64;
+        if let Some(Ok(seq)) = outcome.results.iter().rev().find(|r| r.is_ok()) {
+            self.committed.send_replace(*seq);
+        }
+        let mut results = outcome.results.into_iter();
+        for c in batch.drain(..) {
+            if let Command::Append { done, .. } = c {
+                let result = results.next().unwrap_or(Err(StoreError::Unavailable));
+                if result.is_err() {
+                    self.metrics.store_rejected.inc();
+                }
+                if let Some(done) = done {
+                    let _ = done.send(result);
+                }
+            }
+        }
+        for (dropped, reason) in [
+            (&outcome.dropped_full, "full"),
+            (&outcome.dropped_age, "max_age"),
+        ] {
+            if dropped.count == 0 {
+                continue;
+            }
+            tracing::warn!(
+                events = dropped.count,
+                bytes = dropped.bytes,
+                reason,
+                "store retention dropped the oldest events"
+            );
+            for (bit, n) in &dropped.owed {
+                if let Some(i) = self.cursors.iter().position(|s| s.bit == *bit) {
+                    if let Some(m) = self.upstream_metrics.get(i) {
+                        if reason == "full" {
+                            m.dropped_full.add(*n)
+                        } else {
+                            m.dropped_age.add(*n)
+                        }
+                    }
+                }
+            }
+        }
+        self.metrics.store_commits.inc();
+        self.metrics.events_stored.add(stored);
+        self.publish_gauges();
+    }
+
+    fn publish_gauges(&self) {
+        self.metrics.store_bytes.set(self.live_bytes as i64);
+        self.metrics.store_events.set(self.live_count as i64);
+        self.metrics.store_file_bytes.set(self.db.file_len() as i64);
     }
 
     /// Takes what is already queued, up to the batch limit, without waiting.
@@ -127,52 +233,116 @@ impl Writer {
     }
 
     fn commit(
-        &self,
+        &mut self,
         batch: &[Command],
-        scratch: &mut Vec<u8>,
         dirty_cursors: bool,
         deleted_upto: &mut u64,
-    ) -> Result<(), StoreError> {
-        let mut txn = self.db.begin_write().map_err(super::redb_err)?;
-        txn.set_durability(Durability::Immediate);
-        let mut new_deleted = *deleted_upto;
+        durable: bool,
+    ) -> Result<Outcome, StoreError> {
+        let db = self.db.get()?;
+        let mut txn = db.begin_write().map_err(super::redb_err)?;
+        txn.set_durability(if durable {
+            Durability::Immediate
+        } else {
+            Durability::Eventual
+        });
+        // Encode first: retention needs to know how many bytes are coming.
+        let mut encoded: Vec<Vec<u8>> = Vec::new();
+        for c in batch {
+            if let Command::Append { event, dests, .. } = c {
+                let mut buf = Vec::new();
+                record::encode(event, *dests, &mut buf)?;
+                encoded.push(buf);
+            }
+        }
+        let cursors: Vec<(u8, u64)> = self.cursors.iter().map(|s| (s.bit, s.cursor)).collect();
+        let owed = move |seq: u64, dests: u64| -> u64 {
+            cursors
+                .iter()
+                .filter(|(bit, cursor)| dests & (1u64 << bit) != 0 && seq > *cursor)
+                .fold(0, |m, (bit, _)| m | (1u64 << bit))
+        };
+        let mut out = Outcome {
+            results: Vec::with_capacity(encoded.len()),
+            dropped_full: Dropped::default(),
+            dropped_age: Dropped::default(),
+            deleted_bytes: 0,
+            deleted_count: 0,
+        };
+        let mut live = self.live_bytes;
+        let mut count = self.live_count;
+        let mut seq = self.next_seq;
         {
             let mut log = txn.open_table(LOG).map_err(super::redb_err)?;
-            let mut seq = self.next_seq;
-            for c in batch {
-                if let Command::Append { event, dests, .. } = c {
-                    record::encode(event, *dests, scratch)?;
-                    log.insert(seq, scratch.as_slice())
-                        .map_err(super::redb_err)?;
-                    seq += 1;
+            if !self.limits.max_age.is_zero() {
+                let cutoff = now_ms().saturating_sub(self.limits.max_age.as_millis() as u64);
+                retention::drop_older_than(&mut log, cutoff, 10_000, &owed, &mut out.dropped_age)?;
+                live = live.saturating_sub(out.dropped_age.bytes);
+                count = count.saturating_sub(out.dropped_age.count);
+            }
+            let incoming: u64 = encoded.iter().map(|e| retention::cost(e.len())).sum();
+            if self.limits.on_full == OnFull::DropOldest && live + incoming > self.limits.max_bytes
+            {
+                let need = live + incoming - self.limits.max_bytes;
+                retention::drop_oldest(&mut log, need, &owed, &mut out.dropped_full)?;
+                live = live.saturating_sub(out.dropped_full.bytes);
+                count = count.saturating_sub(out.dropped_full.count);
+            }
+            for buf in &encoded {
+                let c = retention::cost(buf.len());
+                if live + c > self.limits.max_bytes {
+                    // reject_new, or a single event larger than the whole store.
+                    out.results.push(Err(StoreError::Full));
+                    continue;
                 }
+                log.insert(seq, buf.as_slice()).map_err(super::redb_err)?;
+                out.results.push(Ok(seq));
+                live += c;
+                count += 1;
+                seq += 1;
             }
             for c in batch {
                 if let Command::State(change) = c {
-                    super::state::apply(&txn, change, scratch)?;
+                    super::state::apply(&txn, change, &mut Vec::new())?;
                 }
             }
-            if seq != self.next_seq {
-                let mut meta = txn.open_table(META).map_err(super::redb_err)?;
-                meta.insert("next_seq", seq).map_err(super::redb_err)?;
-            }
             if dirty_cursors {
-                let mut cursors = txn.open_table(CURSORS).map_err(super::redb_err)?;
+                let mut table = txn.open_table(CURSORS).map_err(super::redb_err)?;
                 for s in &self.cursors {
-                    cursors
-                        .insert(&*s.name, s.cursor)
-                        .map_err(super::redb_err)?;
+                    table.insert(&*s.name, s.cursor).map_err(super::redb_err)?;
                 }
                 let min = self.cursors.iter().map(|s| s.cursor).min().unwrap_or(0);
                 if min > *deleted_upto {
-                    log.retain_in(*deleted_upto + 1..=min, |_, _| false)
+                    let mut removed = log
+                        .extract_from_if(*deleted_upto + 1..=min, |_, _| true)
                         .map_err(super::redb_err)?;
-                    new_deleted = min;
+                    for item in removed.by_ref() {
+                        let (_, v) = item.map_err(super::redb_err)?;
+                        out.deleted_bytes += retention::cost(v.value().len());
+                        out.deleted_count += 1;
+                    }
                 }
             }
+            let mut meta = txn.open_table(META).map_err(super::redb_err)?;
+            meta.insert("next_seq", seq).map_err(super::redb_err)?;
+            meta.insert("live_bytes", live.saturating_sub(out.deleted_bytes))
+                .map_err(super::redb_err)?;
+            meta.insert("live_count", count.saturating_sub(out.deleted_count))
+                .map_err(super::redb_err)?;
         }
         txn.commit().map_err(super::redb_err)?;
-        *deleted_upto = new_deleted;
-        Ok(())
+        if dirty_cursors {
+            *deleted_upto = self
+                .cursors
+                .iter()
+                .map(|s| s.cursor)
+                .min()
+                .unwrap_or(0)
+                .max(*deleted_upto);
+        }
+        self.next_seq = seq;
+        self.live_bytes = live.saturating_sub(out.deleted_bytes);
+        self.live_count = count.saturating_sub(out.deleted_count);
+        Ok(out)
     }
 }

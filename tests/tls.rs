@@ -1,0 +1,227 @@
+//! Forwarding over `mqtts://` to a real mosquitto with a TLS listener, its certificate
+//! signed by a private CA made at test time (openssl CLI); ferry trusts it via `ca_file`.
+
+mod common;
+
+use common::upstream::{Checker, Device, assert_exact_in_order};
+use common::{Ferry, base_config, free_port, wait_until};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const TOPICS: usize = 4;
+
+fn topic(i: usize) -> String {
+    format!("sensors/{}", i % TOPICS)
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl CLI (apt-get install openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA (`<name>-ca.pem`) and a server certificate it signed for localhost/127.0.0.1.
+struct Pki {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn make_pki(dir: &Path, name: &str) -> Pki {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let (ca, ca_key) = (format!("{name}-ca.pem"), format!("{name}-ca.key"));
+    let mut args = vec!["req", "-x509", "-days", "2", "-subj", "/CN=ferry test CA"];
+    args.extend(ec);
+    args.extend([
+        "-keyout",
+        &ca_key,
+        "-out",
+        &ca,
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    openssl(dir, &args);
+    let (key, csr, cert) = (
+        format!("{name}-server.key"),
+        format!("{name}-server.csr"),
+        format!("{name}-server.pem"),
+    );
+    let mut args = vec![
+        "req",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        &key,
+        "-out",
+        &csr,
+    ];
+    args.extend(ec);
+    openssl(dir, &args);
+    let ext = format!("{name}-ext.cnf");
+    std::fs::write(
+        dir.join(&ext),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-days",
+            "2",
+            "-in",
+            &csr,
+            "-CA",
+            &ca,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-out",
+            &cert,
+            "-extfile",
+            &ext,
+        ],
+    );
+    Pki {
+        ca: dir.join(ca),
+        cert: dir.join(cert),
+        key: dir.join(key),
+    }
+}
+
+/// mosquitto with a plain listener (for the test's checker) and a TLS one (for ferry).
+struct TlsMosquitto {
+    child: Child,
+    plain: u16,
+    tls: u16,
+}
+
+impl TlsMosquitto {
+    fn start(dir: &Path, pki: &Pki) -> TlsMosquitto {
+        let (plain, tls) = (free_port(), free_port());
+        let conf = dir.join("mosquitto-tls.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "per_listener_settings false\nallow_anonymous true\nuser root\n\
+                 persistence true\npersistence_location {dir}/\nmax_queued_messages 0\n\
+                 listener {plain} 127.0.0.1\n\
+                 listener {tls} 127.0.0.1\ncafile {ca}\ncertfile {cert}\nkeyfile {key}\n",
+                dir = dir.display(),
+                ca = pki.ca.display(),
+                cert = pki.cert.display(),
+                key = pki.key.display(),
+            ),
+        )
+        .unwrap();
+        let bin = if Path::new("/usr/sbin/mosquitto").exists() {
+            "/usr/sbin/mosquitto"
+        } else {
+            "mosquitto"
+        };
+        let child = Command::new(bin)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto");
+        for port in [plain, tls] {
+            wait_until(Duration::from_secs(10), "mosquitto to listen", || {
+                TcpStream::connect(("127.0.0.1", port)).is_ok()
+            });
+        }
+        TlsMosquitto { child, plain, tls }
+    }
+}
+
+impl Drop for TlsMosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn mqtts_config(dir: &Path, url: &str, ca: &Path) -> String {
+    base_config(dir)
+        + &format!(
+            "[[upstream]]\nname = \"cloud\"\nurl = \"{url}\"\nclient_id = \"gw-tls\"\n\
+             ca_file = \"{}\"\nbackoff_min = \"50ms\"\nbackoff_max = \"500ms\"\n\
+             [[forward]]\nupstream = \"cloud\"\nfilter = \"sensors/#\"\n\
+             topic = \"site-a/{{topic}}\"\nqos = 1\n",
+            ca.display()
+        )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtts_forwarding_with_ca_file_exactly_once_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(dir.path(), "good");
+    let mosq = TlsMosquitto::start(dir.path(), &pki);
+    Checker::register(mosq.plain, "checker", "site-a/#").await;
+    let checker = Checker::connect(mosq.plain, "checker", "site-a/#").await;
+    // By name, so the certificate's DNS name is what is verified.
+    let url = format!("mqtts://localhost:{}", mosq.tls);
+    let ferry = Ferry::start(dir.path(), &mqtts_config(dir.path(), &url, &pki.ca));
+    ferry.wait_log(&["upstream connected", "mqtts://"], Duration::from_secs(20));
+
+    let device = Device::connect(ferry.mqtt, "dev-tls").await;
+    device
+        .publish_acked(5_000, topic, Duration::from_secs(120))
+        .await;
+    checker.wait_count(5_000, Duration::from_secs(120)).await;
+    let marker = Device::connect(ferry.mqtt, "dev-marker").await;
+    marker
+        .publish_acked(1, |_| "sensors/marker".into(), Duration::from_secs(20))
+        .await;
+    checker.wait_count(5_001, Duration::from_secs(20)).await;
+    let got = checker.received.lock().unwrap().clone();
+    assert_exact_in_order(&got[..5_000], 5_000, TOPICS);
+    assert_eq!(got.len(), 5_001, "no duplicates");
+    assert_eq!(ferry.terminate(), Some(0), "graceful exit on SIGTERM");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_server_certificate_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = make_pki(dir.path(), "server");
+    let other = make_pki(dir.path(), "other");
+    let mosq = TlsMosquitto::start(dir.path(), &server);
+    Checker::register(mosq.plain, "checker", "site-a/#").await;
+    let checker = Checker::connect(mosq.plain, "checker", "site-a/#").await;
+    let url = format!("mqtts://127.0.0.1:{}", mosq.tls);
+    // Trusts a different CA than the one that signed the server's certificate.
+    let ferry = Ferry::start(dir.path(), &mqtts_config(dir.path(), &url, &other.ca));
+    ferry.wait_log(&["upstream down", "cloud"], Duration::from_secs(20));
+    assert!(
+        ferry.log_text().to_lowercase().contains("certificate"),
+        "the reason names the certificate:\n{}",
+        ferry.log_text()
+    );
+    let device = Device::connect(ferry.mqtt, "dev-untrusted").await;
+    device
+        .publish_acked(10, topic, Duration::from_secs(20))
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(checker.count(), 0, "nothing crosses an untrusted link");
+    assert!(!ferry.log_text().contains("upstream connected"));
+}
