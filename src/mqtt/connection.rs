@@ -13,6 +13,7 @@ use super::listener::MqttCtx;
 use super::session::{NEVER, SessionState};
 use super::sessions::{OpenError, Opened};
 use crate::broker::Durable;
+use crate::store::StoreError;
 use crate::router::Delivery;
 use bytes::BytesMut;
 use std::collections::{HashMap, VecDeque};
@@ -421,12 +422,16 @@ impl Conn {
     }
 
     /// Sends the oldest owed ack once its event is durable.
-    fn ack_front(&mut self, done: Result<u64, String>) -> Result<(), Close> {
+    fn ack_front(&mut self, done: Result<u64, StoreError>) -> Result<(), Close> {
         let Some(ack) = self.pending.pop_front() else {
             return Ok(());
         };
         let reason = match done {
             Ok(_) => ack.reason,
+            Err(StoreError::Full) if self.protocol.is_v5() => {
+                tracing::debug!(peer = %self.peer, "event refused: store full");
+                reason::QUOTA_EXCEEDED
+            }
             // MQTT 5 can say so; a 3.1.1 client only learns by losing the connection, and
             // then resends the unacknowledged publish.
             Err(e) if self.protocol.is_v5() => {
@@ -480,12 +485,11 @@ impl Conn {
 }
 
 /// Resolves when the oldest owed ack may be sent: at once if it needed no commit.
-async fn first_durable(pending: &mut VecDeque<PendingAck>) -> Result<u64, String> {
+async fn first_durable(pending: &mut VecDeque<PendingAck>) -> Result<u64, StoreError> {
     match pending.front_mut().and_then(|p| p.durable.as_mut()) {
         Some(rx) => match rx.await {
-            Ok(Ok(seq)) => Ok(seq),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("store writer stopped".into()),
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Closed),
         },
         None => Ok(0),
     }

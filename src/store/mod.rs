@@ -372,4 +372,6 @@ fn init(db: &Database, upstreams: &[String]) -> Result<Init, StoreError> {
 }
 
 #[cfg(test)]
+mod crash_tests;
+#[cfg(test)]
 mod tests;

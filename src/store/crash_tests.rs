@@ -1,0 +1,233 @@
+//! Crash injection in the style of redb's own crash tests: the store runs on a storage
+//! backend that models a disk (writes land in a volatile image, `sync_data` makes them
+//! persistent), "crashes" at the Nth sync by failing it and freezing, and leaves behind
+//! the persistent image plus an arbitrary half of the writes that were never synced.
+//! The store is then reopened on that image and must hold every event whose append was
+//! reported durable, in order, with cursors never past what was acknowledged.
+
+use super::*;
+use crate::config::{Fsync, OnFull};
+use crate::event::Origin;
+use bytes::Bytes;
+use redb::StorageBackend;
+use std::io;
+use std::sync::Mutex;
+
+#[derive(Debug, Default)]
+struct Disk {
+    volatile: Vec<u8>,
+    persistent: Vec<u8>,
+    /// Writes since the last successful sync, in order.
+    unsynced: Vec<(u64, Vec<u8>)>,
+    /// Syncs left before the crash; None: never crash.
+    syncs_left: Option<u64>,
+    crashed: bool,
+    /// Fail every Nth write with an I/O error (0: never).
+    fail_every: u64,
+    writes: u64,
+}
+
+#[derive(Debug, Clone)]
+struct SimDisk(Arc<Mutex<Disk>>);
+
+impl SimDisk {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Disk> {
+        self.0.lock().unwrap()
+    }
+
+    /// The image a crash leaves: what was synced, plus every other unsynced write (a
+    /// deterministic "arbitrary" subset, as a disk may reorder writes).
+    fn after_crash(&self, seed: u64) -> SimDisk {
+        let d = self.lock();
+        let mut image = d.persistent.clone();
+        let mut rng = seed | 1;
+        for (offset, data) in &d.unsynced {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            if rng % 2 == 0 {
+                let end = *offset as usize + data.len();
+                if image.len() < end {
+                    image.resize(end, 0);
+                }
+                image[*offset as usize..end].copy_from_slice(data);
+            }
+        }
+        SimDisk(Arc::new(Mutex::new(Disk { volatile: image.clone(), persistent: image, ..Disk::default() })))
+    }
+}
+
+impl StorageBackend for SimDisk {
+    fn len(&self) -> Result<u64, io::Error> {
+        Ok(self.lock().volatile.len() as u64)
+    }
+
+    fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>, io::Error> {
+        let d = self.lock();
+        let start = offset as usize;
+        d.volatile
+            .get(start..start + len)
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "read past end"))
+    }
+
+    fn set_len(&self, len: u64) -> Result<(), io::Error> {
+        let mut d = self.lock();
+        if d.crashed {
+            return Err(io::Error::other("crashed"));
+        }
+        d.volatile.resize(len as usize, 0);
+        Ok(())
+    }
+
+    fn sync_data(&self, _eventual: bool) -> Result<(), io::Error> {
+        let mut d = self.lock();
+        if d.crashed {
+            return Err(io::Error::other("crashed"));
+        }
+        if let Some(left) = d.syncs_left {
+            if left == 0 {
+                // The process dies during this sync: it never returns success.
+                d.crashed = true;
+                return Err(io::Error::other("crash at this sync"));
+            }
+            d.syncs_left = Some(left - 1);
+        }
+        d.persistent = d.volatile.clone();
+        d.unsynced.clear();
+        Ok(())
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
+        let mut d = self.lock();
+        if d.crashed {
+            return Err(io::Error::other("crashed"));
+        }
+        d.writes += 1;
+        if d.fail_every > 0 && d.writes % d.fail_every == 0 {
+            return Err(io::Error::other("injected write error"));
+        }
+        let end = offset as usize + data.len();
+        if d.volatile.len() < end {
+            d.volatile.resize(end, 0);
+        }
+        d.volatile[offset as usize..end].copy_from_slice(data);
+        d.unsynced.push((offset, data.to_vec()));
+        Ok(())
+    }
+}
+
+fn options() -> StoreOptions {
+    StoreOptions {
+        cache_size: 1 << 20,
+        max_batch: 16,
+        linger: std::time::Duration::ZERO,
+        queue: 64,
+        limits: Limits { max_bytes: 1 << 30, max_age: std::time::Duration::ZERO, on_full: OnFull::DropOldest, fsync: Fsync::Always },
+    }
+}
+
+fn open(disk: &SimDisk) -> Result<(Store, WriterJoin), StoreError> {
+    let d = disk.clone();
+    let location = Location::Backend(Box::new(move || Box::new(d.clone()) as Box<dyn StorageBackend>));
+    Store::open_at(location, &["up".to_string()], options(), Arc::new(Metrics::default()))
+}
+
+fn event(i: u32) -> Arc<Event> {
+    Arc::new(Event::new(format!("c/{}", i % 3).into(), Bytes::from(i.to_be_bytes().to_vec()), 1, false, Origin::Mqtt))
+}
+
+/// Appends until the store reports errors; returns the acknowledged (seq, i) pairs and
+/// the cursor values whose commit was acknowledged.
+async fn run_until_crash(store: &Store, n: u32) -> (Vec<(u64, u32)>, u64) {
+    let mut acked = Vec::new();
+    let mut cursor_acked = 0;
+    for i in 0..n {
+        let Ok(rx) = store.append(event(i), 1).await else { break };
+        match rx.await {
+            Ok(Ok(seq)) => acked.push((seq, i)),
+            _ => break,
+        }
+        if i % 7 == 6 {
+            // The upstream acknowledged up to an older event; the cursor moves with the
+            // next commit, which this append then waits for.
+            let target = acked[acked.len() / 2].0;
+            if store.advance_cursor(0, target).await.is_err() {
+                break;
+            }
+            let Ok(rx) = store.append(event(1_000_000 + i), 1).await else { break };
+            match rx.await {
+                Ok(Ok(seq)) => {
+                    acked.push((seq, 1_000_000 + i));
+                    cursor_acked = target;
+                }
+                _ => break,
+            }
+        }
+    }
+    (acked, cursor_acked)
+}
+
+async fn shut(store: Store, join: WriterJoin) {
+    store.close().await;
+    drop(store);
+    tokio::task::spawn_blocking(move || join.join()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_durable_append_survives_a_crash_at_any_sync() {
+    for crash_at in [1u64, 2, 3, 5, 8, 13, 21, 34, 55, 89] {
+        let disk = SimDisk(Arc::new(Mutex::new(Disk::default())));
+        let (store, join) = open(&disk).unwrap();
+        disk.lock().syncs_left = Some(crash_at);
+        let (acked, cursor_acked) = run_until_crash(&store, 400).await;
+        assert!(disk.lock().crashed, "crash point {crash_at} was reached");
+        // Kill the writer (it keeps failing to reopen on the crashed disk).
+        drop(store);
+        std::mem::forget(join);
+
+        let image = disk.after_crash(crash_at);
+        let (store, join) = open(&image).unwrap_or_else(|e| panic!("reopen after crash at sync {crash_at}: {e}"));
+        let cursor = store.upstreams()[0].cursor;
+        assert!(cursor >= cursor_acked, "crash {crash_at}: acknowledged cursor {cursor_acked} lost (found {cursor})");
+        let max_acked = acked.last().map(|a| a.0).unwrap_or(0);
+        assert!(cursor <= max_acked, "crash {crash_at}: cursor {cursor} past every acknowledged event");
+        let s = store.clone();
+        let (records, _) = tokio::task::spawn_blocking(move || s.read_after(cursor, 100_000, 0)).await.unwrap().unwrap();
+        let found: Vec<(u64, u32)> = records
+            .iter()
+            .map(|r| (r.seq, u32::from_be_bytes(r.payload[..4].try_into().unwrap())))
+            .collect();
+        let expected: Vec<(u64, u32)> = acked.iter().copied().filter(|(seq, _)| *seq > cursor).collect();
+        // Every acknowledged event after the cursor is there, in order; anything beyond
+        // them is an event whose commit was in flight at the crash.
+        assert_eq!(&found[..expected.len().min(found.len())], &expected[..], "crash at sync {crash_at}");
+        assert!(found.len() >= expected.len(), "crash at sync {crash_at}: lost acknowledged events");
+        shut(store, join).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn io_errors_refuse_appends_and_lose_nothing_acknowledged() {
+    let disk = SimDisk(Arc::new(Mutex::new(Disk::default())));
+    let (store, join) = open(&disk).unwrap();
+    disk.lock().fail_every = 23;
+    let mut acked = Vec::new();
+    let mut refused = 0;
+    for i in 0..300u32 {
+        match store.append(event(i), 1).await.unwrap().await.unwrap() {
+            Ok(seq) => acked.push((seq, i)),
+            Err(_) => refused += 1,
+        }
+    }
+    assert!(refused > 0, "the injected errors were hit");
+    assert!(acked.len() > 100, "the store recovered after each error ({} acknowledged)", acked.len());
+    disk.lock().fail_every = 0;
+    shut(store, join).await;
+    let (store, join) = open(&disk).unwrap();
+    let s = store.clone();
+    let (records, _) = tokio::task::spawn_blocking(move || s.read_after(0, 100_000, 0)).await.unwrap().unwrap();
+    let found: Vec<(u64, u32)> = records.iter().map(|r| (r.seq, u32::from_be_bytes(r.payload[..4].try_into().unwrap()))).collect();
+    assert_eq!(found, acked, "exactly the acknowledged events, in order");
+    shut(store, join).await;
+}
