@@ -20,8 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// How often an advanced cursor is handed to the store writer. Bounds both the commit
-/// rate that acks cause and the duplicates a crash can cause (acks of the last interval).
+/// How often an advanced cursor is handed to the store writer (also at once when a whole
+/// window was acknowledged since the last time). Bounds the commit rate that acks cause
+/// and, with the window, the duplicates a crash can cause: at most `2 * inflight`.
 const CURSOR_FLUSH: Duration = Duration::from_millis(50);
 
 pub(super) struct Link {
@@ -157,6 +158,12 @@ impl Link {
                     Ok(Event::Incoming(Packet::PubAck(ack))) => {
                         if window.acked(ack.pkid) {
                             self.metrics.forwarded.inc();
+                        }
+                        // Never let more than one window of acknowledged events go
+                        // unpersisted: that keeps duplicates after a crash within
+                        // two windows (in flight + acknowledged since the last flush).
+                        if window.cursor() >= *persisted + capacity as u64 {
+                            self.persist(window.cursor(), persisted).await;
                         }
                     }
                     Ok(_) => {}

@@ -53,7 +53,11 @@ impl SimDisk {
                 image[*offset as usize..end].copy_from_slice(data);
             }
         }
-        SimDisk(Arc::new(Mutex::new(Disk { volatile: image.clone(), persistent: image, ..Disk::default() })))
+        SimDisk(Arc::new(Mutex::new(Disk {
+            volatile: image.clone(),
+            persistent: image,
+            ..Disk::default()
+        })))
     }
 }
 
@@ -123,18 +127,36 @@ fn options() -> StoreOptions {
         max_batch: 16,
         linger: std::time::Duration::ZERO,
         queue: 64,
-        limits: Limits { max_bytes: 1 << 30, max_age: std::time::Duration::ZERO, on_full: OnFull::DropOldest, fsync: Fsync::Always },
+        limits: Limits {
+            max_bytes: 1 << 30,
+            max_age: std::time::Duration::ZERO,
+            on_full: OnFull::DropOldest,
+            fsync: Fsync::Always,
+        },
     }
 }
 
 fn open(disk: &SimDisk) -> Result<(Store, WriterJoin), StoreError> {
     let d = disk.clone();
-    let location = Location::Backend(Box::new(move || Box::new(d.clone()) as Box<dyn StorageBackend>));
-    Store::open_at(location, &["up".to_string()], options(), Arc::new(Metrics::default()))
+    let location = Location::Backend(Box::new(move || {
+        Box::new(d.clone()) as Box<dyn StorageBackend>
+    }));
+    Store::open_at(
+        location,
+        &["up".to_string()],
+        options(),
+        Arc::new(Metrics::default()),
+    )
 }
 
 fn event(i: u32) -> Arc<Event> {
-    Arc::new(Event::new(format!("c/{}", i % 3).into(), Bytes::from(i.to_be_bytes().to_vec()), 1, false, Origin::Mqtt))
+    Arc::new(Event::new(
+        format!("c/{}", i % 3).into(),
+        Bytes::from(i.to_be_bytes().to_vec()),
+        1,
+        false,
+        Origin::Mqtt,
+    ))
 }
 
 /// Appends until the store reports errors; returns the acknowledged (seq, i) pairs and
@@ -143,7 +165,9 @@ async fn run_until_crash(store: &Store, n: u32) -> (Vec<(u64, u32)>, u64) {
     let mut acked = Vec::new();
     let mut cursor_acked = 0;
     for i in 0..n {
-        let Ok(rx) = store.append(event(i), 1).await else { break };
+        let Ok(rx) = store.append(event(i), 1).await else {
+            break;
+        };
         match rx.await {
             Ok(Ok(seq)) => acked.push((seq, i)),
             _ => break,
@@ -155,7 +179,9 @@ async fn run_until_crash(store: &Store, n: u32) -> (Vec<(u64, u32)>, u64) {
             if store.advance_cursor(0, target).await.is_err() {
                 break;
             }
-            let Ok(rx) = store.append(event(1_000_000 + i), 1).await else { break };
+            let Ok(rx) = store.append(event(1_000_000 + i), 1).await else {
+                break;
+            };
             match rx.await {
                 Ok(Ok(seq)) => {
                     acked.push((seq, 1_000_000 + i));
@@ -171,7 +197,9 @@ async fn run_until_crash(store: &Store, n: u32) -> (Vec<(u64, u32)>, u64) {
 async fn shut(store: Store, join: WriterJoin) {
     store.close().await;
     drop(store);
-    tokio::task::spawn_blocking(move || join.join()).await.unwrap();
+    tokio::task::spawn_blocking(move || join.join())
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -187,22 +215,48 @@ async fn every_durable_append_survives_a_crash_at_any_sync() {
         std::mem::forget(join);
 
         let image = disk.after_crash(crash_at);
-        let (store, join) = open(&image).unwrap_or_else(|e| panic!("reopen after crash at sync {crash_at}: {e}"));
+        let (store, join) =
+            open(&image).unwrap_or_else(|e| panic!("reopen after crash at sync {crash_at}: {e}"));
         let cursor = store.upstreams()[0].cursor;
-        assert!(cursor >= cursor_acked, "crash {crash_at}: acknowledged cursor {cursor_acked} lost (found {cursor})");
+        assert!(
+            cursor >= cursor_acked,
+            "crash {crash_at}: acknowledged cursor {cursor_acked} lost (found {cursor})"
+        );
         let max_acked = acked.last().map(|a| a.0).unwrap_or(0);
-        assert!(cursor <= max_acked, "crash {crash_at}: cursor {cursor} past every acknowledged event");
+        assert!(
+            cursor <= max_acked,
+            "crash {crash_at}: cursor {cursor} past every acknowledged event"
+        );
         let s = store.clone();
-        let (records, _) = tokio::task::spawn_blocking(move || s.read_after(cursor, 100_000, 0)).await.unwrap().unwrap();
+        let (records, _) = tokio::task::spawn_blocking(move || s.read_after(cursor, 100_000, 0))
+            .await
+            .unwrap()
+            .unwrap();
         let found: Vec<(u64, u32)> = records
             .iter()
-            .map(|r| (r.seq, u32::from_be_bytes(r.payload[..4].try_into().unwrap())))
+            .map(|r| {
+                (
+                    r.seq,
+                    u32::from_be_bytes(r.payload[..4].try_into().unwrap()),
+                )
+            })
             .collect();
-        let expected: Vec<(u64, u32)> = acked.iter().copied().filter(|(seq, _)| *seq > cursor).collect();
+        let expected: Vec<(u64, u32)> = acked
+            .iter()
+            .copied()
+            .filter(|(seq, _)| *seq > cursor)
+            .collect();
         // Every acknowledged event after the cursor is there, in order; anything beyond
         // them is an event whose commit was in flight at the crash.
-        assert_eq!(&found[..expected.len().min(found.len())], &expected[..], "crash at sync {crash_at}");
-        assert!(found.len() >= expected.len(), "crash at sync {crash_at}: lost acknowledged events");
+        assert_eq!(
+            &found[..expected.len().min(found.len())],
+            &expected[..],
+            "crash at sync {crash_at}"
+        );
+        assert!(
+            found.len() >= expected.len(),
+            "crash at sync {crash_at}: lost acknowledged events"
+        );
         shut(store, join).await;
     }
 }
@@ -221,13 +275,28 @@ async fn io_errors_refuse_appends_and_lose_nothing_acknowledged() {
         }
     }
     assert!(refused > 0, "the injected errors were hit");
-    assert!(acked.len() > 100, "the store recovered after each error ({} acknowledged)", acked.len());
+    assert!(
+        acked.len() > 100,
+        "the store recovered after each error ({} acknowledged)",
+        acked.len()
+    );
     disk.lock().fail_every = 0;
     shut(store, join).await;
     let (store, join) = open(&disk).unwrap();
     let s = store.clone();
-    let (records, _) = tokio::task::spawn_blocking(move || s.read_after(0, 100_000, 0)).await.unwrap().unwrap();
-    let found: Vec<(u64, u32)> = records.iter().map(|r| (r.seq, u32::from_be_bytes(r.payload[..4].try_into().unwrap()))).collect();
+    let (records, _) = tokio::task::spawn_blocking(move || s.read_after(0, 100_000, 0))
+        .await
+        .unwrap()
+        .unwrap();
+    let found: Vec<(u64, u32)> = records
+        .iter()
+        .map(|r| {
+            (
+                r.seq,
+                u32::from_be_bytes(r.payload[..4].try_into().unwrap()),
+            )
+        })
+        .collect();
     assert_eq!(found, acked, "exactly the acknowledged events, in order");
     shut(store, join).await;
 }
