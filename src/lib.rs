@@ -9,6 +9,7 @@
 
 pub mod acl;
 pub mod broker;
+pub mod budget;
 pub mod config;
 pub mod event;
 pub mod forward;

@@ -135,9 +135,15 @@ pub struct Metrics {
     pub dropped_too_large: Counter,
     pub deliveries: Counter,
     pub upstreams: Mutex<Vec<Arc<UpstreamMetrics>>>,
+    budget: std::sync::OnceLock<Arc<crate::budget::Budget>>,
 }
 
 impl Metrics {
+    /// Reports the memory budget and how much of it is in use.
+    pub fn watch_budget(&self, budget: Arc<crate::budget::Budget>) {
+        let _ = self.budget.set(budget);
+    }
+
     pub fn upstream(&self, name: &str) -> Arc<UpstreamMetrics> {
         let mut list = self.upstreams.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(m) = list.iter().find(|m| m.name == name) {
@@ -271,6 +277,27 @@ impl Metrics {
             "Offline MQTT sessions that expired.",
             self.sessions_expired.get(),
         );
+        if let Some(b) = self.budget.get() {
+            let queued = b.ingest_limit.saturating_sub(b.ingest.available_permits());
+            let _ = writeln!(
+                s,
+                "# HELP ferry_memory_budget_bytes The [limits] memory budget, and its parts.\n\
+                 # TYPE ferry_memory_budget_bytes gauge\n\
+                 ferry_memory_budget_bytes{{part=\"total\"}} {}\n\
+                 ferry_memory_budget_bytes{{part=\"store_cache\"}} {}\n\
+                 ferry_memory_budget_bytes{{part=\"store_queue\"}} {}\n\
+                 ferry_memory_budget_bytes{{part=\"subscriber_queues\"}} {}\n\
+                 # HELP ferry_memory_used_bytes Budget in use, by part.\n\
+                 # TYPE ferry_memory_used_bytes gauge\n\
+                 ferry_memory_used_bytes{{part=\"store_queue\"}} {queued}\n\
+                 ferry_memory_used_bytes{{part=\"subscriber_queues\"}} {}",
+                b.total,
+                b.cache,
+                b.ingest_limit,
+                b.outboxes.limit(),
+                b.outboxes.used()
+            );
+        }
         let list = self.upstreams.lock().unwrap_or_else(|e| e.into_inner());
         for (name, help, kind) in [
             (

@@ -26,12 +26,10 @@ const TOPICS: usize = 4;
 fn device(addr: SocketAddr, acked: Arc<AtomicUsize>, stop: Arc<AtomicBool>) {
     let mut next = 0usize;
     while !stop.load(Ordering::SeqCst) {
-        let Ok(probe) = std::net::TcpStream::connect(addr) else {
+        let Some(mut raw) = Raw::try_open(addr) else {
             std::thread::sleep(Duration::from_millis(20));
             continue;
         };
-        drop(probe);
-        let mut raw = Raw::open(addr);
         let mut c = rumqttc::Connect::new("chaos-device");
         c.keep_alive = 30;
         raw.send(Packet::Connect(c));

@@ -6,6 +6,7 @@
 
 use super::retained::Retained;
 use crate::acl::Acl;
+use crate::budget::Budget;
 use crate::event::Event;
 use crate::forward::Forwarding;
 use crate::metrics::Metrics;
@@ -28,6 +29,7 @@ pub struct Published {
 
 pub struct Hub {
     pub acl: Acl,
+    pub budget: Arc<Budget>,
     pub router: Router,
     pub retained: Retained,
     pub forwarding: Forwarding,
@@ -43,9 +45,11 @@ impl Hub {
         metrics: Arc<Metrics>,
         max_retained: usize,
         acl: Acl,
+        budget: Arc<Budget>,
     ) -> Hub {
         Hub {
             acl,
+            budget,
             router: Router::new(),
             retained: Retained::new(max_retained, metrics.clone()),
             forwarding,

@@ -6,6 +6,7 @@ mod retained;
 
 pub use hub::{Durable, Hub, Published};
 
+use crate::budget::Budget;
 use crate::config::Config;
 use crate::forward::{self, Forwarding};
 use crate::metrics::Metrics;
@@ -33,8 +34,14 @@ pub struct Running {
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let metrics = Arc::new(Metrics::default());
     let names: Vec<String> = config.upstream.iter().map(|u| u.name.clone()).collect();
+    let budget = Arc::new(Budget::new(
+        usize::try_from(config.limits.memory.0).unwrap_or(usize::MAX),
+        usize::try_from(config.store.cache_size.0).unwrap_or(usize::MAX),
+    ));
+    metrics.watch_budget(budget.clone());
     let opts = StoreOptions {
-        cache_size: config.store.cache_size.0 as usize,
+        cache_size: budget.cache,
+        queue_bytes: budget.ingest_limit,
         max_batch: config.store.max_batch,
         linger: config.store.linger,
         queue: config.store.queue,
@@ -60,6 +67,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         metrics.clone(),
         config.mqtt.max_retained,
         crate::acl::Acl::new(config.acl.clone()),
+        budget.clone(),
     ));
     let st = store.clone();
     let retained = tokio::task::spawn_blocking(move || st.load_retained())

@@ -86,6 +86,7 @@ fn parse_board(name: &str, text: &str) -> Result<(BoardInfo, Config), ConfigErro
         log: None,
         gateway: None,
         acl: None,
+        limits: None,
     };
     let mut config = validate::validate(&raw, &mut checker, &Config::default());
     if file.board.name != name {

@@ -24,6 +24,7 @@ pub(crate) struct RawConfig {
     pub log: Option<Spanned<RawLog>>,
     pub gateway: Option<Spanned<RawGateway>>,
     pub acl: Option<Vec<Spanned<RawAcl>>>,
+    pub limits: Option<Spanned<RawLimits>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -97,6 +98,12 @@ pub(crate) struct RawForward {
     pub filter: Leaf,
     pub topic: Leaf,
     pub qos: Leaf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [limits] table")]
+pub(crate) struct RawLimits {
+    pub memory: Leaf,
 }
 
 #[derive(Debug, Deserialize)]

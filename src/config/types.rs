@@ -27,6 +27,22 @@ pub struct Config {
     pub gateway: GatewayConfig,
     /// Access rules, first match wins; no match allows.
     pub acl: Vec<AclRule>,
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]`: the memory budget everything input can grow is carved from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LimitsConfig {
+    /// 4MiB..; split between the store cache, the store queue and subscriber queues.
+    pub memory: ByteSize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            memory: ByteSize::mib(32),
+        }
+    }
 }
 
 /// What an `[[acl]]` rule governs.

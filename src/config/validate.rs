@@ -39,6 +39,20 @@ pub(crate) fn validate(raw: &RawConfig, c: &mut Checker, base: &Config) -> Confi
         log: log(c, raw.log.as_ref().map(Spanned::get_ref), &base.log),
         gateway: gateway(c, raw.gateway.as_ref().map(Spanned::get_ref), &base.gateway),
         acl: super::acl::acl(c, raw),
+        limits: super::types::LimitsConfig {
+            memory: raw
+                .limits
+                .as_ref()
+                .and_then(|l| {
+                    c.size(
+                        "limits.memory",
+                        &l.get_ref().memory,
+                        ByteSize::mib(4),
+                        MAX_BYTES,
+                    )
+                })
+                .unwrap_or(base.limits.memory),
+        },
     }
 }
 

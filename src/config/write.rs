@@ -101,6 +101,8 @@ impl Config {
         }
         w.table("log");
         w.str("level", &self.log.level);
+        w.table("limits");
+        w.str("memory", &self.limits.memory.to_string());
         w.table("gateway");
         w.str("id", &self.gateway.id);
         for a in &self.acl {

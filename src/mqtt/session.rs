@@ -213,7 +213,13 @@ mod tests {
     use bytes::Bytes;
 
     fn state() -> SessionState {
-        let (outbox, rx) = Outbox::new(1, 8, usize::MAX, Arc::new(Metrics::default()));
+        let (outbox, rx) = Outbox::new(
+            1,
+            8,
+            usize::MAX,
+            crate::budget::MemoryPool::unlimited(),
+            Arc::new(Metrics::default()),
+        );
         SessionState::new("c".into(), outbox, rx, NEVER)
     }
 

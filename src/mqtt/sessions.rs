@@ -76,6 +76,7 @@ impl Sessions {
             self.hub.conn_id(),
             self.max_queued,
             self.max_queued_bytes,
+            self.hub.budget.outboxes.clone(),
             self.hub.metrics.clone(),
         );
         SessionState::new(client_id.to_string(), outbox, rx, expiry)

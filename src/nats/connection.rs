@@ -100,7 +100,13 @@ pub async fn serve(
     // The message bound is derived from the byte bound (an event weighs at least 96
     // bytes), so the byte bound is the one that bites, as in nats-server.
     let capacity = (max_pending / 64).clamp(1024, 1 << 20);
-    let (outbox, mut deliveries) = Outbox::new(conn_id, capacity, max_pending, metrics.clone());
+    let (outbox, mut deliveries) = Outbox::new(
+        conn_id,
+        capacity,
+        max_pending,
+        ctx.hub.budget.outboxes.clone(),
+        metrics.clone(),
+    );
     let limits = Limits {
         max_control_line: cfg.max_control_line.0 as usize,
         max_payload: cfg.max_payload.0 as usize,

@@ -4,6 +4,7 @@
 //! counted, and the publisher carries on. That is how a slow subscriber is kept from
 //! stalling publishers (invariant 4 in docs/ARCHITECTURE.md).
 
+use crate::budget::MemoryPool;
 use crate::event::Event;
 use crate::metrics::Metrics;
 use std::sync::Arc;
@@ -53,6 +54,8 @@ pub struct Outbox {
     overflowed: AtomicBool,
     /// Set while an MQTT persistent session has no connection: QoS 0 is not queued then.
     offline: AtomicBool,
+    /// The budget share all outboxes draw from.
+    pool: Arc<MemoryPool>,
     metrics: Arc<Metrics>,
 }
 
@@ -62,6 +65,7 @@ impl Outbox {
         conn_id: u64,
         capacity: usize,
         max_bytes: usize,
+        pool: Arc<MemoryPool>,
         metrics: Arc<Metrics>,
     ) -> (Arc<Outbox>, mpsc::Receiver<Delivery>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
@@ -73,6 +77,7 @@ impl Outbox {
             dropped: AtomicU64::new(0),
             overflowed: AtomicBool::new(false),
             offline: AtomicBool::new(false),
+            pool,
             metrics,
         };
         (Arc::new(outbox), rx)
@@ -91,7 +96,7 @@ impl Outbox {
         }
         let weight = delivery.event.weight();
         let pending = self.pending_bytes.fetch_add(weight, Ordering::Relaxed);
-        if pending + weight > self.max_bytes {
+        if pending + weight > self.max_bytes || !self.pool.reserve(weight) {
             self.pending_bytes.fetch_sub(weight, Ordering::Relaxed);
             self.refuse();
             return false;
@@ -100,6 +105,7 @@ impl Outbox {
             Ok(()) => true,
             Err(_) => {
                 self.pending_bytes.fetch_sub(weight, Ordering::Relaxed);
+                self.pool.release(weight);
                 self.refuse();
                 false
             }
@@ -122,8 +128,9 @@ impl Outbox {
 
     /// The connection took `delivery` off the queue; its bytes no longer count.
     pub fn taken(&self, delivery: &Delivery) {
-        self.pending_bytes
-            .fetch_sub(delivery.event.weight(), Ordering::Relaxed);
+        let weight = delivery.event.weight();
+        self.pending_bytes.fetch_sub(weight, Ordering::Relaxed);
+        self.pool.release(weight);
     }
 
     /// True once, after the outbox refused a delivery since the last call.
@@ -138,5 +145,14 @@ impl Outbox {
 
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Outbox {
+    /// Deliveries still queued when the last handle goes are freed with the channel:
+    /// give their bytes back to the shared pool.
+    fn drop(&mut self) {
+        self.pool
+            .release(self.pending_bytes.load(Ordering::Relaxed));
     }
 }

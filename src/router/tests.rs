@@ -1,4 +1,5 @@
 use super::*;
+use crate::budget::MemoryPool;
 use crate::event::{Event, Origin};
 use crate::metrics::Metrics;
 use bytes::Bytes;
@@ -6,7 +7,13 @@ use proptest::prelude::*;
 use tokio::sync::mpsc;
 
 fn outbox(conn: u64) -> (Arc<Outbox>, mpsc::Receiver<Delivery>) {
-    Outbox::new(conn, 16, usize::MAX, Arc::new(Metrics::default()))
+    Outbox::new(
+        conn,
+        16,
+        usize::MAX,
+        MemoryPool::unlimited(),
+        Arc::new(Metrics::default()),
+    )
 }
 
 fn sub(o: &Arc<Outbox>, qos: u8, key: u64) -> Subscription {
@@ -118,7 +125,13 @@ fn no_local_skips_publisher_and_unsubscribe_removes() {
 #[test]
 fn full_outbox_drops_and_counts() {
     let r = Router::new();
-    let (o, _rx) = Outbox::new(1, 2, usize::MAX, Arc::new(Metrics::default()));
+    let (o, _rx) = Outbox::new(
+        1,
+        2,
+        usize::MAX,
+        MemoryPool::unlimited(),
+        Arc::new(Metrics::default()),
+    );
     r.subscribe("t", sub(&o, 0, 0));
     for _ in 0..5 {
         r.route(&ev("t", 0), 9);
@@ -171,4 +184,44 @@ proptest! {
             prop_assert_eq!(got, crate::topic::matches(f, &topic), "filter {} topic {}", f, topic);
         }
     }
+}
+
+#[test]
+fn the_shared_pool_bounds_all_outboxes_together() {
+    let pool = MemoryPool::new(ev("t", 0).weight() * 3);
+    let (a, mut rx_a) = Outbox::new(
+        1,
+        100,
+        usize::MAX,
+        pool.clone(),
+        Arc::new(Metrics::default()),
+    );
+    let (b, _rx_b) = Outbox::new(
+        2,
+        100,
+        usize::MAX,
+        pool.clone(),
+        Arc::new(Metrics::default()),
+    );
+    let r = Router::new();
+    r.subscribe("t", sub(&a, 0, 0));
+    r.subscribe("t", sub(&b, 0, 0));
+    let routed = r.route(&ev("t", 0), 9);
+    assert_eq!((routed.delivered, routed.dropped), (2, 0));
+    let routed = r.route(&ev("t", 0), 9);
+    assert_eq!(
+        (routed.delivered, routed.dropped),
+        (1, 1),
+        "the pool is full after three"
+    );
+    let d = rx_a.try_recv().unwrap();
+    a.taken(&d);
+    assert_eq!(pool.used(), ev("t", 0).weight() * 2);
+    drop(r);
+    drop(b);
+    assert_eq!(
+        pool.used(),
+        ev("t", 0).weight(),
+        "a dropped outbox gives its queued bytes back"
+    );
 }

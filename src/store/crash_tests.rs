@@ -127,6 +127,7 @@ fn options() -> StoreOptions {
         max_batch: 16,
         linger: std::time::Duration::ZERO,
         queue: 64,
+        queue_bytes: 1 << 20,
         limits: Limits {
             max_bytes: 1 << 30,
             max_age: std::time::Duration::ZERO,

@@ -80,6 +80,8 @@ pub struct StoreOptions {
     pub max_batch: usize,
     pub linger: std::time::Duration,
     pub queue: usize,
+    /// Bytes of events waiting for the writer (the budget's store share).
+    pub queue_bytes: usize,
     pub limits: Limits,
 }
 
@@ -95,6 +97,8 @@ pub struct UpstreamSlot {
 #[derive(Clone)]
 pub struct Store {
     db: Arc<DbSlot>,
+    ingest: Arc<tokio::sync::Semaphore>,
+    ingest_limit: usize,
     tx: mpsc::Sender<Command>,
     committed: watch::Receiver<u64>,
     upstreams: Arc<Vec<UpstreamSlot>>,
@@ -166,6 +170,8 @@ impl Store {
         Ok((
             Store {
                 db,
+                ingest: Arc::new(tokio::sync::Semaphore::new(opts.queue_bytes.max(64 * 1024))),
+                ingest_limit: opts.queue_bytes.max(64 * 1024),
                 tx,
                 committed,
                 upstreams: Arc::new(init.slots),
@@ -189,6 +195,9 @@ impl Store {
         dests: u64,
     ) -> Result<oneshot::Receiver<Result<u64, StoreError>>, StoreError> {
         let (done, rx) = oneshot::channel();
+        // Backpressure in bytes: wait until the writer's queue has room for this event.
+        let permit =
+            crate::budget::Budget::ingest(&self.ingest, self.ingest_limit, event.weight()).await;
         self.metrics.store_queue.add(1);
         let sent = self
             .tx
@@ -196,6 +205,7 @@ impl Store {
                 event,
                 dests,
                 done: Some(done),
+                _permit: permit,
             })
             .await;
         if sent.is_err() {

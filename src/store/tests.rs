@@ -8,6 +8,7 @@ fn opts() -> StoreOptions {
         max_batch: 64,
         linger: std::time::Duration::ZERO,
         queue: 128,
+        queue_bytes: 1 << 20,
         limits: Limits {
             max_bytes: 1 << 30,
             max_age: std::time::Duration::ZERO,

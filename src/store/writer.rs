@@ -23,6 +23,8 @@ pub(super) enum Command {
         event: Arc<Event>,
         dests: u64,
         done: Option<oneshot::Sender<Result<u64, StoreError>>>,
+        /// Store-queue budget held until the command is done with (dropped).
+        _permit: Option<tokio::sync::OwnedSemaphorePermit>,
     },
     Cursor {
         slot: usize,

@@ -21,12 +21,17 @@ pub enum End {
 
 impl Raw {
     pub fn open(addr: SocketAddr) -> Raw {
-        let stream = TcpStream::connect(addr).unwrap();
-        stream.set_nodelay(true).unwrap();
-        Raw {
+        Raw::try_open(addr).expect("connect to ferry")
+    }
+
+    /// Connects, or None when nothing listens (a test restarting ferry).
+    pub fn try_open(addr: SocketAddr) -> Option<Raw> {
+        let stream = TcpStream::connect(addr).ok()?;
+        stream.set_nodelay(true).ok()?;
+        Some(Raw {
             stream,
             buf: BytesMut::new(),
-        }
+        })
     }
 
     /// Opens a connection and completes CONNECT/CONNACK; returns the CONNACK.
