@@ -182,10 +182,17 @@ build_one() {
   BUILT="$out"
 }
 
+# smoke_one TARGET BINARY [TARGET_CPU]: a board build runs on its own CPU model.
 smoke_one() {
-  local t="$1" bin="$2" sr cmd
+  local t="$1" bin="$2" cpu="${3:-}" sr cmd qcpu
   sr="$(sysroot_for "$t")"
-  cmd=("$(qemu_for "$t")" -cpu "$(qemu_cpu_for "$t")")
+  qcpu="$(qemu_cpu_for "$t")"
+  case "$cpu" in
+    ""|generic) ;;
+    arm1176*) qcpu=arm1176 ;;
+    *) qcpu="$cpu" ;;
+  esac
+  cmd=("$(qemu_for "$t")" -cpu "$qcpu")
   [ -n "$sr" ] && cmd+=(-L "$sr")
   log "smoke test $t under ${cmd[*]}"
   /usr/bin/python3 "$ROOT/cross/smoke.py" -- "${cmd[@]}" "$bin"
@@ -251,7 +258,7 @@ main() {
     case "$t" in
       *gnu*) log "$name: needs glibc >= $(glibc_floor "$BUILT")" ;;
     esac
-    [ "$smoke" = 1 ] && smoke_one "$t" "$BUILT"
+    [ "$smoke" = 1 ] && smoke_one "$t" "$BUILT" "$cpu"
     [ "$deb" = 1 ] && [ -z "$cpu" ] && package_one "$t" "$BUILT"
   done
   log "done in $(( $(date +%s) - started ))s; artifacts in $DIST"

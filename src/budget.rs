@@ -6,6 +6,7 @@
 //!   (backpressure: their sockets are not read meanwhile);
 //! - deliveries queued to subscribers and offline sessions: half, shared by all
 //!   outboxes; a delivery that does not fit is dropped and counted, never buffered.
+//!
 //! The rest is headroom for connection buffers (bounded per connection by the packet
 //! size limits) and forwarder batches (bounded by `upstream.inflight` and `batch`).
 

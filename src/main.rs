@@ -111,7 +111,7 @@ fn run(path: Option<PathBuf>) -> ExitCode {
         let source = path
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "built-in defaults".into());
-        let gateway = gateway_id(&cfg.gateway.id);
+        let gateway = ferry::forward::gateway_id(&cfg.gateway.id);
         tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %source, %gateway, "ferry starting");
         let running = match ferry::broker::start(cfg).await {
             Ok(r) => r,
@@ -163,16 +163,6 @@ fn service_ready() -> Option<std::sync::Arc<ferry::service::Notifier>> {
         });
     }
     Some(notifier)
-}
-
-/// The configured gateway id, or the host name when none is set.
-fn gateway_id(configured: &str) -> String {
-    if !configured.is_empty() {
-        return configured.to_string();
-    }
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 async fn wait_for_signal() -> &'static str {

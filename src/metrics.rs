@@ -103,6 +103,10 @@ pub struct UpstreamMetrics {
     pub connect_failures: Counter,
     pub cursor: Gauge,
     pub backlog_events: Gauge,
+    /// Events the upstream refused (MQTT 5 PUBACK failure code); not resent.
+    pub refused: Counter,
+    /// Age of the oldest event still owed to the upstream.
+    pub oldest_backlog_ms: Gauge,
     /// Events this upstream never got because retention dropped them.
     pub dropped_full: Counter,
     pub dropped_age: Counter,
@@ -337,6 +341,30 @@ impl Metrics {
                 };
                 let _ = writeln!(s, "{name}{{upstream=\"{}\"}} {v}", m.name);
             }
+        }
+        let _ = writeln!(
+            s,
+            "# HELP ferry_upstream_oldest_backlog_seconds Age of the oldest event not yet acknowledged by the upstream.\n# TYPE ferry_upstream_oldest_backlog_seconds gauge"
+        );
+        for m in list.iter() {
+            let _ = writeln!(
+                s,
+                "ferry_upstream_oldest_backlog_seconds{{upstream=\"{}\"}} {}",
+                m.name,
+                m.oldest_backlog_ms.get() as f64 / 1000.0
+            );
+        }
+        let _ = writeln!(
+            s,
+            "# HELP ferry_upstream_refused_total Events the upstream refused with an MQTT 5 PUBACK reason code.\n# TYPE ferry_upstream_refused_total counter"
+        );
+        for m in list.iter() {
+            let _ = writeln!(
+                s,
+                "ferry_upstream_refused_total{{upstream=\"{}\"}} {}",
+                m.name,
+                m.refused.get()
+            );
         }
         let _ = writeln!(
             s,

@@ -106,7 +106,7 @@ async fn enospc_refuses_ingest_then_recovers_when_space_returns() {
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut dev = loop {
             // The previous device may have been cut off by a failed commit.
-            if let Some(d) = std::panic::catch_unwind(|| Raw5::simple(addr, "after")).ok() {
+            if let Ok(d) = std::panic::catch_unwind(|| Raw5::simple(addr, "after")) {
                 break d;
             }
             assert!(

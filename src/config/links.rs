@@ -164,6 +164,24 @@ fn upstream(c: &mut Checker, i: usize, spanned: &Spanned<RawUpstream>) -> Upstre
             up.ca_file = Some(std::path::PathBuf::from(path));
         }
     }
+    if let Some((v, at)) = c.string(&p("protocol"), &r.protocol) {
+        match v {
+            "5" | "5.0" => up.protocol = super::types::UpstreamProtocol::V5,
+            "3.1.1" => up.protocol = super::types::UpstreamProtocol::V311,
+            other => c.at(
+                at,
+                format!(
+                    "{}: invalid value {other:?}: expected \"5\" or \"3.1.1\"",
+                    p("protocol")
+                ),
+            ),
+        }
+    }
+    up.max_rate = c.uint(
+        &p("max_rate"),
+        &r.max_rate,
+        Bound::Between(1, u64::from(u32::MAX)),
+    );
     if up.backoff_max < up.backoff_min {
         let at = r
             .backoff_max

@@ -33,7 +33,7 @@ pub use errors::{ConfigError, Problem};
 pub use topic::TOPIC_PLACEHOLDER;
 pub use types::{
     AclAction, AclRule, Config, ForwardRule, Fsync, GatewayConfig, LogConfig, MetricsConfig,
-    MqttConfig, NatsConfig, OnFull, StoreConfig, UpstreamConfig,
+    MqttConfig, NatsConfig, OnFull, StoreConfig, UpstreamConfig, UpstreamProtocol,
 };
 pub use units::{ByteSize, UnitError, format_duration, parse_duration};
 pub use url::{UpstreamScheme, UpstreamUrl, UrlError};

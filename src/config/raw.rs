@@ -89,6 +89,8 @@ pub(crate) struct RawUpstream {
     pub backoff_max: Leaf,
     pub connect_timeout: Leaf,
     pub ca_file: Leaf,
+    pub protocol: Leaf,
+    pub max_rate: Leaf,
 }
 
 #[derive(Debug, Deserialize)]

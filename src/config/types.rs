@@ -250,6 +250,27 @@ pub struct UpstreamConfig {
     /// PEM file of CA certificates to trust for an `mqtts://` upstream instead of the
     /// system's roots (a private CA). Only set with a TLS url; read at each connect.
     pub ca_file: Option<PathBuf>,
+    /// MQTT version spoken upstream; 5 adds the `ferry-id` idempotency key.
+    pub protocol: UpstreamProtocol,
+    /// Events per second at most while draining (metered links); None: as fast as the
+    /// upstream acknowledges.
+    pub max_rate: Option<u32>,
+}
+
+/// `[[upstream]] protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    V311,
+    V5,
+}
+
+impl UpstreamProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamProtocol::V311 => "3.1.1",
+            UpstreamProtocol::V5 => "5",
+        }
+    }
 }
 
 impl UpstreamConfig {
@@ -268,6 +289,8 @@ impl UpstreamConfig {
             backoff_max: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             ca_file: None,
+            protocol: UpstreamProtocol::V5,
+            max_rate: None,
         }
     }
 }

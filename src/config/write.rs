@@ -80,6 +80,10 @@ impl Config {
             w.dur("backoff_min", u.backoff_min);
             w.dur("backoff_max", u.backoff_max);
             w.dur("connect_timeout", u.connect_timeout);
+            w.str("protocol", u.protocol.as_str());
+            if let Some(rate) = u.max_rate {
+                w.raw("max_rate", rate);
+            }
             if let Some(ca) = &u.ca_file {
                 w.str("ca_file", &ca.to_string_lossy());
             }

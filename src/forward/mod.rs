@@ -6,7 +6,9 @@
 //! acceptance (invariant 3).
 
 mod backoff;
+mod client;
 mod mqtt;
+mod rate;
 #[cfg(feature = "tls")]
 pub mod tls;
 mod window;
@@ -101,6 +103,7 @@ pub fn spawn_all(
     metrics: &Arc<Metrics>,
     shutdown: &watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
+    let gateway: Arc<str> = gateway_id(&config.gateway.id).into();
     let mut tasks = Vec::new();
     for (slot_index, (upstream, slot)) in config.upstream.iter().zip(store.upstreams()).enumerate()
     {
@@ -113,10 +116,21 @@ pub fn spawn_all(
             cursor: slot.cursor,
             metrics: metrics.upstream(&upstream.name),
             shutdown: shutdown.clone(),
+            gateway: gateway.clone(),
         };
         tasks.push(tokio::spawn(link.run()));
     }
     tasks
+}
+
+/// The gateway id: `[gateway] id`, or the host name when it is empty.
+pub fn gateway_id(configured: &str) -> String {
+    if !configured.is_empty() {
+        return configured.to_string();
+    }
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 #[cfg(test)]

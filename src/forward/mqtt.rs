@@ -8,16 +8,14 @@
 
 use super::Route;
 use super::backoff::Backoff;
+use super::client::{self, Client, LinkEvent};
+use super::rate::Rate;
 use super::window::Window;
 use crate::config::UpstreamConfig;
 use crate::metrics::UpstreamMetrics;
 use crate::store::{Store, StoredEvent};
-use rumqttc::{
-    AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, NetworkOptions, Outgoing,
-    Packet, QoS,
-};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// How often an advanced cursor is handed to the store writer (also at once when a whole
@@ -34,6 +32,8 @@ pub(super) struct Link {
     pub cursor: u64,
     pub metrics: Arc<UpstreamMetrics>,
     pub shutdown: watch::Receiver<bool>,
+    /// Prefix of the `ferry-id` idempotency key (MQTT 5 upstreams).
+    pub gateway: Arc<str>,
 }
 
 /// Why a connection ended.
@@ -83,36 +83,6 @@ impl Link {
         }
     }
 
-    /// A fresh client for one connection attempt; `Err` is a reason to retry later
-    /// (e.g. an unreadable `ca_file`).
-    fn client(&self) -> Result<(AsyncClient, EventLoop), String> {
-        let c = &self.config;
-        let mut opts = MqttOptions::new(c.client_id.clone(), c.url.host.clone(), c.url.port);
-        opts.set_keep_alive(c.keep_alive);
-        opts.set_clean_session(true);
-        opts.set_inflight(c.inflight);
-        opts.set_max_packet_size(1 << 20, 256 << 20);
-        if let (Some(u), Some(p)) = (&c.username, &c.password) {
-            opts.set_credentials(u.clone(), p.clone());
-        } else if let Some(u) = &c.username {
-            opts.set_credentials(u.clone(), String::new());
-        }
-        #[cfg(feature = "tls")]
-        if c.url.scheme.is_tls() {
-            let tls = super::tls::client_config(c.ca_file.as_deref()).map_err(|e| e.to_string())?;
-            opts.set_transport(rumqttc::Transport::tls_with_config(
-                rumqttc::TlsConfiguration::Rustls(tls),
-            ));
-        }
-        // The request channel holds at most one window, so publishing never waits on it.
-        let (client, mut eventloop) = AsyncClient::new(opts, usize::from(c.inflight) + 16);
-        let mut net = NetworkOptions::new();
-        net.set_tcp_nodelay(true);
-        net.set_connection_timeout(c.connect_timeout.as_secs().max(1));
-        eventloop.set_network_options(net);
-        Ok((client, eventloop))
-    }
-
     async fn connection(
         &mut self,
         window: &mut Window,
@@ -120,44 +90,62 @@ impl Link {
         backoff: &mut Backoff,
         was_up: &mut bool,
     ) -> End {
-        let (client, mut eventloop) = match self.client() {
+        let (client, mut conn) = match client::connect(&self.config) {
             Ok(c) => c,
             Err(reason) => return End::Lost(reason),
         };
         let mut committed = self.store.committed();
         let mut flush = tokio::time::interval(CURSOR_FLUSH);
+        let mut age_tick = tokio::time::interval(Duration::from_secs(1));
         let capacity = usize::from(self.config.inflight);
+        let mut rate = self.config.max_rate.map(Rate::new);
         let mut connected = false;
         loop {
-            if connected && window.len() < capacity && window.scanned() < *committed.borrow() {
-                if let Err(reason) = self.send_batch(&client, window, capacity).await {
-                    return End::Lost(reason);
+            let room = capacity.saturating_sub(window.len());
+            let allowed = rate
+                .as_mut()
+                .map_or(room, |r| r.available(Instant::now()).min(room));
+            let pending = connected && window.scanned() < *committed.borrow();
+            if pending && allowed > 0 {
+                match self.send_batch(&client, window, allowed).await {
+                    Ok(sent) => {
+                        if let Some(r) = rate.as_mut() {
+                            r.take(sent);
+                        }
+                    }
+                    Err(reason) => return End::Lost(reason),
                 }
             }
-            let more_to_send =
-                connected && window.len() < capacity && window.scanned() < *committed.borrow();
+            let room = capacity.saturating_sub(window.len());
+            let more = connected && room > 0 && window.scanned() < *committed.borrow();
+            let throttle = rate.as_ref().map(Rate::wait).filter(|_| more);
             tokio::select! {
                 biased;
                 _ = self.shutdown.changed() => {
-                    let _ = client.try_disconnect();
+                    client.disconnect();
                     return End::Shutdown;
                 }
-                event = eventloop.poll() => match event {
-                    Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                        if ack.code != ConnectReturnCode::Success {
-                            return End::Lost(format!("connection refused: {:?}", ack.code));
-                        }
+                event = conn.poll() => match event {
+                    Ok(LinkEvent::Connected) => {
                         connected = true;
                         *was_up = true;
                         backoff.reset();
                         self.metrics.connected.set(1);
-                        tracing::info!(upstream = %self.config.name, url = %self.config.url,
-                            client_id = %self.config.client_id, resume_after = window.cursor(), "upstream connected");
+                        tracing::info!(upstream = %self.config.name, url = %self.config.url, client_id = %self.config.client_id,
+                            protocol = self.config.protocol.as_str(), resume_after = window.cursor(), "upstream connected");
                     }
-                    Ok(Event::Outgoing(Outgoing::Publish(pkid))) => window.written(pkid),
-                    Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                        if window.acked(ack.pkid) {
-                            self.metrics.forwarded.inc();
+                    Ok(LinkEvent::Written(pkid)) => window.written(pkid),
+                    Ok(LinkEvent::Acked { pkid, refused }) => {
+                        if window.acked(pkid) {
+                            match refused {
+                                // The upstream decided; sending it again would be refused
+                                // again and block everything behind it.
+                                Some(code) => {
+                                    self.metrics.refused.inc();
+                                    tracing::warn!(upstream = %self.config.name, code, "upstream refused a forwarded event (PUBACK reason); not resent");
+                                }
+                                None => self.metrics.forwarded.inc(),
+                            }
                         }
                         // Never let more than one window of acknowledged events go
                         // unpersisted: that keeps duplicates after a crash within
@@ -166,8 +154,8 @@ impl Link {
                             self.persist(window.cursor(), persisted).await;
                         }
                     }
-                    Ok(_) => {}
-                    Err(e) => return End::Lost(e.to_string()),
+                    Ok(LinkEvent::Other) => {}
+                    Err(e) => return End::Lost(e),
                 },
                 _ = committed.changed() => {}
                 _ = flush.tick() => {
@@ -175,19 +163,36 @@ impl Link {
                     let backlog = committed.borrow().saturating_sub(*persisted);
                     self.metrics.backlog_events.set(backlog as i64);
                 }
-                _ = std::future::ready(()), if more_to_send => {}
+                _ = age_tick.tick() => self.measure_oldest(window.cursor()).await,
+                _ = tokio::time::sleep(throttle.unwrap_or_default()), if throttle.is_some() => {}
+                _ = std::future::ready(()), if more && throttle.is_none() => {}
             }
         }
     }
 
+    /// Age of the oldest event still owed to this upstream (0 when none is).
+    async fn measure_oldest(&self, cursor: u64) {
+        let store = self.store.clone();
+        let bit = self.bit;
+        let oldest = tokio::task::spawn_blocking(move || store.read_after(cursor, 1, bit)).await;
+        let age_ms = match oldest {
+            Ok(Ok((records, _))) => records
+                .first()
+                .map_or(0, |r| crate::event::now_ms().saturating_sub(r.received_ms)),
+            _ => return,
+        };
+        self.metrics.oldest_backlog_ms.set(age_ms as i64);
+    }
+
     /// Reads the next records after the window's scan position and hands them to the client.
+    /// Returns how many were sent.
     async fn send_batch(
         &self,
-        client: &AsyncClient,
+        client: &Client,
         window: &mut Window,
-        capacity: usize,
-    ) -> Result<(), String> {
-        let room = (capacity - window.len()).min(self.config.batch);
+        allowed: usize,
+    ) -> Result<usize, String> {
+        let room = allowed.min(self.config.batch);
         let store = self.store.clone();
         let (after, bit) = (window.scanned(), self.bit);
         let read = tokio::task::spawn_blocking(move || store.read_after(after, room, bit))
@@ -200,6 +205,7 @@ impl Link {
                 return Err(format!("store read failed: {e}"));
             }
         };
+        let mut sent = 0;
         for rec in records {
             let Some(route) = self
                 .routes
@@ -209,11 +215,6 @@ impl Link {
                 // The rule that selected it is gone from the config: nothing to send.
                 continue;
             };
-            let qos = if route.qos == 0 {
-                QoS::AtMostOnce
-            } else {
-                QoS::AtLeastOnce
-            };
             let StoredEvent {
                 seq,
                 topic,
@@ -221,13 +222,18 @@ impl Link {
                 ..
             } = rec;
             client
-                .publish_bytes(route.remote_topic(&topic), qos, false, payload)
-                .await
-                .map_err(|e| format!("client request failed: {e}"))?;
+                .publish(
+                    route.remote_topic(&topic),
+                    route.qos,
+                    payload,
+                    format!("{}-{seq}", self.gateway),
+                )
+                .await?;
             window.push(seq, route.qos);
+            sent += 1;
         }
         window.scanned_to(last);
-        Ok(())
+        Ok(sent)
     }
 
     async fn persist(&self, cursor: u64, persisted: &mut u64) {

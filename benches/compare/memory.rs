@@ -1,0 +1,210 @@
+//! Scenario 5: resident memory (/proc/<pid>/status) of ferry and mosquitto idle and with
+//! 1,000 idle MQTT connections; then ferry's peak (VmHWM) while a large backlog of 100 B
+//! QoS 1 events is stored with the upstream down, and the time that backlog takes to drain
+//! once the upstream is up. The peer holds the same backlog as QoS 1 messages queued for
+//! an offline persistent subscriber (in memory: that is how mosquitto queues).
+
+use crate::drain::fill;
+use crate::mqtt_load::{self, PubSpec};
+use crate::procs::{
+    Ferry, Mem, Mosquitto, ferry_base_config, ferry_forward_config, free_port, mem_of, wait_until,
+};
+use crate::report::{Better, Row};
+use crate::{Scale, unique};
+use anyhow::{Context, Result, bail};
+use rumqttc::QoS;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const IDLE_CONNECTIONS: usize = 1000;
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// Opens `n` MQTT 3.1.1 connections (clean session, keep-alive off) and returns them
+/// once every one has its CONNACK.
+async fn idle_connections(port: u16, n: usize) -> Result<Vec<TcpStream>> {
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let id = format!("idle-{i:05}");
+        let mut pkt = vec![
+            0x10,
+            (12 + id.len()) as u8,
+            0,
+            4,
+            b'M',
+            b'Q',
+            b'T',
+            b'T',
+            4,
+            0x02,
+            0,
+            0,
+            0,
+        ];
+        pkt.push(id.len() as u8);
+        pkt.extend_from_slice(id.as_bytes());
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
+        s.write_all(&pkt).await?;
+        let mut ack = [0u8; 4];
+        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut ack))
+            .await
+            .context("CONNACK timeout")??;
+        if ack[0] != 0x20 || ack[3] != 0 {
+            bail!("connection {i} refused: {ack:?}");
+        }
+        out.push(s);
+    }
+    Ok(out)
+}
+
+/// RSS of `pid` with `IDLE_CONNECTIONS` idle connections open on `port`.
+async fn with_connections(pid: u32, port: u16) -> Result<Mem> {
+    let conns = idle_connections(port, IDLE_CONNECTIONS).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let m = mem_of(pid)?;
+    drop(conns);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok(m)
+}
+
+pub async fn run(scale: &Scale, dir: &Path) -> Result<Vec<Row>> {
+    let n = scale.n(2_000_000);
+    let mut out = Vec::new();
+
+    // Idle and 1,000 connections, on a ferry with a forwarding rule (the usual setup).
+    let idle_dir = dir.join("idle");
+    std::fs::create_dir_all(&idle_dir)?;
+    let ferry = Ferry::start(
+        &idle_dir,
+        &format!(
+            "{}{}",
+            ferry_base_config(&idle_dir),
+            ferry_forward_config(free_port()?)
+        ),
+    )?;
+    let mosquitto = Mosquitto::start(dir, free_port()?, false)?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (f_idle, m_idle) = (mem_of(ferry.pid())?, mem_of(mosquitto.pid()?)?);
+    eprintln!("  memory: {IDLE_CONNECTIONS} idle connections");
+    let f_conn = with_connections(ferry.pid(), ferry.mqtt.port()).await?;
+    let m_conn = with_connections(mosquitto.pid()?, mosquitto.port).await?;
+    drop(ferry);
+    out.push(
+        Row::new("memory", "idle RSS", "MiB", Better::Lower)
+            .ferry(mib(f_idle.rss_kib))
+            .peer("mosquitto", Some(mib(m_idle.rss_kib))),
+    );
+    out.push(
+        Row::new(
+            "memory",
+            format!("RSS with {IDLE_CONNECTIONS} idle MQTT connections"),
+            "MiB",
+            Better::Lower,
+        )
+        .ferry(mib(f_conn.rss_kib))
+        .peer("mosquitto", Some(mib(m_conn.rss_kib)))
+        .note(format!(
+            "{:.1} KiB vs {:.1} KiB per connection",
+            f_conn.rss_kib.saturating_sub(f_idle.rss_kib) as f64 / IDLE_CONNECTIONS as f64,
+            m_conn.rss_kib.saturating_sub(m_idle.rss_kib) as f64 / IDLE_CONNECTIONS as f64
+        )),
+    );
+
+    // The backlog: a fresh ferry, so its VmHWM is the backlog's alone.
+    let backlog_dir = dir.join("backlog");
+    std::fs::create_dir_all(&backlog_dir)?;
+    let upstream_port = free_port()?;
+    let ferry = Ferry::start(
+        &backlog_dir,
+        &format!(
+            "{}{}",
+            ferry_base_config(&backlog_dir),
+            ferry_forward_config(upstream_port)
+        ),
+    )?;
+    let f_start = mem_of(ferry.pid())?;
+    eprintln!("  memory: ferry backlog of {n} events");
+    let fill_rate = fill(&ferry, n).await?;
+    let f_full = mem_of(ferry.pid())?;
+    let n = n / 4 * 4;
+
+    eprintln!("  memory: draining");
+    let upstream = Mosquitto::start(dir, upstream_port, false)?;
+    let up = Instant::now();
+    let drained = wait_until(Duration::from_secs(600), "ferry backlog to drain", || {
+        ferry.drained(n)
+    });
+    let backlog = ferry
+        .metric("ferry_upstream_backlog_events")
+        .unwrap_or(u64::MAX);
+    let drain_s = up.elapsed().as_secs_f64();
+    let f_after = mem_of(ferry.pid())?;
+    drop(ferry);
+    drop(upstream);
+
+    // The peer: the same backlog queued by mosquitto for an offline persistent subscriber.
+    eprintln!("  memory: mosquitto backlog of {n} events");
+    let m_start = mem_of(mosquitto.pid()?)?;
+    mqtt_load::subscribe(
+        mosquitto.port,
+        "bench-offline",
+        "sensors/#",
+        QoS::AtLeastOnce,
+        false,
+    )
+    .await?
+    .stop()
+    .await;
+    let spec = PubSpec {
+        qos: QoS::AtLeastOnce,
+        inflight: 256,
+        size: 100,
+        pace: None,
+    };
+    let m_rate = mqtt_load::ingest(
+        mosquitto.port,
+        &unique("mfill"),
+        "sensors/bench",
+        4,
+        spec,
+        n,
+    )
+    .await?;
+    let m_full = mem_of(mosquitto.pid()?)?;
+    drop(mosquitto);
+
+    out.push(
+        Row::new("memory", format!("peak RSS (VmHWM) holding a {n}-event backlog of 100 B"), "MiB", Better::Lower)
+            .ferry(mib(f_full.hwm_kib))
+            .peer("mosquitto, queued for an offline session", Some(mib(m_full.hwm_kib)))
+            .note(format!(
+                "ferry RSS {:.1} MiB before, {:.1} MiB after filling at {fill_rate:.0} msg/s (durable, to disk); \
+                 mosquitto filled at {m_rate:.0} msg/s (RSS {:.1} MiB before)",
+                mib(f_start.rss_kib),
+                mib(f_full.rss_kib),
+                mib(m_start.rss_kib)
+            )),
+    );
+    let mut drain_row = Row::new(
+        "memory",
+        format!("time to drain the {n}-event backlog to an upstream mosquitto"),
+        "s",
+        Better::Lower,
+    )
+    .note(format!(
+        "ferry VmHWM {:.1} MiB after the drain",
+        mib(f_after.hwm_kib)
+    ));
+    match drained {
+        Ok(()) => drain_row = drain_row.ferry(drain_s),
+        Err(_) => {
+            drain_row.note = format!("NOT drained: backlog still {backlog} after {drain_s:.0} s");
+        }
+    }
+    out.push(drain_row);
+    Ok(out)
+}

@@ -1,0 +1,93 @@
+//! Upstream options: the MQTT 5 `ferry-id` idempotency key, MQTT 3.1.1 upstreams, and
+//! `max_rate` for metered links.
+
+mod common;
+
+use common::raw5::{Raw5, topic_of};
+use common::upstream::{Checker, Device, assert_exact_in_order};
+use common::{Ferry, Mosquitto, base_config, forward_config, free_port};
+use rumqttc::v5::mqttbytes::QoS;
+use std::time::{Duration, Instant};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt5_upstream_carries_ferry_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _mosq = Mosquitto::start(dir.path(), port);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut cloud = tokio::task::spawn_blocking(move || {
+        let mut c = Raw5::simple(addr, "cloud-v5");
+        c.subscribe(1, "site-a/#", QoS::AtMostOnce);
+        c
+    })
+    .await
+    .unwrap();
+    let config = base_config(dir.path()) + &forward_config(port) + "[gateway]\nid = \"gw-7\"\n";
+    let ferry = Ferry::start(dir.path(), &config);
+    ferry.wait_log(
+        &["upstream connected", "protocol=\"5\""],
+        Duration::from_secs(20),
+    );
+    let device = Device::connect(ferry.mqtt, "dev-id").await;
+    device
+        .publish_acked(
+            20,
+            |i| format!("sensors/{}", i % 2),
+            Duration::from_secs(20),
+        )
+        .await;
+    let got = tokio::task::spawn_blocking(move || {
+        (0..20)
+            .map(|_| cloud.next_publish(Duration::from_secs(20)))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    for (i, p) in got.iter().enumerate() {
+        assert_eq!(topic_of(p), format!("site-a/sensors/{}", i % 2));
+        let props = p.properties.as_ref().expect("properties");
+        // Store seqs start at 1 and are consecutive here.
+        assert_eq!(
+            props.user_properties,
+            vec![("ferry-id".to_string(), format!("gw-7-{}", i + 1))]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt311_upstream_and_max_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut mosq = Mosquitto::start(dir.path(), port);
+    Checker::register(port, "checker", "site-a/#").await;
+    mosq.stop();
+    let upstream = forward_config(port).replace(
+        "client_id = \"gw-test\"\n",
+        "client_id = \"gw-test\"\nprotocol = \"3.1.1\"\nmax_rate = 200\n",
+    );
+    let ferry = Ferry::start(dir.path(), &(base_config(dir.path()) + &upstream));
+    let device = Device::connect(ferry.mqtt, "dev-rate").await;
+    device
+        .publish_acked(
+            500,
+            |i| format!("sensors/{}", i % 4),
+            Duration::from_secs(60),
+        )
+        .await;
+    mosq.restart();
+    let checker = Checker::connect(port, "checker", "site-a/#").await;
+    let start = Instant::now();
+    ferry.wait_log(
+        &["upstream connected", "protocol=\"3.1.1\""],
+        Duration::from_secs(20),
+    );
+    checker.wait_count(500, Duration::from_secs(60)).await;
+    // 500 events at 200/s with a one-second burst: at least 1.5 s.
+    assert!(
+        start.elapsed() >= Duration::from_millis(1400),
+        "drained too fast for max_rate: {:?}",
+        start.elapsed()
+    );
+    let got = checker.received.lock().unwrap().clone();
+    assert_exact_in_order(&got, 500, 4);
+}
