@@ -136,6 +136,8 @@ pub struct Metrics {
     pub retained: Gauge,
     pub retained_refused: Counter,
     pub dropped_expired: Counter,
+    pub nats_slow_consumers: Counter,
+    pub nats_unmappable: Counter,
     pub dropped_too_large: Counter,
     pub deliveries: Counter,
     pub upstreams: Mutex<Vec<Arc<UpstreamMetrics>>>,
@@ -302,6 +304,30 @@ impl Metrics {
                 b.outboxes.used()
             );
         }
+        c(
+            &mut s,
+            "ferry_nats_slow_consumers_total",
+            "NATS connections cut off as slow consumers.",
+            self.nats_slow_consumers.get(),
+        );
+        c(
+            &mut s,
+            "ferry_nats_unmappable_total",
+            "Events not delivered to a NATS subscriber: topic has no subject form.",
+            self.nats_unmappable.get(),
+        );
+        c(
+            &mut s,
+            "ferry_events_expired_total",
+            "MQTT 5 messages dropped because their expiry passed.",
+            self.dropped_expired.get(),
+        );
+        c(
+            &mut s,
+            "ferry_deliveries_too_large_total",
+            "Deliveries dropped: larger than the client's maximum packet size.",
+            self.dropped_too_large.get(),
+        );
         let list = self.upstreams.lock().unwrap_or_else(|e| e.into_inner());
         for (name, help, kind) in [
             (

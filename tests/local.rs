@@ -284,3 +284,53 @@ fn invalid_config_is_reported_with_file_line_and_column() {
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("listen = \"0.0.0.0:1883\""));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_health_endpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = base_config(dir.path()) + "[metrics]\nlisten = \"127.0.0.1:0\"\n";
+    let ferry = Ferry::start(dir.path(), &config);
+    ferry.wait_log(&["metrics endpoint ready"], Duration::from_secs(10));
+    let line = ferry
+        .log_text()
+        .lines()
+        .find(|l| l.contains("metrics endpoint ready"))
+        .unwrap()
+        .to_string();
+    let addr: std::net::SocketAddr = line[line.find("addr=").unwrap() + 5..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let publisher = Device::connect(ferry.mqtt, "metrics-pub").await;
+    publisher
+        .publish_acked(3, |_| "m/x".into(), Duration::from_secs(10))
+        .await;
+    let get = move |path: &'static str| {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let health = tokio::task::spawn_blocking(move || get("/health"))
+        .await
+        .unwrap();
+    assert!(
+        health.starts_with("HTTP/1.1 200 OK") && health.ends_with("ok\n"),
+        "{health}"
+    );
+    let metrics = tokio::task::spawn_blocking(move || get("/metrics"))
+        .await
+        .unwrap();
+    for line in [
+        "ferry_events_received_total 3",
+        "ferry_connections{protocol=\"mqtt\"} 1",
+        "ferry_memory_budget_bytes{part=\"total\"} 33554432",
+        "ferry_store_commit_seconds_count",
+    ] {
+        assert!(metrics.contains(line), "missing {line:?} in:\n{metrics}");
+    }
+}

@@ -46,7 +46,7 @@ pub async fn ingest(scale: &Scale, dir: &Path) -> Result<Vec<Row>> {
     let mosquitto = Mosquitto::start(dir, free_port()?, false)?;
     let nats = NatsServer::start(free_port()?, Some(&dir.join("jetstream")))?;
     nats_load::jetstream_stream(nats.port, "sensors.>").await?;
-    let n = scale.n(50_000);
+    let n = scale.n(100_000);
     let mut out = Vec::new();
     for (i, publishers) in [1u64, 4].into_iter().enumerate() {
         let label = format!(

@@ -77,6 +77,19 @@ impl Tally {
         self.count.load(Ordering::Relaxed)
     }
 
+    /// A copy of what arrived so far (the latency samples are moved into it).
+    pub fn snapshot(&self) -> Tally {
+        let t = Tally::default();
+        t.count.store(self.count(), Ordering::Relaxed);
+        let (first, last) = self.first_last_ns();
+        t.first_ns.store(first, Ordering::Relaxed);
+        t.last_ns.store(last, Ordering::Relaxed);
+        if let Ok(mut l) = t.latencies.lock() {
+            *l = self.take_latencies();
+        }
+        t
+    }
+
     /// First and last arrival since the last reset, in time-base nanoseconds.
     pub fn first_last_ns(&self) -> (u64, u64) {
         (

@@ -16,79 +16,111 @@ use std::time::Duration;
 /// Pace of the latency runs.
 const LATENCY_PACE: Duration = Duration::from_millis(1);
 
+#[derive(Default)]
 struct Figures {
     rate: f64,
     delivered: u64,
     sent: u64,
     p50: Option<f64>,
     p99: Option<f64>,
+    latencies: Vec<u32>,
 }
 
-/// Throughput from the first publish to the last delivery, and what was lost.
-fn throughput(t: &Tally, start_ns: u64, sent: u64, got: u64) -> (f64, u64) {
-    let (_, last) = t.first_last_ns();
-    let rate = payload::rate(got, Duration::from_nanos(last.saturating_sub(start_ns)));
-    (rate, sent.saturating_sub(got))
+#[derive(Clone, Copy)]
+enum Proto {
+    Mqtt(QoS),
+    Nats,
 }
 
-async fn mqtt_run(port: u16, qos: QoS, size: usize, n: u64, n_lat: u64) -> Result<Figures> {
-    let spec = PubSpec {
-        qos,
-        inflight: 100,
-        size,
-        pace: None,
+/// One subscriber (connected and subscribed before anything is sent), one publisher of
+/// `n` messages; returns the tally once all arrived or arrivals stalled, and the
+/// publisher's start time.
+async fn one_run(
+    proto: Proto,
+    port: u16,
+    size: usize,
+    n: u64,
+    pace: Option<Duration>,
+) -> Result<(Tally, u64)> {
+    let stall = Duration::from_secs(2);
+    let limit = Duration::from_secs(120);
+    match proto {
+        Proto::Mqtt(qos) => {
+            let spec = PubSpec {
+                qos,
+                inflight: 100,
+                size,
+                pace,
+            };
+            let sub = mqtt_load::subscribe(port, &unique("sub"), "bench/t", qos, true).await?;
+            sub.tally().reset(pace.is_some());
+            let p = mqtt_load::publish(port, &unique("pub"), "bench/t", spec, n).await?;
+            sub.tally().wait_for(n, stall, limit).await;
+            let t = sub.tally().snapshot();
+            sub.stop().await;
+            Ok((t, p.start_ns))
+        }
+        Proto::Nats => {
+            let sub = crate::nats_load::subscribe(port, "bench.t").await?;
+            sub.tally().reset(pace.is_some());
+            let start = crate::nats_load::publish(port, "bench.t", size, n, pace).await?;
+            sub.tally().wait_for(n, stall, limit).await;
+            let t = sub.tally().snapshot();
+            sub.stop().await;
+            Ok((t, start))
+        }
+    }
+}
+
+/// Throughput (first publish to last delivery) and latency of `proto` on ferry and on
+/// the peer. Throughput runs `first` then the other; latency runs in four quarters,
+/// first-other-other-first, so that a burst of load from elsewhere on the machine does
+/// not land on one broker only.
+async fn compare(
+    proto: Proto,
+    ferry: u16,
+    peer: u16,
+    size: usize,
+    n: u64,
+    n_lat: u64,
+    ferry_first: bool,
+) -> Result<(Figures, Figures)> {
+    let (mut f, mut p) = (Figures::default(), Figures::default());
+    let order = if ferry_first {
+        [true, false, false, true]
+    } else {
+        [false, true, true, false]
     };
-    let sub = mqtt_load::subscribe(port, &unique("sub"), "bench/t", qos, true).await?;
-    let p = mqtt_load::publish(port, &unique("pub"), "bench/t", spec, n).await?;
-    let got = sub
-        .tally()
-        .wait_for(n, Duration::from_secs(2), Duration::from_secs(120))
-        .await;
-    let (rate, _) = throughput(sub.tally(), p.start_ns, n, got);
-
-    sub.tally().reset(true);
-    let paced = PubSpec {
-        pace: Some(LATENCY_PACE),
-        ..spec
-    };
-    mqtt_load::publish(port, &unique("pub"), "bench/t", paced, n_lat).await?;
-    sub.tally()
-        .wait_for(n_lat, Duration::from_secs(2), Duration::from_secs(30))
-        .await;
-    let lat = payload::percentiles(sub.tally().take_latencies());
-    sub.stop().await;
-    Ok(Figures {
-        rate,
-        delivered: got,
-        sent: n,
-        p50: lat.map(|l| l.0 as f64),
-        p99: lat.map(|l| l.1 as f64),
-    })
-}
-
-async fn nats_run(port: u16, size: usize, n: u64, n_lat: u64) -> Result<Figures> {
-    let sub = crate::nats_load::subscribe(port, "bench.t").await?;
-    let start = crate::nats_load::publish(port, "bench.t", size, n, None).await?;
-    let got = sub
-        .tally()
-        .wait_for(n, Duration::from_secs(2), Duration::from_secs(120))
-        .await;
-    let (rate, _) = throughput(sub.tally(), start, n, got);
-
-    sub.tally().reset(true);
-    crate::nats_load::publish(port, "bench.t", size, n_lat, Some(LATENCY_PACE)).await?;
-    sub.tally()
-        .wait_for(n_lat, Duration::from_secs(2), Duration::from_secs(30))
-        .await;
-    let lat = payload::percentiles(sub.tally().take_latencies());
-    sub.stop().await;
-    Ok(Figures {
-        rate,
-        delivered: got,
-        sent: n,
-        p50: lat.map(|l| l.0 as f64),
-        p99: lat.map(|l| l.1 as f64),
-    })
+    for is_ferry in &order[..2] {
+        let (port, fig) = if *is_ferry {
+            (ferry, &mut f)
+        } else {
+            (peer, &mut p)
+        };
+        let (t, start) = one_run(proto, port, size, n, None).await?;
+        let (_, last) = t.first_last_ns();
+        fig.delivered = t.count();
+        fig.sent = n;
+        fig.rate = payload::rate(
+            fig.delivered,
+            Duration::from_nanos(last.saturating_sub(start)),
+        );
+    }
+    for is_ferry in order {
+        let (port, fig) = if is_ferry {
+            (ferry, &mut f)
+        } else {
+            (peer, &mut p)
+        };
+        let (t, _) = one_run(proto, port, size, (n_lat / 2).max(1), Some(LATENCY_PACE)).await?;
+        fig.latencies.extend(t.take_latencies());
+    }
+    for fig in [&mut f, &mut p] {
+        let lat = payload::percentiles(std::mem::take(&mut fig.latencies));
+        fig.p50 = lat.map(|l| l.0 as f64);
+        fig.p99 = lat.map(|l| l.1 as f64);
+    }
+    Ok((f, p))
 }
 
 fn loss_note(f: &Figures, peer: &Figures, peer_name: &str) -> String {
@@ -159,13 +191,16 @@ pub async fn mqtt(scale: &Scale, dir: &Path) -> Result<Vec<Row>> {
         let label = format!("QoS {} {}", qos as u8, size_label(size));
         eprintln!("  mqtt-pubsub {label}");
         // Alternate which broker goes first, so neither always runs on a warmer machine.
-        let (f, p) = if i % 2 == 0 {
-            let f = mqtt_run(ferry.mqtt.port(), qos, size, n, n_lat).await?;
-            (f, mqtt_run(mosquitto.port, qos, size, n, n_lat).await?)
-        } else {
-            let p = mqtt_run(mosquitto.port, qos, size, n, n_lat).await?;
-            (mqtt_run(ferry.mqtt.port(), qos, size, n, n_lat).await?, p)
-        };
+        let (f, p) = compare(
+            Proto::Mqtt(qos),
+            ferry.mqtt.port(),
+            mosquitto.port,
+            size,
+            n,
+            n_lat,
+            i % 2 == 0,
+        )
+        .await?;
         let target = (qos == QoS::AtMostOnce).then_some(1.5);
         out.extend(rows("mqtt-pubsub", &label, "mosquitto", &f, &p, target));
     }
@@ -182,13 +217,16 @@ pub async fn nats(scale: &Scale, dir: &Path) -> Result<Vec<Row>> {
     for (i, size) in [64usize, 1024].into_iter().enumerate() {
         let label = format!("core {}", size_label(size));
         eprintln!("  nats-pubsub {label}");
-        let (f, p) = if i % 2 == 0 {
-            let f = nats_run(ferry.nats.port(), size, n, n_lat).await?;
-            (f, nats_run(server.port, size, n, n_lat).await?)
-        } else {
-            let p = nats_run(server.port, size, n, n_lat).await?;
-            (nats_run(ferry.nats.port(), size, n, n_lat).await?, p)
-        };
+        let (f, p) = compare(
+            Proto::Nats,
+            ferry.nats.port(),
+            server.port,
+            size,
+            n,
+            n_lat,
+            i % 2 == 0,
+        )
+        .await?;
         out.extend(rows("nats-pubsub", &label, "nats-server", &f, &p, None));
     }
     Ok(out)

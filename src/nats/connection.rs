@@ -142,6 +142,7 @@ pub async fn serve(
     match &close {
         Close::Protocol(_) => metrics.protocol_errors.inc(),
         Close::SlowConsumer(_) => {
+            metrics.nats_slow_consumers.inc();
             tracing::warn!(%peer, name, reason = %close, "NATS slow consumer cut off");
         }
         _ => {}
@@ -318,6 +319,7 @@ impl Conn {
             }
             Written::Skipped => {}
             Written::Unmappable(e) => {
+                self.ctx.hub.metrics.nats_unmappable.inc();
                 tracing::debug!(peer = %self.peer, topic = %d.event.topic, reason = %e, "event not delivered to NATS client: topic has no NATS subject form");
             }
         }
