@@ -65,7 +65,9 @@ impl Link {
                     self.metrics.connect_failures.inc();
                     // Keep the backlog figure current while the link is down.
                     let committed = *self.store.committed().borrow();
-                    self.metrics.backlog_events.set(committed.saturating_sub(persisted) as i64);
+                    self.metrics
+                        .backlog_events
+                        .set(committed.saturating_sub(persisted) as i64);
                     let delay = backoff.next_delay();
                     if was_up {
                         tracing::warn!(upstream = %self.config.name, url = %self.config.url, %reason, retry_in = ?delay, "upstream down");
@@ -108,7 +110,11 @@ impl Link {
             // each read is a store transaction and a hop to the blocking pool.
             let room = capacity.saturating_sub(window.len());
             let chunk = (capacity / 4).clamp(1, self.config.batch);
-            let room = if room >= chunk || window.len() == 0 { room } else { 0 };
+            let room = if room >= chunk || window.len() == 0 {
+                room
+            } else {
+                0
+            };
             let allowed = rate
                 .as_mut()
                 .map_or(room, |r| r.available(Instant::now()).min(room));
@@ -124,7 +130,9 @@ impl Link {
                 }
             }
             let room = capacity.saturating_sub(window.len());
-            let more = connected && (room >= chunk || window.len() == 0) && window.scanned() < *committed.borrow();
+            let more = connected
+                && (room >= chunk || window.len() == 0)
+                && window.scanned() < *committed.borrow();
             let throttle = rate.as_ref().map(Rate::wait).filter(|_| more);
             tokio::select! {
                 biased;

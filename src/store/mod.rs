@@ -145,6 +145,8 @@ impl Store {
         let handle = db.get()?;
         let init = init(&handle, upstreams)?;
         drop(handle);
+        metrics.store_bytes.set(init.live_bytes as i64);
+        metrics.store_events.set(init.live_count as i64);
         let (tx, rx) = mpsc::channel(opts.queue.max(1));
         let (committed_tx, committed) = watch::channel(init.next_seq - 1);
         let upstream_metrics = init

@@ -299,3 +299,48 @@ async fn seqs_are_never_reused_after_everything_is_deleted() {
         .await
         .unwrap();
 }
+
+/// A store written before ferry kept its size accounting (no `live_bytes` in `meta`)
+/// opens, and the accounting is computed from the log once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_store_without_accounting_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let names = vec!["a".to_string()];
+    let metrics = Arc::new(Metrics::default());
+    let (store, join) = Store::open(dir.path(), &names, opts(), metrics.clone()).unwrap();
+    for i in 0..7u32 {
+        store
+            .append(ev(i), 1)
+            .await
+            .unwrap()
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    close(store, join).await;
+    {
+        let db = Database::create(dir.path().join("ferry.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut meta = txn.open_table(META).unwrap();
+            meta.remove("live_bytes").unwrap();
+            meta.remove("live_count").unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let metrics = Arc::new(Metrics::default());
+    let (store, join) = Store::open(dir.path(), &names, opts(), metrics.clone()).unwrap();
+    assert_eq!(metrics.store_events.get(), 7);
+    assert_eq!(metrics.store_bytes.get() as u64, 7 * cost_of_ev());
+    assert_eq!(
+        store
+            .append(ev(7), 1)
+            .await
+            .unwrap()
+            .await
+            .unwrap()
+            .unwrap(),
+        8
+    );
+    close(store, join).await;
+}
