@@ -18,6 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 
+/// Longest a cursor-only change waits for an fsync (see `run`).
+const CURSOR_SYNC: Duration = Duration::from_secs(1);
+
 pub(super) enum Command {
     Append {
         event: Arc<Event>,
@@ -111,10 +114,19 @@ impl Writer {
             }
             // With an fsync interval, most commits are written without fsync and one
             // is made durable once the interval has passed (and always the last one).
-            let durable = match self.limits.fsync {
-                Fsync::Always => true,
-                Fsync::Interval(d) => stop || last_sync.elapsed() >= d,
-            };
+            // A commit that only moves cursors acknowledges nothing to anyone: it is
+            // written without fsync too (a crash of ferry loses nothing; a power cut
+            // can only bring back an older cursor, i.e. resends, never a loss) and is
+            // fsynced at least every CURSOR_SYNC.
+            let acks_publishers = batch
+                .iter()
+                .any(|c| matches!(c, Command::Append { .. } | Command::State(_)));
+            let durable = stop
+                || match self.limits.fsync {
+                    Fsync::Always if acks_publishers => true,
+                    Fsync::Always => last_sync.elapsed() >= CURSOR_SYNC,
+                    Fsync::Interval(d) => last_sync.elapsed() >= d,
+                };
             let started = Instant::now();
             match self.commit(&batch, dirty_cursors, &mut deleted_upto, durable) {
                 Ok(outcome) => {
