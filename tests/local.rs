@@ -334,3 +334,31 @@ async fn metrics_and_health_endpoints() {
         assert!(metrics.contains(line), "missing {line:?} in:\n{metrics}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_cap_are_refused_and_others_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = base_config(dir.path()).replace("[mqtt]\n", "[mqtt]\nmax_connections = 1\n");
+    let ferry = Ferry::start(dir.path(), &config);
+    let first = Device::connect(ferry.mqtt, "only-one").await;
+    let addr = ferry.mqtt;
+    let refused = tokio::task::spawn_blocking(move || {
+        closed_after(
+            addr,
+            &[0x10, 0x0c, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 30, 0, 0],
+        )
+    });
+    assert!(refused.await.unwrap(), "the second connection is closed");
+    ferry.wait_log(
+        &["MQTT connection refused: max_connections reached"],
+        Duration::from_secs(10),
+    );
+    first
+        .client
+        .subscribe("cap/x", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    first
+        .publish_acked(1, |_| "cap/y".into(), Duration::from_secs(10))
+        .await;
+}

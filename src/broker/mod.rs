@@ -1,5 +1,6 @@
 //! Starting and stopping the whole broker: store, hub, listeners, upstream links.
 
+pub mod accept;
 mod http;
 mod hub;
 mod retained;

@@ -3,6 +3,7 @@
 use super::connection;
 use super::sessions::Sessions;
 use crate::broker::Hub;
+use crate::broker::accept::{Accepted, accept};
 use crate::config::Config;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -60,22 +61,8 @@ pub async fn listen(
                 _ = reap.tick() => {
                     ctx.sessions.reap().await;
                 }
-                accepted = listener.accept() => {
-                    let (stream, peer) = match accepted {
-                        Ok(a) => a,
-                        Err(e) => {
-                            // EMFILE and friends: back off briefly instead of spinning.
-                            tracing::warn!(error = %e, "MQTT accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    let Ok(permit) = permits.clone().try_acquire_owned() else {
-                        ctx.hub.metrics.connections_refused.inc();
-                        tracing::warn!(%peer, max, "MQTT connection refused: connection limit reached");
-                        continue;
-                    };
-                    let _ = stream.set_nodelay(true);
+                accepted = accept(&listener, &permits, "MQTT", &ctx.hub.metrics) => {
+                    let Accepted::Conn(stream, peer, permit) = accepted else { continue };
                     let ctx = ctx.clone();
                     let shutdown = shutdown.clone();
                     conns.spawn(async move {

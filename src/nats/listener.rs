@@ -3,6 +3,7 @@
 use super::connection;
 use super::proto::{ServerInfo, encode_err};
 use crate::broker::Hub;
+use crate::broker::accept::{Accepted, accept};
 use crate::config::Config;
 use bytes::BytesMut;
 use std::net::SocketAddr;
@@ -82,26 +83,18 @@ pub async fn listen(
             tokio::select! {
                 _ = shutdown.changed() => break,
                 Some(_) = conns.join_next(), if !conns.is_empty() => {}
-                accepted = listener.accept() => {
-                    let (stream, peer) = match accepted {
-                        Ok(a) => a,
-                        Err(e) => {
-                            // EMFILE and friends: back off briefly instead of spinning.
-                            tracing::warn!(error = %e, "NATS accept failed");
-                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                accepted = accept(&listener, &permits, "NATS", &ctx.hub.metrics) => {
+                    let (stream, peer, permit) = match accepted {
+                        Accepted::Conn(stream, peer, permit) => (stream, peer, permit),
+                        Accepted::Refused(stream) => {
+                            // Best effort, never waiting: tell the client why, as nats-server does.
+                            let mut err = BytesMut::new();
+                            encode_err("maximum connections exceeded", &mut err);
+                            let _ = stream.try_write(&err);
                             continue;
                         }
+                        Accepted::Retry => continue,
                     };
-                    let Ok(permit) = permits.clone().try_acquire_owned() else {
-                        ctx.hub.metrics.connections_refused.inc();
-                        tracing::warn!(%peer, max, "NATS connection refused: connection limit reached");
-                        // Best effort, never waiting: tell the client why, as nats-server does.
-                        let mut err = BytesMut::new();
-                        encode_err("maximum connections exceeded", &mut err);
-                        let _ = stream.try_write(&err);
-                        continue;
-                    };
-                    let _ = stream.set_nodelay(true);
                     let ctx = ctx.clone();
                     let shutdown = shutdown.clone();
                     conns.spawn(async move {
