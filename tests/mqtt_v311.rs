@@ -354,3 +354,49 @@ fn sessions_and_retained_survive_a_restart() {
     assert!(r.retain);
     assert_eq!(&r.payload[..], b"still here");
 }
+
+#[test]
+fn max_sessions_and_queued_bytes_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = base_config(dir.path()).replace(
+        "[mqtt]\n",
+        "[mqtt]\nmax_sessions = 2\nmax_queued_bytes = \"1KiB\"\n",
+    );
+    let f = Ferry::start(dir.path(), &config);
+    let (mut a, _) = Raw::connect(f.mqtt, "s1", false, 30);
+    a.subscribe(1, "qb/#", QoS::AtLeastOnce);
+    a.send(Packet::Disconnect);
+    a.expect_closed(T);
+    let (mut publ, _) = Raw::connect(f.mqtt, "s2", true, 30);
+    // A third session is over max_sessions = 2 (s1 is kept offline): CONNACK 3.
+    let (mut c, ack) = Raw::connect(f.mqtt, "s3", true, 30);
+    assert_eq!(ack.code, ConnectReturnCode::ServiceUnavailable);
+    c.expect_closed(T);
+    f.wait_log(&["mqtt.max_sessions reached"], T);
+    // 300-byte payloads: only a few fit in 1 KiB for the offline session.
+    for i in 1..=10u16 {
+        publ.publish(
+            "qb/x",
+            QoS::AtLeastOnce,
+            i,
+            false,
+            &[b'0' + (i % 10) as u8; 300],
+        );
+        assert_eq!(publ.recv(T), Ok(Packet::PubAck(PubAck::new(i))));
+    }
+    publ.send(Packet::Disconnect);
+    let (mut a, ack) = Raw::connect(f.mqtt, "s1", false, 30);
+    assert!(ack.session_present);
+    let mut got = Vec::new();
+    while let Ok(Packet::Publish(p)) = a.recv(QUIET) {
+        got.push(p.payload[0]);
+        a.send(Packet::PubAck(PubAck::new(p.pkid)));
+    }
+    // Each queued delivery weighs its payload plus a fixed overhead, so 2 fit in 1 KiB.
+    assert_eq!(
+        got,
+        vec![b'1', b'2'],
+        "the oldest that fit are kept, the rest dropped"
+    );
+    f.wait_log(&["client_id=\"s1\"", "dropped=8"], T);
+}
