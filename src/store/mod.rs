@@ -1,7 +1,8 @@
 //! The durable log: redb tables, the handle the rest of ferry uses, and batch reads.
 //!
 //! Layout (one redb file, `<store.dir>/ferry.redb`):
-//! - `log`: seq (u64, strictly increasing, never reused) -> [`record`] bytes
+//! - `log.<n>`: seq (u64, strictly increasing, never reused) -> [`record`] bytes, one
+//!   table per 65,536 seqs ([`segments`])
 //! - `cursors`: upstream name -> highest seq such that every record at or below it that
 //!   is destined for that upstream has been acknowledged by it
 //! - `upstream_bits`: upstream name -> its bit in a record's destination mask
@@ -15,7 +16,9 @@
 mod db;
 mod record;
 mod retention;
+mod segments;
 mod state;
+mod trim;
 mod writer;
 
 pub use db::{BackendFactory, Location};
@@ -27,13 +30,12 @@ pub use state::StateChange;
 use crate::event::Event;
 use crate::metrics::Metrics;
 use db::DbSlot;
-use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableTable, TableDefinition};
 use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 use writer::Command;
 
-pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 pub(crate) const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
 pub(crate) const UPSTREAM_BITS: TableDefinition<&str, u8> = TableDefinition::new("upstream_bits");
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -166,6 +168,7 @@ impl Store {
             limits: opts.limits,
             live_bytes: init.live_bytes,
             live_count: init.live_count,
+            oldest_segment: init.oldest,
             metrics: metrics.clone(),
         })
         .map_err(|e| StoreError::Commit(format!("cannot start writer thread: {e}")))?;
@@ -246,24 +249,9 @@ impl Store {
         max: usize,
         bit: u8,
     ) -> Result<(Vec<StoredEvent>, u64), StoreError> {
+        let upto = *self.committed.borrow();
         let txn = self.db.get()?.begin_read().map_err(redb_err)?;
-        let table = txn.open_table(LOG).map_err(redb_err)?;
-        let mut out = Vec::with_capacity(max.min(1024));
-        let mut last = after;
-        let mask = 1u64 << bit;
-        for (scanned, item) in table.range(after + 1..).map_err(redb_err)?.enumerate() {
-            if out.len() >= max || scanned >= max.saturating_mul(4) {
-                break;
-            }
-            let (k, v) = item.map_err(redb_err)?;
-            let seq = k.value();
-            last = seq;
-            let rec = record::decode(seq, v.value())?;
-            if rec.dests & mask != 0 {
-                out.push(rec);
-            }
-        }
-        Ok((out, last))
+        segments::read_after(&txn, after, upto, max, bit)
     }
 
     /// True when no record is waiting for any upstream.
@@ -274,8 +262,7 @@ impl Store {
     /// Number of records in the log (all upstreams), for status and tests.
     pub fn len(&self) -> Result<u64, StoreError> {
         let txn = self.db.get()?.begin_read().map_err(redb_err)?;
-        let table = txn.open_table(LOG).map_err(redb_err)?;
-        table.len().map_err(redb_err)
+        segments::len(&txn)
     }
 }
 
@@ -285,7 +272,13 @@ struct Init {
     slots: Vec<UpstreamSlot>,
     live_bytes: u64,
     live_count: u64,
+    /// Index of the oldest segment table that may exist.
+    oldest: u64,
 }
+
+/// Layout of the log, in `meta` as "log_layout": 2 = segment tables (1, implicit: the
+/// single `log` table of older stores, moved into segments at open).
+const LOG_LAYOUT: u64 = 2;
 
 /// Creates the tables, assigns bits to new upstreams (whose cursor starts at the end of
 /// the log: they get events from now on) and reads the log's size accounting (computing
@@ -295,43 +288,43 @@ fn init(db: &Database, upstreams: &[String]) -> Result<Init, StoreError> {
     let mut slots = Vec::with_capacity(upstreams.len());
     let next_seq;
     let (live_bytes, live_count);
+    let oldest;
     {
-        let log = txn.open_table(LOG).map_err(redb_err)?;
+        let migrated = segments::migrate_legacy(&txn)?;
         txn.open_table(SESSIONS).map_err(redb_err)?;
         txn.open_table(RETAINED).map_err(redb_err)?;
         let mut meta = txn.open_table(META).map_err(redb_err)?;
         let mut bits = txn.open_table(UPSTREAM_BITS).map_err(redb_err)?;
         let mut cursors = txn.open_table(CURSORS).map_err(redb_err)?;
-        let last_key = log
-            .last()
-            .map_err(redb_err)?
-            .map(|(k, _)| k.value())
-            .unwrap_or(0);
+        let stored_bytes = meta.get("live_bytes").map_err(redb_err)?.map(|v| v.value());
+        let stored_count = meta.get("live_count").map_err(redb_err)?.map(|v| v.value());
+        let accounted = stored_bytes.zip(stored_count);
+        let extent = segments::extent(&txn, accounted.is_none())?;
         let stored_next = meta
             .get("next_seq")
             .map_err(redb_err)?
             .map(|v| v.value())
             .unwrap_or(1);
-        next_seq = stored_next.max(last_key + 1);
+        next_seq = stored_next.max(extent.last_seq.unwrap_or(0) + 1);
+        oldest = extent.oldest.unwrap_or(segments::index(next_seq));
         meta.insert("next_seq", next_seq).map_err(redb_err)?;
         meta.insert("format", u64::from(record::FORMAT_V1))
             .map_err(redb_err)?;
-        let stored_bytes = meta.get("live_bytes").map_err(redb_err)?.map(|v| v.value());
-        let stored_count = meta.get("live_count").map_err(redb_err)?.map(|v| v.value());
-        (live_bytes, live_count) = match (stored_bytes, stored_count) {
-            (Some(b), Some(c)) => (b, c),
-            _ => {
-                let (mut b, mut c) = (0u64, 0u64);
-                for item in log.iter().map_err(redb_err)? {
-                    let (_, v) = item.map_err(redb_err)?;
-                    b += retention::cost(v.value().len());
-                    c += 1;
-                }
-                meta.insert("live_bytes", b).map_err(redb_err)?;
-                meta.insert("live_count", c).map_err(redb_err)?;
-                (b, c)
+        meta.insert("log_layout", LOG_LAYOUT).map_err(redb_err)?;
+        (live_bytes, live_count) = match accounted {
+            Some(a) => a,
+            None => {
+                meta.insert("live_bytes", extent.bytes).map_err(redb_err)?;
+                meta.insert("live_count", extent.count).map_err(redb_err)?;
+                (extent.bytes, extent.count)
             }
         };
+        if migrated {
+            tracing::info!(
+                records = live_count,
+                "store: moved the log of an older ferry into segment tables"
+            );
+        }
 
         let mut used: u64 = 0;
         for item in bits.iter().map_err(redb_err)? {
@@ -380,6 +373,7 @@ fn init(db: &Database, upstreams: &[String]) -> Result<Init, StoreError> {
         slots,
         live_bytes,
         live_count,
+        oldest,
     })
 }
 
@@ -387,3 +381,5 @@ fn init(db: &Database, upstreams: &[String]) -> Result<Init, StoreError> {
 mod crash_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_segments;

@@ -58,27 +58,30 @@ pub fn drop_oldest(
 }
 
 /// Removes records received before `cutoff_ms`, oldest first, at most `limit` per call
-/// (the rest go in later commits) so one commit stays short.
+/// (the rest go in later commits) so one commit stays short. Returns true when it
+/// stopped at a record that is recent enough (nothing older is left in this table).
 pub fn drop_older_than(
     log: &mut Table<u64, &[u8]>,
     cutoff_ms: u64,
     limit: usize,
     owed: &dyn Fn(u64, u64) -> u64,
     out: &mut Dropped,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     for _ in 0..limit {
         let first = log.first().map_err(redb_err)?.map(|(k, v)| {
             let seq = k.value();
             (seq, record::decode(seq, v.value()).ok())
         });
-        let Some((_, Some(rec))) = first else { break };
+        let Some((_, Some(rec))) = first else {
+            return Ok(first.is_some());
+        };
         if rec.received_ms >= cutoff_ms {
-            break;
+            return Ok(true);
         }
         let Some((k, v)) = log.pop_first().map_err(redb_err)? else {
             break;
         };
         out.add(cost(v.value().len()), owed(k.value(), rec.dests));
     }
-    Ok(())
+    Ok(false)
 }

@@ -5,11 +5,13 @@
 //! only after the transaction holding it has committed (fsynced before `commit` returns
 //! with `fsync = "always"`). Invariant 2 too: records are deleted only at or below the
 //! smallest cursor of the configured upstreams, in the transaction that persists those
-//! cursors, or by retention, which counts every drop per upstream.
+//! cursors or a later one, or by retention, which counts every drop per upstream.
 
 use super::db::DbSlot;
 use super::retention::{self, Dropped};
-use super::{CURSORS, LOG, META, StoreError, UpstreamSlot, record};
+use super::segments::{self, index};
+use super::trim::{self, Front};
+use super::{CURSORS, META, StoreError, UpstreamSlot, record};
 use crate::config::{Fsync, OnFull};
 use crate::event::{Event, now_ms};
 use crate::metrics::{Metrics, UpstreamMetrics};
@@ -58,6 +60,8 @@ pub(super) struct Writer {
     pub limits: Limits,
     pub live_bytes: u64,
     pub live_count: u64,
+    /// Index of the oldest log segment at open.
+    pub oldest_segment: u64,
     pub metrics: Arc<Metrics>,
 }
 
@@ -73,15 +77,15 @@ struct Outcome {
     results: Vec<Result<u64, StoreError>>,
     dropped_full: Dropped,
     dropped_age: Dropped,
-    /// Acknowledged records deleted (not drops).
-    deleted_bytes: u64,
-    deleted_count: u64,
 }
 
 impl Writer {
     fn run(mut self) {
         let mut batch: Vec<Command> = Vec::with_capacity(self.max_batch);
-        let mut deleted_upto = 0u64;
+        let mut front = Front {
+            oldest: self.oldest_segment,
+            reclaimed: 0,
+        };
         let mut dirty_cursors = false;
         let mut last_sync = Instant::now();
         let mut stop = false;
@@ -128,7 +132,7 @@ impl Writer {
                     Fsync::Interval(d) => last_sync.elapsed() >= d,
                 };
             let started = Instant::now();
-            match self.commit(&batch, dirty_cursors, &mut deleted_upto, durable) {
+            match self.commit(&batch, dirty_cursors, &mut front, durable) {
                 Ok(outcome) => {
                     if durable {
                         last_sync = Instant::now();
@@ -188,18 +192,7 @@ impl Writer {
         if let Some(Ok(seq)) = outcome.results.iter().rev().find(|r| r.is_ok()) {
             self.committed.send_replace(*seq);
         }
-        let mut results = outcome.results.into_iter();
-        for c in batch.drain(..) {
-            if let Command::Append { done, .. } = c {
-                let result = results.next().unwrap_or(Err(StoreError::Unavailable));
-                if result.is_err() {
-                    self.metrics.store_rejected.inc();
-                }
-                if let Some(done) = done {
-                    let _ = done.send(result);
-                }
-            }
-        }
+        // Counters and gauges first, so whoever is acknowledged sees them current.
         for (dropped, reason) in [
             (&outcome.dropped_full, "full"),
             (&outcome.dropped_age, "max_age"),
@@ -228,6 +221,18 @@ impl Writer {
         self.metrics.store_commits.inc();
         self.metrics.events_stored.add(stored);
         self.publish_gauges();
+        let mut results = outcome.results.into_iter();
+        for c in batch.drain(..) {
+            if let Command::Append { done, .. } = c {
+                let result = results.next().unwrap_or(Err(StoreError::Unavailable));
+                if result.is_err() {
+                    self.metrics.store_rejected.inc();
+                }
+                if let Some(done) = done {
+                    let _ = done.send(result);
+                }
+            }
+        }
     }
 
     fn publish_gauges(&self) {
@@ -250,7 +255,7 @@ impl Writer {
         &mut self,
         batch: &[Command],
         dirty_cursors: bool,
-        deleted_upto: &mut u64,
+        front: &mut Front,
         durable: bool,
     ) -> Result<Outcome, StoreError> {
         let db = self.db.get()?;
@@ -280,28 +285,36 @@ impl Writer {
             results: Vec::with_capacity(encoded.len()),
             dropped_full: Dropped::default(),
             dropped_age: Dropped::default(),
-            deleted_bytes: 0,
-            deleted_count: 0,
         };
         let mut live = self.live_bytes;
         let mut count = self.live_count;
         let mut seq = self.next_seq;
+        let incoming: u64 = encoded.iter().map(|e| retention::cost(e.len())).sum();
+        let min = self.cursors.iter().map(|s| s.cursor).min().unwrap_or(0);
+        // Changed only once the transaction has committed.
+        let mut new_front = *front;
         {
-            let mut log = txn.open_table(LOG).map_err(super::redb_err)?;
+            // Acknowledged records go first, before retention looks for room.
+            let short = live + incoming > self.limits.max_bytes;
+            let freed = trim::reclaim(&txn, &mut new_front, min, seq, short)?;
+            live = live.saturating_sub(freed.bytes);
+            count = count.saturating_sub(freed.count);
             if !self.limits.max_age.is_zero() {
                 let cutoff = now_ms().saturating_sub(self.limits.max_age.as_millis() as u64);
-                retention::drop_older_than(&mut log, cutoff, 10_000, &owed, &mut out.dropped_age)?;
+                let d = &mut out.dropped_age;
+                trim::drop_older_than(&txn, &mut new_front, seq, cutoff, 10_000, &owed, d)?;
                 live = live.saturating_sub(out.dropped_age.bytes);
                 count = count.saturating_sub(out.dropped_age.count);
             }
-            let incoming: u64 = encoded.iter().map(|e| retention::cost(e.len())).sum();
             if self.limits.on_full == OnFull::DropOldest && live + incoming > self.limits.max_bytes
             {
                 let need = live + incoming - self.limits.max_bytes;
-                retention::drop_oldest(&mut log, need, &owed, &mut out.dropped_full)?;
+                let d = &mut out.dropped_full;
+                trim::drop_oldest(&txn, &mut new_front, seq, need, &owed, d)?;
                 live = live.saturating_sub(out.dropped_full.bytes);
                 count = count.saturating_sub(out.dropped_full.count);
             }
+            let mut segment: Option<(u64, redb::Table<'_, u64, &'static [u8]>)> = None;
             for buf in &encoded {
                 let c = retention::cost(buf.len());
                 if live + c > self.limits.max_bytes {
@@ -309,12 +322,19 @@ impl Writer {
                     out.results.push(Err(StoreError::Full));
                     continue;
                 }
-                log.insert(seq, buf.as_slice()).map_err(super::redb_err)?;
+                if segment.as_ref().map(|(i, _)| *i) != Some(index(seq)) {
+                    drop(segment.take()); // one table open at a time
+                    segment = Some((index(seq), segments::open(&txn, index(seq))?));
+                }
+                if let Some((_, log)) = segment.as_mut() {
+                    log.insert(seq, buf.as_slice()).map_err(super::redb_err)?;
+                }
                 out.results.push(Ok(seq));
                 live += c;
                 count += 1;
                 seq += 1;
             }
+            drop(segment);
             for c in batch {
                 if let Command::State(change) = c {
                     super::state::apply(&txn, change, &mut Vec::new())?;
@@ -325,38 +345,17 @@ impl Writer {
                 for s in &self.cursors {
                     table.insert(&*s.name, s.cursor).map_err(super::redb_err)?;
                 }
-                let min = self.cursors.iter().map(|s| s.cursor).min().unwrap_or(0);
-                if min > *deleted_upto {
-                    let mut removed = log
-                        .extract_from_if(*deleted_upto + 1..=min, |_, _| true)
-                        .map_err(super::redb_err)?;
-                    for item in removed.by_ref() {
-                        let (_, v) = item.map_err(super::redb_err)?;
-                        out.deleted_bytes += retention::cost(v.value().len());
-                        out.deleted_count += 1;
-                    }
-                }
             }
             let mut meta = txn.open_table(META).map_err(super::redb_err)?;
             meta.insert("next_seq", seq).map_err(super::redb_err)?;
-            meta.insert("live_bytes", live.saturating_sub(out.deleted_bytes))
-                .map_err(super::redb_err)?;
-            meta.insert("live_count", count.saturating_sub(out.deleted_count))
-                .map_err(super::redb_err)?;
+            meta.insert("live_bytes", live).map_err(super::redb_err)?;
+            meta.insert("live_count", count).map_err(super::redb_err)?;
         }
         txn.commit().map_err(super::redb_err)?;
-        if dirty_cursors {
-            *deleted_upto = self
-                .cursors
-                .iter()
-                .map(|s| s.cursor)
-                .min()
-                .unwrap_or(0)
-                .max(*deleted_upto);
-        }
+        *front = new_front;
         self.next_seq = seq;
-        self.live_bytes = live.saturating_sub(out.deleted_bytes);
-        self.live_count = count.saturating_sub(out.deleted_count);
+        self.live_bytes = live;
+        self.live_count = count;
         Ok(out)
     }
 }

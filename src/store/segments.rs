@@ -1,0 +1,230 @@
+//! The log as a run of segment tables: seq `s` lives in table `log.<s / SEGMENT>`.
+//!
+//! Why: redb deletes key by key, rebuilding the touched leaf and branch pages at every
+//! removal, and forwarded records have to go. Deleting 65,536 acknowledged records one by
+//! one cost the writer more CPU than the drain that produced the acknowledgements (a third
+//! of the drain rate on two cores); dropping the table that holds them frees its pages
+//! without touching a single key. So acknowledged records are deleted a whole segment at a
+//! time, and key by key only when space is short (or, cheaply, when nothing is left).
+//!
+//! Invariant: deletions only ever remove a prefix of the seqs (acknowledged records at or
+//! below the smallest cursor, or retention popping the oldest), so the live records are
+//! one contiguous run and so are the segment tables that hold them; a table in that run
+//! may be missing only because everything in it was deleted.
+//!
+//! A store written before segments (one table, `log`) is moved into segments at open.
+
+use super::{StoreError, StoredEvent, record, redb_err, retention};
+use redb::{
+    ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition, TableError,
+    TableHandle, WriteTransaction,
+};
+
+/// Records per segment table: 65,536 (about 8 MiB of 100-byte events).
+pub const SEGMENT: u64 = 1 << 16;
+
+/// The single log table of stores written before segments.
+const LEGACY: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+
+const PREFIX: &str = "log.";
+
+/// Index of the segment holding `seq`.
+pub fn index(seq: u64) -> u64 {
+    seq / SEGMENT
+}
+
+/// The last seq segment `idx` can hold.
+pub fn last_seq(idx: u64) -> u64 {
+    idx.saturating_add(1)
+        .saturating_mul(SEGMENT)
+        .saturating_sub(1)
+}
+
+pub fn name(idx: u64) -> String {
+    format!("{PREFIX}{idx:013}")
+}
+
+fn parse(name: &str) -> Option<u64> {
+    name.strip_prefix(PREFIX)?.parse().ok()
+}
+
+pub fn def(name: &str) -> TableDefinition<'_, u64, &'static [u8]> {
+    TableDefinition::new(name)
+}
+
+/// Opens (creating it if needed) segment `idx` in a write transaction.
+pub fn open(
+    txn: &WriteTransaction,
+    idx: u64,
+) -> Result<redb::Table<'_, u64, &'static [u8]>, StoreError> {
+    txn.open_table(def(&name(idx))).map_err(redb_err)
+}
+
+/// Segment indices present, ascending.
+pub fn present_write(txn: &WriteTransaction) -> Result<Vec<u64>, StoreError> {
+    Ok(indices(txn.list_tables().map_err(redb_err)?))
+}
+
+fn present_read(txn: &ReadTransaction) -> Result<Vec<u64>, StoreError> {
+    Ok(indices(txn.list_tables().map_err(redb_err)?))
+}
+
+fn indices(tables: impl Iterator<Item = impl TableHandle>) -> Vec<u64> {
+    let mut v: Vec<u64> = tables.filter_map(|h| parse(h.name())).collect();
+    v.sort_unstable();
+    v
+}
+
+/// Deletes segment `idx` whole; returns the records and bytes it held (for the
+/// accounting), or zeros when it did not exist.
+pub fn delete(txn: &WriteTransaction, idx: u64) -> Result<(u64, u64), StoreError> {
+    let n = name(idx);
+    let (count, bytes) = {
+        let t = match txn.open_table(def(&n)) {
+            Ok(t) => t,
+            Err(e) => return Err(redb_err(e)),
+        };
+        let mut bytes = 0u64;
+        for item in t.iter().map_err(redb_err)? {
+            let (_, v) = item.map_err(redb_err)?;
+            bytes += retention::cost(v.value().len());
+        }
+        (t.len().map_err(redb_err)?, bytes)
+    };
+    txn.delete_table(def(&n)).map_err(redb_err)?;
+    Ok((count, bytes))
+}
+
+/// Moves the records of a pre-segment store into segments (once, at open). Returns
+/// whether there was anything to move.
+pub fn migrate_legacy(txn: &WriteTransaction) -> Result<bool, StoreError> {
+    let has_legacy = txn
+        .list_tables()
+        .map_err(redb_err)?
+        .any(|h| h.name() == LEGACY.name());
+    if !has_legacy {
+        return Ok(false);
+    }
+    {
+        let legacy = txn.open_table(LEGACY).map_err(redb_err)?;
+        let mut current: Option<(u64, redb::Table<'_, u64, &'static [u8]>)> = None;
+        for item in legacy.iter().map_err(redb_err)? {
+            let (k, v) = item.map_err(redb_err)?;
+            let seq = k.value();
+            if current.as_ref().map(|(i, _)| *i) != Some(index(seq)) {
+                drop(current.take()); // close the previous segment before opening the next
+                current = Some((index(seq), open(txn, index(seq))?));
+            }
+            if let Some((_, t)) = current.as_mut() {
+                t.insert(seq, v.value()).map_err(redb_err)?;
+            }
+        }
+    }
+    txn.delete_table(LEGACY).map_err(redb_err)?;
+    Ok(true)
+}
+
+/// What the log holds: its last seq, its size (count, bytes), and its oldest segment.
+pub struct Extent {
+    pub last_seq: Option<u64>,
+    pub count: u64,
+    pub bytes: u64,
+    pub oldest: Option<u64>,
+}
+
+/// Measures the log (at open; `with_size` reads every record, for a store written
+/// before ferry kept its size accounting).
+pub fn extent(txn: &WriteTransaction, with_size: bool) -> Result<Extent, StoreError> {
+    let present = present_write(txn)?;
+    let mut out = Extent {
+        last_seq: None,
+        count: 0,
+        bytes: 0,
+        oldest: present.first().copied(),
+    };
+    for idx in &present {
+        let t = open(txn, *idx)?;
+        if let Some((k, _)) = t.last().map_err(redb_err)? {
+            out.last_seq = Some(k.value());
+        }
+        if with_size {
+            for item in t.iter().map_err(redb_err)? {
+                let (_, v) = item.map_err(redb_err)?;
+                out.bytes += retention::cost(v.value().len());
+                out.count += 1;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Reads up to `max` records destined for the upstream with mask bit `bit` with
+/// seq > `after` and <= `upto`, scanning at most `4 * max` records. Returns them and
+/// the last seq scanned.
+pub fn read_after(
+    txn: &ReadTransaction,
+    after: u64,
+    upto: u64,
+    max: usize,
+    bit: u8,
+) -> Result<(Vec<StoredEvent>, u64), StoreError> {
+    let mut out = Vec::with_capacity(max.min(1024));
+    let mut last = after;
+    let mask = 1u64 << bit;
+    let mut scanned = 0usize;
+    let budget = max.saturating_mul(4);
+    if after >= upto {
+        return Ok((out, last));
+    }
+    for idx in index(after + 1)..=index(upto) {
+        let t = match txn.open_table(def(&name(idx))) {
+            Ok(t) => t,
+            // Everything in it was deleted (acknowledged or dropped by retention).
+            Err(TableError::TableDoesNotExist(_)) => continue,
+            Err(e) => return Err(redb_err(e)),
+        };
+        for item in t.range(after + 1..=upto).map_err(redb_err)? {
+            if out.len() >= max || scanned >= budget {
+                return Ok((out, last));
+            }
+            scanned += 1;
+            let (k, v) = item.map_err(redb_err)?;
+            let seq = k.value();
+            last = seq;
+            let rec = record::decode(seq, v.value())?;
+            if rec.dests & mask != 0 {
+                out.push(rec);
+            }
+        }
+    }
+    Ok((out, last))
+}
+
+/// Records in the log, over all segments.
+pub fn len(txn: &ReadTransaction) -> Result<u64, StoreError> {
+    let mut n = 0;
+    for idx in present_read(txn)? {
+        match txn.open_table(def(&name(idx))) {
+            Ok(t) => n += t.len().map_err(redb_err)?,
+            Err(TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(redb_err(e)),
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seqs_map_to_segments_and_back() {
+        assert_eq!(index(1), 0);
+        assert_eq!(last_seq(0), SEGMENT - 1);
+        assert_eq!(index(SEGMENT - 1), 0);
+        assert_eq!(index(SEGMENT), 1);
+        assert_eq!(parse(&name(42)), Some(42));
+        assert_eq!(parse("log"), None);
+        assert_eq!(parse("logs"), None);
+    }
+}
