@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 /// A write that makes no progress for this long means the peer stopped reading.
@@ -397,7 +397,7 @@ impl Conn {
                 _ = shutdown.changed() => return Close::Shutdown,
                 _ = opened.kick.notified() => return Close::TakenOver,
                 done = first_durable(&mut self.pending), if !self.pending.is_empty() => {
-                    if let Err(close) = self.ack_front(done) {
+                    if let Err(close) = self.ack_front(done).and_then(|()| self.ack_ready()) {
                         return close;
                     }
                 }
@@ -419,6 +419,23 @@ impl Conn {
                 _ = tokio::time::sleep_until(deadline), if !keep_alive.is_zero() => return Close::KeepAlive,
             }
         }
+    }
+
+    /// Encodes every further ack that is already due, so the acks of one commit leave in
+    /// one write instead of one write each.
+    fn ack_ready(&mut self) -> Result<(), Close> {
+        while let Some(front) = self.pending.front_mut() {
+            let done = match front.durable.as_mut() {
+                None => Ok(0),
+                Some(rx) => match rx.try_recv() {
+                    Ok(result) => result,
+                    Err(oneshot::error::TryRecvError::Empty) => return Ok(()),
+                    Err(oneshot::error::TryRecvError::Closed) => Err(StoreError::Closed),
+                },
+            };
+            self.ack_front(done)?;
+        }
+        Ok(())
     }
 
     /// Sends the oldest owed ack once its event is durable.
