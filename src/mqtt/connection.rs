@@ -27,6 +27,8 @@ use tokio::time::Instant;
 
 /// A write that makes no progress for this long means the peer stopped reading.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bytes read from the socket at a time (more when a packet is larger).
+const READ_CHUNK: usize = 8 * 1024;
 
 /// Why a connection ended.
 #[derive(Debug)]
@@ -139,8 +141,8 @@ pub async fn serve(
         conn_id: ctx.hub.conn_id(),
         max_packet: ctx.config.mqtt.max_packet_size.0 as usize,
         ctx,
-        rbuf: BytesMut::with_capacity(4096),
-        wbuf: BytesMut::with_capacity(4096),
+        rbuf: BytesMut::new(),
+        wbuf: BytesMut::new(),
         protocol: Protocol::V311,
         client_max_packet: usize::MAX,
         client_receive_max: 65_535,
@@ -153,7 +155,7 @@ pub async fn serve(
     };
     let timeout = conn.ctx.config.mqtt.connect_timeout;
     let connect = tokio::select! {
-        r = tokio::time::timeout(timeout, conn.read_connect()) => match r {
+        r = tokio::time::timeout(timeout, Box::pin(conn.read_connect())) => match r {
             Ok(r) => r,
             Err(_) => Err(Close::protocol("no CONNECT within connect_timeout")),
         },
@@ -233,11 +235,18 @@ impl Conn {
             NEVER
         };
         let sessions = self.ctx.sessions.clone();
-        let mut opened = match sessions
-            .open(&client_id, connect.clean_start, expiry, self.conn_id)
-            .await
+        // Boxed, here and at `close`: these run once per connection, and unboxed their
+        // state machines (tens of KiB) would be part of every connection's task for its
+        // whole life.
+        let mut opened = match Box::pin(sessions.open(
+            &client_id,
+            connect.clean_start,
+            expiry,
+            self.conn_id,
+        ))
+        .await
         {
-            Ok(o) => o,
+            Ok(o) => Box::new(o), // off the task: it lives as long as the connection
             Err(OpenError::TooManySessions) => {
                 tracing::warn!(peer = %self.peer, %client_id, max = self.ctx.config.mqtt.max_sessions, "MQTT CONNECT refused: mqtt.max_sessions reached");
                 let code = if v5 {
@@ -245,7 +254,7 @@ impl Conn {
                 } else {
                     reason::v3::SERVER_UNAVAILABLE
                 };
-                self.refuse(code, &client_id).await;
+                Box::pin(self.refuse(code, &client_id)).await;
                 return;
             }
         };
@@ -277,7 +286,7 @@ impl Conn {
                 properties: None,
             };
             if self.send_now(&Packet::Disconnect(d)).await.is_ok() {
-                self.linger().await;
+                Box::pin(self.linger()).await;
             }
         }
         if matches!(close, Close::Protocol(..)) {
@@ -290,7 +299,7 @@ impl Conn {
             None
         };
         let expiry = opened.state.expiry;
-        sessions.close(opened, self.conn_id).await;
+        Box::pin(sessions.close(*opened, self.conn_id)).await;
         if let Some(will) = will {
             super::will::publish(self.ctx.clone(), client_id, self.conn_id, will, expiry);
         }
@@ -302,7 +311,7 @@ impl Conn {
     async fn linger(&mut self) {
         let _ = self.stream.shutdown().await;
         let drain = async {
-            let mut sink = [0u8; 4096];
+            let mut sink = vec![0u8; 4096]; // on the heap: not part of every task's state
             while let Ok(n) = self.stream.read(&mut sink).await {
                 if n == 0 {
                     break;
@@ -386,6 +395,10 @@ impl Conn {
                     Err(e) => return Close::Protocol(e.reason_code(), e.to_string()),
                 }
             }
+            if self.rbuf.is_empty() {
+                // An idle connection holds no read buffer (see `read_ready`).
+                self.rbuf = BytesMut::new();
+            }
             self.drain_local(state);
             if let Err(close) = self.flush().await {
                 return close;
@@ -411,13 +424,28 @@ impl Conn {
                         }
                     }
                 }
-                r = self.stream.read_buf(&mut self.rbuf), if can_read => match r {
-                    Ok(0) => return Close::Peer,
-                    Ok(_) => {}
-                    Err(e) => return Close::Io(e),
-                },
+                r = self.stream.readable(), if can_read => {
+                    if let Err(close) = r.map_err(Close::Io).and_then(|()| self.read_ready()) {
+                        return close;
+                    }
+                }
                 _ = tokio::time::sleep_until(deadline), if !keep_alive.is_zero() => return Close::KeepAlive,
             }
+        }
+    }
+
+    /// Reads what the socket has. The buffer is allocated only now that there is
+    /// something to read, and dropped again once everything in it was decoded: a
+    /// thousand idle connections then hold no read buffers at all.
+    fn read_ready(&mut self) -> Result<(), Close> {
+        if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
+            self.rbuf.reserve(READ_CHUNK);
+        }
+        match self.stream.try_read_buf(&mut self.rbuf) {
+            Ok(0) => Err(Close::Peer),
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
+            Err(e) => Err(Close::Io(e)),
         }
     }
 
@@ -492,7 +520,11 @@ impl Conn {
         }
         match tokio::time::timeout(WRITE_TIMEOUT, self.stream.write_all(&self.wbuf)).await {
             Ok(Ok(())) => {
-                self.wbuf.clear();
+                if self.wbuf.capacity() > 16 * READ_CHUNK {
+                    self.wbuf = BytesMut::new(); // a burst is over: give the memory back
+                } else {
+                    self.wbuf.clear();
+                }
                 Ok(())
             }
             Ok(Err(e)) => Err(Close::Io(e)),
