@@ -1,7 +1,7 @@
 //! Board profiles (`boards/*.toml`, compiled in): limits sized for one kind of gateway,
 //! selected with a top-level `board = "rpi-4"` key.
 //!
-//! A profile is a partial config file (only `[mqtt]`, `[nats]` and `[store]` limits) plus
+//! A profile is a partial config file (only `[mqtt]`, `[nats]`, `[store]` and `[limits]`) plus
 //! a `[board]` table describing the hardware and the build target. It is checked by the
 //! same rules as a user's file, then used as the base the user's file is applied on, so
 //! "explicit keys override the profile" holds key by key with no merge code of its own.
@@ -11,7 +11,7 @@ use toml::Spanned;
 
 use super::check::Checker;
 use super::errors::ConfigError;
-use super::raw::{RawConfig, RawMqtt, RawNats, RawStore};
+use super::raw::{RawConfig, RawLimits, RawMqtt, RawNats, RawStore};
 use super::types::Config;
 use super::validate;
 
@@ -47,6 +47,7 @@ struct RawBoardFile {
     mqtt: Option<Spanned<RawMqtt>>,
     nats: Option<Spanned<RawNats>>,
     store: Option<Spanned<RawStore>>,
+    limits: Option<Spanned<RawLimits>>,
 }
 
 /// Names of the built-in boards.
@@ -86,7 +87,7 @@ fn parse_board(name: &str, text: &str) -> Result<(BoardInfo, Config), ConfigErro
         log: None,
         gateway: None,
         acl: None,
-        limits: None,
+        limits: file.limits,
     };
     let mut config = validate::validate(&raw, &mut checker, &Config::default());
     if file.board.name != name {
@@ -176,6 +177,9 @@ mod tests {
             let d = Config::default();
             assert_eq!(config.mqtt.listen, d.mqtt.listen);
             assert_eq!(config.store.dir, d.store.dir);
+            // The memory budget fits well inside the board's RAM.
+            assert!(config.limits.memory.0 * 8 <= memory.0, "{name}: limits.memory");
+            assert!(config.limits.memory.0 >= 16 << 20, "{name}: limits.memory");
             // A profile never weakens durability: a PUBACK still means "on disk".
             assert_eq!(config.store.fsync, d.store.fsync, "{name}: fsync");
             assert!(config.upstream.is_empty() && config.forward.is_empty());
