@@ -103,6 +103,9 @@ pub struct UpstreamMetrics {
     pub connect_failures: Counter,
     pub cursor: Gauge,
     pub backlog_events: Gauge,
+    /// Bytes of that backlog, estimated as events x the mean stored record size (exact
+    /// per-upstream bytes would mean reading the whole backlog).
+    pub backlog_bytes: Gauge,
     /// Events the upstream refused (MQTT 5 PUBACK failure code); not resent.
     pub refused: Counter,
     /// Age of the oldest event still owed to the upstream.
@@ -355,6 +358,11 @@ impl Metrics {
                 "Stored events not yet acknowledged by the upstream.",
                 "gauge",
             ),
+            (
+                "ferry_upstream_backlog_bytes",
+                "Bytes of the stored events not yet acknowledged by the upstream (events x mean stored record size).",
+                "gauge",
+            ),
         ] {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for m in list.iter() {
@@ -363,6 +371,7 @@ impl Metrics {
                     "ferry_upstream_forwarded_total" => m.forwarded.get() as i64,
                     "ferry_upstream_connect_failures_total" => m.connect_failures.get() as i64,
                     "ferry_upstream_cursor" => m.cursor.get(),
+                    "ferry_upstream_backlog_bytes" => m.backlog_bytes.get(),
                     _ => m.backlog_events.get(),
                 };
                 let _ = writeln!(s, "{name}{{upstream=\"{}\"}} {v}", m.name);

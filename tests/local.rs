@@ -3,7 +3,7 @@
 mod common;
 
 use common::upstream::{Device, wait_for};
-use common::{Ferry, base_config};
+use common::{Ferry, base_config, forward_config, free_port};
 use rumqttc::QoS;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -285,11 +285,8 @@ fn invalid_config_is_reported_with_file_line_and_column() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("listen = \"0.0.0.0:1883\""));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_and_health_endpoints() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = base_config(dir.path()) + "[metrics]\nlisten = \"127.0.0.1:0\"\n";
-    let ferry = Ferry::start(dir.path(), &config);
+/// The address the metrics endpoint reported in the log.
+fn metrics_addr(ferry: &Ferry) -> std::net::SocketAddr {
     ferry.wait_log(&["metrics endpoint ready"], Duration::from_secs(10));
     let line = ferry
         .log_text()
@@ -297,24 +294,79 @@ async fn metrics_and_health_endpoints() {
         .find(|l| l.contains("metrics endpoint ready"))
         .unwrap()
         .to_string();
-    let addr: std::net::SocketAddr = line[line.find("addr=").unwrap() + 5..]
+    line[line.find("addr=").unwrap() + 5..]
         .split_whitespace()
         .next()
         .unwrap()
         .parse()
+        .unwrap()
+}
+
+fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
         .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// The value of the first series of `name` in a Prometheus text page.
+fn metric(page: &str, name: &str) -> Option<i64> {
+    page.lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// With the upstream down, the backlog gauges show what it is owed: events, and bytes
+/// as events x the mean stored record size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backlog_gauges_while_the_upstream_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let dead = free_port();
+    let config =
+        base_config(dir.path()) + &forward_config(dead) + "[metrics]\nlisten = \"127.0.0.1:0\"\n";
+    let ferry = Ferry::start(dir.path(), &config);
+    let addr = metrics_addr(&ferry);
+    let publisher = Device::connect(ferry.mqtt, "backlog-pub").await;
+    publisher
+        .publish_acked(7, |i| format!("sensors/{i}"), Duration::from_secs(10))
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let page = loop {
+        let page = tokio::task::spawn_blocking(move || http_get(addr, "/metrics"))
+            .await
+            .unwrap();
+        if metric(&page, "ferry_upstream_backlog_events{upstream=\"cloud\"}") == Some(7) {
+            break page;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no backlog of 7 in:\n{page}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let stored = metric(&page, "ferry_store_bytes").unwrap();
+    assert_eq!(metric(&page, "ferry_store_events"), Some(7));
+    assert!(stored > 7 * 8, "{page}");
+    assert_eq!(
+        metric(&page, "ferry_upstream_backlog_bytes{upstream=\"cloud\"}"),
+        Some(stored / 7 * 7)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_health_endpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = base_config(dir.path()) + "[metrics]\nlisten = \"127.0.0.1:0\"\n";
+    let ferry = Ferry::start(dir.path(), &config);
+    let addr = metrics_addr(&ferry);
     let publisher = Device::connect(ferry.mqtt, "metrics-pub").await;
     publisher
         .publish_acked(3, |_| "m/x".into(), Duration::from_secs(10))
         .await;
-    let get = move |path: &'static str| {
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-            .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    };
+    let get = move |path: &'static str| http_get(addr, path);
     let health = tokio::task::spawn_blocking(move || get("/health"))
         .await
         .unwrap();

@@ -178,7 +178,10 @@ mod tests {
             assert_eq!(config.mqtt.listen, d.mqtt.listen);
             assert_eq!(config.store.dir, d.store.dir);
             // The memory budget fits well inside the board's RAM.
-            assert!(config.limits.memory.0 * 8 <= memory.0, "{name}: limits.memory");
+            assert!(
+                config.limits.memory.0 * 8 <= memory.0,
+                "{name}: limits.memory"
+            );
             assert!(config.limits.memory.0 >= 16 << 20, "{name}: limits.memory");
             // A profile never weakens durability: a PUBACK still means "on disk".
             assert_eq!(config.store.fsync, d.store.fsync, "{name}: fsync");

@@ -65,9 +65,7 @@ impl Link {
                     self.metrics.connect_failures.inc();
                     // Keep the backlog figure current while the link is down.
                     let committed = *self.store.committed().borrow();
-                    self.metrics
-                        .backlog_events
-                        .set(committed.saturating_sub(persisted) as i64);
+                    self.set_backlog(committed.saturating_sub(persisted));
                     let delay = backoff.next_delay();
                     if was_up {
                         tracing::warn!(upstream = %self.config.name, url = %self.config.url, %reason, retry_in = ?delay, "upstream down");
@@ -176,13 +174,19 @@ impl Link {
                 _ = flush.tick() => {
                     self.persist(window.cursor(), persisted).await;
                     let backlog = committed.borrow().saturating_sub(*persisted);
-                    self.metrics.backlog_events.set(backlog as i64);
+                    self.set_backlog(backlog);
                 }
                 _ = age_tick.tick() => self.measure_oldest(window.cursor()).await,
                 _ = tokio::time::sleep(throttle.unwrap_or_default()), if throttle.is_some() => {}
                 _ = std::future::ready(()), if more && throttle.is_none() => {}
             }
         }
+    }
+
+    fn set_backlog(&self, events: u64) {
+        self.metrics.backlog_events.set(events as i64);
+        let bytes = events.saturating_mul(self.store.mean_record_bytes());
+        self.metrics.backlog_bytes.set(bytes as i64);
     }
 
     /// Age of the oldest event still owed to this upstream (0 when none is).

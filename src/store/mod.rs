@@ -230,6 +230,13 @@ impl Store {
             .map_err(|_| StoreError::Closed)
     }
 
+    /// Mean bytes of a stored record (in the size accounting), 0 when the store is empty.
+    pub fn mean_record_bytes(&self) -> u64 {
+        let events = self.metrics.store_events.get().max(0) as u64;
+        let bytes = self.metrics.store_bytes.get().max(0) as u64;
+        bytes.checked_div(events).unwrap_or(0)
+    }
+
     /// Seq of the last committed record (0 when none ever was).
     pub fn committed(&self) -> watch::Receiver<u64> {
         self.committed.clone()
