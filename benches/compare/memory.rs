@@ -20,6 +20,12 @@ use tokio::net::TcpStream;
 
 const IDLE_CONNECTIONS: usize = 1000;
 
+/// The default `[limits] memory`, in MiB (the benchmark's ferry runs with it).
+const BUDGET_MIB: f64 = 32.0;
+/// What ferry needs beyond the budget: code, runtime, allocator slack (the README states
+/// this as the bound: RSS <= limits.memory + 16 MiB).
+const BASELINE_MIB: f64 = 16.0;
+
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
@@ -199,6 +205,20 @@ pub async fn run(scale: &Scale, dir: &Path) -> Result<Vec<Row>> {
         "ferry VmHWM {:.1} MiB after the drain",
         mib(f_after.hwm_kib)
     ));
+    out.push(
+        Row::new(
+            "memory",
+            "peak RSS (VmHWM) over filling and draining the backlog, against the bound",
+            "MiB",
+            Better::Lower,
+        )
+        .ferry(mib(f_after.hwm_kib))
+        .peer(
+            "bound: [limits] memory (32 MiB default) + 16 MiB baseline",
+            Some(BUDGET_MIB + BASELINE_MIB),
+        )
+        .bound(1.0),
+    );
     match drained {
         Ok(()) => drain_row = drain_row.ferry(drain_s),
         Err(_) => {

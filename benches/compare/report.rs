@@ -20,6 +20,7 @@ pub struct Row {
     pub peer: Option<f64>,
     /// Minimum ferry/peer ratio the issue asks for (for `Better::Higher` figures).
     pub target: Option<f64>,
+    pub bound: Option<f64>,
     pub note: String,
 }
 
@@ -39,6 +40,7 @@ impl Row {
             peer_name: "",
             peer: None,
             target: None,
+            bound: None,
             note: String::new(),
         }
     }
@@ -56,6 +58,12 @@ impl Row {
 
     pub fn target(mut self, min_ratio: f64) -> Row {
         self.target = Some(min_ratio);
+        self
+    }
+
+    /// A bound rather than a goal: met while ferry / peer stays at or under `max_ratio`.
+    pub fn bound(mut self, max_ratio: f64) -> Row {
+        self.bound = Some(max_ratio);
         self
     }
 
@@ -105,7 +113,12 @@ pub fn table(rows: &[Row]) -> String {
             (Some(t), Some(x)) if x >= t => format!(">= {t:.2}x: **met**"),
             (Some(t), Some(_)) => format!(">= {t:.2}x: **NOT met**"),
             (Some(t), None) => format!(">= {t:.2}x: not measured"),
-            (None, _) => String::new(),
+            (None, _) => match (r.bound, ratio) {
+                (Some(b), Some(x)) if x <= b => format!("<= {b:.2}x: **met**"),
+                (Some(b), Some(_)) => format!("<= {b:.2}x: **NOT met**"),
+                (Some(b), None) => format!("<= {b:.2}x: not measured"),
+                (None, _) => String::new(),
+            },
         };
         let mut metric = format!("{} {arrow}", r.metric);
         if !r.note.is_empty() {
