@@ -13,6 +13,14 @@ use rumqttc::QoS;
 use std::path::Path;
 use std::time::Duration;
 
+/// Throughput runs per broker and figure.
+const ROUNDS: usize = 3;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
 /// Pace of the latency runs.
 const LATENCY_PACE: Duration = Duration::from_millis(1);
 
@@ -73,7 +81,7 @@ async fn one_run(
 }
 
 /// Throughput (first publish to last delivery) and latency of `proto` on ferry and on
-/// the peer. Throughput runs `first` then the other; latency runs in four quarters,
+/// the peer. Throughput is the median of [`ROUNDS`] runs each; latency runs in four quarters,
 /// first-other-other-first, so that a burst of load from elsewhere on the machine does
 /// not land on one broker only.
 async fn compare(
@@ -91,21 +99,33 @@ async fn compare(
     } else {
         [false, true, true, false]
     };
-    for is_ferry in &order[..2] {
-        let (port, fig) = if *is_ferry {
-            (ferry, &mut f)
+    // Throughput: ROUNDS rounds, alternating which goes first; the median rate counts,
+    // so one burst of load from elsewhere on the machine does not decide the ratio.
+    let (mut f_rates, mut p_rates) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let pair = if round % 2 == 0 {
+            &order[..2]
         } else {
-            (peer, &mut p)
+            &order[2..]
         };
-        let (t, start) = one_run(proto, port, size, n, None).await?;
-        let (_, last) = t.first_last_ns();
-        fig.delivered = t.count();
-        fig.sent = n;
-        fig.rate = payload::rate(
-            fig.delivered,
-            Duration::from_nanos(last.saturating_sub(start)),
-        );
+        for is_ferry in pair {
+            let (port, fig, rates) = if *is_ferry {
+                (ferry, &mut f, &mut f_rates)
+            } else {
+                (peer, &mut p, &mut p_rates)
+            };
+            let (t, start) = one_run(proto, port, size, n, None).await?;
+            let (_, last) = t.first_last_ns();
+            fig.delivered += t.count();
+            fig.sent += n;
+            rates.push(payload::rate(
+                t.count(),
+                Duration::from_nanos(last.saturating_sub(start)),
+            ));
+        }
     }
+    f.rate = median(f_rates);
+    p.rate = median(p_rates);
     for is_ferry in order {
         let (port, fig) = if is_ferry {
             (ferry, &mut f)
@@ -128,7 +148,7 @@ fn loss_note(f: &Figures, peer: &Figures, peer_name: &str) -> String {
     for (who, x) in [("ferry", f), (peer_name, peer)] {
         if x.delivered < x.sent {
             parts.push(format!(
-                "{who} delivered {} of {} (rest dropped as slow-subscriber overflow)",
+                "{who} delivered {} of {} in the throughput runs (rest dropped as slow-subscriber overflow)",
                 x.delivered, x.sent
             ));
         }
