@@ -17,6 +17,8 @@ mod drain;
 mod durable;
 #[path = "compare/memory.rs"]
 mod memory;
+#[path = "compare/mqtt5_load.rs"]
+mod mqtt5_load;
 #[path = "compare/mqtt_load.rs"]
 mod mqtt_load;
 #[path = "compare/nats_load.rs"]
