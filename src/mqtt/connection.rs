@@ -8,13 +8,12 @@
 //! connection stops reading its socket (MQTT 5 clients are told the limit as Receive
 //! Maximum and are disconnected with 0x93 if they exceed it).
 
+use super::acks::{PendingAck, first_durable};
 use super::codec::{self, Packet, Protocol, PubAck, reason};
 use super::listener::MqttCtx;
 use super::session::{NEVER, SessionState};
 use super::sessions::{OpenError, Opened};
-use crate::broker::Durable;
 use crate::router::Delivery;
-use crate::store::StoreError;
 use bytes::BytesMut;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -22,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// A write that makes no progress for this long means the peer stopped reading.
@@ -86,20 +85,6 @@ impl Close {
             _ => None,
         }
     }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum AckKind {
-    PubAck,
-    PubRec,
-}
-
-/// An ack owed to the client, in the order its PUBLISHes arrived (MQTT 4.6).
-pub(super) struct PendingAck {
-    pub kind: AckKind,
-    pub pkid: u16,
-    pub reason: u8,
-    pub durable: Option<Durable>,
 }
 
 /// Per-connection state (the session's own state lives in [`SessionState`]).
@@ -449,60 +434,6 @@ impl Conn {
         }
     }
 
-    /// Encodes every further ack that is already due, so the acks of one commit leave in
-    /// one write instead of one write each.
-    fn ack_ready(&mut self) -> Result<(), Close> {
-        while let Some(front) = self.pending.front_mut() {
-            let done = match front.durable.as_mut() {
-                None => Ok(0),
-                Some(rx) => match rx.try_recv() {
-                    Ok(result) => result,
-                    Err(oneshot::error::TryRecvError::Empty) => return Ok(()),
-                    Err(oneshot::error::TryRecvError::Closed) => Err(StoreError::Closed),
-                },
-            };
-            self.ack_front(done)?;
-        }
-        Ok(())
-    }
-
-    /// Sends the oldest owed ack once its event is durable.
-    fn ack_front(&mut self, done: Result<u64, StoreError>) -> Result<(), Close> {
-        let Some(ack) = self.pending.pop_front() else {
-            return Ok(());
-        };
-        let reason = match done {
-            Ok(_) => ack.reason,
-            Err(StoreError::Full) if self.protocol.is_v5() => {
-                tracing::debug!(peer = %self.peer, "event refused: store full");
-                reason::QUOTA_EXCEEDED
-            }
-            // MQTT 5 can say so; a 3.1.1 client only learns by losing the connection, and
-            // then resends the unacknowledged publish.
-            Err(e) if self.protocol.is_v5() => {
-                tracing::warn!(peer = %self.peer, error = %e, "event not stored");
-                reason::UNSPECIFIED_ERROR
-            }
-            Err(e) => {
-                return Err(Close::Protocol(
-                    reason::UNSPECIFIED_ERROR,
-                    format!("event not stored ({e}); closing so the client retries"),
-                ));
-            }
-        };
-        let a = PubAck {
-            pkid: ack.pkid,
-            reason,
-            properties: None,
-        };
-        let packet = match ack.kind {
-            AckKind::PubAck => Packet::PubAck(a),
-            AckKind::PubRec => Packet::PubRec(a),
-        };
-        self.encode(&packet);
-        Ok(())
-    }
-
     pub(super) fn encode(&mut self, packet: &Packet) {
         if let Err(e) = codec::encode(packet, self.protocol, &mut self.wbuf) {
             tracing::warn!(peer = %self.peer, error = %e, "cannot encode packet; skipped");
@@ -530,16 +461,5 @@ impl Conn {
             Ok(Err(e)) => Err(Close::Io(e)),
             Err(_) => Err(Close::protocol("client stopped reading (write timeout)")),
         }
-    }
-}
-
-/// Resolves when the oldest owed ack may be sent: at once if it needed no commit.
-async fn first_durable(pending: &mut VecDeque<PendingAck>) -> Result<u64, StoreError> {
-    match pending.front_mut().and_then(|p| p.durable.as_mut()) {
-        Some(rx) => match rx.await {
-            Ok(result) => result,
-            Err(_) => Err(StoreError::Closed),
-        },
-        None => Ok(0),
     }
 }

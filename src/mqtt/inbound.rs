@@ -1,7 +1,8 @@
 //! What the client sends, after CONNECT: publishes, subscriptions, acks, DISCONNECT.
 
+use super::acks::{AckKind, PendingAck};
 use super::codec::{self, Packet, PubAck, Publish, reason};
-use super::connection::{AckKind, Close, Conn, PendingAck};
+use super::connection::{Close, Conn};
 use super::session::{SessionState, SubOptions};
 use super::sessions;
 use crate::event::{Event, Origin, now_ms};

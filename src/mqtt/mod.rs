@@ -1,6 +1,7 @@
 //! The MQTT listener: codec (bytes <-> packets), session state, the sessions registry,
 //! and the connection (the I/O loop that ties them to the hub).
 
+mod acks;
 pub mod codec;
 mod connection;
 mod inbound;

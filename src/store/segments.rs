@@ -40,7 +40,7 @@ pub fn last_seq(idx: u64) -> u64 {
         .saturating_sub(1)
 }
 
-pub fn name(idx: u64) -> String {
+fn name(idx: u64) -> String {
     format!("{PREFIX}{idx:013}")
 }
 
@@ -48,7 +48,7 @@ fn parse(name: &str) -> Option<u64> {
     name.strip_prefix(PREFIX)?.parse().ok()
 }
 
-pub fn def(name: &str) -> TableDefinition<'_, u64, &'static [u8]> {
+fn def(name: &str) -> TableDefinition<'_, u64, &'static [u8]> {
     TableDefinition::new(name)
 }
 
@@ -60,8 +60,8 @@ pub fn open(
     txn.open_table(def(&name(idx))).map_err(redb_err)
 }
 
-/// Segment indices present, ascending.
-pub fn present_write(txn: &WriteTransaction) -> Result<Vec<u64>, StoreError> {
+/// Segment indices present, ascending (in a write or a read transaction).
+fn present_write(txn: &WriteTransaction) -> Result<Vec<u64>, StoreError> {
     Ok(indices(txn.list_tables().map_err(redb_err)?))
 }
 
@@ -75,24 +75,47 @@ fn indices(tables: impl Iterator<Item = impl TableHandle>) -> Vec<u64> {
     v
 }
 
+/// Records and accounted bytes in one segment table.
+fn size(t: &impl ReadableTable<u64, &'static [u8]>) -> Result<(u64, u64), StoreError> {
+    let (mut count, mut bytes) = (0u64, 0u64);
+    for item in t.iter().map_err(redb_err)? {
+        let (_, v) = item.map_err(redb_err)?;
+        bytes += retention::cost(v.value().len());
+        count += 1;
+    }
+    Ok((count, bytes))
+}
+
 /// Deletes segment `idx` whole; returns the records and bytes it held (for the
 /// accounting), or zeros when it did not exist.
 pub fn delete(txn: &WriteTransaction, idx: u64) -> Result<(u64, u64), StoreError> {
-    let n = name(idx);
-    let (count, bytes) = {
-        let t = match txn.open_table(def(&n)) {
-            Ok(t) => t,
-            Err(e) => return Err(redb_err(e)),
-        };
-        let mut bytes = 0u64;
-        for item in t.iter().map_err(redb_err)? {
-            let (_, v) = item.map_err(redb_err)?;
-            bytes += retention::cost(v.value().len());
+    let held = size(&open(txn, idx)?)?;
+    txn.delete_table(def(&name(idx))).map_err(redb_err)?;
+    Ok(held)
+}
+
+/// Inserts records in increasing seq order, keeping one segment table open at a time
+/// (redb refuses to open a table twice in a transaction).
+pub struct Appender<'t> {
+    txn: &'t WriteTransaction,
+    current: Option<(u64, redb::Table<'t, u64, &'static [u8]>)>,
+}
+
+impl<'t> Appender<'t> {
+    pub fn new(txn: &'t WriteTransaction) -> Appender<'t> {
+        Appender { txn, current: None }
+    }
+
+    pub fn insert(&mut self, seq: u64, record: &[u8]) -> Result<(), StoreError> {
+        if self.current.as_ref().map(|(i, _)| *i) != Some(index(seq)) {
+            drop(self.current.take());
+            self.current = Some((index(seq), open(self.txn, index(seq))?));
         }
-        (t.len().map_err(redb_err)?, bytes)
-    };
-    txn.delete_table(def(&n)).map_err(redb_err)?;
-    Ok((count, bytes))
+        if let Some((_, t)) = self.current.as_mut() {
+            t.insert(seq, record).map_err(redb_err)?;
+        }
+        Ok(())
+    }
 }
 
 /// Moves the records of a pre-segment store into segments (once, at open). Returns
@@ -107,17 +130,10 @@ pub fn migrate_legacy(txn: &WriteTransaction) -> Result<bool, StoreError> {
     }
     {
         let legacy = txn.open_table(LEGACY).map_err(redb_err)?;
-        let mut current: Option<(u64, redb::Table<'_, u64, &'static [u8]>)> = None;
+        let mut segments = Appender::new(txn);
         for item in legacy.iter().map_err(redb_err)? {
             let (k, v) = item.map_err(redb_err)?;
-            let seq = k.value();
-            if current.as_ref().map(|(i, _)| *i) != Some(index(seq)) {
-                drop(current.take()); // close the previous segment before opening the next
-                current = Some((index(seq), open(txn, index(seq))?));
-            }
-            if let Some((_, t)) = current.as_mut() {
-                t.insert(seq, v.value()).map_err(redb_err)?;
-            }
+            segments.insert(k.value(), v.value())?;
         }
     }
     txn.delete_table(LEGACY).map_err(redb_err)?;
@@ -148,11 +164,9 @@ pub fn extent(txn: &WriteTransaction, with_size: bool) -> Result<Extent, StoreEr
             out.last_seq = Some(k.value());
         }
         if with_size {
-            for item in t.iter().map_err(redb_err)? {
-                let (_, v) = item.map_err(redb_err)?;
-                out.bytes += retention::cost(v.value().len());
-                out.count += 1;
-            }
+            let (count, bytes) = size(&t)?;
+            out.count += count;
+            out.bytes += bytes;
         }
     }
     Ok(out)

@@ -148,8 +148,7 @@ fn each_oldest(
         if !empty {
             return Ok(());
         }
-        txn.delete_table(segments::def(&segments::name(idx)))
-            .map_err(redb_err)?;
+        segments::delete(txn, idx)?;
         front.oldest = (idx + 1).min(index(next_seq));
         if done {
             return Ok(());

@@ -9,7 +9,7 @@
 
 use super::db::DbSlot;
 use super::retention::{self, Dropped};
-use super::segments::{self, index};
+use super::segments;
 use super::trim::{self, Front};
 use super::{CURSORS, META, StoreError, UpstreamSlot, record};
 use crate::config::{Fsync, OnFull};
@@ -314,7 +314,7 @@ impl Writer {
                 live = live.saturating_sub(out.dropped_full.bytes);
                 count = count.saturating_sub(out.dropped_full.count);
             }
-            let mut segment: Option<(u64, redb::Table<'_, u64, &'static [u8]>)> = None;
+            let mut log = segments::Appender::new(&txn);
             for buf in &encoded {
                 let c = retention::cost(buf.len());
                 if live + c > self.limits.max_bytes {
@@ -322,19 +322,13 @@ impl Writer {
                     out.results.push(Err(StoreError::Full));
                     continue;
                 }
-                if segment.as_ref().map(|(i, _)| *i) != Some(index(seq)) {
-                    drop(segment.take()); // one table open at a time
-                    segment = Some((index(seq), segments::open(&txn, index(seq))?));
-                }
-                if let Some((_, log)) = segment.as_mut() {
-                    log.insert(seq, buf.as_slice()).map_err(super::redb_err)?;
-                }
+                log.insert(seq, buf)?;
                 out.results.push(Ok(seq));
                 live += c;
                 count += 1;
                 seq += 1;
             }
-            drop(segment);
+            drop(log);
             for c in batch {
                 if let Command::State(change) = c {
                     super::state::apply(&txn, change, &mut Vec::new())?;

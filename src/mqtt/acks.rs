@@ -1,0 +1,91 @@
+//! Acknowledging the client's QoS 1 and 2 publishes: in the order they arrived (MQTT 4.6),
+//! each once its event is durable when a forwarding rule stored it, and all those of one
+//! store commit in one write.
+
+use super::codec::{Packet, PubAck, reason};
+use super::connection::{Close, Conn};
+use crate::broker::Durable;
+use crate::store::StoreError;
+use std::collections::VecDeque;
+use tokio::sync::oneshot;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum AckKind {
+    PubAck,
+    PubRec,
+}
+
+/// An ack owed to the client, in the order its PUBLISHes arrived (MQTT 4.6).
+pub(super) struct PendingAck {
+    pub kind: AckKind,
+    pub pkid: u16,
+    pub reason: u8,
+    pub durable: Option<Durable>,
+}
+
+impl Conn {
+    /// Encodes every further ack that is already due, so the acks of one commit leave in
+    /// one write instead of one write each.
+    pub(super) fn ack_ready(&mut self) -> Result<(), Close> {
+        while let Some(front) = self.pending.front_mut() {
+            let done = match front.durable.as_mut() {
+                None => Ok(0),
+                Some(rx) => match rx.try_recv() {
+                    Ok(result) => result,
+                    Err(oneshot::error::TryRecvError::Empty) => return Ok(()),
+                    Err(oneshot::error::TryRecvError::Closed) => Err(StoreError::Closed),
+                },
+            };
+            self.ack_front(done)?;
+        }
+        Ok(())
+    }
+
+    /// Sends the oldest owed ack once its event is durable.
+    pub(super) fn ack_front(&mut self, done: Result<u64, StoreError>) -> Result<(), Close> {
+        let Some(ack) = self.pending.pop_front() else {
+            return Ok(());
+        };
+        let reason = match done {
+            Ok(_) => ack.reason,
+            Err(StoreError::Full) if self.protocol.is_v5() => {
+                tracing::debug!(peer = %self.peer, "event refused: store full");
+                reason::QUOTA_EXCEEDED
+            }
+            // MQTT 5 can say so; a 3.1.1 client only learns by losing the connection, and
+            // then resends the unacknowledged publish.
+            Err(e) if self.protocol.is_v5() => {
+                tracing::warn!(peer = %self.peer, error = %e, "event not stored");
+                reason::UNSPECIFIED_ERROR
+            }
+            Err(e) => {
+                return Err(Close::Protocol(
+                    reason::UNSPECIFIED_ERROR,
+                    format!("event not stored ({e}); closing so the client retries"),
+                ));
+            }
+        };
+        let a = PubAck {
+            pkid: ack.pkid,
+            reason,
+            properties: None,
+        };
+        let packet = match ack.kind {
+            AckKind::PubAck => Packet::PubAck(a),
+            AckKind::PubRec => Packet::PubRec(a),
+        };
+        self.encode(&packet);
+        Ok(())
+    }
+}
+
+/// Resolves when the oldest owed ack may be sent: at once if it needed no commit.
+pub(super) async fn first_durable(pending: &mut VecDeque<PendingAck>) -> Result<u64, StoreError> {
+    match pending.front_mut().and_then(|p| p.durable.as_mut()) {
+        Some(rx) => match rx.await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Closed),
+        },
+        None => Ok(0),
+    }
+}
