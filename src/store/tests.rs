@@ -25,6 +25,17 @@ fn limited(max_bytes: u64, on_full: crate::config::OnFull) -> StoreOptions {
     o
 }
 
+/// Appends `event` for `dests` and waits for its commit; returns its seq.
+pub(super) async fn stored(store: &Store, event: Arc<Event>, dests: u64) -> u64 {
+    store
+        .append(event, dests)
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 pub(super) async fn close(store: Store, join: WriterJoin) {
     store.close().await;
     drop(store);
@@ -54,13 +65,7 @@ async fn drop_oldest_keeps_the_newest_and_counts_per_upstream() {
     )
     .unwrap();
     for i in 0..25u32 {
-        store
-            .append(ev(i), 1)
-            .await
-            .unwrap()
-            .await
-            .unwrap()
-            .unwrap();
+        stored(&store, ev(i), 1).await;
     }
     assert_eq!(store.len().unwrap(), 10);
     let s = store.clone();
@@ -114,16 +119,7 @@ async fn reject_new_refuses_and_keeps_what_is_stored() {
     // Once the upstream acks, there is room again: acknowledged records are deleted
     // before anything is refused.
     store.advance_cursor(0, 5).await.unwrap();
-    assert_eq!(
-        store
-            .append(ev(100), 1)
-            .await
-            .unwrap()
-            .await
-            .unwrap()
-            .unwrap(),
-        11
-    );
+    assert_eq!(stored(&store, ev(100), 1).await, 11);
     assert_eq!(store.len().unwrap(), 6);
     assert_eq!(metrics.store_rejected.get(), 2);
     close(store, join).await;
@@ -148,21 +144,9 @@ async fn max_age_drops_old_events() {
             .unwrap()
             .unwrap();
     }
-    store
-        .append(ev(3), 1)
-        .await
-        .unwrap()
-        .await
-        .unwrap()
-        .unwrap();
+    stored(&store, ev(3), 1).await;
     // The old ones go in the next commit's retention pass.
-    store
-        .append(ev(4), 1)
-        .await
-        .unwrap()
-        .await
-        .unwrap()
-        .unwrap();
+    stored(&store, ev(4), 1).await;
     assert_eq!(store.len().unwrap(), 2);
     assert_eq!(metrics.upstream("a").dropped_age.get(), 3);
     close(store, join).await;
@@ -219,21 +203,9 @@ async fn append_read_cursor_delete_and_reopen() {
     // nothing is left), not at every cursor move.
     store.advance_cursor(0, 50).await.unwrap();
     store.advance_cursor(1, 30).await.unwrap();
-    let append = |i| {
-        let store = store.clone();
-        async move {
-            store
-                .append(ev(i), 1 << ba)
-                .await
-                .unwrap()
-                .await
-                .unwrap()
-                .unwrap()
-        }
-    };
-    append(999).await;
+    stored(&store, ev(999), 1 << ba).await;
     assert_eq!(store.len().unwrap(), 101);
-    append(998).await;
+    stored(&store, ev(998), 1 << ba).await;
     assert_eq!(store.len().unwrap(), 102);
     store.close().await;
     drop(store);
@@ -248,13 +220,7 @@ async fn append_read_cursor_delete_and_reopen() {
     let cur: Vec<u64> = store.upstreams().iter().map(|u| u.cursor).collect();
     assert_eq!(cur, vec![50, 30, 102]);
     assert_eq!(store.upstreams()[1].bit, bb);
-    let seq = store
-        .append(ev(1000), 1)
-        .await
-        .unwrap()
-        .await
-        .unwrap()
-        .unwrap();
+    let seq = stored(&store, ev(1000), 1).await;
     assert_eq!(seq, 103);
     store.close().await;
     drop(store);
@@ -270,13 +236,7 @@ async fn seqs_are_never_reused_after_everything_is_deleted() {
     let (store, join) =
         Store::open(dir.path(), &names, opts(), Arc::new(Metrics::default())).unwrap();
     for i in 0..5 {
-        store
-            .append(ev(i), 1)
-            .await
-            .unwrap()
-            .await
-            .unwrap()
-            .unwrap();
+        stored(&store, ev(i), 1).await;
     }
     store.advance_cursor(0, 5).await.unwrap();
     store.close().await;
@@ -288,16 +248,7 @@ async fn seqs_are_never_reused_after_everything_is_deleted() {
         Store::open(dir.path(), &names, opts(), Arc::new(Metrics::default())).unwrap();
     assert_eq!(store.len().unwrap(), 0);
     assert_eq!(store.upstreams()[0].cursor, 5);
-    assert_eq!(
-        store
-            .append(ev(9), 1)
-            .await
-            .unwrap()
-            .await
-            .unwrap()
-            .unwrap(),
-        6
-    );
+    assert_eq!(stored(&store, ev(9), 1).await, 6);
     store.close().await;
     drop(store);
     tokio::task::spawn_blocking(move || join.join())
@@ -314,13 +265,7 @@ async fn an_older_store_without_accounting_opens() {
     let metrics = Arc::new(Metrics::default());
     let (store, join) = Store::open(dir.path(), &names, opts(), metrics.clone()).unwrap();
     for i in 0..7u32 {
-        store
-            .append(ev(i), 1)
-            .await
-            .unwrap()
-            .await
-            .unwrap()
-            .unwrap();
+        stored(&store, ev(i), 1).await;
     }
     close(store, join).await;
     {
@@ -337,15 +282,6 @@ async fn an_older_store_without_accounting_opens() {
     let (store, join) = Store::open(dir.path(), &names, opts(), metrics.clone()).unwrap();
     assert_eq!(metrics.store_events.get(), 7);
     assert_eq!(metrics.store_bytes.get() as u64, 7 * cost_of_ev());
-    assert_eq!(
-        store
-            .append(ev(7), 1)
-            .await
-            .unwrap()
-            .await
-            .unwrap()
-            .unwrap(),
-        8
-    );
+    assert_eq!(stored(&store, ev(7), 1).await, 8);
     close(store, join).await;
 }
