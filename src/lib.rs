@@ -7,7 +7,6 @@
 //! and [`store`] (group-committed log) -> [`forward`] (upstream links).
 //! docs/ARCHITECTURE.md describes it and its invariants.
 
-pub mod acl;
 pub mod broker;
 pub mod budget;
 pub mod config;
@@ -16,7 +15,9 @@ pub mod forward;
 pub mod metrics;
 pub mod mqtt;
 pub mod nats;
+pub mod policy;
 pub mod router;
 pub mod service;
 pub mod store;
 pub mod topic;
+pub mod transport;

@@ -5,7 +5,6 @@ use ferry::config::{self, Config};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use tracing_subscriber::EnvFilter;
 
 /// How long a graceful shutdown may take before ferry exits anyway. Everything acked is
 /// already durable, so cutting it short loses nothing that was promised.
@@ -61,8 +60,18 @@ fn main() -> ExitCode {
 fn check(file: &std::path::Path) -> ExitCode {
     match config::load(file) {
         Ok(cfg) => {
-            println!("# {}: ok. Effective configuration:", file.display());
-            print!("{}", cfg.to_toml());
+            let problems = ferry::policy::check_files(&cfg);
+            if !problems.is_empty() {
+                for p in problems {
+                    eprintln!("{}: {p}", file.display());
+                }
+                return ExitCode::from(2);
+            }
+            println!(
+                "# {}: ok. Effective configuration (secrets masked):",
+                file.display()
+            );
+            print!("{}", cfg.to_toml_masked());
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -89,14 +98,19 @@ fn run(path: Option<PathBuf>) -> ExitCode {
         },
         None => Config::default(),
     };
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&cfg.log.level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let problems = ferry::policy::check_files(&cfg);
+    if !problems.is_empty() {
+        let origin = path.as_ref().map(|p| p.display().to_string());
+        for p in problems {
+            match &origin {
+                Some(o) => eprintln!("{o}: {p}"),
+                None => eprintln!("ferry: {p}"),
+            }
+        }
+        return ExitCode::from(2);
+    }
+    init_logging(&cfg.log.level);
+    warn_if_readable(path.as_deref(), &cfg);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -132,6 +146,42 @@ fn run(path: Option<PathBuf>) -> ExitCode {
         tracing::info!("ferry stopped");
         ExitCode::SUCCESS
     })
+}
+
+/// Logs to stderr at `[log] level`, or RUST_LOG when set. `Targets` rather than
+/// `EnvFilter`: the same `level,target=level` directives without the regex engine
+/// (about 250 KiB of the binary).
+fn init_logging(level: &str) {
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+    let from_env = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<Targets>().ok());
+    let filter = from_env
+        .or_else(|| level.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .init();
+}
+
+/// Secrets in files others can read are not secrets: say so at start.
+fn warn_if_readable(config: Option<&std::path::Path>, cfg: &Config) {
+    let secret_config =
+        cfg.upstream.iter().any(|u| u.password.is_some()) || cfg.auth.nats_token.is_some();
+    let files = config
+        .filter(|_| secret_config)
+        .into_iter()
+        .chain(cfg.auth.password_file.as_deref())
+        .chain(cfg.tls.key_file.as_deref());
+    for f in files {
+        if ferry::policy::readable_by_others(f) {
+            tracing::warn!(file = %f.display(), "this file holds secrets and is readable by every user on this machine: chmod 640 (owner root, group ferry)");
+        }
+    }
 }
 
 /// Tells systemd (when it started us with `Type=notify`) that ferry is ready, and keeps

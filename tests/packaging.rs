@@ -50,7 +50,8 @@ fn deb_holds_binary_unit_conffile_and_state_dir() {
     };
     assert!(entry("/usr/bin/ferry").starts_with("-rwxr-xr-x root/root"));
     assert!(entry("/lib/systemd/system/ferry.service").starts_with("-rw-r--r-- root/root"));
-    assert!(entry("/etc/ferry/ferry.toml").starts_with("-rw-r--r-- root/root"));
+    assert!(entry("/etc/ferry/ferry.toml").starts_with("-rw-r----- root/root"));
+    assert!(entry("/etc/ferry/passwd").starts_with("-rw-r----- root/root"));
     assert!(entry("/var/lib/ferry/").starts_with("drwxr-xr-x root/root"));
     entry("/usr/share/doc/ferry/copyright");
 
@@ -70,7 +71,7 @@ fn deb_holds_binary_unit_conffile_and_state_dir() {
     run(Command::new("dpkg-deb").arg("-e").arg(&deb).arg(&control));
     assert_eq!(
         std::fs::read_to_string(control.join("conffiles")).unwrap(),
-        "/etc/ferry/ferry.toml\n"
+        "/etc/ferry/ferry.toml\n/etc/ferry/passwd\n"
     );
     let postinst = std::fs::read_to_string(control.join("postinst")).unwrap();
     assert!(postinst.contains("adduser --system"), "{postinst}");
@@ -78,14 +79,30 @@ fn deb_holds_binary_unit_conffile_and_state_dir() {
         postinst.contains("systemctl enable ferry.service"),
         "{postinst}"
     );
+    assert!(
+        postinst.contains("chown root:ferry \"$f\" && chmod 0640 \"$f\""),
+        "{postinst}"
+    );
 
-    // The packaged config is valid and puts the store in the service's StateDirectory.
+    // The packaged config is valid (with its /etc/ferry paths pointing into the unpacked
+    // package), puts the store in the service's StateDirectory and turns authentication
+    // on with the empty password file: nobody gets in until a user is added.
     let root = dir.path().join("root");
     run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root));
+    let packaged = std::fs::read_to_string(root.join("etc/ferry/ferry.toml")).unwrap();
+    let here = packaged.replace("\"/etc/ferry/", &format!("\"{}/etc/ferry/", root.display()));
+    let config = dir.path().join("ferry.toml");
+    std::fs::write(&config, here).unwrap();
     let checked = run(Command::new(root.join("usr/bin/ferry"))
         .arg("check")
-        .arg(root.join("etc/ferry/ferry.toml")));
+        .arg(&config));
     assert!(checked.contains("dir = \"/var/lib/ferry\""), "{checked}");
+    assert!(checked.contains("allow_anonymous = false"), "{checked}");
+    assert_eq!(
+        std::fs::read(root.join("etc/ferry/passwd")).unwrap(),
+        b"",
+        "the packaged password file is empty"
+    );
 
     let unit = std::fs::read_to_string(root.join("lib/systemd/system/ferry.service")).unwrap();
     for line in [

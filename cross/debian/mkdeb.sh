@@ -43,7 +43,10 @@ install -d -m 755 "$pkg/DEBIAN" "$pkg/usr/bin" "$pkg/lib/systemd/system" "$pkg/e
   "$pkg/usr/share/doc/ferry" "$pkg/var/lib/ferry"
 install -m 755 "$bin" "$pkg/usr/bin/ferry"
 install -m 644 "$HERE/ferry.service" "$pkg/lib/systemd/system/ferry.service"
-install -m 644 "$HERE/ferry.toml" "$pkg/etc/ferry/ferry.toml"
+# Both hold secrets (upstream passwords, password hashes): root:ferry 0640 once the
+# ferry group exists (postinst); the package itself can only say root:root.
+install -m 640 "$HERE/ferry.toml" "$pkg/etc/ferry/ferry.toml"
+install -m 640 /dev/null "$pkg/etc/ferry/passwd"
 install -m 644 "$ROOT/README.md" "$pkg/usr/share/doc/ferry/README.md"
 [ -f "$ROOT/cross/README.md" ] && install -m 644 "$ROOT/cross/README.md" "$pkg/usr/share/doc/ferry/README.cross.md"
 cat > "$pkg/usr/share/doc/ferry/copyright" <<COPY
@@ -73,7 +76,8 @@ size_kib="$(du -sk "$pkg" --exclude=DEBIAN | cut -f1)"
   echo " them to an upstream MQTT broker, resuming after outages and power cuts."
   echo " Runs as the systemd service ferry.service; data in /var/lib/ferry."
 } > "$pkg/DEBIAN/control"
-echo "/etc/ferry/ferry.toml" > "$pkg/DEBIAN/conffiles"
+# passwd ships empty and never changes, so dpkg keeps the users added to it on upgrade.
+printf '/etc/ferry/ferry.toml\n/etc/ferry/passwd\n' > "$pkg/DEBIAN/conffiles"
 
 cat > "$pkg/DEBIAN/postinst" <<'SH'
 #!/bin/sh
@@ -85,6 +89,10 @@ if [ "$1" = configure ]; then
   fi
   chown ferry:ferry /var/lib/ferry
   chmod 0750 /var/lib/ferry
+  # Secrets: readable by the service's group, not by every user.
+  for f in /etc/ferry/ferry.toml /etc/ferry/passwd; do
+    [ -e "$f" ] && chown root:ferry "$f" && chmod 0640 "$f"
+  done
   if [ -d /run/systemd/system ]; then
     systemctl daemon-reload >/dev/null || true
     systemctl enable ferry.service >/dev/null || true

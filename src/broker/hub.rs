@@ -5,11 +5,11 @@
 //! queues the event for the store if a forwarding rule selects it.
 
 use super::retained::Retained;
-use crate::acl::Acl;
 use crate::budget::Budget;
 use crate::event::Event;
 use crate::forward::Forwarding;
 use crate::metrics::Metrics;
+use crate::policy::Policy;
 use crate::router::{Routed, Router};
 use crate::store::{Store, StoreError};
 use std::sync::Arc;
@@ -28,7 +28,8 @@ pub struct Published {
 }
 
 pub struct Hub {
-    pub acl: Acl,
+    /// Authentication and access: private, asked through [`Hub::policy`].
+    policy: Policy,
     pub budget: Arc<Budget>,
     pub router: Router,
     pub retained: Retained,
@@ -44,11 +45,11 @@ impl Hub {
         store: Option<Store>,
         metrics: Arc<Metrics>,
         max_retained: usize,
-        acl: Acl,
+        policy: Policy,
         budget: Arc<Budget>,
     ) -> Hub {
         Hub {
-            acl,
+            policy,
             budget,
             router: Router::new(),
             retained: Retained::new(max_retained, metrics.clone()),
@@ -57,6 +58,11 @@ impl Hub {
             metrics,
             next_conn: AtomicU64::new(1),
         }
+    }
+
+    /// Who may connect and do what: the one policy point of both protocols.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
     }
 
     /// A process-unique connection id (never 0, which means "no connection").

@@ -1,6 +1,5 @@
 //! Starting and stopping the whole broker: store, hub, listeners, upstream links.
 
-pub mod accept;
 mod http;
 mod hub;
 mod retained;
@@ -12,6 +11,7 @@ use crate::config::Config;
 use crate::forward::{self, Forwarding};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreOptions, WriterJoin};
+use crate::transport::listen::Transport;
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,7 +26,10 @@ pub struct Running {
     links: Vec<JoinHandle<()>>,
     store: Store,
     writer: WriterJoin,
+    /// The plain TCP MQTT listener.
     pub mqtt_addr: Option<SocketAddr>,
+    /// Every MQTT listener, by transport.
+    pub mqtt_addrs: Vec<(Transport, SocketAddr)>,
     pub nats_addr: Option<SocketAddr>,
     pub metrics_addr: Option<SocketAddr>,
 }
@@ -67,7 +70,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         Some(store.clone()),
         metrics.clone(),
         config.mqtt.max_retained,
-        crate::acl::Acl::new(config.acl.clone()),
+        crate::policy::Policy::new(&config, metrics.clone())
+            .context("cannot load the [auth] password file")?,
         budget.clone(),
     ));
     let st = store.clone();
@@ -81,23 +85,39 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
     let mut listeners = Vec::new();
     let mut mqtt_addr = None;
+    let mut mqtt_addrs = Vec::new();
     if config.mqtt.enabled {
-        let (addr, task) = crate::mqtt::listen(config.clone(), hub.clone(), shutdown_rx.clone())
-            .await
-            .with_context(|| format!("cannot listen for MQTT on {}", config.mqtt.listen))?;
-        tracing::info!(%addr, "MQTT listener ready");
-        mqtt_addr = Some(addr);
-        listeners.push(task);
+        let (addrs, tasks) =
+            crate::mqtt::listen(config.clone(), hub.clone(), shutdown_rx.clone()).await?;
+        for (transport, addr) in &addrs {
+            match transport {
+                Transport::Tcp => {
+                    tracing::info!(%addr, "MQTT listener ready");
+                    mqtt_addr = Some(*addr);
+                }
+                Transport::Tls => tracing::info!(%addr, "MQTT TLS listener ready"),
+                Transport::Ws => {
+                    tracing::info!(%addr, path = %config.mqtt.ws_path, "MQTT WebSocket listener ready")
+                }
+                Transport::Wss => {
+                    tracing::info!(%addr, path = %config.mqtt.ws_path, "MQTT secure WebSocket listener ready")
+                }
+            }
+        }
+        mqtt_addrs = addrs;
+        listeners.extend(tasks);
     }
     let mut nats_addr = None;
     if config.nats.enabled {
-        let (addr, task) = crate::nats::listen(config.clone(), hub.clone(), shutdown_rx.clone())
-            .await
-            .with_context(|| format!("cannot listen for NATS on {}", config.nats.listen))?;
-        tracing::info!(%addr, "NATS listener ready");
-        nats_addr = Some(addr);
-        listeners.push(task);
+        if let Some((addr, task)) =
+            crate::nats::listen(config.clone(), hub.clone(), shutdown_rx.clone()).await?
+        {
+            tracing::info!(%addr, tls = config.nats.tls.as_str(), "NATS listener ready");
+            nats_addr = Some(addr);
+            listeners.push(task);
+        }
     }
+    warn_if_open(&config, &mqtt_addrs, nats_addr);
     let mut metrics_addr = None;
     if let Some(listen) = config.metrics.listen {
         let (addr, task) = http::serve(listen, metrics.clone(), shutdown_rx.clone())
@@ -115,9 +135,26 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         store,
         writer,
         mqtt_addr,
+        mqtt_addrs,
         nats_addr,
         metrics_addr,
     })
+}
+
+/// Says so, once per listener, when anyone who can reach a non-loopback address may
+/// connect without credentials.
+fn warn_if_open(config: &Config, mqtt: &[(Transport, SocketAddr)], nats: Option<SocketAddr>) {
+    if !config.auth.allow_anonymous {
+        return;
+    }
+    let exposed = mqtt
+        .iter()
+        .map(|(t, a)| (format!("MQTT {}", t.as_str()), *a))
+        .chain(nats.map(|a| ("NATS".to_string(), a)))
+        .filter(|(_, a)| !a.ip().is_loopback());
+    for (listener, addr) in exposed {
+        tracing::warn!(%addr, %listener, "accepting anonymous clients: anyone who can reach this address may publish and subscribe; set [auth] password_file (ferry passwd) or tls.client_ca_file, or listen on 127.0.0.1");
+    }
 }
 
 impl Running {

@@ -12,10 +12,21 @@ pub(crate) fn acl(c: &mut Checker, raw: &RawConfig) -> Vec<AclRule> {
         let r = spanned.get_ref();
         let p = |key: &str| format!("acl[{i}].{key}");
         let mut rule = AclRule {
+            user: None,
             filter: String::new(),
             action: AclAction::All,
             allow: false,
         };
+        if let Some((u, at)) = c.string(&p("user"), &r.user) {
+            if u.is_empty() || u.chars().any(char::is_control) {
+                c.at(
+                    at,
+                    format!("{}: invalid user pattern {u:?}: expected a user name or a glob like \"sensor-*\"", p("user")),
+                );
+            } else {
+                rule.user = Some(u.to_string());
+            }
+        }
         match c.string(&p("filter"), &r.filter) {
             Some((f, at)) => match check_filter(f) {
                 Ok(()) => rule.filter = f.to_string(),

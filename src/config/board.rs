@@ -88,6 +88,8 @@ fn parse_board(name: &str, text: &str) -> Result<(BoardInfo, Config), ConfigErro
         gateway: None,
         acl: None,
         limits: file.limits,
+        tls: None,
+        auth: None,
     };
     let mut config = validate::validate(&raw, &mut checker, &Config::default());
     if file.board.name != name {

@@ -221,6 +221,15 @@ impl<'a> Checker<'a> {
         Some(d)
     }
 
+    /// A listener address where `""` turns the listener off: `Some(None)`.
+    pub fn listen(&mut self, path: &str, leaf: &Leaf, example: &str) -> Option<Option<SocketAddr>> {
+        let (s, _) = self.string(path, leaf)?;
+        if s.trim().is_empty() {
+            return Some(None);
+        }
+        self.addr(path, leaf, example).map(Some)
+    }
+
     pub fn addr(&mut self, path: &str, leaf: &Leaf, example: &str) -> Option<SocketAddr> {
         let (s, start) = self.string(path, leaf)?;
         match s.trim().parse::<SocketAddr>() {

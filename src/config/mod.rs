@@ -12,6 +12,7 @@ mod check;
 mod errors;
 mod links;
 mod raw;
+mod security;
 mod topic;
 mod types;
 mod units;
@@ -32,8 +33,9 @@ pub use board::{BoardInfo, board, board_names};
 pub use errors::{ConfigError, Problem};
 pub use topic::TOPIC_PLACEHOLDER;
 pub use types::{
-    AclAction, AclRule, Config, ForwardRule, Fsync, GatewayConfig, LogConfig, MetricsConfig,
-    MqttConfig, NatsConfig, OnFull, StoreConfig, UpstreamConfig, UpstreamProtocol,
+    AclAction, AclRule, AuthConfig, CertIdentity, Config, ForwardRule, Fsync, GatewayConfig,
+    LogConfig, MetricsConfig, MqttConfig, NatsConfig, NatsTls, OnFull, StoreConfig, TlsConfig,
+    UpstreamConfig, UpstreamProtocol,
 };
 pub use units::{ByteSize, UnitError, format_duration, parse_duration};
 pub use url::{UpstreamScheme, UpstreamUrl, UrlError};

@@ -25,6 +25,27 @@ pub(crate) struct RawConfig {
     pub gateway: Option<Spanned<RawGateway>>,
     pub acl: Option<Vec<Spanned<RawAcl>>>,
     pub limits: Option<Spanned<RawLimits>>,
+    pub tls: Option<Spanned<RawTls>>,
+    pub auth: Option<Spanned<RawAuth>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [tls] table")]
+pub(crate) struct RawTls {
+    pub cert_file: Leaf,
+    pub key_file: Leaf,
+    pub client_ca_file: Leaf,
+    pub require_client_cert: Leaf,
+    pub identity_from_cert: Leaf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an [auth] table")]
+pub(crate) struct RawAuth {
+    pub password_file: Leaf,
+    pub allow_anonymous: Leaf,
+    pub acl_default: Leaf,
+    pub nats_token: Leaf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -32,6 +53,10 @@ pub(crate) struct RawConfig {
 pub(crate) struct RawMqtt {
     pub enabled: Leaf,
     pub listen: Leaf,
+    pub tls_listen: Leaf,
+    pub ws_listen: Leaf,
+    pub wss_listen: Leaf,
+    pub ws_path: Leaf,
     pub max_packet_size: Leaf,
     pub max_connections: Leaf,
     pub max_inflight: Leaf,
@@ -51,6 +76,8 @@ pub(crate) struct RawMqtt {
 pub(crate) struct RawNats {
     pub enabled: Leaf,
     pub listen: Leaf,
+    pub tls: Leaf,
+    pub connect_timeout: Leaf,
     pub max_payload: Leaf,
     pub max_control_line: Leaf,
     pub max_pending: Leaf,
@@ -111,6 +138,7 @@ pub(crate) struct RawLimits {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "an [[acl]] table")]
 pub(crate) struct RawAcl {
+    pub user: Leaf,
     pub filter: Leaf,
     pub action: Leaf,
     pub allow: Leaf,

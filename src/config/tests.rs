@@ -30,7 +30,10 @@ fn every_default_value() {
     let c = Config::default();
     let m = &c.mqtt;
     assert!(m.enabled);
-    assert_eq!(m.listen, "0.0.0.0:1883".parse::<SocketAddr>().unwrap());
+    assert_eq!(
+        m.listen,
+        Some("0.0.0.0:1883".parse::<SocketAddr>().unwrap())
+    );
     assert_eq!(m.max_packet_size, ByteSize(1 << 20));
     assert_eq!(m.max_connections, 10_000);
     assert_eq!(m.max_inflight, 1024);
@@ -38,7 +41,10 @@ fn every_default_value() {
     assert_eq!(m.connect_timeout, Duration::from_secs(10));
     let n = &c.nats;
     assert!(n.enabled);
-    assert_eq!(n.listen, "0.0.0.0:4222".parse::<SocketAddr>().unwrap());
+    assert_eq!(
+        n.listen,
+        Some("0.0.0.0:4222".parse::<SocketAddr>().unwrap())
+    );
     assert_eq!(n.max_payload, ByteSize(1 << 20));
     assert_eq!(n.max_control_line, ByteSize(4096));
     assert_eq!(n.max_pending, ByteSize(64 << 20));
@@ -114,6 +120,10 @@ board = "rpi-4"
 [mqtt]
 enabled = false
 listen = "127.0.0.1:11883"
+tls_listen = "127.0.0.1:18883"
+ws_listen = ""
+wss_listen = "[::]:8081"
+ws_path = "/ws/mqtt"
 max_packet_size = "256MiB"
 max_connections = 7
 max_inflight = 65535
@@ -122,6 +132,8 @@ connect_timeout = "1500ms"
 
 [nats]
 listen = "[::1]:14222"
+tls = "required"
+connect_timeout = "3s"
 max_payload = "10MB"
 max_control_line = 1000
 max_pending = "1GiB"
@@ -172,6 +184,28 @@ level = "info,ferry=debug"
 
 [gateway]
 id = "gw-01.site_a"
+
+[tls]
+cert_file = "/etc/ferry/server.crt"
+key_file = "/etc/ferry/server.key"
+client_ca_file = "/etc/ferry/ca.crt"
+require_client_cert = true
+identity_from_cert = "san"
+
+[auth]
+password_file = "/etc/ferry/passwd"
+allow_anonymous = true
+acl_default = "deny"
+nats_token = "s3cr3t-token"
+
+[[acl]]
+user = "sensor-*"
+filter = "sensors/%u/#"
+action = "publish"
+allow = true
+
+[[acl]]
+filter = "#"
 "##;
     parse(text, "full.toml").unwrap()
 }
@@ -208,7 +242,7 @@ fn unknown_keys_are_errors() {
         errors("[mqtt]\nlisten = \"0.0.0.0:1\"\n  listn = 3\n"),
         vec![
             "f.toml:3:3: unknown field `listn`, expected one of `enabled`, `listen`, \
-             `max_packet_size`, `max_connections`, `max_inflight`, `max_queued`, `connect_timeout`, `max_sessions`, \
+             `tls_listen`, `ws_listen`, `wss_listen`, `ws_path`, `max_packet_size`, `max_connections`, `max_inflight`, `max_queued`, `connect_timeout`, `max_sessions`, \
              `max_queued_bytes`, `max_subscriptions`, `max_topic_levels`, `max_retained`, `max_topic_aliases`, `max_keep_alive`"
         ]
     );
@@ -287,4 +321,78 @@ fn load_reads_files_and_reports_io_errors() {
     let p = &e.problems[0];
     assert_eq!((p.line, p.column), (0, 0));
     assert!(p.message.starts_with("cannot read config file: "), "{p}");
+}
+
+#[test]
+fn masked_output_hides_every_secret() {
+    let full = full_config();
+    let masked = full.to_toml_masked();
+    assert!(!masked.contains("s3cr3t-token"), "{masked}");
+    assert!(!masked.contains("p\\\"w"), "{masked}");
+    assert!(masked.contains("nats_token = \"********\""), "{masked}");
+    assert!(masked.contains("password = \"********\""), "{masked}");
+    // Everything else is as in the full output.
+    let plain = full.to_toml();
+    assert_eq!(plain.lines().count(), masked.lines().count());
+}
+
+#[test]
+fn anonymous_default_follows_the_credentials() {
+    assert!(Config::default().auth.allow_anonymous);
+    let c = parse("[auth]\npassword_file = \"/p\"\n", "f.toml").unwrap();
+    assert!(!c.auth.allow_anonymous);
+    let c = parse("[auth]\nnats_token = \"12345678\"\n", "f.toml").unwrap();
+    assert!(!c.auth.allow_anonymous);
+    let c = parse("[tls]\nclient_ca_file = \"/ca\"\n", "f.toml").unwrap();
+    assert!(!c.auth.allow_anonymous);
+    let c = parse(
+        "[auth]\npassword_file = \"/p\"\nallow_anonymous = true\n",
+        "f.toml",
+    )
+    .unwrap();
+    assert!(c.auth.allow_anonymous);
+    // An empty path is no password file.
+    let c = parse("[auth]\npassword_file = \"\"\n", "f.toml").unwrap();
+    assert!(c.auth.allow_anonymous);
+}
+
+#[test]
+fn tls_and_listener_rules() {
+    assert_eq!(
+        errors("[mqtt]\ntls_listen = \"0.0.0.0:8883\"\n"),
+        ["f.toml:2:14: mqtt.tls_listen: needs [tls] cert_file and key_file"]
+    );
+    assert_eq!(
+        errors("[nats]\ntls = \"required\"\n"),
+        ["f.toml:2:7: nats.tls: \"required\" needs [tls] cert_file and key_file"]
+    );
+    assert_eq!(
+        errors("[tls]\ncert_file = \"/c\"\nrequire_client_cert = true\n"),
+        [
+            "f.toml:2:13: tls.cert_file: set without tls.key_file: expected both",
+            "f.toml:3:23: tls.require_client_cert: needs tls.client_ca_file (the CA that signs client certificates)"
+        ]
+    );
+    assert_eq!(
+        errors("[mqtt]\nws_listen = \"0.0.0.0:1883\"\nws_path = \"mqtt\"\n"),
+        [
+            "f.toml:2:13: mqtt.ws_listen: 0.0.0.0:1883 clashes with mqtt.listen 0.0.0.0:1883: expected a different port",
+            "f.toml:3:11: mqtt.ws_path: invalid path \"mqtt\": expected an absolute HTTP path like \"/mqtt\" (no spaces, '?' or '#')"
+        ]
+    );
+    assert_eq!(
+        errors("[auth]\nacl_default = \"maybe\"\nnats_token = \"short\"\n"),
+        [
+            "f.toml:2:15: auth.acl_default: invalid value \"maybe\": expected \"allow\" or \"deny\"",
+            "f.toml:3:14: auth.nats_token: expected at least 8 printable characters"
+        ]
+    );
+    let c = parse(
+        "[mqtt]\nlisten = \"\"\nws_listen = \"127.0.0.1:0\"\n[nats]\nlisten = \"\"\n",
+        "f.toml",
+    )
+    .unwrap();
+    assert_eq!(c.mqtt.listen, None);
+    assert_eq!(c.nats.listen, None);
+    assert!(c.mqtt.ws_listen.is_some());
 }

@@ -25,9 +25,101 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub log: LogConfig,
     pub gateway: GatewayConfig,
-    /// Access rules, first match wins; no match allows.
+    /// Access rules, first match wins; no match: `auth.acl_default`.
     pub acl: Vec<AclRule>,
     pub limits: LimitsConfig,
+    pub tls: TlsConfig,
+    pub auth: AuthConfig,
+}
+
+/// `[tls]`: the server certificate of every TLS listener (MQTT `tls_listen`,
+/// `wss_listen`, NATS `tls`), and client certificates.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TlsConfig {
+    /// PEM certificate chain; set together with `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+    /// PEM CA certificates that client certificates are verified against.
+    pub client_ca_file: Option<PathBuf>,
+    /// Refuse TLS clients without a certificate signed by `client_ca_file`.
+    pub require_client_cert: bool,
+    /// Whether a verified client certificate names the user.
+    pub identity_from_cert: CertIdentity,
+}
+
+impl TlsConfig {
+    /// A server certificate is configured (TLS listeners are possible).
+    pub fn has_server_cert(&self) -> bool {
+        self.cert_file.is_some() && self.key_file.is_some()
+    }
+}
+
+/// `tls.identity_from_cert`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CertIdentity {
+    #[default]
+    None,
+    /// The subject's common name.
+    Cn,
+    /// The first DNS (or else email) subject alternative name.
+    San,
+}
+
+impl CertIdentity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertIdentity::None => "none",
+            CertIdentity::Cn => "cn",
+            CertIdentity::San => "san",
+        }
+    }
+}
+
+/// `[auth]`: who may connect, and what happens when no `[[acl]]` rule matches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthConfig {
+    /// `user:hash` lines (`ferry passwd`); checked for MQTT CONNECT and NATS user/pass.
+    pub password_file: Option<PathBuf>,
+    /// Clients without credentials (or certificate identity) are let in. Default: true
+    /// only when neither `password_file`, `nats_token` nor `tls.client_ca_file` is set.
+    pub allow_anonymous: bool,
+    /// The decision when no `[[acl]]` rule matches: allow (true) or deny.
+    pub acl_default_allow: bool,
+    /// A NATS CONNECT `auth_token` that is accepted (as the user "token").
+    pub nats_token: Option<String>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            password_file: None,
+            allow_anonymous: true,
+            acl_default_allow: true,
+            nats_token: None,
+        }
+    }
+}
+
+/// `nats.tls`, as nats-server offers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NatsTls {
+    #[default]
+    Off,
+    /// INFO says `tls_available`; a client may upgrade (or start with TLS).
+    Optional,
+    /// INFO says `tls_required`; plain clients are refused.
+    Required,
+}
+
+impl NatsTls {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NatsTls::Off => "off",
+            NatsTls::Optional => "optional",
+            NatsTls::Required => "required",
+        }
+    }
 }
 
 /// `[limits]`: the memory budget everything input can grow is carved from.
@@ -66,7 +158,11 @@ impl AclAction {
 /// One `[[acl]]` rule: allow or deny `action` on topics matching `filter`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AclRule {
-    /// MQTT filter, matched against published topics and requested filters.
+    /// Glob (`*` any run, `?` one character) on the user name; `anonymous` names
+    /// clients without one. None: every client.
+    pub user: Option<String>,
+    /// MQTT filter, matched against published topics and requested filters; `%u` and
+    /// `%c` stand for the user name and client id (one whole level each).
     pub filter: String,
     pub action: AclAction,
     /// Default false: a rule denies unless it says `allow = true`.
@@ -76,7 +172,16 @@ pub struct AclRule {
 #[derive(Debug, Clone, PartialEq)]
 pub struct MqttConfig {
     pub enabled: bool,
-    pub listen: SocketAddr,
+    /// Plain TCP; None (`""` in the file): no such listener.
+    pub listen: Option<SocketAddr>,
+    /// MQTT over TLS; needs `[tls]`.
+    pub tls_listen: Option<SocketAddr>,
+    /// MQTT over WebSocket.
+    pub ws_listen: Option<SocketAddr>,
+    /// MQTT over secure WebSocket; needs `[tls]`.
+    pub wss_listen: Option<SocketAddr>,
+    /// The HTTP path WebSocket clients connect to; starts with `/`.
+    pub ws_path: String,
     /// 64B..=256MiB.
     pub max_packet_size: ByteSize,
     /// >= 1.
@@ -108,7 +213,11 @@ impl Default for MqttConfig {
     fn default() -> Self {
         MqttConfig {
             enabled: true,
-            listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 1883)),
+            listen: Some(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 1883))),
+            tls_listen: None,
+            ws_listen: None,
+            wss_listen: None,
+            ws_path: "/mqtt".to_string(),
             max_packet_size: ByteSize::mib(1),
             max_connections: 10_000,
             max_inflight: 1024,
@@ -128,7 +237,13 @@ impl Default for MqttConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NatsConfig {
     pub enabled: bool,
-    pub listen: SocketAddr,
+    /// None (`""` in the file): no NATS listener.
+    pub listen: Option<SocketAddr>,
+    /// TLS on the NATS port, as nats-server offers it; not `Off` needs `[tls]`.
+    pub tls: NatsTls,
+    /// Time from accept to a CONNECT (TLS handshake included) when authentication or
+    /// TLS is required; > 0.
+    pub connect_timeout: Duration,
     /// 1B..=64MiB.
     pub max_payload: ByteSize,
     /// 256B..=1MiB.
@@ -149,7 +264,9 @@ impl Default for NatsConfig {
     fn default() -> Self {
         NatsConfig {
             enabled: true,
-            listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 4222)),
+            listen: Some(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 4222))),
+            tls: NatsTls::Off,
+            connect_timeout: Duration::from_secs(10),
             max_payload: ByteSize::mib(1),
             max_control_line: ByteSize::kib(4),
             max_pending: ByteSize::mib(64),
@@ -327,7 +444,7 @@ pub struct MetricsConfig {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
-    /// A level name or a tracing `EnvFilter` directive string.
+    /// A level name or `target=level` directives (tracing-subscriber `Targets`).
     pub level: String,
 }
 

@@ -12,8 +12,8 @@ use super::check::{Bound, Checker};
 use super::links;
 use super::raw::{Leaf, RawConfig, RawGateway, RawLog, RawMetrics, RawMqtt, RawNats, RawStore};
 use super::types::{
-    Config, Fsync, GatewayConfig, LogConfig, MetricsConfig, MqttConfig, NatsConfig, OnFull,
-    StoreConfig,
+    Config, Fsync, GatewayConfig, LogConfig, MetricsConfig, MqttConfig, NatsConfig, NatsTls,
+    OnFull, StoreConfig,
 };
 use super::units::ByteSize;
 
@@ -28,7 +28,12 @@ pub(crate) fn validate(raw: &RawConfig, c: &mut Checker, base: &Config) -> Confi
     let metrics = metrics(c, raw.metrics.as_ref().map(Spanned::get_ref), &base.metrics);
     check_listeners(c, raw, &mqtt, &nats, &metrics);
     let (upstream, forward) = links::upstreams_and_forwards(c, raw);
+    let tls = super::security::tls(c, raw, &base.tls);
+    let auth = super::security::auth(c, raw, &base.auth, &tls);
+    super::security::check_tls_use(c, raw, &mqtt, &nats, &tls);
     Config {
+        tls,
+        auth,
         board: base.board.clone(),
         mqtt,
         nats,
@@ -61,8 +66,31 @@ fn mqtt(c: &mut Checker, raw: Option<&RawMqtt>, base: &MqttConfig) -> MqttConfig
     let Some(r) = raw else { return m };
     m.enabled = c.bool("mqtt.enabled", &r.enabled).unwrap_or(m.enabled);
     m.listen = c
-        .addr("mqtt.listen", &r.listen, "0.0.0.0:1883")
+        .listen("mqtt.listen", &r.listen, "0.0.0.0:1883")
         .unwrap_or(m.listen);
+    m.tls_listen = c
+        .listen("mqtt.tls_listen", &r.tls_listen, "0.0.0.0:8883")
+        .unwrap_or(m.tls_listen);
+    m.ws_listen = c
+        .listen("mqtt.ws_listen", &r.ws_listen, "0.0.0.0:8080")
+        .unwrap_or(m.ws_listen);
+    m.wss_listen = c
+        .listen("mqtt.wss_listen", &r.wss_listen, "0.0.0.0:8081")
+        .unwrap_or(m.wss_listen);
+    if let Some((p, at)) = c.string("mqtt.ws_path", &r.ws_path) {
+        let ok = p.starts_with('/')
+            && p.len() <= 256
+            && p.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#');
+        if ok {
+            m.ws_path = p.to_string();
+        } else {
+            c.at(
+                at,
+                format!("mqtt.ws_path: invalid path {p:?}: expected an absolute HTTP path like \"/mqtt\" (no spaces, '?' or '#')"),
+            );
+        }
+    }
     m.max_packet_size = c
         .size(
             "mqtt.max_packet_size",
@@ -145,8 +173,21 @@ fn nats(c: &mut Checker, raw: Option<&RawNats>, base: &NatsConfig) -> NatsConfig
     let Some(r) = raw else { return n };
     n.enabled = c.bool("nats.enabled", &r.enabled).unwrap_or(n.enabled);
     n.listen = c
-        .addr("nats.listen", &r.listen, "0.0.0.0:4222")
+        .listen("nats.listen", &r.listen, "0.0.0.0:4222")
         .unwrap_or(n.listen);
+    if let Some((v, at)) = c.string("nats.tls", &r.tls) {
+        match v {
+            "off" => n.tls = NatsTls::Off,
+            "optional" => n.tls = NatsTls::Optional,
+            "required" => n.tls = NatsTls::Required,
+            other => c.at(
+                at,
+                format!("nats.tls: invalid value {other:?}: expected \"off\", \"optional\" or \"required\""),
+            ),
+        }
+    }
+    n.connect_timeout =
+        positive(c, "nats.connect_timeout", &r.connect_timeout).unwrap_or(n.connect_timeout);
     n.max_payload = c
         .size(
             "nats.max_payload",
@@ -291,9 +332,10 @@ fn log(c: &mut Checker, raw: Option<&RawLog>, base: &LogConfig) -> LogConfig {
     let Some((level, at)) = raw.and_then(|r| c.string("log.level", &r.level)) else {
         return l;
     };
-    // A bare word is almost always meant as a level; EnvFilter would take a
+    // A bare word is almost always meant as a level; the filter would take a
     // typo like "inf" as a target name and silently log nothing useful.
-    let is_directive = level.contains(['=', ',', '[', ':']);
+    let is_directive =
+        level.contains(['=', ',']) && level.parse::<tracing_subscriber::filter::Targets>().is_ok();
     let is_level = LEVELS
         .iter()
         .any(|lv| lv.eq_ignore_ascii_case(level.trim()));
@@ -303,7 +345,7 @@ fn log(c: &mut Checker, raw: Option<&RawLog>, base: &LogConfig) -> LogConfig {
         c.at(
             at,
             format!(
-                "log.level: unknown level {level:?}: expected one of error, warn, info, debug, trace, off, or a directive like \"info,ferry=debug\""
+                "log.level: unknown level {level:?}: expected one of error, warn, info, debug, trace, off, or directives like \"info,ferry=debug\" (target=level, comma-separated)"
             ),
         );
     }
@@ -351,12 +393,27 @@ fn check_listeners(
     };
     let mut listeners: Vec<(&str, SocketAddr, Option<usize>)> = Vec::new();
     if mqtt.enabled {
-        let at = leaf(|r| r.mqtt.as_ref().map(|m| &m.get_ref().listen));
-        listeners.push(("mqtt.listen", mqtt.listen, at));
+        type Key = (&'static str, Option<SocketAddr>, fn(&RawMqtt) -> &Leaf);
+        let keys: [Key; 4] = [
+            ("mqtt.listen", mqtt.listen, |m| &m.listen),
+            ("mqtt.tls_listen", mqtt.tls_listen, |m| &m.tls_listen),
+            ("mqtt.ws_listen", mqtt.ws_listen, |m| &m.ws_listen),
+            ("mqtt.wss_listen", mqtt.wss_listen, |m| &m.wss_listen),
+        ];
+        for (path, addr, get) in keys {
+            if let Some(addr) = addr {
+                let at = raw
+                    .mqtt
+                    .as_ref()
+                    .and_then(|m| get(m.get_ref()).as_ref())
+                    .map(|v| v.span().start);
+                listeners.push((path, addr, at));
+            }
+        }
     }
-    if nats.enabled {
+    if let (true, Some(addr)) = (nats.enabled, nats.listen) {
         let at = leaf(|r| r.nats.as_ref().map(|n| &n.get_ref().listen));
-        listeners.push(("nats.listen", nats.listen, at));
+        listeners.push(("nats.listen", addr, at));
     }
     if let Some(addr) = metrics.listen {
         let at = leaf(|r| r.metrics.as_ref().map(|m| &m.get_ref().listen));

@@ -10,10 +10,27 @@ use super::units::format_duration;
 
 impl Config {
     /// The effective configuration as TOML with human units ("64MiB",
-    /// "30s"). Includes upstream passwords: treat the output as a secret.
+    /// "30s"). Includes upstream passwords and the NATS token: use
+    /// [`Config::to_toml_masked`] for anything a person or a log may see.
     /// Non-UTF-8 bytes in `store.dir` are replaced (lossy), the one case
     /// where the output does not parse back to `self`.
     pub fn to_toml(&self) -> String {
+        self.write(false)
+    }
+
+    /// As [`Config::to_toml`], with every password and token replaced by `********`.
+    pub fn to_toml_masked(&self) -> String {
+        self.write(true)
+    }
+
+    fn write(&self, mask: bool) -> String {
+        let secret = |s: &str| {
+            if mask {
+                MASK.to_string()
+            } else {
+                s.to_string()
+            }
+        };
         let mut w = Writer(String::new());
         // A top-level key: it must come before the first table.
         if let Some(board) = &self.board {
@@ -22,7 +39,11 @@ impl Config {
         let m = &self.mqtt;
         w.table("mqtt");
         w.raw("enabled", m.enabled);
-        w.str("listen", &m.listen.to_string());
+        w.str("listen", &addr(m.listen));
+        w.str("tls_listen", &addr(m.tls_listen));
+        w.str("ws_listen", &addr(m.ws_listen));
+        w.str("wss_listen", &addr(m.wss_listen));
+        w.str("ws_path", &m.ws_path);
         w.str("max_packet_size", &m.max_packet_size.to_string());
         w.raw("max_connections", m.max_connections);
         w.raw("max_inflight", m.max_inflight);
@@ -39,7 +60,9 @@ impl Config {
         let n = &self.nats;
         w.table("nats");
         w.raw("enabled", n.enabled);
-        w.str("listen", &n.listen.to_string());
+        w.str("listen", &addr(n.listen));
+        w.str("tls", n.tls.as_str());
+        w.dur("connect_timeout", n.connect_timeout);
         w.str("max_payload", &n.max_payload.to_string());
         w.str("max_control_line", &n.max_control_line.to_string());
         w.str("max_pending", &n.max_pending.to_string());
@@ -72,7 +95,7 @@ impl Config {
                 w.str("username", user);
             }
             if let Some(pass) = &u.password {
-                w.str("password", pass);
+                w.str("password", &secret(pass));
             }
             w.dur("keep_alive", u.keep_alive);
             w.raw("inflight", u.inflight);
@@ -109,14 +132,48 @@ impl Config {
         w.str("memory", &self.limits.memory.to_string());
         w.table("gateway");
         w.str("id", &self.gateway.id);
+        let t = &self.tls;
+        w.table("tls");
+        let path = |p: &Option<std::path::PathBuf>| {
+            p.as_ref()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        w.str("cert_file", &path(&t.cert_file));
+        w.str("key_file", &path(&t.key_file));
+        w.str("client_ca_file", &path(&t.client_ca_file));
+        w.raw("require_client_cert", t.require_client_cert);
+        w.str("identity_from_cert", t.identity_from_cert.as_str());
+        let a = &self.auth;
+        w.table("auth");
+        w.str("password_file", &path(&a.password_file));
+        w.raw("allow_anonymous", a.allow_anonymous);
+        w.str(
+            "acl_default",
+            if a.acl_default_allow { "allow" } else { "deny" },
+        );
+        if let Some(token) = &a.nats_token {
+            w.str("nats_token", &secret(token));
+        }
         for a in &self.acl {
             w.array_table("acl");
+            if let Some(user) = &a.user {
+                w.str("user", user);
+            }
             w.str("filter", &a.filter);
             w.str("action", a.action.as_str());
             w.raw("allow", a.allow);
         }
         w.0
     }
+}
+
+/// What a masked secret is printed as.
+pub const MASK: &str = "********";
+
+/// A listener address; `""` for none.
+fn addr(a: Option<std::net::SocketAddr>) -> String {
+    a.map(|a| a.to_string()).unwrap_or_default()
 }
 
 struct Writer(String);

@@ -13,14 +13,16 @@ use super::codec::{self, Packet, Protocol, PubAck, reason};
 use super::listener::MqttCtx;
 use super::session::{NEVER, SessionState};
 use super::sessions::{OpenError, Opened};
+use crate::policy::{AuthError, Credentials, Identity, Protocol as AuthProtocol};
 use crate::router::Delivery;
+use crate::transport::Stream;
+use crate::transport::listen::{Accepted, Transport};
 use bytes::BytesMut;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -89,8 +91,13 @@ impl Close {
 
 /// Per-connection state (the session's own state lives in [`SessionState`]).
 pub(super) struct Conn {
-    pub stream: TcpStream,
+    pub stream: Stream,
     pub peer: SocketAddr,
+    pub transport: Transport,
+    /// Who the client is; set once CONNECT was authenticated.
+    pub identity: Option<Identity>,
+    /// The user its verified client certificate names, if any.
+    cert_user: Option<String>,
     pub conn_id: u64,
     pub ctx: Arc<MqttCtx>,
     pub rbuf: BytesMut,
@@ -112,17 +119,15 @@ pub(super) struct Conn {
     pub will: Option<codec::LastWill>,
 }
 
-pub async fn serve(
-    stream: TcpStream,
-    peer: SocketAddr,
-    ctx: Arc<MqttCtx>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn serve(accepted: Accepted, ctx: Arc<MqttCtx>, mut shutdown: watch::Receiver<bool>) {
     let metrics = ctx.hub.metrics.clone();
     metrics.connections_mqtt.add(1);
     let mut conn = Conn {
-        stream,
-        peer,
+        stream: accepted.stream,
+        peer: accepted.peer,
+        transport: accepted.transport,
+        identity: None,
+        cert_user: accepted.cert_user,
         conn_id: ctx.hub.conn_id(),
         max_packet: ctx.config.mqtt.max_packet_size.0 as usize,
         ctx,
@@ -179,7 +184,7 @@ impl Conn {
                 }
                 Err(e) => return Err(Close::Protocol(e.reason_code(), e.to_string())),
             }
-            match self.stream.read_buf(&mut self.rbuf).await {
+            match self.stream.read_some(&mut self.rbuf, READ_CHUNK).await {
                 Ok(0) => return Err(Close::Peer),
                 Ok(_) => {}
                 Err(e) => return Err(Close::Io(e)),
@@ -212,6 +217,22 @@ impl Conn {
             client_id = format!("ferry-auto-{}", self.conn_id);
             assigned = Some(client_id.clone());
         }
+        let creds = Credentials {
+            protocol: AuthProtocol::Mqtt,
+            peer: self.peer.ip(),
+            client_id: &client_id,
+            username: connect.username.as_deref(),
+            password: connect.password.as_deref(),
+            token: None,
+            cert_user: self.cert_user.as_deref(),
+        };
+        let identity = match Box::pin(self.ctx.hub.policy().authenticate(creds)).await {
+            Ok(id) => id,
+            Err(e) => {
+                Box::pin(self.refuse_auth(e, &client_id, connect.username.as_deref())).await;
+                return;
+            }
+        };
         let expiry = if v5 {
             p.session_expiry.unwrap_or(0)
         } else if connect.clean_start {
@@ -223,15 +244,27 @@ impl Conn {
         // Boxed, here and at `close`: these run once per connection, and unboxed their
         // state machines (tens of KiB) would be part of every connection's task for its
         // whole life.
+        let owner = identity.user().map(str::to_string);
         let mut opened = match Box::pin(sessions.open(
             &client_id,
             connect.clean_start,
             expiry,
             self.conn_id,
+            owner,
         ))
         .await
         {
             Ok(o) => Box::new(o), // off the task: it lives as long as the connection
+            Err(OpenError::NotOwner) => {
+                self.ctx.hub.policy().refused_takeover(AuthProtocol::Mqtt);
+                Box::pin(self.refuse_auth(
+                    AuthError::ClientIdInUse,
+                    &client_id,
+                    connect.username.as_deref(),
+                ))
+                .await;
+                return;
+            }
             Err(OpenError::TooManySessions) => {
                 tracing::warn!(peer = %self.peer, %client_id, max = self.ctx.config.mqtt.max_sessions, "MQTT CONNECT refused: mqtt.max_sessions reached");
                 let code = if v5 {
@@ -244,6 +277,7 @@ impl Conn {
             }
         };
         self.will = connect.will.clone();
+        self.identity = Some(identity);
         let max_ka =
             u16::try_from(self.ctx.config.mqtt.max_keep_alive.as_secs()).unwrap_or(u16::MAX);
         let mut keep_alive = connect.keep_alive;
@@ -256,7 +290,8 @@ impl Conn {
         if let Some(p) = connack.properties.as_mut() {
             p.server_keep_alive = server_keep_alive;
         }
-        tracing::info!(peer = %self.peer, %client_id, protocol = ?self.protocol, keep_alive = connect.keep_alive,
+        tracing::info!(peer = %self.peer, %client_id, user = self.identity.as_ref().and_then(Identity::user).unwrap_or(""),
+            transport = self.transport.as_str(), protocol = ?self.protocol, keep_alive = connect.keep_alive,
             clean = connect.clean_start, session_present = opened.present, "MQTT client connected");
         let close = match self.send_now(&Packet::ConnAck(connack)).await {
             Ok(()) => {
@@ -285,8 +320,8 @@ impl Conn {
         };
         let expiry = opened.state.expiry;
         Box::pin(sessions.close(*opened, self.conn_id)).await;
-        if let Some(will) = will {
-            super::will::publish(self.ctx.clone(), client_id, self.conn_id, will, expiry);
+        if let (Some(will), Some(who)) = (will, self.identity.clone()) {
+            super::will::publish(self.ctx.clone(), client_id, who, self.conn_id, will, expiry);
         }
     }
 
@@ -304,6 +339,24 @@ impl Conn {
             }
         };
         let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+    }
+
+    /// A CONNECT whose credentials (or client id) the policy refused: CONNACK with the
+    /// reason, then close. The password is never logged.
+    async fn refuse_auth(&mut self, e: AuthError, client_id: &str, user: Option<&str>) {
+        let code = if self.protocol.is_v5() {
+            e.mqtt5_code()
+        } else {
+            e.mqtt3_code()
+        };
+        tracing::info!(peer = %self.peer, client_id, user = user.unwrap_or(""), reason = %e, code, "MQTT CONNECT refused");
+        let _ = self
+            .send_now(&Packet::ConnAck(codec::ConnAck {
+                session_present: false,
+                code,
+                properties: None,
+            }))
+            .await;
     }
 
     async fn refuse(&mut self, code: u8, client_id: &str) {
@@ -381,7 +434,7 @@ impl Conn {
                 }
             }
             if self.rbuf.is_empty() {
-                // An idle connection holds no read buffer (see `read_ready`).
+                // An idle connection holds no read buffer (see `Stream::read_some`).
                 self.rbuf = BytesMut::new();
             }
             self.drain_local(state);
@@ -409,28 +462,13 @@ impl Conn {
                         }
                     }
                 }
-                r = self.stream.readable(), if can_read => {
-                    if let Err(close) = r.map_err(Close::Io).and_then(|()| self.read_ready()) {
-                        return close;
-                    }
-                }
+                r = self.stream.read_some(&mut self.rbuf, READ_CHUNK), if can_read => match r {
+                    Ok(0) => return Close::Peer,
+                    Ok(_) => {}
+                    Err(e) => return Close::Io(e),
+                },
                 _ = tokio::time::sleep_until(deadline), if !keep_alive.is_zero() => return Close::KeepAlive,
             }
-        }
-    }
-
-    /// Reads what the socket has. The buffer is allocated only now that there is
-    /// something to read, and dropped again once everything in it was decoded: a
-    /// thousand idle connections then hold no read buffers at all.
-    fn read_ready(&mut self) -> Result<(), Close> {
-        if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
-            self.rbuf.reserve(READ_CHUNK);
-        }
-        match self.stream.try_read_buf(&mut self.rbuf) {
-            Ok(0) => Err(Close::Peer),
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
-            Err(e) => Err(Close::Io(e)),
         }
     }
 
@@ -449,7 +487,12 @@ impl Conn {
         if self.wbuf.is_empty() {
             return Ok(());
         }
-        match tokio::time::timeout(WRITE_TIMEOUT, self.stream.write_all(&self.wbuf)).await {
+        let write = async {
+            self.stream.write_all(&self.wbuf).await?;
+            // TLS and WebSocket may hold back the tail of a write until flushed.
+            self.stream.flush().await
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, write).await {
             Ok(Ok(())) => {
                 if self.wbuf.capacity() > 16 * READ_CHUNK {
                     self.wbuf = BytesMut::new(); // a burst is over: give the memory back

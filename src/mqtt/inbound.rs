@@ -6,6 +6,7 @@ use super::connection::{Close, Conn};
 use super::session::{SessionState, SubOptions};
 use super::sessions;
 use crate::event::{Event, Origin, now_ms};
+use crate::policy::ReadGuard;
 use crate::router::Delivery;
 use crate::topic;
 use std::sync::Arc;
@@ -123,7 +124,11 @@ impl Conn {
             });
             return Ok(());
         }
-        if !self.ctx.hub.acl.may_publish(&topic) {
+        let allowed = match &self.identity {
+            Some(who) => self.ctx.hub.policy().may_publish(who, &topic),
+            None => false,
+        };
+        if !allowed {
             tracing::info!(peer = %self.peer, client_id = %state.client_id, %topic, "PUBLISH refused by acl");
             if qos > 0 {
                 let code = if self.protocol.is_v5() {
@@ -210,13 +215,17 @@ impl Conn {
                 && inner.split('/').count() <= cfg.max_topic_levels
                 && !(share.is_some() && f.no_local);
             let fresh = !state.subs.contains_key(&f.filter);
+            let grant = match (&self.identity, valid) {
+                (Some(who), true) => self.ctx.hub.policy().subscribe(who, inner),
+                _ => crate::policy::Grant::Denied,
+            };
             let code = if !valid {
                 if v5 {
                     reason::TOPIC_FILTER_INVALID
                 } else {
                     reason::v3::SUBACK_FAILURE
                 }
-            } else if !self.ctx.hub.acl.may_subscribe(inner) {
+            } else if grant.is_denied() {
                 tracing::info!(peer = %self.peer, client_id = %state.client_id, filter = %f.filter, "SUBSCRIBE refused by acl");
                 if v5 {
                     reason::NOT_AUTHORIZED
@@ -238,13 +247,14 @@ impl Conn {
                     sub_id,
                     share: share.map(str::to_string),
                 };
-                sessions::subscribe(&self.ctx.hub, state, &f.filter, &opts);
+                let guard = grant.guard();
+                sessions::subscribe(&self.ctx.hub, state, &f.filter, &opts, guard.clone());
                 // Retained messages: not for shared subscriptions; retain handling 1 only
                 // for a new subscription, 2 never (MQTT 5 section 3.3.1.3).
                 let send_retained = share.is_none()
                     && (opts.retain_handling == 0 || (opts.retain_handling == 1 && fresh));
                 if send_retained {
-                    self.queue_retained(inner, &opts);
+                    self.queue_retained(inner, &opts, guard.as_ref());
                 }
                 state.subs.insert(f.filter.clone(), opts);
                 f.qos as u8
@@ -259,9 +269,12 @@ impl Conn {
         self.ctx.sessions.persist(state).await;
     }
 
-    fn queue_retained(&mut self, filter: &str, opts: &SubOptions) {
+    fn queue_retained(&mut self, filter: &str, opts: &SubOptions, guard: Option<&ReadGuard>) {
         let limit = self.ctx.config.mqtt.max_queued;
         for event in self.ctx.hub.retained.matching(filter) {
+            if guard.is_some_and(|g| !g.may_read(&event.topic)) {
+                continue;
+            }
             if self.local.len() >= limit {
                 self.ctx.hub.metrics.dropped_slow_subscriber.inc();
                 continue;

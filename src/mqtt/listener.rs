@@ -1,10 +1,11 @@
-//! Accepting MQTT connections: the connection cap, socket options, one task per client.
+//! The MQTT listeners (plain TCP, TLS, WebSocket, secure WebSocket), the sessions they
+//! share, and the reaper of expired offline sessions.
 
 use super::connection;
 use super::sessions::Sessions;
 use crate::broker::Hub;
-use crate::broker::accept::{Accepted, accept};
 use crate::config::Config;
+use crate::transport::listen::{self, ListenOptions, Transport};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,8 @@ use tokio::task::JoinHandle;
 
 /// How often offline sessions are checked for expiry.
 const REAP_INTERVAL: Duration = Duration::from_secs(1);
+/// WebSocket frames may carry a whole packet plus framing slack.
+const WS_FRAME_SLACK: usize = 64 * 1024;
 
 /// What every MQTT connection task shares.
 pub struct MqttCtx {
@@ -22,16 +25,45 @@ pub struct MqttCtx {
     pub sessions: Arc<Sessions>,
 }
 
-/// Binds the listener, restores stored sessions and starts accepting. The task ends on
-/// shutdown, after every connection task it started has ended.
+/// The configured MQTT listeners: (transport, address) for each enabled one.
+pub fn endpoints(config: &Config) -> Vec<(Transport, SocketAddr)> {
+    let m = &config.mqtt;
+    [
+        (Transport::Tcp, m.listen),
+        (Transport::Tls, m.tls_listen),
+        (Transport::Ws, m.ws_listen),
+        (Transport::Wss, m.wss_listen),
+    ]
+    .into_iter()
+    .filter_map(|(t, a)| a.map(|a| (t, a)))
+    .collect()
+}
+
+/// Binds every MQTT listener, restores stored sessions and starts accepting. Returns the
+/// bound addresses and one task per listener plus the session reaper; all end on
+/// shutdown, the listeners after every connection task they started has ended.
 pub async fn listen(
     config: Arc<Config>,
     hub: Arc<Hub>,
-    mut shutdown: watch::Receiver<bool>,
-) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
-    let listener = TcpListener::bind(config.mqtt.listen).await?;
-    let addr = listener.local_addr()?;
-    let max = config.mqtt.max_connections;
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<(Vec<(Transport, SocketAddr)>, Vec<JoinHandle<()>>)> {
+    use anyhow::Context;
+    let mut bound = Vec::new();
+    for (transport, addr) in endpoints(&config) {
+        let listener = TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot listen for MQTT ({}) on {addr}", transport.as_str())
+        })?;
+        bound.push((transport, listener));
+    }
+    #[cfg(feature = "tls")]
+    let tls = if bound
+        .iter()
+        .any(|(t, _)| matches!(t, Transport::Tls | Transport::Wss))
+    {
+        Some(crate::transport::tls::Acceptor::new(&config.tls)?)
+    } else {
+        None
+    };
     let sessions = Arc::new(Sessions::new(hub.clone(), &config.mqtt));
     if let Some(store) = hub.store.clone() {
         match tokio::task::spawn_blocking(move || store.load_sessions()).await {
@@ -46,34 +78,46 @@ pub async fn listen(
         }
     }
     let ctx = Arc::new(MqttCtx {
-        config,
-        hub,
+        config: config.clone(),
+        hub: hub.clone(),
         sessions,
     });
-    let task = tokio::spawn(async move {
-        let permits = Arc::new(Semaphore::new(max));
-        let mut conns = tokio::task::JoinSet::new();
+    let permits = Arc::new(Semaphore::new(config.mqtt.max_connections));
+    let mut addrs = Vec::new();
+    let mut tasks = Vec::new();
+    for (transport, listener) in bound {
+        addrs.push((transport, listener.local_addr()?));
+        let opts = ListenOptions {
+            protocol: "MQTT",
+            transport,
+            permits: permits.clone(),
+            handshake_timeout: config.mqtt.connect_timeout,
+            #[cfg(feature = "tls")]
+            tls: tls.clone(),
+            ws_path: config.mqtt.ws_path.clone(),
+            ws_max_frame: (config.mqtt.max_packet_size.0 as usize).saturating_add(WS_FRAME_SLACK),
+            metrics: hub.metrics.clone(),
+            on_refused: None,
+        };
+        let ctx = ctx.clone();
+        tasks.push(listen::spawn(
+            listener,
+            opts,
+            shutdown.clone(),
+            move |conn, stop| connection::serve(conn, ctx.clone(), stop),
+        ));
+    }
+    let mut stop = shutdown.clone();
+    tasks.push(tokio::spawn(async move {
         let mut reap = tokio::time::interval(REAP_INTERVAL);
         loop {
             tokio::select! {
-                _ = shutdown.changed() => break,
-                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                _ = stop.changed() => break,
                 _ = reap.tick() => {
                     ctx.sessions.reap().await;
                 }
-                accepted = accept(&listener, &permits, "MQTT", &ctx.hub.metrics) => {
-                    let Accepted::Conn(stream, peer, permit) = accepted else { continue };
-                    let ctx = ctx.clone();
-                    let shutdown = shutdown.clone();
-                    conns.spawn(async move {
-                        connection::serve(stream, peer, ctx, shutdown).await;
-                        drop(permit);
-                    });
-                }
             }
         }
-        drop(listener);
-        while conns.join_next().await.is_some() {}
-    });
-    Ok((addr, task))
+    }));
+    Ok((addrs, tasks))
 }

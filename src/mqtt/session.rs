@@ -61,6 +61,9 @@ pub struct SessionState {
     inbound_qos2: HashSet<u16>,
     /// `outbox.dropped()` when the session was parked, to report drops while offline.
     pub dropped_at_park: u64,
+    /// The user whose session this is: `Some(None)` anonymous, `None` unknown (restored
+    /// from a record written before owners were kept). Only its owner may resume it.
+    pub owner: Option<Option<String>>,
 }
 
 impl SessionState {
@@ -78,6 +81,7 @@ impl SessionState {
             expiry,
             inflight: heapless::FnvIndexMap::new(),
             next_pkid: 0,
+            owner: None,
             inbound_qos2: HashSet::new(),
             dropped_at_park: 0,
         }
@@ -174,33 +178,53 @@ impl SessionState {
 
     /// The persistent part of the session, for the store.
     pub fn record(&self) -> Vec<u8> {
-        let rec = SessionRecordV1 {
+        let rec = SessionRecordV2 {
             expiry: self.expiry,
             subs: self
                 .subs
                 .iter()
                 .map(|(f, o)| (f.clone(), o.clone()))
                 .collect(),
+            owner: self.owner.clone(),
         };
         // Encoding plain owned data into a Vec cannot fail; an empty record would simply
         // not decode at restore time.
-        postcard::to_extend(&rec, vec![SESSION_FORMAT_V1]).unwrap_or_default()
+        postcard::to_extend(&rec, vec![SESSION_FORMAT_V2]).unwrap_or_default()
     }
 }
 
 const SESSION_FORMAT_V1: u8 = 1;
+const SESSION_FORMAT_V2: u8 = 2;
 
-/// What the store keeps of a session: enough to restore its subscriptions after a restart.
+/// A session record as ferry wrote it before it kept owners; still read.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct SessionRecordV1 {
     pub expiry: u32,
     pub subs: Vec<(String, SubOptions)>,
 }
 
+/// What the store keeps of a session: enough to restore its subscriptions after a
+/// restart, and whose it is.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct SessionRecordV2 {
+    pub expiry: u32,
+    pub subs: Vec<(String, SubOptions)>,
+    /// As [`SessionState::owner`].
+    pub owner: Option<Option<String>>,
+}
+
 /// Decodes a stored session record; None if it is not one this ferry understands.
-pub fn decode_record(bytes: &[u8]) -> Option<SessionRecordV1> {
+pub fn decode_record(bytes: &[u8]) -> Option<SessionRecordV2> {
     match bytes.split_first() {
-        Some((&SESSION_FORMAT_V1, body)) => postcard::from_bytes(body).ok(),
+        Some((&SESSION_FORMAT_V2, body)) => postcard::from_bytes(body).ok(),
+        Some((&SESSION_FORMAT_V1, body)) => {
+            let v1: SessionRecordV1 = postcard::from_bytes(body).ok()?;
+            Some(SessionRecordV2 {
+                expiry: v1.expiry,
+                subs: v1.subs,
+                owner: None,
+            })
+        }
         _ => None,
     }
 }
@@ -289,14 +313,26 @@ mod tests {
             share: None,
         };
         s.subs.insert("a/+".into(), opts.clone());
+        s.owner = Some(Some("alice".into()));
         let rec = decode_record(&s.record()).unwrap();
         assert_eq!(
             rec,
-            SessionRecordV1 {
+            SessionRecordV2 {
                 expiry: NEVER,
-                subs: vec![("a/+".into(), opts)]
+                subs: vec![("a/+".into(), opts.clone())],
+                owner: Some(Some("alice".into())),
             }
         );
         assert!(decode_record(&[9, 1]).is_none());
+        // A record of an older ferry (format 1, no owner) still opens, owner unknown.
+        let v1 = SessionRecordV1 {
+            expiry: 60,
+            subs: vec![("a/+".into(), opts.clone())],
+        };
+        let bytes = postcard::to_extend(&v1, vec![SESSION_FORMAT_V1]).unwrap();
+        assert_eq!(bytes[0], 1, "the V1 layout is frozen");
+        let rec = decode_record(&bytes).unwrap();
+        assert_eq!((rec.expiry, rec.owner), (60, None));
+        assert_eq!(rec.subs, vec![("a/+".into(), opts)]);
     }
 }

@@ -10,6 +10,7 @@
 use super::session::{NEVER, SessionState, SubOptions, decode_record};
 use crate::broker::Hub;
 use crate::config::MqttConfig;
+use crate::policy::ReadGuard;
 use crate::router::{Outbox, Subscription};
 use crate::store::StateChange;
 use std::collections::HashMap;
@@ -26,6 +27,8 @@ enum Slot {
         conn_id: u64,
         kick: Arc<Notify>,
         parked: Arc<Notify>,
+        /// The user the connection authenticated as (None: anonymous).
+        owner: Option<String>,
     },
     Offline {
         state: Box<SessionState>,
@@ -54,6 +57,21 @@ pub struct Opened {
 #[derive(Debug, PartialEq, Eq)]
 pub enum OpenError {
     TooManySessions,
+    /// The client id belongs to a session of another user (or of an anonymous client):
+    /// never handed over, online or offline.
+    NotOwner,
+}
+
+impl Slot {
+    /// May a client authenticated as `user` take this session? A session restored from
+    /// a record written before owners were stored has no known owner: the first
+    /// authenticated client to claim it gets it.
+    fn owned_by(&self, user: &Option<String>) -> bool {
+        match self {
+            Slot::Online { owner, .. } => owner == user,
+            Slot::Offline { state, .. } => state.owner.as_ref().is_none_or(|o| o == user),
+        }
+    }
 }
 
 impl Sessions {
@@ -90,9 +108,11 @@ impl Sessions {
         clean: bool,
         expiry: u32,
         conn_id: u64,
+        owner: Option<String>,
     ) -> Result<Opened, OpenError> {
         for attempt in 0..3 {
             let waiting = match self.lock().get(client_id) {
+                Some(slot) if !slot.owned_by(&owner) => return Err(OpenError::NotOwner),
                 Some(Slot::Online { kick, parked, .. }) => {
                     kick.notify_one();
                     Some(parked.clone())
@@ -117,6 +137,10 @@ impl Sessions {
         }
         let (previous, opened) = {
             let mut slots = self.lock();
+            if slots.get(client_id).is_some_and(|s| !s.owned_by(&owner)) {
+                // Taken by another user while we waited for the old connection.
+                return Err(OpenError::NotOwner);
+            }
             let previous = match slots.remove(client_id) {
                 Some(Slot::Offline { state, .. }) => Some(*state),
                 Some(online @ Slot::Online { .. }) => {
@@ -136,6 +160,7 @@ impl Sessions {
                     conn_id,
                     kick: kick.clone(),
                     parked: parked.clone(),
+                    owner: owner.clone(),
                 },
             );
             self.hub.metrics.sessions.set(slots.len() as i64);
@@ -151,6 +176,7 @@ impl Sessions {
             None => (self.fresh(client_id, expiry), false),
         };
         state.expiry = expiry;
+        state.owner = Some(owner);
         state.outbox.set_offline(false);
         if present {
             let dropped = state.outbox.dropped() - state.dropped_at_park;
@@ -249,8 +275,20 @@ impl Sessions {
                 continue;
             };
             let mut state = self.fresh(&client_id, rec.expiry);
+            // The access rules of today apply: a subscription they now deny is dropped.
+            let who = self
+                .hub
+                .policy()
+                .identity(rec.owner.clone().flatten(), &client_id);
+            state.owner = rec.owner;
             for (filter, opts) in rec.subs {
-                subscribe(&self.hub, &state, &filter, &opts);
+                let (inner, _) = router_key(&filter, &opts);
+                let grant = self.hub.policy().subscribe(&who, inner);
+                if grant.is_denied() {
+                    tracing::warn!(%client_id, %filter, "stored subscription now denied by acl; dropped");
+                    continue;
+                }
+                subscribe(&self.hub, &state, &filter, &opts, grant.guard());
                 state.subs.insert(filter, opts);
             }
             state.outbox.set_offline(true);
@@ -324,8 +362,15 @@ fn share_key(group: &str) -> u64 {
     h | 1
 }
 
-/// Puts one session subscription into the router.
-pub fn subscribe(hub: &Hub, state: &SessionState, filter: &str, opts: &SubOptions) {
+/// Puts one session subscription into the router; `read` is the policy's per-message
+/// check when the subscriber may read only part of what the filter matches.
+pub fn subscribe(
+    hub: &Hub,
+    state: &SessionState,
+    filter: &str,
+    opts: &SubOptions,
+    read: Option<ReadGuard>,
+) {
     let (router_filter, key) = router_key(filter, opts);
     hub.router.subscribe(
         router_filter,
@@ -341,6 +386,7 @@ pub fn subscribe(hub: &Hub, state: &SessionState, filter: &str, opts: &SubOption
                 .share
                 .as_ref()
                 .map(|g| Arc::from(format!("mqtt:{g}").as_str())),
+            read,
         },
     );
 }

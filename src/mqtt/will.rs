@@ -4,6 +4,7 @@
 use super::codec::LastWill;
 use super::listener::MqttCtx;
 use crate::event::{Event, Origin, now_ms};
+use crate::policy::Identity;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use std::time::Duration;
 pub fn publish(
     ctx: Arc<MqttCtx>,
     client_id: String,
+    who: Identity,
     conn_id: u64,
     will: LastWill,
     session_expiry: u32,
@@ -38,7 +40,7 @@ pub fn publish(
                 return;
             }
         }
-        if !ctx.hub.acl.may_publish(&event.topic) {
+        if !ctx.hub.policy().may_publish(&who, &event.topic) {
             tracing::info!(%client_id, topic = %event.topic, "will refused by acl");
             return;
         }

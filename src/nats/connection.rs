@@ -7,21 +7,23 @@
 //! Everything a wake-up produces is coalesced in one write buffer.
 
 use super::deliver::{self, Written};
+use super::handshake;
 use super::listener::NatsCtx;
 use super::proto::{self, ClientOp, Limits, Parser, ProtoError, encode_err};
 use super::puback;
 use super::session::{PingAction, Session};
 use crate::broker::Durable;
 use crate::event::{Event, Origin};
+use crate::policy::{Credentials, Identity, Protocol as AuthProtocol};
 use crate::router::{Delivery, Outbox};
+use crate::transport::listen::Accepted;
+use crate::transport::{ReadHalf, WriteHalf};
 use bytes::{Buf, BytesMut};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -84,18 +86,45 @@ pub(super) struct Conn {
     parser: Parser,
     pending: VecDeque<PendingReply>,
     max_pending: usize,
+    /// Who the client is: set at CONNECT, or at once when anonymous clients are allowed
+    /// (NATS clients need not send CONNECT then). None: nothing but CONNECT is accepted.
+    pub(super) identity: Option<Identity>,
+    /// The user its verified client certificate names, if any.
+    cert_user: Option<String>,
 }
 
-pub async fn serve(
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    ctx: Arc<NatsCtx>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn serve(accepted: Accepted, ctx: Arc<NatsCtx>, mut shutdown: watch::Receiver<bool>) {
     let metrics = ctx.hub.metrics.clone();
     metrics.connections_nats.add(1);
+    let peer = accepted.peer;
     let cfg = &ctx.config.nats;
     let conn_id = ctx.hub.conn_id();
+    let info = ctx.info_for(conn_id, peer);
+    let negotiate = handshake::negotiate(
+        accepted.stream,
+        cfg.tls,
+        #[cfg(feature = "tls")]
+        ctx.tls.as_ref(),
+        info,
+    );
+    let negotiated = match tokio::time::timeout(cfg.connect_timeout, negotiate).await {
+        Ok(Ok(n)) => n,
+        Ok(Err(e)) => {
+            metrics.auth.tls_failures.inc();
+            tracing::info!(%peer, error = %e, "NATS connection closed before CONNECT");
+            metrics.connections_nats.add(-1);
+            return;
+        }
+        Err(_) => {
+            metrics.auth.tls_failures.inc();
+            tracing::info!(%peer, "NATS TLS handshake not done within connect_timeout");
+            metrics.connections_nats.add(-1);
+            return;
+        }
+    };
+    let mut stream = negotiated.stream;
+    let policy = ctx.hub.policy();
+    let identity = (!policy.auth_required()).then(|| policy.identity(None, ""));
     let max_pending = cfg.max_pending.0 as usize;
     // The message bound is derived from the byte bound (an event weighs at least 96
     // bytes), so the byte bound is the one that bites, as in nats-server.
@@ -121,12 +150,10 @@ pub async fn serve(
         wbuf: BytesMut::with_capacity(8 * 1024),
         pending: VecDeque::new(),
         max_pending,
+        identity,
+        cert_user: negotiated.cert_user,
         ctx,
     };
-    let info = conn.ctx.info_for(conn_id, peer);
-    if let Err(e) = proto::encode_info(&info, &mut conn.wbuf) {
-        tracing::warn!(%peer, error = %e, "cannot encode NATS INFO");
-    }
     let (mut rd, mut wr) = stream.split();
     let close = conn
         .run(&mut rd, &mut wr, &mut deliveries, &mut shutdown)
@@ -165,6 +192,11 @@ impl Conn {
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_in = Instant::now();
         let mut write_progress = Instant::now();
+        // CONNECT is due by then when the client must authenticate.
+        let auth_deadline = Instant::now() + self.ctx.config.nats.connect_timeout;
+        // TLS may hold back the tail of a write until flushed; plain TCP never does.
+        let flushes = matches!(wr, WriteHalf::Shared(_));
+        let mut needs_flush = false;
         loop {
             while self.pending.len() < MAX_PENDING_REPLIES {
                 match self.parser.next(&mut self.rbuf) {
@@ -196,14 +228,19 @@ impl Conn {
                 done = first_reply(&mut self.pending), if !self.pending.is_empty() => {
                     self.send_reply(done).await;
                 }
-                w = wr.write(&self.wbuf), if !self.wbuf.is_empty() => match w {
-                    Ok(0) => return Close::Peer,
-                    Ok(n) => {
+                w = write_or_flush(wr, &self.wbuf), if !self.wbuf.is_empty() || needs_flush => match w {
+                    Ok(Some(0)) => return Close::Peer,
+                    Ok(Some(n)) => {
                         self.wbuf.advance(n);
                         write_progress = Instant::now();
+                        needs_flush = flushes;
                     }
+                    Ok(None) => needs_flush = false,
                     Err(e) => return Close::Io(e),
                 },
+                _ = tokio::time::sleep_until(auth_deadline), if self.identity.is_none() => {
+                    return self.fail(ProtoError::AuthTimeout);
+                }
                 _ = tokio::time::sleep_until(write_progress + WRITE_DEADLINE), if !self.wbuf.is_empty() => {
                     return Close::SlowConsumer("no write progress within the write deadline");
                 }
@@ -257,22 +294,50 @@ impl Conn {
         }
     }
 
-    async fn handle(&mut self, op: ClientOp) -> Result<(), Close> {
-        match op {
-            ClientOp::Connect(opts) => {
-                if let Err(e) = self.session.connect(opts) {
-                    return Err(self.fail(e));
-                }
-                let o = &self.session.opts;
-                tracing::info!(
-                    peer = %self.peer,
-                    name = o.name.as_deref().unwrap_or(""),
-                    lang = o.lang.as_deref().unwrap_or(""),
-                    version = o.version.as_deref().unwrap_or(""),
-                    "NATS client connected"
-                );
-                self.ok();
+    /// CONNECT: its options, then its credentials (user/pass, auth_token, or the client
+    /// certificate) through the policy. A refusal is nats-server's
+    /// `-ERR 'Authorization Violation'` and a close. The password is never logged.
+    async fn connect(&mut self, opts: proto::ConnectOptions) -> Result<(), Close> {
+        if let Err(e) = self.session.connect(opts) {
+            return Err(self.fail(e));
+        }
+        let o = &self.session.opts;
+        let creds = Credentials {
+            protocol: AuthProtocol::Nats,
+            peer: self.peer.ip(),
+            client_id: o.name.as_deref().unwrap_or(""),
+            username: o.user.as_deref(),
+            password: o.pass.as_deref().map(str::as_bytes),
+            token: o.auth_token.as_deref(),
+            cert_user: self.cert_user.as_deref(),
+        };
+        let who = match self.ctx.hub.policy().authenticate(creds).await {
+            Ok(who) => who,
+            Err(e) => {
+                tracing::info!(peer = %self.peer, user = o.user.as_deref().unwrap_or(""), reason = %e, "NATS CONNECT refused");
+                return Err(self.fail(ProtoError::AuthViolation));
             }
+        };
+        tracing::info!(
+            peer = %self.peer,
+            name = o.name.as_deref().unwrap_or(""),
+            user = who.user().unwrap_or(""),
+            lang = o.lang.as_deref().unwrap_or(""),
+            version = o.version.as_deref().unwrap_or(""),
+            "NATS client connected"
+        );
+        self.identity = Some(who);
+        self.ok();
+        Ok(())
+    }
+
+    async fn handle(&mut self, op: ClientOp) -> Result<(), Close> {
+        if self.identity.is_none() && !matches!(op, ClientOp::Connect(_)) {
+            // nats-server: nothing but CONNECT before the client has authenticated.
+            return Err(self.fail(ProtoError::AuthViolation));
+        }
+        match op {
+            ClientOp::Connect(opts) => self.connect(opts).await?,
             ClientOp::Pub {
                 subject,
                 reply,
@@ -354,6 +419,15 @@ impl Conn {
             reply,
             outcome: Outcome::Failed(why),
         });
+    }
+}
+
+/// Writes from `buf` (Some(bytes written)), or flushes when it is empty (None).
+async fn write_or_flush(wr: &mut WriteHalf<'_>, buf: &[u8]) -> std::io::Result<Option<usize>> {
+    if buf.is_empty() {
+        wr.flush().await.map(|()| None)
+    } else {
+        wr.write(buf).await.map(Some)
     }
 }
 

@@ -1,10 +1,10 @@
-//! Accepting NATS connections: the connection cap, socket options, one task per client.
+//! The NATS listener: its INFO, and the shared accept loop (`transport::listen`).
 
 use super::connection;
 use super::proto::{ServerInfo, encode_err};
 use crate::broker::Hub;
-use crate::broker::accept::{Accepted, accept};
-use crate::config::Config;
+use crate::config::{Config, NatsTls};
+use crate::transport::listen::{self, ListenOptions, Transport};
 use bytes::BytesMut;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,6 +24,9 @@ pub struct NatsCtx {
     pub hub: Arc<Hub>,
     /// INFO without the per-connection fields (client_id, client_ip).
     pub info: ServerInfo,
+    /// For `nats.tls` other than "off".
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::transport::tls::Acceptor>,
 }
 
 impl NatsCtx {
@@ -56,11 +59,21 @@ fn server_id() -> String {
 pub async fn listen(
     config: Arc<Config>,
     hub: Arc<Hub>,
-    mut shutdown: watch::Receiver<bool>,
-) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
-    let listener = TcpListener::bind(config.nats.listen).await?;
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Option<(SocketAddr, JoinHandle<()>)>> {
+    use anyhow::Context;
+    let Some(addr) = config.nats.listen else {
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for NATS on {addr}"))?;
     let addr = listener.local_addr()?;
-    let max = config.nats.max_connections;
+    #[cfg(feature = "tls")]
+    let tls = match config.nats.tls {
+        NatsTls::Off => None,
+        _ => Some(crate::transport::tls::Acceptor::new(&config.tls)?),
+    };
     let info = ServerInfo {
         server_id: server_id(),
         server_name: config.nats.server_name.clone(),
@@ -70,42 +83,39 @@ pub async fn listen(
         host: addr.ip().to_string(),
         port: addr.port(),
         headers: true,
-        auth_required: false,
+        auth_required: hub.policy().auth_required(),
+        tls_required: false,
+        tls_available: false,
         max_payload: config.nats.max_payload.0 as usize,
         client_id: 0,
         client_ip: String::new(),
     };
-    let ctx = Arc::new(NatsCtx { config, hub, info });
-    let task = tokio::spawn(async move {
-        let permits = Arc::new(Semaphore::new(max));
-        let mut conns = tokio::task::JoinSet::new();
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => break,
-                Some(_) = conns.join_next(), if !conns.is_empty() => {}
-                accepted = accept(&listener, &permits, "NATS", &ctx.hub.metrics) => {
-                    let (stream, peer, permit) = match accepted {
-                        Accepted::Conn(stream, peer, permit) => (stream, peer, permit),
-                        Accepted::Refused(stream) => {
-                            // Best effort, never waiting: tell the client why, as nats-server does.
-                            let mut err = BytesMut::new();
-                            encode_err("maximum connections exceeded", &mut err);
-                            let _ = stream.try_write(&err);
-                            continue;
-                        }
-                        Accepted::Retry => continue,
-                    };
-                    let ctx = ctx.clone();
-                    let shutdown = shutdown.clone();
-                    conns.spawn(async move {
-                        connection::serve(stream, peer, ctx, shutdown).await;
-                        drop(permit);
-                    });
-                }
-            }
-        }
-        drop(listener);
-        while conns.join_next().await.is_some() {}
+    let opts = ListenOptions {
+        protocol: "NATS",
+        transport: Transport::Tcp,
+        permits: Arc::new(Semaphore::new(config.nats.max_connections)),
+        handshake_timeout: config.nats.connect_timeout,
+        #[cfg(feature = "tls")]
+        tls: tls.clone(),
+        ws_path: String::new(),
+        ws_max_frame: 0,
+        metrics: hub.metrics.clone(),
+        on_refused: Some(|stream| {
+            // Best effort, never waiting: tell the client why, as nats-server does.
+            let mut err = BytesMut::new();
+            encode_err("maximum connections exceeded", &mut err);
+            let _ = stream.try_write(&err);
+        }),
+    };
+    let ctx = Arc::new(NatsCtx {
+        config,
+        hub,
+        info,
+        #[cfg(feature = "tls")]
+        tls,
     });
-    Ok((addr, task))
+    let task = listen::spawn(listener, opts, shutdown, move |conn, stop| {
+        connection::serve(conn, ctx.clone(), stop)
+    });
+    Ok(Some((addr, task)))
 }

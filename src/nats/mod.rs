@@ -9,6 +9,7 @@
 
 mod connection;
 mod deliver;
+mod handshake;
 mod listener;
 mod ops;
 pub mod proto;
@@ -31,6 +32,6 @@ pub async fn listen(
     config: Arc<Config>,
     hub: Arc<Hub>,
     shutdown: watch::Receiver<bool>,
-) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+) -> anyhow::Result<Option<(SocketAddr, JoinHandle<()>)>> {
     listener::listen(config, hub, shutdown).await
 }

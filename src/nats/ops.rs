@@ -2,7 +2,7 @@
 //! canonical topic space, and the calls into the hub and router.
 
 use super::connection::Conn;
-use super::proto::{ProtoError, encode_hmsg, encode_no_responders_block};
+use super::proto::{ProtoError, encode_err, encode_hmsg, encode_no_responders_block};
 use super::session::Subscribed;
 use crate::event::{Event, Origin};
 use crate::router::Subscription;
@@ -36,6 +36,20 @@ impl Conn {
                 return;
             }
         };
+        let allowed = match &self.identity {
+            Some(who) => self.ctx.hub.policy().may_publish(who, &topic),
+            None => false,
+        };
+        if !allowed {
+            // nats-server's words; the connection stays open.
+            let line = format!(
+                "Permissions Violation for Publish to \"{}\"",
+                String::from_utf8_lossy(&subject)
+            );
+            tracing::debug!(peer = %self.peer, %topic, "NATS publish refused by acl");
+            encode_err(&line, &mut self.wbuf);
+            return;
+        }
         let reply_topic: Option<Arc<str>> = reply_topic.map(Arc::from);
         let mut event = Event::new(topic.into(), payload, 0, false, Origin::Nats);
         event.user_properties = props;
@@ -82,6 +96,24 @@ impl Conn {
                 filter,
                 group,
             }) => {
+                let grant = match &self.identity {
+                    Some(who) => self.ctx.hub.policy().subscribe(who, &filter),
+                    None => crate::policy::Grant::Denied,
+                };
+                if grant.is_denied() {
+                    self.session.unsubscribe(sid, None);
+                    let subject = String::from_utf8_lossy(subject);
+                    let line = match queue {
+                        Some(q) => format!(
+                            "Permissions Violation for Subscription to \"{subject}\" using queue \"{}\"",
+                            String::from_utf8_lossy(q)
+                        ),
+                        None => format!("Permissions Violation for Subscription to \"{subject}\""),
+                    };
+                    tracing::debug!(peer = %self.peer, %filter, "NATS subscription refused by acl");
+                    encode_err(&line, &mut self.wbuf);
+                    return;
+                }
                 self.ctx.hub.router.subscribe(
                     &filter,
                     Subscription {
@@ -93,6 +125,7 @@ impl Conn {
                         no_local: !self.session.echo(),
                         retain_as_published: false,
                         group,
+                        read: grant.guard(),
                     },
                 );
                 self.ok();

@@ -57,8 +57,14 @@ impl Router {
             let trie = self.trie.read().unwrap_or_else(|e| e.into_inner());
             trie.collect(&event.topic, &mut matched, &mut grouped);
         }
-        matched.retain(|s| !(s.no_local && s.outbox.conn_id() == from_conn));
-        grouped.retain(|s| !(s.no_local && s.outbox.conn_id() == from_conn));
+        // Echo suppression, and the read check of partly allowed subscriptions (before
+        // a queue-group pick, so a member that may not read the topic is never picked).
+        let keep = |s: &Subscription| {
+            !(s.no_local && s.outbox.conn_id() == from_conn)
+                && s.read.as_ref().is_none_or(|g| g.may_read(&event.topic))
+        };
+        matched.retain(keep);
+        grouped.retain(keep);
         let mut targets = dedup(matched);
         self.pick_group_members(grouped, &mut targets);
 

@@ -26,6 +26,7 @@ fn sub(o: &Arc<Outbox>, qos: u8, key: u64) -> Subscription {
         no_local: false,
         retain_as_published: false,
         group: None,
+        read: None,
     }
 }
 
@@ -224,4 +225,65 @@ fn the_shared_pool_bounds_all_outboxes_together() {
         ev("t", 0).weight(),
         "a dropped outbox gives its queued bytes back"
     );
+}
+
+/// A partly allowed subscription (policy `Grant::Filtered`) never receives a topic its
+/// client may not read, and a queue-group member that may not read it is not picked.
+#[test]
+fn read_guards_filter_deliveries_and_group_picks() {
+    use crate::config::{AclAction, AclRule, Config};
+    let config = Config {
+        acl: vec![AclRule {
+            user: None,
+            filter: "+/secret".into(),
+            action: AclAction::Subscribe,
+            allow: false,
+        }],
+        ..Config::default()
+    };
+    let policy = crate::policy::Policy::new(&config, Arc::new(Metrics::default())).unwrap();
+    let who = policy.identity(None, "c");
+    let grant = policy.subscribe(&who, "#");
+    assert!(grant.guard().is_some());
+    let r = Router::new();
+    let (o, mut rx) = outbox(1);
+    r.subscribe(
+        "#",
+        Subscription {
+            read: grant.guard(),
+            ..sub(&o, 0, 0)
+        },
+    );
+    assert_eq!(r.route(&ev("a/secret", 0), 99).delivered, 0);
+    assert_eq!(r.route(&ev("a/public", 0), 99).delivered, 1);
+    assert_eq!(&*rx.try_recv().unwrap().event.topic, "a/public");
+    assert!(rx.try_recv().is_err());
+
+    let (o2, mut rx2) = outbox(2);
+    let (o3, mut rx3) = outbox(3);
+    let g: Arc<str> = "workers".into();
+    r.subscribe(
+        "+/+",
+        Subscription {
+            group: Some(g.clone()),
+            read: grant.guard(),
+            ..sub(&o2, 0, 1)
+        },
+    );
+    r.subscribe(
+        "+/+",
+        Subscription {
+            group: Some(g),
+            ..sub(&o3, 0, 1)
+        },
+    );
+    for _ in 0..4 {
+        r.route(&ev("b/secret", 0), 99);
+    }
+    assert!(rx2.try_recv().is_err());
+    let mut n3 = 0;
+    while rx3.try_recv().is_ok() {
+        n3 += 1;
+    }
+    assert_eq!(n3, 4);
 }

@@ -2,6 +2,7 @@
 //! so a match walks at most three branches per level (as nats-server's sublist does).
 
 use super::Outbox;
+use crate::policy::ReadGuard;
 use crate::topic::MAX_LEVELS;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,6 +26,9 @@ pub struct Subscription {
     pub retain_as_published: bool,
     /// Queue group / shared subscription name: one member of a group gets each event.
     pub group: Option<Arc<str>>,
+    /// Set when the subscriber may read only some of the topics the filter matches
+    /// (`crate::policy::Grant::Filtered`): each event must pass it. None: no check.
+    pub read: Option<ReadGuard>,
 }
 
 #[derive(Default, Debug)]

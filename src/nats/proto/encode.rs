@@ -32,6 +32,10 @@ pub struct ServerInfo {
     pub headers: bool,
     #[serde(skip_serializing_if = "is_false")]
     pub auth_required: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub tls_required: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub tls_available: bool,
     pub max_payload: usize,
     #[serde(skip_serializing_if = "is_zero")]
     pub client_id: u64,
@@ -184,6 +188,8 @@ mod tests {
             port: 4222,
             headers: true,
             auth_required: false,
+            tls_required: false,
+            tls_available: false,
             max_payload: 1048576,
             client_id: 7,
             client_ip: "10.0.0.5".into(),

@@ -1,0 +1,184 @@
+//! The policy without sockets: authentication outcomes, their counts, and the decisions
+//! both protocols get from it.
+
+use super::*;
+use crate::config::{AclAction, AclRule};
+use std::net::Ipv4Addr;
+
+const PEER: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+
+fn creds<'a>(user: Option<&'a str>, pass: Option<&'a [u8]>) -> Credentials<'a> {
+    Credentials {
+        protocol: Protocol::Mqtt,
+        peer: PEER,
+        client_id: "dev-1",
+        username: user,
+        password: pass,
+        token: None,
+        cert_user: None,
+    }
+}
+
+/// A policy with users alice/wonderland and bob/builder, and `extra` in the config.
+fn policy_with(dir: &Path, edit: impl FnOnce(&mut Config)) -> (Policy, Arc<Metrics>) {
+    let path = dir.join("passwd");
+    let lines = [("alice", "wonderland"), ("bob", "builder")]
+        .iter()
+        .map(|(u, p)| format!("{u}:{}\n", passwd::hash_password(p.as_bytes()).unwrap()))
+        .collect::<String>();
+    std::fs::write(&path, lines).unwrap();
+    let mut config = Config::default();
+    config.auth.password_file = Some(path);
+    config.auth.allow_anonymous = false;
+    edit(&mut config);
+    let metrics = Arc::new(Metrics::default());
+    (Policy::new(&config, metrics.clone()).unwrap(), metrics)
+}
+
+#[tokio::test]
+async fn passwords_are_checked_and_failures_counted_by_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, m) = policy_with(dir.path(), |_| {});
+    let who = p
+        .authenticate(creds(Some("alice"), Some(b"wonderland")))
+        .await
+        .unwrap();
+    assert_eq!(who.user(), Some("alice"));
+    assert_eq!(
+        p.authenticate(creds(Some("alice"), Some(b"nope")))
+            .await
+            .unwrap_err(),
+        AuthError::BadPassword
+    );
+    assert_eq!(
+        p.authenticate(creds(Some("mallory"), Some(b"x")))
+            .await
+            .unwrap_err(),
+        AuthError::UnknownUser
+    );
+    assert_eq!(
+        p.authenticate(creds(None, None)).await.unwrap_err(),
+        AuthError::Anonymous
+    );
+    assert_eq!(
+        p.authenticate(creds(None, Some(b"x"))).await.unwrap_err(),
+        AuthError::BadPassword
+    );
+    assert_eq!(m.auth.failures("mqtt", AuthFailure::BadPassword), 2);
+    assert_eq!(m.auth.failures("mqtt", AuthFailure::UnknownUser), 1);
+    assert_eq!(m.auth.failures("mqtt", AuthFailure::Anonymous), 1);
+    assert_eq!(m.auth.failures("nats", AuthFailure::BadPassword), 0);
+    let text = m.render();
+    assert!(
+        text.contains("ferry_auth_failures_total{protocol=\"mqtt\",reason=\"bad_password\"} 2"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn tokens_certificates_and_anonymous() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, _) = policy_with(dir.path(), |c| {
+        c.auth.nats_token = Some("0123456789abcdef".into());
+    });
+    let mut c = creds(None, None);
+    c.protocol = Protocol::Nats;
+    c.token = Some("0123456789abcdef");
+    assert_eq!(p.authenticate(c).await.unwrap().user(), Some("token"));
+    c.token = Some("0123456789abcdeX");
+    assert_eq!(p.authenticate(c).await.unwrap_err(), AuthError::BadToken);
+    c.token = Some("short");
+    assert_eq!(p.authenticate(c).await.unwrap_err(), AuthError::BadToken);
+    let mut c = creds(None, None);
+    c.cert_user = Some("device-7");
+    assert_eq!(p.authenticate(c).await.unwrap().user(), Some("device-7"));
+    assert!(p.auth_required());
+
+    let (open, _) = policy_with(dir.path(), |c| c.auth.allow_anonymous = true);
+    assert_eq!(
+        open.authenticate(creds(None, None)).await.unwrap().user(),
+        None
+    );
+    // Credentials that are given are still checked.
+    assert_eq!(
+        open.authenticate(creds(Some("alice"), Some(b"bad")))
+            .await
+            .unwrap_err(),
+        AuthError::BadPassword
+    );
+    assert!(!open.auth_required());
+}
+
+#[tokio::test(start_paused = true)]
+async fn repeated_failures_from_one_address_are_slowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, m) = policy_with(dir.path(), |_| {});
+    let start = tokio::time::Instant::now();
+    for _ in 0..throttle::FREE_FAILURES {
+        let _ = p.authenticate(creds(Some("alice"), Some(b"guess"))).await;
+    }
+    assert_eq!(m.auth.throttled.get(), 0);
+    // The next attempts wait: 0, then the base delay, then twice that...
+    for _ in 0..3 {
+        let _ = p.authenticate(creds(Some("alice"), Some(b"guess"))).await;
+    }
+    assert_eq!(m.auth.throttled.get(), 2);
+    assert!(
+        start.elapsed() >= throttle::BASE_DELAY * 3,
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(m.auth.throttle_addresses.get(), 1);
+    // The right password still gets in (after its wait), and clears the address.
+    assert!(
+        p.authenticate(creds(Some("alice"), Some(b"wonderland")))
+            .await
+            .is_ok()
+    );
+    let t = tokio::time::Instant::now();
+    assert!(
+        p.authenticate(creds(Some("alice"), Some(b"x")))
+            .await
+            .is_err()
+    );
+    assert_eq!(t.elapsed(), Duration::ZERO);
+}
+
+#[test]
+fn decisions_come_from_the_rules_of_the_identity() {
+    let mut config = Config::default();
+    config.auth.acl_default_allow = false;
+    config.acl = vec![
+        AclRule {
+            user: Some("sensor-*".into()),
+            filter: "sensors/%u/#".into(),
+            action: AclAction::All,
+            allow: true,
+        },
+        AclRule {
+            user: None,
+            filter: "public/#".into(),
+            action: AclAction::All,
+            allow: true,
+        },
+    ];
+    let metrics = Arc::new(Metrics::default());
+    let p = Policy::new(&config, metrics.clone()).unwrap();
+    let s7 = p.identity(Some("sensor-7".into()), "c");
+    assert!(p.may_publish(&s7, "sensors/sensor-7/t"));
+    assert!(!p.may_publish(&s7, "sensors/sensor-8/t"));
+    assert!(matches!(p.subscribe(&s7, "sensors/sensor-7/#"), Grant::All));
+    assert!(matches!(
+        p.subscribe(&s7, "sensors/+/t"),
+        Grant::Filtered(_)
+    ));
+    assert!(p.subscribe(&s7, "private/#").is_denied());
+    let g = p.subscribe(&s7, "#").guard().unwrap();
+    assert!(g.may_read("public/x"));
+    assert!(!g.may_read("private/x"));
+    assert_eq!(metrics.auth.denied_publish.get(), 1);
+    assert_eq!(metrics.auth.denied_subscribe.get(), 1);
+}
+
+use crate::metrics::AuthFailure;
+use std::time::Duration;

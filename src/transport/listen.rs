@@ -1,0 +1,217 @@
+//! The accept loop every listener runs, whatever protocol and transport: the connection
+//! cap, socket options, backoff on accept errors, and one task per connection in which
+//! the transport's handshake (TLS, WebSocket upgrade) runs under a deadline. A handshake
+//! never runs in the accept loop, so one stalled client cannot hold up the others.
+
+use super::Stream;
+use crate::metrics::Metrics;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinHandle;
+
+/// What carries the protocol on one listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    Tls,
+    Ws,
+    Wss,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+            Transport::Ws => "ws",
+            Transport::Wss => "wss",
+        }
+    }
+}
+
+/// A connection ready for its protocol.
+pub struct Accepted {
+    pub stream: Stream,
+    pub peer: SocketAddr,
+    /// The user a verified client certificate names (`tls.identity_from_cert`).
+    pub cert_user: Option<String>,
+    pub transport: Transport,
+}
+
+/// What a listener needs besides its socket.
+#[derive(Clone)]
+pub struct ListenOptions {
+    /// "MQTT", "NATS": for logs.
+    pub protocol: &'static str,
+    pub transport: Transport,
+    /// Shared by every listener of the protocol: `max_connections`.
+    pub permits: Arc<Semaphore>,
+    /// The transport handshake must finish within this (the protocol's connect_timeout).
+    pub handshake_timeout: Duration,
+    #[cfg(feature = "tls")]
+    pub tls: Option<super::tls::Acceptor>,
+    pub ws_path: String,
+    /// The largest WebSocket frame payload accepted.
+    pub ws_max_frame: usize,
+    pub metrics: Arc<Metrics>,
+    /// Called (without waiting) on a connection refused at the cap, to tell the client.
+    pub on_refused: Option<fn(&TcpStream)>,
+}
+
+/// Logs at most once per interval; the rest are counted and reported with the next line.
+#[derive(Debug, Default)]
+pub struct RateLimitedLog {
+    last_secs: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl RateLimitedLog {
+    /// Whether to log now; `Some(n)` carries how many were suppressed since the last.
+    pub fn allow(&self) -> Option<u64> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.last_secs.load(Ordering::Relaxed);
+        if now > last
+            && self
+                .last_secs
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            Some(self.suppressed.swap(0, Ordering::Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+/// Accepts on `listener` until shutdown, then waits for every connection task it started.
+/// `serve` runs one connection.
+pub fn spawn<S, F>(
+    listener: TcpListener,
+    opts: ListenOptions,
+    shutdown: watch::Receiver<bool>,
+    serve: S,
+) -> JoinHandle<()>
+where
+    S: Fn(Accepted, watch::Receiver<bool>) -> F + Send + Sync + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let serve = Arc::new(serve);
+    let opts = Arc::new(opts);
+    let handshake_log = Arc::new(RateLimitedLog::default());
+    let mut stop = shutdown.clone();
+    tokio::spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                _ = stop.changed() => break,
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                accepted = accept(&listener, &opts) => {
+                    let Some((tcp, peer, permit)) = accepted else { continue };
+                    let (opts, serve, log) = (opts.clone(), serve.clone(), handshake_log.clone());
+                    let shutdown = shutdown.clone();
+                    conns.spawn(async move {
+                        let _permit: OwnedSemaphorePermit = permit;
+                        let handshake = tokio::time::timeout(opts.handshake_timeout, upgrade(tcp, peer, &opts));
+                        let accepted = match handshake.await {
+                            Ok(Ok(a)) => a,
+                            Ok(Err(e)) => {
+                                opts.metrics.auth.tls_failures.inc();
+                                if let Some(suppressed) = log.allow() {
+                                    tracing::info!(%peer, transport = opts.transport.as_str(), error = %e, suppressed, "{} handshake failed", opts.protocol);
+                                }
+                                return;
+                            }
+                            Err(_) => {
+                                opts.metrics.auth.tls_failures.inc();
+                                if let Some(suppressed) = log.allow() {
+                                    tracing::info!(%peer, transport = opts.transport.as_str(), suppressed, "{} handshake not done within connect_timeout", opts.protocol);
+                                }
+                                return;
+                            }
+                        };
+                        serve(accepted, shutdown).await;
+                    });
+                }
+            }
+        }
+        drop(listener);
+        while conns.join_next().await.is_some() {}
+    })
+}
+
+/// One accepted socket under the cap; None when refused or failed (already handled).
+async fn accept(
+    listener: &TcpListener,
+    opts: &ListenOptions,
+) -> Option<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
+    let (stream, peer) = match listener.accept().await {
+        Ok(a) => a,
+        Err(e) => {
+            // EMFILE and friends: back off briefly instead of spinning.
+            tracing::warn!(error = %e, "{} accept failed", opts.protocol);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            return None;
+        }
+    };
+    let Ok(permit) = opts.permits.clone().try_acquire_owned() else {
+        opts.metrics.connections_refused.inc();
+        tracing::warn!(%peer, "{} connection refused: max_connections reached", opts.protocol);
+        if let Some(tell) = opts.on_refused {
+            tell(&stream);
+        }
+        return None;
+    };
+    // Acks and small deliveries must not wait for Nagle (writes are coalesced by hand).
+    let _ = stream.set_nodelay(true);
+    Some((stream, peer, permit))
+}
+
+/// Why a transport handshake failed.
+#[derive(Debug, thiserror::Error)]
+enum UpgradeError {
+    #[error("TLS: {0}")]
+    Tls(std::io::Error),
+    #[error("WebSocket: {0}")]
+    Ws(String),
+    #[error("{0} is not available in this build")]
+    Unavailable(&'static str),
+}
+
+async fn upgrade(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    opts: &ListenOptions,
+) -> Result<Accepted, UpgradeError> {
+    let mut cert_user = None;
+    let stream = match opts.transport {
+        Transport::Tcp => Stream::Tcp(tcp),
+        #[cfg(feature = "tls")]
+        Transport::Tls => {
+            let Some(tls) = &opts.tls else {
+                return Err(UpgradeError::Unavailable("TLS"));
+            };
+            let s = tls.accept(tcp).await.map_err(UpgradeError::Tls)?;
+            cert_user = tls.user_of(&s);
+            Stream::Tls(Box::new(s))
+        }
+        _ => {
+            let _ = (&mut cert_user, &opts.ws_path, opts.ws_max_frame);
+            return Err(UpgradeError::Unavailable("this transport"));
+        }
+    };
+    let _ = UpgradeError::Ws(String::new());
+    Ok(Accepted {
+        stream,
+        peer,
+        cert_user,
+        transport: opts.transport,
+    })
+}
