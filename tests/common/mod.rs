@@ -2,6 +2,8 @@
 //! when its handle drops. Every wait has a deadline; nothing sleeps and hopes.
 #![allow(dead_code)]
 
+pub mod nats_raw;
+pub mod pki;
 pub mod raw;
 pub mod raw5;
 pub mod upstream;
@@ -106,7 +108,8 @@ impl Ferry {
         f
     }
 
-    fn addr_of(&self, marker: &str) -> Option<SocketAddr> {
+    /// The address logged with `marker` (e.g. "MQTT TLS listener ready").
+    pub fn addr_of(&self, marker: &str) -> Option<SocketAddr> {
         let log = self.log.lock().unwrap();
         let line = log.iter().find(|l| l.contains(marker))?;
         let at = line.find("addr=")? + 5;
@@ -115,6 +118,33 @@ impl Ferry {
 
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")
+    }
+
+    /// The /metrics text (needs `[metrics] listen`).
+    pub fn metrics(&self) -> String {
+        use std::io::{Read, Write};
+        let addr = self
+            .addr_of("metrics endpoint ready")
+            .expect("metrics endpoint in the config");
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    /// The value of one metric line (`name{labels}` exactly as rendered).
+    pub fn metric(&self, series: &str) -> u64 {
+        let text = self.metrics();
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(series)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("{series} not in /metrics:\n{text}"))
     }
 
     /// Waits for a log line containing every one of `parts`.

@@ -52,6 +52,29 @@ impl Raw {
         }
     }
 
+    /// CONNECT with a user name and password; returns the CONNACK (or how it ended).
+    pub fn connect_login(
+        addr: SocketAddr,
+        id: &str,
+        clean: bool,
+        login: Option<(&str, &str)>,
+    ) -> (Raw, Result<rumqttc::ConnAck, End>) {
+        let mut raw = Raw::open(addr);
+        let mut c = Connect::new(id);
+        c.clean_session = clean;
+        c.keep_alive = 30;
+        if let Some((u, p)) = login {
+            c.set_login(u, p);
+        }
+        raw.send(Packet::Connect(c));
+        let ack = match raw.recv(Duration::from_secs(10)) {
+            Ok(Packet::ConnAck(a)) => Ok(a),
+            Ok(other) => panic!("expected CONNACK, got {other:?}"),
+            Err(e) => Err(e),
+        };
+        (raw, ack)
+    }
+
     pub fn send(&mut self, p: Packet) {
         let mut out = BytesMut::new();
         p.write(&mut out, 1 << 20).unwrap();

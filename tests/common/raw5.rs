@@ -47,6 +47,28 @@ impl Raw5 {
         }
     }
 
+    /// CONNECT (clean) with a user name and password; returns the CONNACK.
+    pub fn connect_login(
+        addr: SocketAddr,
+        id: &str,
+        clean: bool,
+        login: Option<(&str, &str)>,
+    ) -> (Raw5, ConnAck) {
+        let mut raw = Raw5::open(addr);
+        let c = Connect {
+            keep_alive: 30,
+            client_id: id.into(),
+            clean_start: clean,
+            properties: Some(ConnectProperties::new()),
+        };
+        let login = login.map(|(u, p)| rumqttc::v5::mqttbytes::v5::Login::new(u, p));
+        raw.send(Packet::Connect(c, None, login));
+        match raw.recv(Duration::from_secs(10)) {
+            Some(Packet::ConnAck(a)) => (raw, a),
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    }
+
     pub fn simple(addr: SocketAddr, id: &str) -> Raw5 {
         Raw5::connect(addr, id, true, ConnectProperties::new(), None).0
     }
