@@ -290,7 +290,7 @@ impl Conn {
         if let Some(p) = connack.properties.as_mut() {
             p.server_keep_alive = server_keep_alive;
         }
-        tracing::info!(peer = %self.peer, %client_id, user = self.identity.as_ref().and_then(Identity::user).unwrap_or(""),
+        tracing::info!(peer = %self.peer, %client_id, user = %self.identity.as_ref().and_then(Identity::user).unwrap_or(""),
             transport = self.transport.as_str(), protocol = ?self.protocol, keep_alive = connect.keep_alive,
             clean = connect.clean_start, session_present = opened.present, "MQTT client connected");
         let close = match self.send_now(&Packet::ConnAck(connack)).await {
@@ -349,7 +349,7 @@ impl Conn {
         } else {
             e.mqtt3_code()
         };
-        tracing::info!(peer = %self.peer, client_id, user = user.unwrap_or(""), reason = %e, code, "MQTT CONNECT refused");
+        tracing::info!(peer = %self.peer, client_id, user = %user.unwrap_or(""), reason = %e, code, "MQTT CONNECT refused");
         let _ = self
             .send_now(&Packet::ConnAck(codec::ConnAck {
                 session_present: false,

@@ -314,14 +314,14 @@ impl Conn {
         let who = match self.ctx.hub.policy().authenticate(creds).await {
             Ok(who) => who,
             Err(e) => {
-                tracing::info!(peer = %self.peer, user = o.user.as_deref().unwrap_or(""), reason = %e, "NATS CONNECT refused");
+                tracing::info!(peer = %self.peer, user = %o.user.as_deref().unwrap_or(""), reason = %e, "NATS CONNECT refused");
                 return Err(self.fail(ProtoError::AuthViolation));
             }
         };
         tracing::info!(
             peer = %self.peer,
             name = o.name.as_deref().unwrap_or(""),
-            user = who.user().unwrap_or(""),
+            user = %who.user().unwrap_or(""),
             lang = o.lang.as_deref().unwrap_or(""),
             version = o.version.as_deref().unwrap_or(""),
             "NATS client connected"
