@@ -20,3 +20,4 @@ pub mod router;
 pub mod service;
 pub mod store;
 pub mod topic;
+pub mod transport;

@@ -1,0 +1,3 @@
+//! Transports that carry the MQTT byte stream over something other than plain TCP.
+
+pub mod ws;
