@@ -9,6 +9,7 @@
 pub mod listen;
 #[cfg(feature = "tls")]
 pub mod tls;
+pub mod ws;
 
 use bytes::BytesMut;
 use std::io;
