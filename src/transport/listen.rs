@@ -180,7 +180,7 @@ enum UpgradeError {
     #[error("TLS: {0}")]
     Tls(std::io::Error),
     #[error("WebSocket: {0}")]
-    Ws(String),
+    Ws(#[from] super::ws::WsError),
     #[error("{0} is not available in this build")]
     Unavailable(&'static str),
 }
@@ -202,12 +202,19 @@ async fn upgrade(
             cert_user = tls.user_of(&s);
             Stream::Tls(Box::new(s))
         }
-        _ => {
-            let _ = (&mut cert_user, &opts.ws_path, opts.ws_max_frame);
-            return Err(UpgradeError::Unavailable("this transport"));
+        Transport::Ws => Stream::Ws(Box::new(websocket(tcp, opts).await?)),
+        #[cfg(feature = "tls")]
+        Transport::Wss => {
+            let Some(tls) = &opts.tls else {
+                return Err(UpgradeError::Unavailable("TLS"));
+            };
+            let s = tls.accept(tcp).await.map_err(UpgradeError::Tls)?;
+            cert_user = tls.user_of(&s);
+            Stream::Wss(Box::new(websocket(s, opts).await?))
         }
+        #[cfg(not(feature = "tls"))]
+        Transport::Tls | Transport::Wss => return Err(UpgradeError::Unavailable("TLS")),
     };
-    let _ = UpgradeError::Ws(String::new());
     Ok(Accepted {
         stream,
         peer,
@@ -215,3 +222,15 @@ async fn upgrade(
         transport: opts.transport,
     })
 }
+
+/// The HTTP upgrade on `path`, then frames of at most `ws_max_frame` bytes.
+async fn websocket<S>(stream: S, opts: &ListenOptions) -> Result<super::ws::WsStream<S>, UpgradeError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let ws = super::ws::accept(stream, &opts.ws_path, MAX_UPGRADE_REQUEST).await?;
+    Ok(ws.with_max_payload(opts.ws_max_frame))
+}
+
+/// The longest HTTP upgrade request accepted (browsers send well under 2 KiB).
+const MAX_UPGRADE_REQUEST: usize = 8 * 1024;

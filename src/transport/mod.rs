@@ -23,6 +23,9 @@ pub enum Stream {
     Tcp(TcpStream),
     #[cfg(feature = "tls")]
     Tls(Box<tls::ServerTls>),
+    Ws(Box<ws::WsStream<TcpStream>>),
+    #[cfg(feature = "tls")]
+    Wss(Box<ws::WsStream<tls::ServerTls>>),
 }
 
 impl std::fmt::Debug for Stream {
@@ -38,6 +41,9 @@ impl Stream {
             Stream::Tcp(_) => "tcp",
             #[cfg(feature = "tls")]
             Stream::Tls(_) => "tls",
+            Stream::Ws(_) => "ws",
+            #[cfg(feature = "tls")]
+            Stream::Wss(_) => "wss",
         }
     }
 
@@ -60,7 +66,6 @@ impl Stream {
                     r => return r,
                 }
             },
-            #[cfg(feature = "tls")]
             other => {
                 reserve(buf);
                 tokio::io::AsyncReadExt::read_buf(other, buf).await
@@ -75,6 +80,9 @@ macro_rules! each {
             Stream::Tcp($s) => $e,
             #[cfg(feature = "tls")]
             Stream::Tls($s) => $e,
+            Stream::Ws($s) => $e,
+            #[cfg(feature = "tls")]
+            Stream::Wss($s) => $e,
         }
     };
 }
@@ -119,6 +127,9 @@ impl AsyncWrite for Stream {
             Stream::Tcp(s) => s.is_write_vectored(),
             #[cfg(feature = "tls")]
             Stream::Tls(s) => s.is_write_vectored(),
+            Stream::Ws(s) => s.is_write_vectored(),
+            #[cfg(feature = "tls")]
+            Stream::Wss(s) => s.is_write_vectored(),
         }
     }
 }
@@ -143,7 +154,6 @@ impl Stream {
                 let (r, w) = s.split();
                 (ReadHalf::Tcp(r), WriteHalf::Tcp(w))
             }
-            #[cfg(feature = "tls")]
             other => {
                 let (r, w) = tokio::io::split(other);
                 (ReadHalf::Shared(r), WriteHalf::Shared(w))
