@@ -34,7 +34,7 @@ enum ReadState {
 
 /// A WebSocket connection seen as a byte stream; see the module doc. It holds no read
 /// buffer while idle, at most one frame plus one read chunk while reading, and at most
-/// [`MAX_QUEUED`] plus one frame of output.
+/// 64 KiB plus one frame of output.
 pub struct WsStream<S> {
     inner: S,
     /// Bytes from the wire not yet decoded (part of a frame, or more than one frame).
