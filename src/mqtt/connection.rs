@@ -160,6 +160,10 @@ pub async fn serve(accepted: Accepted, ctx: Arc<MqttCtx>, mut shutdown: watch::R
             tracing::info!(peer = %conn.peer, reason = %close, "MQTT connection closed before CONNECT");
         }
     }
+    if conn.transport != Transport::Tcp {
+        // TLS close_notify, or the WebSocket close frame a protocol error queued.
+        let _ = tokio::time::timeout(Duration::from_secs(1), conn.stream.shutdown()).await;
+    }
     metrics.connections_mqtt.add(-1);
 }
 

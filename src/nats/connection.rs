@@ -162,6 +162,11 @@ pub async fn serve(accepted: Accepted, ctx: Arc<NatsCtx>, mut shutdown: watch::R
         // Let the client see the -ERR that explains the close; never wait long for it.
         let _ = tokio::time::timeout(Duration::from_secs(1), wr.write_all(&conn.wbuf)).await;
     }
+    drop((rd, wr));
+    if !matches!(stream, crate::transport::Stream::Tcp(_)) {
+        // TLS close_notify before the socket goes.
+        let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+    }
     for (filter, slot) in conn.session.registrations() {
         conn.ctx.hub.router.unsubscribe(filter, conn_id, slot);
     }

@@ -224,7 +224,10 @@ async fn upgrade(
 }
 
 /// The HTTP upgrade on `path`, then frames of at most `ws_max_frame` bytes.
-async fn websocket<S>(stream: S, opts: &ListenOptions) -> Result<super::ws::WsStream<S>, UpgradeError>
+async fn websocket<S>(
+    stream: S,
+    opts: &ListenOptions,
+) -> Result<super::ws::WsStream<S>, UpgradeError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {

@@ -35,13 +35,13 @@ def forward_config(port):
 
 
 class Ferry:
-    def __init__(self, directory, extra=""):
+    def __init__(self, directory, extra="", mqtt_extra="", nats_extra=""):
         binary = os.environ.get("FERRY_BIN")
         if not binary:
             pytest.skip("FERRY_BIN is not set (path of the built ferry binary)")
         config = directory / "ferry.toml"
         config.write_text(
-            '[mqtt]\nlisten = "127.0.0.1:0"\n[nats]\nlisten = "127.0.0.1:0"\n'
+            f'[mqtt]\nlisten = "127.0.0.1:0"\n{mqtt_extra}\n[nats]\nlisten = "127.0.0.1:0"\n{nats_extra}\n'
             f'[store]\ndir = "{directory / "store"}"\n' + extra
         )
         env = dict(os.environ, RUST_LOG="info", NO_COLOR="1")
@@ -65,6 +65,10 @@ class Ferry:
             self.mqtt = self._addr("MQTT listener ready")
             self.nats = self._addr("NATS listener ready")
             time.sleep(0.01)
+        # The optional listeners, when configured (None otherwise).
+        self.mqtt_tls = self._addr("MQTT TLS listener ready")
+        self.mqtt_ws = self._addr("MQTT WebSocket listener ready")
+        self.mqtt_wss = self._addr("MQTT secure WebSocket listener ready")
 
     def _drain(self):
         for line in self.proc.stderr:
@@ -109,3 +113,33 @@ def wait_until(cond, what, limit=10.0):
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {limit}s waiting for {what}")
         time.sleep(0.01)
+
+
+def openssl(directory, *args):
+    subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+
+EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+
+def make_pki(directory):
+    """A CA and a server certificate for localhost/127.0.0.1, made with the openssl CLI.
+    Returns (ca, cert, key) paths."""
+    d = str(directory)
+    openssl(d, "req", "-x509", "-days", "2", "-subj", "/CN=ferry py CA", *EC,
+            "-keyout", "ca.key", "-out", "ca.pem",
+            "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    openssl(d, "req", "-subj", "/CN=localhost", *EC, "-keyout", "server.key", "-out", "server.csr")
+    (directory / "ext.cnf").write_text(
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+        "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n")
+    openssl(d, "x509", "-req", "-days", "2", "-in", "server.csr", "-CA", "ca.pem",
+            "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-extfile", "ext.cnf")
+    return directory / "ca.pem", directory / "server.pem", directory / "server.key"
+
+
+def add_user(binary, passwd, user, password):
+    """`ferry passwd FILE USER`, the password on stdin, as an operator's script would."""
+    subprocess.run([binary, "passwd", str(passwd), user], input=password + "\n",
+                   text=True, check=True, capture_output=True)
