@@ -1,3 +1,4 @@
-//! Who may connect: the password file of `[auth] password_file`.
+//! Who may connect: the password file of `[auth] password_file` and `ferry passwd`.
 
 pub mod passwd;
+pub mod passwd_cli;
