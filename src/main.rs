@@ -43,6 +43,12 @@ enum Command {
     },
     /// Print the built-in default configuration, with comments.
     Defaults,
+    /// Add a user to a password file or change its password; --delete removes one.
+    ///
+    /// The password is read from the terminal without echo (asked twice), or from the
+    /// first line of stdin when that is not a terminal: `echo secret | ferry passwd FILE
+    /// USER`. Exit status: 0 ok, 1 failure, 2 usage or a malformed FILE (left unchanged).
+    Passwd(ferry::policy::passwd_cli::PasswdArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +59,7 @@ fn main() -> ExitCode {
             print!("{}", config::DEFAULT_TOML);
             ExitCode::SUCCESS
         }
+        Some(Command::Passwd(args)) => ferry::policy::passwd_cli::run(&args),
         Some(Command::Run) | None => run(cli.config),
     }
 }

@@ -13,6 +13,7 @@
 
 pub mod acl;
 pub mod passwd;
+pub mod passwd_cli;
 mod throttle;
 
 use crate::config::{AclRule, Config};
