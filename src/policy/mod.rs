@@ -401,7 +401,7 @@ pub fn check_files(config: &Config) -> Vec<String> {
     let mut problems = Vec::new();
     if let Some(path) = &config.auth.password_file {
         if let Err(e) = PasswordFile::load(path) {
-            problems.push(e.to_string());
+            problems.push(format!("auth.password_file: {e}"));
         }
     }
     #[cfg(feature = "tls")]
