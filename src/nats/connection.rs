@@ -111,13 +111,17 @@ pub async fn serve(accepted: Accepted, ctx: Arc<NatsCtx>, mut shutdown: watch::R
         Ok(Ok(n)) => n,
         Ok(Err(e)) => {
             metrics.auth.tls_failures.inc();
-            tracing::info!(%peer, error = %e, "NATS connection closed before CONNECT");
+            if let Some(suppressed) = ctx.handshake_log.allow() {
+                tracing::info!(%peer, error = %e, suppressed, "NATS connection closed before CONNECT");
+            }
             metrics.connections_nats.add(-1);
             return;
         }
         Err(_) => {
             metrics.auth.tls_failures.inc();
-            tracing::info!(%peer, "NATS TLS handshake not done within connect_timeout");
+            if let Some(suppressed) = ctx.handshake_log.allow() {
+                tracing::info!(%peer, suppressed, "NATS TLS handshake not done within connect_timeout");
+            }
             metrics.connections_nats.add(-1);
             return;
         }

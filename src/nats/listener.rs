@@ -27,6 +27,8 @@ pub struct NatsCtx {
     /// For `nats.tls` other than "off".
     #[cfg(feature = "tls")]
     pub tls: Option<crate::transport::tls::Acceptor>,
+    /// Failed TLS handshakes are logged at most once a second.
+    pub handshake_log: crate::transport::listen::RateLimitedLog,
 }
 
 impl NatsCtx {
@@ -113,6 +115,7 @@ pub async fn listen(
         info,
         #[cfg(feature = "tls")]
         tls,
+        handshake_log: Default::default(),
     });
     let task = listen::spawn(listener, opts, shutdown, move |conn, stop| {
         connection::serve(conn, ctx.clone(), stop)
