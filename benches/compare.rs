@@ -65,6 +65,7 @@ type Scenario =
 const SCENARIOS: &[(&str, Scenario)] = &[
     ("mqtt-pubsub", |s, d| Box::pin(pubsub::mqtt(s, d))),
     ("nats-pubsub", |s, d| Box::pin(pubsub::nats(s, d))),
+    ("acl", |s, d| Box::pin(pubsub::acl(s, d))),
     ("durable-ingest", |s, d| Box::pin(durable::ingest(s, d))),
     ("write-amplification", |s, d| {
         Box::pin(durable::write_amplification(s, d))

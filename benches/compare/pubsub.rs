@@ -36,7 +36,8 @@ struct Figures {
 
 #[derive(Clone, Copy)]
 enum Proto {
-    Mqtt(QoS),
+    /// The QoS, and the filter the subscriber uses (the publisher sends on `bench/t`).
+    Mqtt(QoS, &'static str),
     Nats,
 }
 
@@ -53,14 +54,14 @@ async fn one_run(
     let stall = Duration::from_secs(2);
     let limit = Duration::from_secs(120);
     match proto {
-        Proto::Mqtt(qos) => {
+        Proto::Mqtt(qos, filter) => {
             let spec = PubSpec {
                 qos,
                 inflight: 100,
                 size,
                 pace,
             };
-            let sub = mqtt_load::subscribe(port, &unique("sub"), "bench/t", qos, true).await?;
+            let sub = mqtt_load::subscribe(port, &unique("sub"), filter, qos, true).await?;
             sub.tally().reset(pace.is_some());
             let p = mqtt_load::publish(port, &unique("pub"), "bench/t", spec, n).await?;
             sub.tally().wait_for(n, stall, limit).await;
@@ -212,7 +213,7 @@ pub async fn mqtt(scale: &Scale, dir: &Path) -> Result<Vec<Row>> {
         eprintln!("  mqtt-pubsub {label}");
         // Alternate which broker goes first, so neither always runs on a warmer machine.
         let (f, p) = compare(
-            Proto::Mqtt(qos),
+            Proto::Mqtt(qos, "bench/t"),
             ferry.mqtt.port(),
             mosquitto.port,
             size,
@@ -248,6 +249,50 @@ pub async fn nats(scale: &Scale, dir: &Path) -> Result<Vec<Row>> {
         )
         .await?;
         out.extend(rows("nats-pubsub", &label, "nats-server", &f, &p, None));
+    }
+    Ok(out)
+}
+
+/// The cost of `[[acl]]` on the delivery path: ferry with access rules against ferry
+/// without, in the same run, QoS 0 64 B. A subscription the rules wholly allow must cost
+/// nothing per message (ratio about 1); one they allow only in part (`bench/+` while
+/// `bench/secret` is denied) pays a rule walk per delivery.
+pub async fn acl(scale: &Scale, dir: &Path) -> Result<Vec<Row>> {
+    let (with_dir, without_dir) = (dir.join("acl"), dir.join("plain"));
+    std::fs::create_dir_all(&with_dir)?;
+    std::fs::create_dir_all(&without_dir)?;
+    let rules = "[auth]\nallow_anonymous = true\n\
+                 [[acl]]\nfilter = \"bench/secret\"\naction = \"subscribe\"\nallow = false\n\
+                 [[acl]]\nfilter = \"private/#\"\naction = \"all\"\nallow = false\n";
+    let with = Ferry::start(&with_dir, &(ferry_base_config(&with_dir) + rules))?;
+    let without = Ferry::start(&without_dir, &ferry_base_config(&without_dir))?;
+    let (n, n_lat) = (scale.n(100_000), scale.n(3_000));
+    let mut out = Vec::new();
+    for (i, (filter, label)) in [
+        (
+            "bench/t",
+            "QoS 0 64 B, subscription wholly allowed (no check per message)",
+        ),
+        (
+            "bench/+",
+            "QoS 0 64 B, subscription partly allowed (rules checked per message)",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        eprintln!("  acl {label}");
+        let (f, p) = compare(
+            Proto::Mqtt(QoS::AtMostOnce, filter),
+            with.mqtt.port(),
+            without.mqtt.port(),
+            64,
+            n,
+            n_lat,
+            i % 2 == 0,
+        )
+        .await?;
+        out.extend(rows("acl", label, "ferry without [[acl]]", &f, &p, None));
     }
     Ok(out)
 }
