@@ -237,9 +237,12 @@ impl PasswordFile {
 
     /// Parses the text of a password file; `origin` names it in errors. Stops at the
     /// first malformed line. Lines may end in `\n` or `\r\n`; trailing blanks after a
-    /// hash are ignored.
+    /// hash and a leading byte-order mark are ignored.
     pub fn parse(text: &str, origin: &str) -> Result<PasswordFile, PasswdError> {
         let mut file = PasswordFile::new();
+        // A byte-order mark (some editors write one) would otherwise join the first user
+        // name, which would then never match.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut pieces = text.split('\n').peekable();
         let mut number = 0;
         while let Some(raw) = pieces.next() {

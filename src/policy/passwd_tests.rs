@@ -34,6 +34,9 @@ fn parses_comments_blank_lines_and_crlf() {
     assert_eq!(file.users().collect::<Vec<_>>(), ["alice", "bob"]);
     assert_eq!((file.len(), file.is_empty()), (2, false));
     assert!(file.contains("bob") && !file.contains("carol"));
+    let bom = format!("\u{feff}alice:{}\n", REFERENCE[0]);
+    let file = PasswordFile::parse(&bom, "passwd").unwrap();
+    assert_eq!(file.verify("alice", b"password"), Verified::Ok);
     assert!(PasswordFile::parse("", "x").unwrap().is_empty());
     assert!(PasswordFile::parse("# only\n", "x").unwrap().is_empty());
 }
