@@ -179,6 +179,10 @@ build_one() {
   out="$DIST/ferry-$(version)-$name"
   cp "$CARGO_TARGET_DIR/$t/release/ferry" "$out"
   log "$name: built in $(( $(date +%s) - started ))s: $(stat -c %s "$out") bytes ($(( $(stat -c %s "$out") / 1024 )) KiB); $(file -b "$out" | cut -d, -f1-2,4-5)"
+  # The size budget: the stripped aarch64 binary with every feature stays under 5 MiB.
+  if [ "$t" = aarch64-unknown-linux-gnu ] && [ "$(stat -c %s "$out")" -ge $((5 * 1024 * 1024)) ]; then
+    die "$name is $(stat -c %s "$out") bytes: over the 5 MiB budget"
+  fi
   BUILT="$out"
 }
 
