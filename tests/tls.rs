@@ -16,19 +16,6 @@ fn topic(i: usize) -> String {
     format!("sensors/{}", i % TOPICS)
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl CLI (apt-get install openssl)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A CA (`<name>-ca.pem`) and a server certificate it signed for localhost/127.0.0.1.
 struct Pki {
     ca: PathBuf,
@@ -37,74 +24,12 @@ struct Pki {
 }
 
 fn make_pki(dir: &Path, name: &str) -> Pki {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let (ca, ca_key) = (format!("{name}-ca.pem"), format!("{name}-ca.key"));
-    let mut args = vec!["req", "-x509", "-days", "2", "-subj", "/CN=ferry test CA"];
-    args.extend(ec);
-    args.extend([
-        "-keyout",
-        &ca_key,
-        "-out",
-        &ca,
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-    ]);
-    openssl(dir, &args);
-    let (key, csr, cert) = (
-        format!("{name}-server.key"),
-        format!("{name}-server.csr"),
-        format!("{name}-server.pem"),
-    );
-    let mut args = vec![
-        "req",
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        &key,
-        "-out",
-        &csr,
-    ];
-    args.extend(ec);
-    openssl(dir, &args);
-    let ext = format!("{name}-ext.cnf");
-    std::fs::write(
-        dir.join(&ext),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
-         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-days",
-            "2",
-            "-in",
-            &csr,
-            "-CA",
-            &ca,
-            "-CAkey",
-            &ca_key,
-            "-CAcreateserial",
-            "-out",
-            &cert,
-            "-extfile",
-            &ext,
-        ],
-    );
+    let ca = common::pki::Ca::new(dir, name);
+    let server = ca.server();
     Pki {
-        ca: dir.join(ca),
-        cert: dir.join(cert),
-        key: dir.join(key),
+        ca: ca.cert,
+        cert: server.cert,
+        key: server.key,
     }
 }
 

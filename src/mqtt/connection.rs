@@ -354,13 +354,7 @@ impl Conn {
             e.mqtt3_code()
         };
         tracing::info!(peer = %self.peer, client_id, user = %user.unwrap_or(""), reason = %e, code, "MQTT CONNECT refused");
-        let _ = self
-            .send_now(&Packet::ConnAck(codec::ConnAck {
-                session_present: false,
-                code,
-                properties: None,
-            }))
-            .await;
+        self.send_refusal(code).await;
     }
 
     async fn refuse(&mut self, code: u8, client_id: &str) {
@@ -370,6 +364,11 @@ impl Conn {
         } else {
             code
         };
+        self.send_refusal(code).await;
+    }
+
+    /// CONNACK with a failure code (the caller then closes the connection).
+    async fn send_refusal(&mut self, code: u8) {
         let _ = self
             .send_now(&Packet::ConnAck(codec::ConnAck {
                 session_present: false,
