@@ -292,6 +292,20 @@ fn nats_denials_use_nats_server_words_and_keep_the_connection() {
     }
     got.sort();
     assert_eq!(got, ["public.end 3 c", "public.x 3 b", "public.x 4 b"]);
+    // %c is the CONNECT name for NATS clients.
+    let (mut named, lines) = NatsRaw::connect(
+        nats,
+        r#"{"verbose":false,"name":"dev-a","user":"bob","pass":"bob-pw"}"#,
+    );
+    assert_eq!(lines, ["PONG"]);
+    named.send("PUB clients.dev-b.x 1\r\nx\r\nPUB clients.dev-a.x 1\r\ny\r\nPING\r\n");
+    assert_eq!(
+        named.until_pong(SECS),
+        [
+            "-ERR 'Permissions Violation for Publish to \"clients.dev-b.x\"'",
+            "PONG"
+        ]
+    );
 }
 
 #[test]

@@ -344,3 +344,33 @@ async fn nats_tls_optional_serves_both() {
             .unwrap();
     client.flush().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_client_certificates_are_required_and_name_the_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let clients = Ca::new(dir.path(), "nclients");
+    let dev = clients.client("device-2", "device-2.example");
+    let tls_extra = format!(
+        "client_ca_file = \"{}\"\nrequire_client_cert = true\nidentity_from_cert = \"san\"",
+        clients.cert.display()
+    );
+    let s = start(dir.path(), &tls_extra, "", "required");
+    let url = format!("tls://localhost:{}", s.ferry.nats.unwrap().port());
+    // Without a certificate the handshake fails: no connection.
+    let refused = async_nats::ConnectOptions::new()
+        .add_root_certificates(s.ca.cert.clone())
+        .require_tls(true)
+        .connect(&url);
+    assert!(tokio::time::timeout(SECS, refused).await.unwrap().is_err());
+    // With one, it connects with no password, and its first DNS SAN is the user.
+    let client = async_nats::ConnectOptions::new()
+        .add_root_certificates(s.ca.cert.clone())
+        .add_client_certificate(dev.cert.clone(), dev.key.clone())
+        .require_tls(true)
+        .connect(&url)
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    s.ferry
+        .wait_log(&["user=device-2.example", "NATS client connected"], SECS);
+}
