@@ -7,6 +7,8 @@
 //! and the same again with the first packet's remaining length rewritten to fit the
 //! input, so mutations of the body are not all lost to a wrong length. Checks:
 //! - decode never panics; `Ok(None)` leaves the buffer as it was;
+//! - a decoded packet cut short (after 1, 2, half, all but one of its bytes) gives
+//!   `Ok(None)`, as a packet still arriving must;
 //! - every decoded packet encodes (`encode` refuses only what `decode` rejects), to
 //!   exactly `encoded_len` bytes, and those bytes decode to an equal packet, whole.
 //!
@@ -123,6 +125,7 @@ fn stream(data: &[u8], start: Option<Protocol>) -> Result<bool, String> {
             Ok(Some(packet)) => {
                 any = true;
                 let consumed = before.len() - buf.len();
+                incomplete_prefixes(protocol, &before[..consumed])?;
                 round_trip(&packet, protocol, &before[..consumed])?;
                 if protocol.is_none() {
                     // As the session does: the connection now speaks the CONNECT's version.
@@ -133,6 +136,25 @@ fn stream(data: &[u8], start: Option<Protocol>) -> Result<bool, String> {
             }
         }
     }
+}
+
+/// A packet cut short is not a packet yet: `Ok(None)`, never an error, for a few cuts.
+fn incomplete_prefixes(protocol: Option<Protocol>, wire: &[u8]) -> Result<(), String> {
+    for cut in [1, 2, wire.len() / 2, wire.len() - 1] {
+        if cut == 0 || cut >= wire.len() {
+            continue;
+        }
+        let mut buf = BytesMut::from(&wire[..cut]);
+        match decode(&mut buf, protocol, MAX_PACKET) {
+            Ok(None) if buf.len() == cut => {}
+            other => {
+                return Err(format!(
+                    "{protocol:?}: {wire:02x?} decodes, but its first {cut} bytes give {other:?}"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn round_trip(packet: &Packet, ctx: Option<Protocol>, wire: &[u8]) -> Result<(), String> {
