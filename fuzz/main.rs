@@ -202,16 +202,15 @@ fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
-/// A short, escaped rendering of an input for the report.
-fn preview(data: &[u8]) -> String {
-    const MAX: usize = 300;
+/// An escaped rendering of an input for the report, cut after `max` bytes.
+fn preview(data: &[u8], max: usize) -> String {
     let shown: String = data
         .iter()
-        .take(MAX)
+        .take(max)
         .flat_map(|&b| std::ascii::escape_default(b))
         .map(char::from)
         .collect();
-    if data.len() > MAX {
+    if data.len() > max {
         format!("b\"{shown}\"... ({} bytes)", data.len())
     } else {
         format!("b\"{shown}\" ({} bytes)", data.len())
@@ -287,24 +286,30 @@ fn replay_hint(path: &Path) -> String {
     format!("FERRY_FUZZ_REPLAY={shown} cargo test --test fuzz")
 }
 
-/// Prints a failure found by mutation, after saving and shrinking the input.
-fn report(t: &Target, data: &[u8], bug: &Failure, seed: u64) {
+/// Prints a failure found by mutation, after saving and shrinking the input. The shrunk
+/// input is printed whole (up to 4 KiB), so a CI log is enough to reproduce it.
+fn report(t: &Target, data: &[u8], bug: &Failure, seed: u64, nth: u64) {
     let path = write_artifact(t, bug.kind(), data, "");
     println!("\nFAILED {}: {}", t.name, bug.describe());
-    println!("input: {}", preview(data));
+    println!("input: {}", preview(data, 300));
     println!("saved: {}", path.display());
     let small = shrink(t, data, bug);
     if small.len() < data.len() {
         let min_path = write_artifact(t, bug.kind(), &small, ".min");
         if let Err(f) = exec(t, &small) {
-            println!("shrunk: {}", preview(&small));
+            println!("shrunk: {}", preview(&small, 4096));
             println!("        {}", f.describe());
         }
         println!("saved: {}", min_path.display());
         println!("replay: {}", replay_hint(&min_path));
+    } else if data.len() > 300 {
+        println!("whole input: {}", preview(data, 4096));
     }
     println!("replay: {}", replay_hint(&path));
-    println!("(found with FERRY_FUZZ_SEED={seed})");
+    println!(
+        "(execution {nth} of FERRY_FUZZ_SEED={seed}; that seed reaches this input again \
+         in as many executions)"
+    );
 }
 
 struct Outcome {
@@ -373,7 +378,7 @@ fn fuzz_target(t: &Target, s: &Settings) -> Result<Outcome, ()> {
                 }
             }
             Err(bug) => {
-                report(t, &data, &bug, s.seed);
+                report(t, &data, &bug, s.seed, execs);
                 return Err(());
             }
         }
@@ -424,7 +429,7 @@ fn replay(path: &Path) -> ExitCode {
             "replay {} on {}: {}",
             t.name,
             file.display(),
-            preview(&data)
+            preview(&data, 300)
         );
         match (t.run)(&data) {
             Ok(accepted) => println!("  ok (accepted: {accepted})"),

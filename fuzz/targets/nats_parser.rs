@@ -14,12 +14,14 @@
 //!   exactly that one operation;
 //! - HPUB header blocks: `Headers::parse` never panics, and a block it accepts encodes
 //!   (`Headers::encode`) to a block that parses back equal;
+//! - PUB/HPUB delivered to a subscriber: `encode_msg`/`encode_hmsg` write the expected
+//!   MSG/HMSG, of exactly the size `msg_len`/`hmsg_len` report;
 //! - CONNECT options, subject checks and error texts are exercised for panics.
 
 use bytes::BytesMut;
 use ferry::nats::proto::{
-    ClientOp, Headers, Limits, Parser, ProtoError, subject_matches, valid_publish_subject,
-    valid_subscribe_subject,
+    ClientOp, Headers, Limits, Parser, ProtoError, encode_hmsg, encode_msg, hmsg_len, msg_len,
+    subject_matches, valid_publish_subject, valid_subscribe_subject,
 };
 
 use super::nats_encode;
@@ -166,14 +168,35 @@ fn check_op(op: &ClientOp) -> Result<(), String> {
         ClientOp::Connect(o) => {
             let _ = (o.validate(true), o.validate(false));
         }
-        ClientOp::Pub { subject, .. } => {
+        ClientOp::Pub {
+            subject,
+            reply,
+            payload,
+        } => {
             let _ = valid_publish_subject(subject);
+            let mut out = BytesMut::new();
+            encode_msg(subject, b"1", reply.as_deref(), payload, &mut out);
+            let len = msg_len(subject, b"1", reply.as_deref(), payload.len());
+            check_delivery(op, &out, len)?;
         }
         ClientOp::HPub {
-            subject, headers, ..
+            subject,
+            reply,
+            headers,
+            payload,
         } => {
             let _ = valid_publish_subject(subject);
             check_headers(headers)?;
+            let mut out = BytesMut::new();
+            encode_hmsg(subject, b"1", reply.as_deref(), headers, payload, &mut out);
+            let len = hmsg_len(
+                subject,
+                b"1",
+                reply.as_deref(),
+                headers.len(),
+                payload.len(),
+            );
+            check_delivery(op, &out, len)?;
         }
         ClientOp::Sub { subject, .. } => {
             if valid_subscribe_subject(subject) {
@@ -182,6 +205,37 @@ fn check_op(op: &ClientOp) -> Result<(), String> {
             }
         }
         ClientOp::Unsub { .. } | ClientOp::Ping | ClientOp::Pong => {}
+    }
+    Ok(())
+}
+
+/// The MSG/HMSG a subscriber with sid 1 gets for a publish: `msg_len`/`hmsg_len` (used
+/// for slow-consumer accounting) must be its exact size, and it must read like the
+/// publish it came from with the sid added.
+fn check_delivery(op: &ClientOp, out: &[u8], len: usize) -> Result<(), String> {
+    let mut expected = Vec::new();
+    nats_encode::encode(op, &mut expected);
+    let expected = match expected.iter().position(|&b| b == b' ') {
+        Some(sp) => {
+            let (verb, rest) = expected.split_at(sp);
+            let verb: &[u8] = if verb == b"PUB" { b"MSG" } else { b"HMSG" };
+            // "<verb> <subject> 1 <rest of the line>"
+            let subj_end = rest[1..]
+                .iter()
+                .position(|&b| b == b' ')
+                .map_or(rest.len(), |i| i + 1);
+            [verb, &rest[..subj_end], b" 1", &rest[subj_end..]].concat()
+        }
+        None => expected,
+    };
+    if out.len() != len || out != expected.as_slice() {
+        return Err(format!(
+            "{op:?} is delivered as {:?} ({} bytes, size function says {len}), \
+             expected {:?}",
+            String::from_utf8_lossy(out),
+            out.len(),
+            String::from_utf8_lossy(&expected)
+        ));
     }
     Ok(())
 }
