@@ -115,8 +115,10 @@ struct Settings {
     seed: u64,
     replay: Option<PathBuf>,
     filters: Vec<String>,
+    skips: Vec<String>,
     exact: bool,
     list: bool,
+    ignored_only: bool,
 }
 
 fn parse_u64(s: &str) -> Option<u64> {
@@ -144,14 +146,23 @@ fn settings() -> Result<Settings, String> {
             .map_or(0, |d| d.as_nanos() as u64),
     };
     let replay = std::env::var_os("FERRY_FUZZ_REPLAY").map(PathBuf::from);
-    // libtest-style arguments, so `cargo test NAME`, `--exact` and nextest's `--list`
-    // behave: positional arguments filter targets by name, other flags are ignored.
+    // libtest-style arguments, so `cargo test NAME`, `--exact`, `--skip` and nextest's
+    // `--list` behave: positional arguments filter targets by name. The targets count as
+    // not ignored: `--ignored` selects none. Other flags are ignored.
     let mut filters = Vec::new();
-    let (mut exact, mut list) = (false, false);
-    for arg in std::env::args().skip(1) {
+    let mut skips = Vec::new();
+    let (mut exact, mut list, mut ignored_only) = (false, false, false);
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
         match arg.as_str() {
             "--exact" => exact = true,
             "--list" => list = true,
+            "--ignored" => ignored_only = true,
+            "--skip" => skips.extend(args.next()),
+            // Flags whose value is the next argument.
+            "--format" | "--test-threads" | "--logfile" | "--color" | "--shuffle-seed" | "-Z" => {
+                args.next();
+            }
             a if a.starts_with('-') => {}
             a => filters.push(a.to_string()),
         }
@@ -161,21 +172,25 @@ fn settings() -> Result<Settings, String> {
         seed,
         replay,
         filters,
+        skips,
         exact,
         list,
+        ignored_only,
     })
 }
 
 impl Settings {
     fn selects(&self, name: &str) -> bool {
-        self.filters.is_empty()
-            || self.filters.iter().any(|f| {
-                if self.exact {
-                    f == name
-                } else {
-                    name.contains(f.as_str())
-                }
-            })
+        let matches = |f: &String| {
+            if self.exact {
+                f == name
+            } else {
+                name.contains(f.as_str())
+            }
+        };
+        !self.ignored_only
+            && (self.filters.is_empty() || self.filters.iter().any(matches))
+            && !self.skips.iter().any(matches)
     }
 }
 
