@@ -31,7 +31,11 @@ fi
 
 echo "== cargo test"
 cargo build --locked --bins
-cargo test --locked --all-targets
+cargo test --locked --all-targets   # includes a 2 s per target run of the fuzz harness
+
+# The parser fuzzers (fuzz/README.md) for longer: 20 s per target, about a minute in all.
+echo "== fuzz"
+FERRY_FUZZ_SECS=20 cargo test --locked --test fuzz
 
 if [ -f tests/python/requirements.txt ]; then
   echo "== pytest"

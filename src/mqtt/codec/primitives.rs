@@ -85,10 +85,6 @@ impl Reader {
         Self { buf }
     }
 
-    pub fn peek(&self) -> Option<u8> {
-        self.buf.first().copied()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty()
     }
@@ -251,8 +247,9 @@ mod tests {
         assert_eq!(r.u16("a").unwrap(), 0x0102);
         assert_eq!(r.u32("b").unwrap(), 0x100);
         assert_eq!(r.varint("c").unwrap(), 16_383);
-        assert_eq!(r.peek(), Some(5));
         assert!(r.finish("x").is_err());
+        assert_eq!(r.u8("e").unwrap(), 5);
+        assert!(r.finish("x").is_ok());
         assert_eq!(r.u16("d"), Err(CodecError::Truncated("d")));
         let mut r = reader(&[0x80, 0x80, 0x80, 0x80, 0x01]);
         assert!(matches!(r.varint("v"), Err(CodecError::MalformedPacket(_))));

@@ -61,14 +61,15 @@ impl Headers {
             .map_err(|_| ProtoError::BadHeaderBlock("header block is not UTF-8"))?;
         // check_block guarantees the END suffix, so this strip always works.
         let body = text.strip_suffix("\r\n\r\n").unwrap_or(text);
+        // Every line, the status line too: a bare CR or LF cannot be encoded again.
+        if body.split("\r\n").any(|line| line.contains(['\r', '\n'])) {
+            return Err(ProtoError::BadHeaderBlock("stray CR or LF in header line"));
+        }
         let mut lines = body.split("\r\n");
         let version_line = lines.next().unwrap_or("");
         let mut headers = Headers::default();
         parse_status(version_line, &mut headers)?;
         for line in lines {
-            if line.contains(['\r', '\n']) {
-                return Err(ProtoError::BadHeaderBlock("stray CR or LF in header line"));
-            }
             if line.starts_with([' ', '\t']) {
                 let Some((_, value)) = headers.entries.last_mut() else {
                     return Err(ProtoError::BadHeaderBlock(
@@ -244,6 +245,24 @@ mod tests {
         ] {
             assert!(
                 matches!(Headers::parse(bad), Err(ProtoError::BadHeaderBlock(_))),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    /// Found by fuzz/ (nats_parser): a bare CR in the status description was accepted,
+    /// giving a `Headers` that `encode` refuses.
+    #[test]
+    fn stray_cr_or_lf_in_status_line_is_rejected() {
+        for bad in [
+            &b"NATS/1.0 408 Request \rimeout\r\n\r\n"[..],
+            b"NATS/1.0 408 Request\nTimeout\r\n\r\n",
+            b"NATS/1.0\r 503\r\n\r\n",
+        ] {
+            assert_eq!(
+                Headers::parse(bad),
+                Err(ProtoError::BadHeaderBlock("stray CR or LF in header line")),
                 "{:?}",
                 String::from_utf8_lossy(bad)
             );

@@ -144,6 +144,11 @@ fn read_one(r: &mut Reader) -> Result<(u8, Value), CodecError> {
 /// Reads a length-prefixed property block.
 pub(crate) fn decode<P: PropertySet>(r: &mut Reader) -> Result<P, CodecError> {
     let len = r.varint("property length")?;
+    decode_block(r, len)
+}
+
+/// Reads the `len` bytes of properties that follow the length.
+fn decode_block<P: PropertySet>(r: &mut Reader, len: usize) -> Result<P, CodecError> {
     let mut block = r.sub(len, "properties")?;
     let mut p = P::default();
     while !block.is_empty() {
@@ -156,12 +161,12 @@ pub(crate) fn decode<P: PropertySet>(r: &mut Reader) -> Result<P, CodecError> {
 /// Like [`decode`], but an empty block becomes `None` so that
 /// "no properties" has exactly one representation.
 pub(crate) fn decode_opt<P: PropertySet>(r: &mut Reader) -> Result<Option<Box<P>>, CodecError> {
-    if r.peek() == Some(0) {
-        // Fast path for the common empty block: consume the 0x00 length.
-        r.u8("property length")?;
+    // Judged by the value, not by a 0x00 byte: an overlong zero (80 00) is empty too.
+    let len = r.varint("property length")?;
+    if len == 0 {
         return Ok(None);
     }
-    decode::<P>(r).map(|p| Some(Box::new(p)))
+    decode_block::<P>(r, len).map(|p| Some(Box::new(p)))
 }
 
 /// Writes a length-prefixed property block (`None` writes an empty block).
@@ -240,4 +245,34 @@ pub(crate) fn w_pairs<S: Sink>(s: &mut S, pairs: &[(String, String)]) -> Result<
         put_str(s, v)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::super::PublishProperties;
+    use super::*;
+
+    /// Found by fuzz/ (mqtt_codec): a PUBLISH whose property length was 0 written in
+    /// two bytes decoded as `Some(default)`, which re-encodes as `None`.
+    #[test]
+    fn overlong_empty_property_length_is_none() {
+        for wire in [
+            &b"\x00"[..],
+            b"\x80\x00",
+            b"\x80\x80\x00",
+            b"\x80\x80\x80\x00",
+        ] {
+            let mut r = Reader::new(Bytes::copy_from_slice(wire));
+            let p = decode_opt::<PublishProperties>(&mut r).unwrap();
+            assert_eq!(p, None, "{wire:02x?}");
+            assert!(r.is_empty());
+        }
+        let mut r = Reader::new(Bytes::from_static(b"\x80\x01"));
+        assert_eq!(
+            decode_opt::<PublishProperties>(&mut r),
+            Err(CodecError::Truncated("properties"))
+        );
+    }
 }
