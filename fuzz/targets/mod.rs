@@ -5,6 +5,7 @@ mod config;
 mod mqtt_codec;
 mod nats_encode;
 mod nats_parser;
+mod websocket;
 
 pub struct Target {
     /// Also the corpus and artifact directory name.
@@ -38,6 +39,14 @@ pub const TARGETS: &[Target] = &[
         text: true,
         dict: nats_parser::DICT,
         max_len: 2048,
+        stats: None,
+    },
+    Target {
+        name: "websocket",
+        run: websocket::run,
+        text: false,
+        dict: websocket::DICT,
+        max_len: 8192,
         stats: None,
     },
     Target {

@@ -11,7 +11,7 @@ mod base64;
 mod error;
 pub mod frame;
 mod handshake;
-mod request;
+pub mod request;
 mod sha1;
 mod stream;
 mod waker;
