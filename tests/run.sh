@@ -33,7 +33,7 @@ echo "== cargo test"
 cargo build --locked --bins
 cargo test --locked --all-targets   # includes a 2 s per target run of the fuzz harness
 
-# The parser fuzzers (fuzz/README.md) for longer: 20 s per target, about a minute in all.
+# The parser fuzzers (fuzz/README.md) for longer: 20 s per target, under two minutes in all.
 echo "== fuzz"
 FERRY_FUZZ_SECS=20 cargo test --locked --test fuzz
 
