@@ -320,8 +320,8 @@ fn store(c: &mut Checker, raw: Option<&RawStore>, base: &StoreConfig) -> StoreCo
 fn metrics(c: &mut Checker, raw: Option<&RawMetrics>, base: &MetricsConfig) -> MetricsConfig {
     MetricsConfig {
         listen: raw
-            .and_then(|r| c.addr("metrics.listen", &r.listen, "127.0.0.1:9090"))
-            .or(base.listen),
+            .and_then(|r| c.listen("metrics.listen", &r.listen, "127.0.0.1:9090"))
+            .unwrap_or(base.listen),
     }
 }
 
