@@ -101,8 +101,8 @@ pub enum AuthFailure {
     UnknownUser,
     BadPassword,
     BadToken,
-    NoCertificate,
     ClientIdInUse,
+    Throttled,
 }
 
 impl AuthFailure {
@@ -111,8 +111,8 @@ impl AuthFailure {
         AuthFailure::UnknownUser,
         AuthFailure::BadPassword,
         AuthFailure::BadToken,
-        AuthFailure::NoCertificate,
         AuthFailure::ClientIdInUse,
+        AuthFailure::Throttled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -121,8 +121,8 @@ impl AuthFailure {
             AuthFailure::UnknownUser => "unknown_user",
             AuthFailure::BadPassword => "bad_password",
             AuthFailure::BadToken => "bad_token",
-            AuthFailure::NoCertificate => "no_certificate",
             AuthFailure::ClientIdInUse => "client_id_in_use",
+            AuthFailure::Throttled => "throttled",
         }
     }
 }

@@ -23,7 +23,7 @@ use passwd::{PasswordFile, Verified};
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
-use throttle::Throttle;
+use throttle::{Throttle, Wait};
 use tokio::sync::Semaphore;
 
 /// Password verifications running at once. Each allocates the hash's memory cost
@@ -76,6 +76,8 @@ pub enum AuthError {
     NoPasswordFile,
     #[error("the client id belongs to another user's session")]
     ClientIdInUse,
+    #[error("too many failed attempts from this address: try again later")]
+    Throttled,
 }
 
 impl AuthError {
@@ -89,14 +91,17 @@ impl AuthError {
             | AuthError::NoPasswordFile => 0x86,
             AuthError::Anonymous => 0x87,
             AuthError::ClientIdInUse => 0x85,
+            AuthError::Throttled => 0x9F,
         }
     }
 
     /// MQTT 3.1.1: 5 (not authorized) for every credential failure, 2 (identifier
-    /// rejected) for a client id held by another user.
+    /// rejected) for a client id held by another user, 3 (server unavailable) for an
+    /// address refused for too many failures.
     pub fn mqtt3_code(self) -> u8 {
         match self {
             AuthError::ClientIdInUse => 2,
+            AuthError::Throttled => 3,
             _ => 5,
         }
     }
@@ -108,6 +113,7 @@ impl AuthError {
             AuthError::BadPassword | AuthError::NoPasswordFile => AuthFailure::BadPassword,
             AuthError::BadToken => AuthFailure::BadToken,
             AuthError::ClientIdInUse => AuthFailure::ClientIdInUse,
+            AuthError::Throttled => AuthFailure::Throttled,
         }
     }
 }
@@ -288,9 +294,7 @@ impl Policy {
                     Ok(Some("token".to_string()))
                 }
                 Some(_) => {
-                    if self.throttle.wait(c.peer).await {
-                        self.metrics.auth.throttled.inc();
-                    }
+                    self.wait_turn(c.peer).await?;
                     self.failed_from(c.peer);
                     Err(AuthError::BadToken)
                 }
@@ -312,9 +316,7 @@ impl Policy {
         password: &[u8],
         peer: IpAddr,
     ) -> Result<Option<String>, AuthError> {
-        if self.throttle.wait(peer).await {
-            self.metrics.auth.throttled.inc();
-        }
+        self.wait_turn(peer).await?;
         let verdict = {
             let Ok(_slot) = self.verify_slots.acquire().await else {
                 return Err(AuthError::BadPassword);
@@ -337,6 +339,21 @@ impl Policy {
             Verified::BadPassword => {
                 self.failed_from(peer);
                 Err(AuthError::BadPassword)
+            }
+        }
+    }
+
+    /// Waits for this address's turn, or refuses when it failed too often lately.
+    async fn wait_turn(&self, peer: IpAddr) -> Result<(), AuthError> {
+        match self.throttle.wait(peer).await {
+            Wait::None => Ok(()),
+            Wait::Waited => {
+                self.metrics.auth.throttled.inc();
+                Ok(())
+            }
+            Wait::Refused => {
+                self.metrics.auth.throttled.inc();
+                Err(AuthError::Throttled)
             }
         }
     }

@@ -182,3 +182,31 @@ fn decisions_come_from_the_rules_of_the_identity() {
 
 use crate::metrics::AuthFailure;
 use std::time::Duration;
+
+#[tokio::test(start_paused = true)]
+async fn a_guessing_address_is_refused_rather_than_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, m) = policy_with(dir.path(), |_| {});
+    let p = Arc::new(p);
+    for _ in 0..12 {
+        let _ = p.authenticate(creds(Some("alice"), Some(b"guess"))).await;
+    }
+    // Many attempts at once: the first takes the next slot, the rest are refused at once
+    // (MQTT 5 CONNACK 0x9F), so no pile of waiting connections builds up.
+    let attempts: Vec<_> = (0..10)
+        .map(|_| {
+            let p = p.clone();
+            tokio::spawn(async move { p.authenticate(creds(Some("alice"), Some(b"guess"))).await })
+        })
+        .collect();
+    let mut refused = 0;
+    for a in attempts {
+        if a.await.unwrap().unwrap_err() == AuthError::Throttled {
+            refused += 1;
+        }
+    }
+    assert!(refused >= 8, "{refused}");
+    assert_eq!(AuthError::Throttled.mqtt5_code(), 0x9F);
+    assert_eq!(AuthError::Throttled.mqtt3_code(), 3);
+    assert_eq!(m.auth.failures("mqtt", AuthFailure::Throttled), refused);
+}

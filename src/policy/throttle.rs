@@ -34,6 +34,17 @@ struct Entry {
     next_attempt: Instant,
 }
 
+/// What [`Throttle::wait`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// The address has no recent failures (or only the free ones).
+    None,
+    /// The attempt waited for its slot.
+    Waited,
+    /// The next slot is too far away: refuse without trying.
+    Refused,
+}
+
 #[derive(Debug, Default)]
 pub struct Throttle {
     table: Mutex<HashMap<IpAddr, Entry>>,
@@ -44,32 +55,39 @@ impl Throttle {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// How long an attempt from `addr` must wait now (reserving its slot).
-    pub fn reserve(&self, addr: IpAddr, now: Instant) -> Duration {
+    /// How long an attempt from `addr` must wait now (reserving its slot); None when its
+    /// slot would be more than [`MAX_DELAY`] away: the attempt is refused at once rather
+    /// than queued, so parallel guesses cannot pile up waiting connections.
+    pub fn reserve(&self, addr: IpAddr, now: Instant) -> Option<Duration> {
         let mut table = self.lock();
         let Some(e) = table.get_mut(&addr) else {
-            return Duration::ZERO;
+            return Some(Duration::ZERO);
         };
         if now.duration_since(e.last_failure) >= FORGET_AFTER {
             table.remove(&addr);
-            return Duration::ZERO;
+            return Some(Duration::ZERO);
         }
         if e.failures < FREE_FAILURES {
-            return Duration::ZERO;
+            return Some(Duration::ZERO);
         }
         let at = e.next_attempt.max(now);
+        if at - now > MAX_DELAY {
+            return None;
+        }
         e.next_attempt = at + spacing(e.failures);
-        at - now
+        Some(at - now)
     }
 
-    /// Waits for the slot of an attempt from `addr`; returns whether it had to wait.
-    pub async fn wait(&self, addr: IpAddr) -> bool {
-        let delay = self.reserve(addr, Instant::now());
-        if delay.is_zero() {
-            return false;
+    /// Waits for the slot of an attempt from `addr`.
+    pub async fn wait(&self, addr: IpAddr) -> Wait {
+        match self.reserve(addr, Instant::now()) {
+            None => Wait::Refused,
+            Some(d) if d.is_zero() => Wait::None,
+            Some(d) => {
+                tokio::time::sleep(d).await;
+                Wait::Waited
+            }
         }
-        tokio::time::sleep(delay).await;
-        true
     }
 
     pub fn failed(&self, addr: IpAddr, now: Instant) {
@@ -121,30 +139,34 @@ mod tests {
         let t = Throttle::default();
         let now = Instant::now();
         for _ in 0..FREE_FAILURES {
-            assert_eq!(t.reserve(ip(1), now), Duration::ZERO);
+            assert_eq!(t.reserve(ip(1), now), Some(Duration::ZERO));
             t.failed(ip(1), now);
         }
         // Parallel attempts queue one after another.
-        assert_eq!(t.reserve(ip(1), now), Duration::ZERO);
-        assert_eq!(t.reserve(ip(1), now), BASE_DELAY);
-        assert_eq!(t.reserve(ip(1), now), BASE_DELAY * 2);
+        assert_eq!(t.reserve(ip(1), now), Some(Duration::ZERO));
+        assert_eq!(t.reserve(ip(1), now), Some(BASE_DELAY));
+        assert_eq!(t.reserve(ip(1), now), Some(BASE_DELAY * 2));
         // Another address is not affected.
-        assert_eq!(t.reserve(ip(2), now), Duration::ZERO);
-        // More failures: longer spacing, capped.
+        assert_eq!(t.reserve(ip(2), now), Some(Duration::ZERO));
+        // More failures: longer spacing, capped; an attempt whose slot is further away
+        // than that is refused at once, without taking a slot.
         for _ in 0..20 {
             t.failed(ip(1), now);
         }
         let later = now + Duration::from_secs(60);
-        assert_eq!(t.reserve(ip(1), later), Duration::ZERO);
-        assert_eq!(t.reserve(ip(1), later), MAX_DELAY);
+        assert_eq!(t.reserve(ip(1), later), Some(Duration::ZERO));
+        assert_eq!(t.reserve(ip(1), later), Some(MAX_DELAY));
+        assert_eq!(t.reserve(ip(1), later), None);
+        assert_eq!(t.reserve(ip(1), later), None);
+        assert_eq!(t.reserve(ip(1), later + MAX_DELAY), Some(MAX_DELAY));
         // Success forgets; so does a long quiet.
         t.succeeded(ip(1));
-        assert_eq!(t.reserve(ip(1), later), Duration::ZERO);
+        assert_eq!(t.reserve(ip(1), later), Some(Duration::ZERO));
         for _ in 0..10 {
             t.failed(ip(3), now);
         }
-        assert_eq!(t.reserve(ip(3), now + FORGET_AFTER), Duration::ZERO);
-        assert_eq!(t.reserve(ip(3), now + FORGET_AFTER), Duration::ZERO);
+        assert_eq!(t.reserve(ip(3), now + FORGET_AFTER), Some(Duration::ZERO));
+        assert_eq!(t.reserve(ip(3), now + FORGET_AFTER), Some(Duration::ZERO));
     }
 
     #[test]
