@@ -235,3 +235,26 @@ async fn async_nats_logs_in_with_user_pass_and_token() {
         "{e}"
     );
 }
+
+#[test]
+fn a_session_stays_with_its_user_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = start(dir.path(), "");
+    let (mut alice, ack) =
+        Raw::connect_login(f.mqtt, "dev-9", false, Some(("alice", "wonderland")));
+    assert_eq!(ack.unwrap().code, rumqttc::ConnectReturnCode::Success);
+    alice.subscribe(1, "t/r", rumqttc::QoS::AtLeastOnce);
+    alice.kill();
+    f.wait_log(&["client_id=dev-9", "MQTT client disconnected"], SECS);
+    assert_eq!(f.terminate(), Some(0));
+    // The same store and password file: the session and its owner come back.
+    let f = start(dir.path(), "");
+    f.wait_log(&["restored persistent MQTT sessions"], SECS);
+    let (mut bob, ack) = Raw::connect_login(f.mqtt, "dev-9", false, Some(("bob", "builder")));
+    assert_eq!(ack.unwrap().code, rumqttc::ConnectReturnCode::BadClientId);
+    bob.expect_closed(SECS);
+    let (_, ack) = Raw::connect_login(f.mqtt, "dev-9", false, Some(("alice", "wonderland")));
+    let ack = ack.unwrap();
+    assert_eq!(ack.code, rumqttc::ConnectReturnCode::Success);
+    assert!(ack.session_present);
+}
