@@ -3,6 +3,7 @@
 
 mod acks;
 pub mod codec;
+mod connack;
 mod connection;
 mod inbound;
 mod listener;
