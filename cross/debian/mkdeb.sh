@@ -48,6 +48,9 @@ install -m 644 "$HERE/ferry.service" "$pkg/lib/systemd/system/ferry.service"
 install -m 640 "$HERE/ferry.toml" "$pkg/etc/ferry/ferry.toml"
 install -m 640 /dev/null "$pkg/etc/ferry/passwd"
 install -m 644 "$ROOT/README.md" "$pkg/usr/share/doc/ferry/README.md"
+# The references the README links to (docs/*.md), beside it.
+install -d -m 755 "$pkg/usr/share/doc/ferry/docs"
+install -m 644 "$ROOT"/docs/*.md "$pkg/usr/share/doc/ferry/docs/"
 [ -f "$ROOT/cross/README.md" ] && install -m 644 "$ROOT/cross/README.md" "$pkg/usr/share/doc/ferry/README.cross.md"
 cat > "$pkg/usr/share/doc/ferry/copyright" <<COPY
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
