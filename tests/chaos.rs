@@ -1,7 +1,7 @@
 //! Chaos: ferry is SIGKILLed 20 times at random moments while a device publishes QoS 1
 //! and the upstream mosquitto is stopped and started. At the end every PUBACKed event has
 //! reached the upstream, per-topic order is kept, and duplicates stay within the bound
-//! stated in the README: per ferry restart or upstream reconnect, at most two forwarding
+//! stated in docs/guarantees.md: per ferry restart or upstream reconnect, at most two forwarding
 //! windows (`inflight` in flight + up to `inflight` acknowledged but not yet persisted)
 //! plus the device's one unacknowledged publish.
 

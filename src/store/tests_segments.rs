@@ -185,7 +185,7 @@ async fn the_file_stays_within_max_bytes_plus_the_stated_slack() {
     close(store, join).await;
 }
 
-/// The slack the README states: file <= 4 x max_bytes + 8 MiB. Measured here (records of
+/// The slack docs/guarantees.md states: file <= 4 x max_bytes + 8 MiB. Measured here (records of
 /// about 40 bytes): the file levels off at 17 MiB for a 4 MiB store; redb's per-entry and
 /// page overhead weighs most on small records, and it grows its file in doubling steps.
 const FILE_FACTOR: u64 = 4;
