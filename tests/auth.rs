@@ -165,6 +165,13 @@ fn nats_user_pass_and_token() {
         assert_eq!(lines, ["-ERR 'Authorization Violation'"], "{bad}");
         assert!(c.closed_within(SECS), "{bad}");
     }
+    // A second CONNECT keeps the identity: no switching users on one connection.
+    let (mut c, _) = NatsRaw::connect(
+        nats,
+        r#"{"verbose":false,"user":"alice","pass":"wonderland"}"#,
+    );
+    c.send("CONNECT {\"verbose\":false,\"user\":\"bob\",\"pass\":\"wrong\"}\r\nPING\r\n");
+    assert_eq!(c.until_pong(SECS), ["PONG"]);
     // Nothing but CONNECT before authenticating.
     let mut c = NatsRaw::open(nats);
     c.send("PUB a 1\r\nx\r\n");

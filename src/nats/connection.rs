@@ -91,6 +91,10 @@ pub(super) struct Conn {
     pub(super) identity: Option<Identity>,
     /// The user its verified client certificate names, if any.
     cert_user: Option<String>,
+    /// A CONNECT was authenticated. Later CONNECTs (nats-server allows them) update the
+    /// options but keep the identity: no second password check for a client to make
+    /// ferry spend CPU on, and no switching users on one connection.
+    authenticated: bool,
 }
 
 pub async fn serve(accepted: Accepted, ctx: Arc<NatsCtx>, mut shutdown: watch::Receiver<bool>) {
@@ -156,6 +160,7 @@ pub async fn serve(accepted: Accepted, ctx: Arc<NatsCtx>, mut shutdown: watch::R
         max_pending,
         identity,
         cert_user: negotiated.cert_user,
+        authenticated: false,
         ctx,
     };
     let (mut rd, mut wr) = stream.split();
@@ -310,6 +315,10 @@ impl Conn {
         if let Err(e) = self.session.connect(opts) {
             return Err(self.fail(e));
         }
+        if self.authenticated {
+            self.ok();
+            return Ok(());
+        }
         let o = &self.session.opts;
         let creds = Credentials {
             protocol: AuthProtocol::Nats,
@@ -336,6 +345,7 @@ impl Conn {
             "NATS client connected"
         );
         self.identity = Some(who);
+        self.authenticated = true;
         self.ok();
         Ok(())
     }
