@@ -46,10 +46,16 @@ fn connack_properties_and_assigned_client_id() {
     );
     let (_c, ack) = Raw5::connect(f.mqtt, "", true, ConnectProperties::new(), None);
     let p = ack.properties.expect("CONNACK properties");
-    assert!(
-        p.assigned_client_identifier
-            .as_deref()
-            .is_some_and(|id| id.starts_with("ferry-auto-"))
+    // Random (32 hex digits), so never an id an earlier client was given, even before a
+    // restart: a new client cannot be handed someone else's persistent session.
+    let id = p.assigned_client_identifier.clone().unwrap();
+    let hex = id.strip_prefix("ferry-auto-").unwrap();
+    assert_eq!(hex.len(), 32, "{id}");
+    assert!(hex.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+    let (_c2, ack2) = Raw5::connect(f.mqtt, "", true, ConnectProperties::new(), None);
+    assert_ne!(
+        ack2.properties.unwrap().assigned_client_identifier,
+        Some(id)
     );
     assert_eq!(
         (p.receive_max, p.max_packet_size, p.topic_alias_max),
@@ -516,4 +522,37 @@ fn will_delay_is_cancelled_by_a_resumed_session() {
     let mut publ = Raw5::simple(f.mqtt, "pub");
     std::thread::sleep(Duration::from_millis(2200));
     marker(&mut publ, &mut watcher, "will/marker");
+}
+
+/// A client without an id that asks for a persistent session gets an id nobody had, also
+/// after a restart: ids counted from 1 again would hand the first new client after a
+/// restart the session (and queued messages) of another.
+#[test]
+fn assigned_client_ids_are_not_reused_after_a_restart() {
+    let (dir, f) = ferry("", "");
+    let persistent = || props(|p| p.session_expiry_interval = Some(3600));
+    let mut before = Vec::new();
+    // Two sessions: counted ids would then collide after the restart (the restored
+    // sessions take the first numbers, the next connection gets the second one's).
+    for _ in 0..2 {
+        let (c, ack) = Raw5::connect(f.mqtt, "", true, persistent(), None);
+        before.push(ack.properties.unwrap().assigned_client_identifier.unwrap());
+        c.kill();
+    }
+    for id in &before {
+        f.wait_log(
+            &[&format!("client_id={id} "), "MQTT client disconnected"],
+            T,
+        );
+    }
+    assert_eq!(f.terminate(), Some(0));
+    let config = std::fs::read_to_string(dir.path().join("ferry.toml")).unwrap();
+    let f = Ferry::start(dir.path(), &config);
+    f.wait_log(&["restored persistent MQTT sessions"], T);
+    for _ in 0..6 {
+        let (_c, ack) = Raw5::connect(f.mqtt, "", false, persistent(), None);
+        assert!(!ack.session_present, "a new client got a stored session");
+        let id = ack.properties.unwrap().assigned_client_identifier.unwrap();
+        assert!(!before.contains(&id), "{id} was given before the restart");
+    }
 }

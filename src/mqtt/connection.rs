@@ -89,6 +89,26 @@ impl Close {
     }
 }
 
+/// A client id for a client that sent none: random, so that it never names a session
+/// that an earlier client (before a restart too) was given, as mosquitto's `auto-<uuid>`.
+fn assigned_id(conn_id: u64) -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::getrandom(&mut bytes).is_err() {
+        // No OS randomness (never seen on Linux): time and connection still differ per
+        // process start and client.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        bytes = (nanos ^ (u128::from(conn_id) << 64)).to_be_bytes();
+    }
+    let mut id = String::with_capacity(11 + 32);
+    id.push_str("ferry-auto-");
+    for b in bytes {
+        id.push_str(&format!("{b:02x}"));
+    }
+    id
+}
+
 /// Per-connection state (the session's own state lives in [`SessionState`]).
 pub(super) struct Conn {
     pub stream: Stream,
@@ -218,7 +238,7 @@ impl Conn {
                     .await;
                 return;
             }
-            client_id = format!("ferry-auto-{}", self.conn_id);
+            client_id = assigned_id(self.conn_id);
             assigned = Some(client_id.clone());
         }
         let creds = Credentials {
