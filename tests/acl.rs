@@ -342,3 +342,41 @@ fn acl_default_deny_allows_only_what_a_rule_allows() {
         ]
     );
 }
+
+/// A QoS 2 publish refused with PUBREC 0x87 ends its flow: the client may reuse the packet
+/// id at once, and that next publish is a new message, delivered (issue 11, defect 1: it
+/// was taken for a duplicate, acknowledged and never delivered).
+#[test]
+fn a_refused_qos_2_publish_frees_its_packet_id() {
+    use rumqttc::v5::mqttbytes::v5::PubRecReason;
+    let dir = tempfile::tempdir().unwrap();
+    let f = start(dir.path(), "", RULES);
+    let mut sub = login5(&f, "q2-sub", "bob");
+    sub.subscribe(1, "open/#", rumqttc::v5::mqttbytes::QoS::AtMostOnce);
+    let mut p = login5(&f, "q2-pub", "alice");
+    for (topic, want) in [
+        ("private/x", PubRecReason::NotAuthorized),
+        ("open/x", PubRecReason::Success),
+    ] {
+        p.publish(
+            topic,
+            rumqttc::v5::mqttbytes::QoS::ExactlyOnce,
+            5,
+            b"q2",
+            None,
+        );
+        match p.recv(SECS) {
+            Some(Packet5::PubRec(r)) => {
+                assert_eq!((r.pkid, r.reason), (5, want), "{topic}");
+            }
+            other => panic!("expected PUBREC, got {other:?}"),
+        }
+        if want == PubRecReason::Success {
+            p.send(Packet5::PubRel(rumqttc::v5::mqttbytes::v5::PubRel::new(
+                5, None,
+            )));
+        }
+    }
+    let got = sub.next_publish(SECS);
+    assert_eq!(&got.topic[..], b"open/x");
+}

@@ -4,6 +4,7 @@
 
 use super::codec::{Packet, PubAck, reason};
 use super::connection::{Close, Conn};
+use super::session::SessionState;
 use crate::broker::Durable;
 use crate::store::StoreError;
 use std::collections::VecDeque;
@@ -26,7 +27,7 @@ pub(super) struct PendingAck {
 impl Conn {
     /// Encodes every further ack that is already due, so the acks of one commit leave in
     /// one write instead of one write each.
-    pub(super) fn ack_ready(&mut self) -> Result<(), Close> {
+    pub(super) fn ack_ready(&mut self, state: &mut SessionState) -> Result<(), Close> {
         while let Some(front) = self.pending.front_mut() {
             let done = match front.durable.as_mut() {
                 None => Ok(0),
@@ -36,15 +37,28 @@ impl Conn {
                     Err(oneshot::error::TryRecvError::Closed) => Err(StoreError::Closed),
                 },
             };
-            self.ack_front(done)?;
+            self.ack_front(done, state)?;
         }
         Ok(())
     }
 
     /// Sends the oldest owed ack once its event is durable.
-    pub(super) fn ack_front(&mut self, done: Result<u64, StoreError>) -> Result<(), Close> {
+    ///
+    /// A QoS 2 publish that is refused (PUBREC >= 0x80, or a 3.1.1 connection closed
+    /// instead of acked) ends its flow: its packet id is released here, so that the
+    /// client's next publish with that id is a new message, not a duplicate to drop.
+    pub(super) fn ack_front(
+        &mut self,
+        done: Result<u64, StoreError>,
+        state: &mut SessionState,
+    ) -> Result<(), Close> {
         let Some(ack) = self.pending.pop_front() else {
             return Ok(());
+        };
+        let release = |state: &mut SessionState| {
+            if ack.kind == AckKind::PubRec {
+                state.qos2_released(ack.pkid);
+            }
         };
         let reason = match done {
             Ok(_) => ack.reason,
@@ -59,12 +73,16 @@ impl Conn {
                 reason::UNSPECIFIED_ERROR
             }
             Err(e) => {
+                release(state);
                 return Err(Close::Protocol(
                     reason::UNSPECIFIED_ERROR,
                     format!("event not stored ({e}); closing so the client retries"),
                 ));
             }
         };
+        if reason >= 0x80 {
+            release(state);
+        }
         let a = PubAck {
             pkid: ack.pkid,
             reason,

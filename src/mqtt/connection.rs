@@ -416,7 +416,7 @@ impl Conn {
                 _ = shutdown.changed() => return Close::Shutdown,
                 _ = opened.kick.notified() => return Close::TakenOver,
                 done = first_durable(&mut self.pending), if !self.pending.is_empty() => {
-                    if let Err(close) = self.ack_front(done).and_then(|()| self.ack_ready()) {
+                    if let Err(close) = self.ack_front(done, state).and_then(|()| self.ack_ready(state)) {
                         return close;
                     }
                 }
