@@ -300,7 +300,7 @@ fn shared_subscription_delivers_once_per_group() {
 
 #[test]
 fn topic_aliases_in_both_directions() {
-    let (_d, f) = ferry("", "");
+    let (_d, f) = ferry("outbound_topic_aliases = true\n", "");
     let (mut sub, _) = Raw5::connect(
         f.mqtt,
         "sub",
@@ -336,6 +336,18 @@ fn topic_aliases_in_both_directions() {
     assert_eq!(
         (&first.payload[..], &second.payload[..]),
         (&b"1"[..], &b"2"[..])
+    );
+    // A topic shorter than the alias property is never aliased.
+    publ.publish("al", QoS::AtMostOnce, 0, b"short", None);
+    sub.subscribe(2, "al", QoS::AtMostOnce);
+    publ.publish("al", QoS::AtMostOnce, 0, b"short", None);
+    let short = sub.next_publish(T);
+    assert_eq!(
+        (
+            topic_of(&short),
+            short.properties.and_then(|p| p.topic_alias)
+        ),
+        ("al".into(), None)
     );
     // An alias beyond the maximum ferry announced is a protocol violation (0x94).
     publ.publish("alias/x", QoS::AtMostOnce, 0, b"3", Some(alias(65)));
@@ -554,5 +566,30 @@ fn assigned_client_ids_are_not_reused_after_a_restart() {
         assert!(!ack.session_present, "a new client got a stored session");
         let id = ack.properties.unwrap().assigned_client_identifier.unwrap();
         assert!(!before.contains(&id), "{id} was given before the restart");
+    }
+}
+
+/// By default ferry sends no topic aliases, even to a subscriber that announces a
+/// maximum: several common clients announce one and then mishandle aliased publishes
+/// (issue 11, defect 4).
+#[test]
+fn no_outbound_topic_aliases_by_default() {
+    let (_d, f) = ferry("", "");
+    let (mut sub, _) = Raw5::connect(
+        f.mqtt,
+        "sub",
+        true,
+        props(|p| p.topic_alias_max = Some(10)),
+        None,
+    );
+    sub.subscribe(1, "alias/#", QoS::AtMostOnce);
+    let mut publ = Raw5::simple(f.mqtt, "pub");
+    for _ in 0..2 {
+        publ.publish("alias/long/topic", QoS::AtMostOnce, 0, b"x", None);
+        let got = sub.next_publish(T);
+        assert_eq!(
+            (topic_of(&got), got.properties.and_then(|p| p.topic_alias)),
+            ("alias/long/topic".into(), None)
+        );
     }
 }

@@ -204,6 +204,10 @@ pub struct MqttConfig {
     pub max_retained: usize,
     /// MQTT 5 topic aliases per connection, each direction; 0..=65535.
     pub max_topic_aliases: u16,
+    /// Send topic aliases to MQTT 5 subscribers that accept them. Off by default: several
+    /// common clients (mosquitto_sub, paho-mqtt, aiomqtt) announce a maximum but then
+    /// mishandle aliased publishes.
+    pub outbound_topic_aliases: bool,
     /// Longest keep-alive granted to MQTT 5 clients (told as Server Keep Alive);
     /// whole seconds, 1s..=65535s.
     pub max_keep_alive: Duration,
@@ -229,6 +233,7 @@ impl Default for MqttConfig {
             max_topic_levels: 32,
             max_retained: 10_000,
             max_topic_aliases: 64,
+            outbound_topic_aliases: false,
             max_keep_alive: Duration::from_secs(65_535),
         }
     }

@@ -153,6 +153,9 @@ fn mqtt(c: &mut Checker, raw: Option<&RawMqtt>, base: &MqttConfig) -> MqttConfig
             Bound::Between(0, 65_535),
         )
         .unwrap_or(m.max_topic_aliases);
+    m.outbound_topic_aliases = c
+        .bool("mqtt.outbound_topic_aliases", &r.outbound_topic_aliases)
+        .unwrap_or(m.outbound_topic_aliases);
     if let Some(d) = c.duration(
         "mqtt.max_keep_alive",
         &r.max_keep_alive,

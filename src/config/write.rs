@@ -55,6 +55,7 @@ impl Config {
         w.raw("max_topic_levels", m.max_topic_levels);
         w.raw("max_retained", m.max_retained);
         w.raw("max_topic_aliases", m.max_topic_aliases);
+        w.raw("outbound_topic_aliases", m.outbound_topic_aliases);
         w.dur("max_keep_alive", m.max_keep_alive);
 
         let n = &self.nats;

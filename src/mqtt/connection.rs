@@ -227,7 +227,11 @@ impl Conn {
         if let Some(r) = p.receive_maximum {
             self.client_receive_max = usize::from(r.max(1));
         }
-        self.client_alias_max = p.topic_alias_maximum.unwrap_or(0);
+        self.client_alias_max = if self.ctx.config.mqtt.outbound_topic_aliases {
+            p.topic_alias_maximum.unwrap_or(0)
+        } else {
+            0
+        };
 
         let mut client_id = connect.client_id.clone();
         let mut assigned = None;

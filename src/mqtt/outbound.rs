@@ -7,6 +7,9 @@ use super::session::SessionState;
 use crate::event::now_ms;
 use crate::router::Delivery;
 
+/// Bytes a topic alias property takes (identifier and u16).
+const ALIAS_COST: usize = 3;
+
 impl Conn {
     /// Sends one delivery from the outbox (or the local queue).
     pub(super) fn deliver(&mut self, d: Delivery, state: &mut SessionState) {
@@ -61,7 +64,9 @@ impl Conn {
                 content_type: event.content_type.as_ref().map(|t| t.to_string()),
                 topic_alias: None,
             };
-            if self.client_alias_max > 0 {
+            // An alias costs 3 bytes of property on every publish that carries it, and
+            // saves the topic on each reuse: worth it only for longer topics.
+            if self.client_alias_max > 0 && topic.len() > ALIAS_COST {
                 match self.aliases_out.get(&event.topic) {
                     Some(alias) => {
                         p.topic_alias = Some(*alias);
