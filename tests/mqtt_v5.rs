@@ -117,6 +117,9 @@ fn message_expiry_drops_expired_and_counts_down() {
     a.send(Packet::Disconnect(Disconnect::new(
         DisconnectReasonCode::NormalDisconnection,
     )));
+    // The session must be offline before the publishes, or they are delivered to the
+    // closing connection and resent (unexpired, as in-flight messages are) on resume.
+    f.wait_log(&["client_id=exp ", "MQTT client disconnected"], T);
     let mut publ = Raw5::simple(f.mqtt, "pub");
     let expiring = |s: u32| PublishProperties {
         message_expiry_interval: Some(s),
