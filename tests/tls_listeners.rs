@@ -133,6 +133,8 @@ fn mosquitto_clients_over_tls_with_passwords() {
             "tls/a",
             "-m",
             "over tls",
+            // Retained: the subscriber gets it even if its SUBSCRIBE lands after this.
+            "-r",
         ],
     );
     assert!(
@@ -208,7 +210,8 @@ fn client_certificates_name_the_user_and_are_required() {
     );
     // The certificate is the login: its user may publish in devices/device-1/ only.
     let mut args = cert_args.to_vec();
-    args.extend(["-t", "devices/device-1/t", "-m", "21.5"]);
+    // Retained: the subscriber gets it even if its SUBSCRIBE lands after this.
+    args.extend(["-t", "devices/device-1/t", "-m", "21.5", "-r"]);
     let out = pub_one(port, &args);
     assert!(
         out.status.success(),
