@@ -14,6 +14,7 @@
 pub mod acl;
 pub mod passwd;
 pub mod passwd_cli;
+mod passwd_file;
 mod throttle;
 
 use crate::config::{AclRule, Config};

@@ -1,5 +1,5 @@
 use super::*;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 /// Made by the argon2 reference implementation (the `argon2` CLI of Debian's argon2
 /// package, 20171227), not by the crate under test: `echo -n password | argon2 somesalt
