@@ -87,6 +87,13 @@ fn output(child: std::process::Child) -> (bool, String, String) {
     )
 }
 
+/// mosquitto client arguments: trust `ca`, log in as alice with `password`, then `rest`.
+fn alice<'a>(ca: &'a str, password: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["--cafile", ca, "-u", "alice", "-P", password];
+    args.extend_from_slice(rest);
+    args
+}
+
 fn path(p: &Path) -> String {
     p.display().to_string()
 }
@@ -99,18 +106,7 @@ fn mosquitto_clients_over_tls_with_passwords() {
     let port = s.tls.port();
     let sub = sub_one(
         port,
-        &[
-            "--cafile",
-            &ca,
-            "-u",
-            "alice",
-            "-P",
-            "wonderland",
-            "-t",
-            "tls/#",
-            "-i",
-            "tls-sub",
-        ],
+        &alice(&ca, "wonderland", &["-t", "tls/#", "-i", "tls-sub"]),
     );
     s.ferry.wait_log(
         &[
@@ -122,20 +118,15 @@ fn mosquitto_clients_over_tls_with_passwords() {
     );
     let out = pub_one(
         port,
-        &[
-            "--cafile",
+        &alice(
             &ca,
-            "-u",
-            "alice",
-            "-P",
             "wonderland",
-            "-t",
-            "tls/a",
-            "-m",
-            "over tls",
-            // Retained: the subscriber gets it even if its SUBSCRIBE lands after this.
-            "-r",
-        ],
+            &[
+                "-t", "tls/a", "-m", "over tls",
+                // Retained: the subscriber gets it even if its SUBSCRIBE lands after this.
+                "-r",
+            ],
+        ),
     );
     assert!(
         out.status.success(),
@@ -146,12 +137,7 @@ fn mosquitto_clients_over_tls_with_passwords() {
     assert!(ok, "{stderr}");
     assert_eq!(stdout, "tls/a over tls\n");
     // A wrong password over TLS is refused like over TCP.
-    let out = pub_one(
-        port,
-        &[
-            "--cafile", &ca, "-u", "alice", "-P", "nope", "-t", "tls/a", "-m", "x",
-        ],
-    );
+    let out = pub_one(port, &alice(&ca, "nope", &["-t", "tls/a", "-m", "x"]));
     assert!(!out.status.success());
     // A client that does not trust ferry's CA fails the handshake.
     let other = Ca::new(dir.path(), "other");
@@ -223,21 +209,7 @@ fn client_certificates_name_the_user_and_are_required() {
     assert_eq!(stdout, "devices/device-1/t 21.5\n");
     let before = s.ferry.metric("ferry_tls_handshake_failures_total");
     // Without a certificate, or with one from another CA: no connection.
-    let out = pub_one(
-        port,
-        &[
-            "--cafile",
-            &ca,
-            "-u",
-            "alice",
-            "-P",
-            "wonderland",
-            "-t",
-            "x",
-            "-m",
-            "x",
-        ],
-    );
+    let out = pub_one(port, &alice(&ca, "wonderland", &["-t", "x", "-m", "x"]));
     assert!(!out.status.success());
     let rogue_ca = Ca::new(dir.path(), "rogue");
     let rogue = rogue_ca.client("device-1", "device-1.example");
