@@ -6,12 +6,20 @@
 //!   (backpressure: their sockets are not read meanwhile);
 //! - deliveries queued to subscribers and offline sessions: half, shared by all
 //!   outboxes; a delivery that does not fit is dropped and counted, never buffered.
+//!   Of that half, offline sessions together may hold at most a quarter
+//!   ([`MemoryPool::offline_limit`]), so sessions nobody reads can never take what
+//!   online subscribers need; one subscriber holds at most a quarter of the pool, one
+//!   offline session a quarter of the offline part ([`MemoryPool::per_subscriber`]).
+//!   Publishers feeding a subscriber past half its queue are held back for at most
+//!   `limits.publisher_stall` per message ([`Budget::stall`]), which turns a burst into
+//!   a short wait instead of drops.
 //!
 //! The rest is headroom for connection buffers (bounded per connection by the packet
 //! size limits) and forwarder batches (bounded by `upstream.inflight` and `batch`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// A shared byte pool with a hard limit: reservations fail rather than wait.
@@ -19,6 +27,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub struct MemoryPool {
     limit: usize,
     used: AtomicUsize,
+    /// Part of `used` held for offline sessions; never more than `offline_limit`.
+    offline_used: AtomicUsize,
+    offline_limit: usize,
 }
 
 impl MemoryPool {
@@ -26,6 +37,8 @@ impl MemoryPool {
         Arc::new(MemoryPool {
             limit,
             used: AtomicUsize::new(0),
+            offline_used: AtomicUsize::new(0),
+            offline_limit: limit / 4,
         })
     }
 
@@ -48,6 +61,42 @@ impl MemoryPool {
         self.used.fetch_sub(bytes, Ordering::Relaxed);
     }
 
+    /// Takes `bytes` for an offline session: they must fit under the offline part and
+    /// under the whole pool.
+    pub fn reserve_offline(&self, bytes: usize) -> bool {
+        let before = self.offline_used.fetch_add(bytes, Ordering::Relaxed);
+        if before.saturating_add(bytes) > self.offline_limit || !self.reserve(bytes) {
+            self.offline_used.fetch_sub(bytes, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Gives back `bytes` taken with [`MemoryPool::reserve_offline`].
+    pub fn release_offline(&self, bytes: usize) {
+        self.offline_used.fetch_sub(bytes, Ordering::Relaxed);
+        self.release(bytes);
+    }
+
+    pub fn offline_used(&self) -> usize {
+        self.offline_used.load(Ordering::Relaxed)
+    }
+
+    /// How much all offline sessions together may hold: a quarter of the pool.
+    pub fn offline_limit(&self) -> usize {
+        self.offline_limit
+    }
+
+    /// The most one online subscriber (`offline` false) or one offline session may
+    /// hold: a quarter of what its kind may use, so no single one can take it all.
+    pub fn per_subscriber(&self, offline: bool) -> usize {
+        if offline {
+            self.offline_limit / 4
+        } else {
+            self.limit / 4
+        }
+    }
+
     pub fn used(&self) -> usize {
         self.used.load(Ordering::Relaxed)
     }
@@ -66,10 +115,13 @@ pub struct Budget {
     /// Permits are bytes of events queued for the store writer.
     pub ingest: Arc<Semaphore>,
     pub ingest_limit: usize,
+    /// The longest a publisher waits, per message, for subscribers it fed past their
+    /// high-water mark (`limits.publisher_stall`); zero: never.
+    pub stall: Duration,
 }
 
 impl Budget {
-    pub fn new(total: usize, cache_cap: usize) -> Budget {
+    pub fn new(total: usize, cache_cap: usize, stall: Duration) -> Budget {
         let ingest_limit = (total / 8).max(64 * 1024);
         Budget {
             total,
@@ -77,6 +129,7 @@ impl Budget {
             outboxes: MemoryPool::new(total / 2),
             ingest: Arc::new(Semaphore::new(ingest_limit)),
             ingest_limit,
+            stall,
         }
     }
 
@@ -106,9 +159,21 @@ mod tests {
         assert!(p.reserve(100));
     }
 
+    #[test]
+    fn offline_sessions_hold_at_most_a_quarter() {
+        let p = MemoryPool::new(400);
+        assert!(p.reserve_offline(60));
+        assert!(!p.reserve_offline(41), "past the offline quarter");
+        assert!(p.reserve(340), "online subscribers keep the rest");
+        assert!(!p.reserve_offline(1), "and the whole pool is full");
+        p.release_offline(60);
+        assert_eq!((p.used(), p.offline_used()), (340, 0));
+        assert_eq!((p.per_subscriber(false), p.per_subscriber(true)), (100, 25));
+    }
+
     #[tokio::test]
     async fn ingest_waits_for_room() {
-        let b = Budget::new(8 << 20, 1 << 30);
+        let b = Budget::new(8 << 20, 1 << 30, Duration::ZERO);
         assert_eq!(b.cache, 2 << 20);
         assert_eq!(b.ingest_limit, 1 << 20);
         let first = Budget::ingest(&b.ingest, b.ingest_limit, 900 << 10)

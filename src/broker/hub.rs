@@ -10,7 +10,7 @@ use crate::event::Event;
 use crate::forward::Forwarding;
 use crate::metrics::Metrics;
 use crate::policy::Policy;
-use crate::router::{Routed, Router};
+use crate::router::{Outbox, Routed, Router};
 use crate::store::{Store, StoreError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -72,12 +72,27 @@ impl Hub {
 
     /// Delivers `event` locally and, if a rule selects it, queues it for the store.
     /// `durable` is `Some` when the event was queued for the store; the caller acks the
-    /// publisher when it resolves. Waits while the store queue is full (backpressure on
-    /// this publisher only).
+    /// publisher when it resolves. Waits while the store queue is full, and for at most
+    /// `limits.publisher_stall` while subscribers it fed are past their high-water mark
+    /// (backpressure on this publisher only). `from_conn` is the publisher's router
+    /// identity: its own no-local subscriptions skip the event, and it never waits for
+    /// its own queue (it is the one that drains it).
     pub async fn publish(
         &self,
         event: Arc<Event>,
         from_conn: u64,
+    ) -> Result<Published, StoreError> {
+        self.publish_as(event, from_conn, from_conn).await
+    }
+
+    /// [`Hub::publish`] for a message the server makes on behalf of connection
+    /// `own_conn` (a NATS durable reply): nobody's no-local skips it (`echo_conn` 0), and
+    /// the connection still never waits for itself.
+    pub async fn publish_as(
+        &self,
+        event: Arc<Event>,
+        echo_conn: u64,
+        own_conn: u64,
     ) -> Result<Published, StoreError> {
         self.metrics.events_received.inc();
         if event.retain {
@@ -85,13 +100,31 @@ impl Hub {
                 store.change_state(change).await?;
             }
         }
-        let routed = self.router.route(&event, from_conn);
+        let mut routed = self.router.route(&event, echo_conn);
         self.metrics.deliveries.add(routed.delivered as u64);
         let dests = self.forwarding.destinations(&event.topic);
         let durable = match &self.store {
             Some(store) if dests != 0 => Some(store.append(event, dests).await?),
             _ => None,
         };
+        let stalled = std::mem::take(&mut routed.stalled);
+        self.stall(stalled, own_conn).await;
         Ok(Published { routed, durable })
+    }
+
+    /// Holds the publisher back while subscribers it fed drain below their high-water
+    /// mark: one deadline for all of them, so a publish waits at most
+    /// `limits.publisher_stall` in total.
+    async fn stall(&self, stalled: Vec<Arc<Outbox>>, own_conn: u64) {
+        if stalled.is_empty() || self.budget.stall.is_zero() {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + self.budget.stall;
+        for outbox in stalled.iter().filter(|o| o.conn_id() != own_conn) {
+            self.metrics.delivery.stalls.inc();
+            if !outbox.wait_room(deadline).await {
+                self.metrics.delivery.stall_timeouts.inc();
+            }
+        }
     }
 }

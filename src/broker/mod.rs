@@ -41,6 +41,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let budget = Arc::new(Budget::new(
         usize::try_from(config.limits.memory.0).unwrap_or(usize::MAX),
         usize::try_from(config.store.cache_size.0).unwrap_or(usize::MAX),
+        config.limits.publisher_stall,
     ));
     metrics.watch_budget(budget.clone());
     let opts = StoreOptions {

@@ -134,6 +134,7 @@ pub(crate) struct RawForward {
 #[serde(deny_unknown_fields, expecting = "a [limits] table")]
 pub(crate) struct RawLimits {
     pub memory: Leaf,
+    pub publisher_stall: Leaf,
 }
 
 #[derive(Debug, Deserialize)]

@@ -37,7 +37,7 @@ fn every_default_value() {
     assert_eq!(m.max_packet_size, ByteSize(1 << 20));
     assert_eq!(m.max_connections, 10_000);
     assert_eq!(m.max_inflight, 1024);
-    assert_eq!(m.max_queued, 1000);
+    assert_eq!(m.max_queued, 0);
     assert_eq!(m.connect_timeout, Duration::from_secs(10));
     let n = &c.nats;
     assert!(n.enabled);

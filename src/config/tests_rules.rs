@@ -108,8 +108,8 @@ fn mqtt_rules() {
     check(
         "[mqtt]",
         "max_queued",
-        "0",
-        "mqtt.max_queued: invalid value 0",
+        "-1",
+        "mqtt.max_queued: invalid value -1",
     );
     check(
         "[mqtt]",

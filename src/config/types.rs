@@ -127,12 +127,16 @@ impl NatsTls {
 pub struct LimitsConfig {
     /// 4MiB..; split between the store cache, the store queue and subscriber queues.
     pub memory: ByteSize,
+    /// The longest a publisher is held back, per message, while a subscriber it feeds
+    /// is past half its queue; 0 never holds publishers back. 0ms..=1s.
+    pub publisher_stall: Duration,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
             memory: ByteSize::mib(32),
+            publisher_stall: Duration::from_millis(50),
         }
     }
 }
@@ -188,7 +192,8 @@ pub struct MqttConfig {
     pub max_connections: usize,
     /// QoS>0 publishes one client may have un-acknowledged by us; >= 1.
     pub max_inflight: u16,
-    /// Messages waiting for one subscriber connection; >= 1.
+    /// Messages waiting for one subscriber connection or offline session; 0: no count
+    /// limit (the byte limits bound the queue).
     pub max_queued: usize,
     /// Time from TCP accept to CONNECT; > 0.
     pub connect_timeout: Duration,
@@ -225,7 +230,7 @@ impl Default for MqttConfig {
             max_packet_size: ByteSize::mib(1),
             max_connections: 10_000,
             max_inflight: 1024,
-            max_queued: 1000,
+            max_queued: 0,
             connect_timeout: Duration::from_secs(10),
             max_sessions: 10_000,
             max_queued_bytes: ByteSize::mib(16),

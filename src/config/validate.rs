@@ -10,10 +10,12 @@ use toml::Spanned;
 
 use super::check::{Bound, Checker};
 use super::links;
-use super::raw::{Leaf, RawConfig, RawGateway, RawLog, RawMetrics, RawMqtt, RawNats, RawStore};
+use super::raw::{
+    Leaf, RawConfig, RawGateway, RawLimits, RawLog, RawMetrics, RawMqtt, RawNats, RawStore,
+};
 use super::types::{
-    Config, Fsync, GatewayConfig, LogConfig, MetricsConfig, MqttConfig, NatsConfig, NatsTls,
-    OnFull, StoreConfig,
+    Config, Fsync, GatewayConfig, LimitsConfig, LogConfig, MetricsConfig, MqttConfig, NatsConfig,
+    NatsTls, OnFull, StoreConfig,
 };
 use super::units::ByteSize;
 
@@ -44,21 +46,25 @@ pub(crate) fn validate(raw: &RawConfig, c: &mut Checker, base: &Config) -> Confi
         log: log(c, raw.log.as_ref().map(Spanned::get_ref), &base.log),
         gateway: gateway(c, raw.gateway.as_ref().map(Spanned::get_ref), &base.gateway),
         acl: super::acl::acl(c, raw),
-        limits: super::types::LimitsConfig {
-            memory: raw
-                .limits
-                .as_ref()
-                .and_then(|l| {
-                    c.size(
-                        "limits.memory",
-                        &l.get_ref().memory,
-                        ByteSize::mib(4),
-                        MAX_BYTES,
-                    )
-                })
-                .unwrap_or(base.limits.memory),
-        },
+        limits: limits(c, raw.limits.as_ref().map(Spanned::get_ref), &base.limits),
     }
+}
+
+fn limits(c: &mut Checker, raw: Option<&RawLimits>, base: &LimitsConfig) -> LimitsConfig {
+    let mut l = base.clone();
+    let Some(r) = raw else { return l };
+    l.memory = c
+        .size("limits.memory", &r.memory, ByteSize::mib(4), MAX_BYTES)
+        .unwrap_or(l.memory);
+    l.publisher_stall = c
+        .duration(
+            "limits.publisher_stall",
+            &r.publisher_stall,
+            Duration::ZERO,
+            Some(Duration::from_secs(1)),
+        )
+        .unwrap_or(l.publisher_stall);
+    l
 }
 
 fn mqtt(c: &mut Checker, raw: Option<&RawMqtt>, base: &MqttConfig) -> MqttConfig {
@@ -114,7 +120,7 @@ fn mqtt(c: &mut Checker, raw: Option<&RawMqtt>, base: &MqttConfig) -> MqttConfig
         )
         .unwrap_or(m.max_inflight);
     m.max_queued = c
-        .uint("mqtt.max_queued", &r.max_queued, Bound::AtLeast(1))
+        .uint("mqtt.max_queued", &r.max_queued, Bound::AtLeast(0))
         .unwrap_or(m.max_queued);
     m.connect_timeout =
         positive(c, "mqtt.connect_timeout", &r.connect_timeout).unwrap_or(m.connect_timeout);

@@ -131,6 +131,7 @@ impl Config {
         w.str("level", &self.log.level);
         w.table("limits");
         w.str("memory", &self.limits.memory.to_string());
+        w.dur("publisher_stall", self.limits.publisher_stall);
         w.table("gateway");
         w.str("id", &self.gateway.id);
         let t = &self.tls;

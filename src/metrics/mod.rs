@@ -4,8 +4,10 @@
 //! `fetch_add`, and the whole set is rendered on demand by [`Metrics::render`].
 
 mod auth;
+mod delivery;
 
 pub use auth::{AuthFailure, AuthMetrics};
+pub use delivery::DeliveryMetrics;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -147,6 +149,7 @@ pub struct Metrics {
     pub dropped_too_large: Counter,
     pub deliveries: Counter,
     pub auth: AuthMetrics,
+    pub delivery: DeliveryMetrics,
     pub upstreams: Mutex<Vec<Arc<UpstreamMetrics>>>,
     budget: std::sync::OnceLock<Arc<crate::budget::Budget>>,
 }
@@ -199,6 +202,7 @@ impl Metrics {
             self.protocol_errors.get(),
         );
         self.auth.render(&mut s);
+        self.delivery.render(&mut s);
         c(
             &mut s,
             "ferry_events_received_total",
@@ -269,9 +273,11 @@ impl Metrics {
             "# HELP ferry_events_dropped_total Events not delivered or not stored, by reason.\n\
              # TYPE ferry_events_dropped_total counter\n\
              ferry_events_dropped_total{{reason=\"slow_subscriber\"}} {}\n\
-             ferry_events_dropped_total{{reason=\"offline_qos0\"}} {}",
+             ferry_events_dropped_total{{reason=\"offline_qos0\"}} {}\n\
+             ferry_events_dropped_total{{reason=\"offline_overflow\"}} {}",
             self.dropped_slow_subscriber.get(),
-            self.dropped_offline_qos0.get()
+            self.dropped_offline_qos0.get(),
+            self.dropped_offline_overflow.get()
         );
         g(
             &mut s,
@@ -301,15 +307,19 @@ impl Metrics {
                  ferry_memory_budget_bytes{{part=\"store_cache\"}} {}\n\
                  ferry_memory_budget_bytes{{part=\"store_queue\"}} {}\n\
                  ferry_memory_budget_bytes{{part=\"subscriber_queues\"}} {}\n\
+                 ferry_memory_budget_bytes{{part=\"offline_sessions\"}} {}\n\
                  # HELP ferry_memory_used_bytes Budget in use, by part.\n\
                  # TYPE ferry_memory_used_bytes gauge\n\
                  ferry_memory_used_bytes{{part=\"store_queue\"}} {queued}\n\
-                 ferry_memory_used_bytes{{part=\"subscriber_queues\"}} {}",
+                 ferry_memory_used_bytes{{part=\"subscriber_queues\"}} {}\n\
+                 ferry_memory_used_bytes{{part=\"offline_sessions\"}} {}",
                 b.total,
                 b.cache,
                 b.ingest_limit,
                 b.outboxes.limit(),
-                b.outboxes.used()
+                b.outboxes.offline_limit(),
+                b.outboxes.used(),
+                b.outboxes.offline_used()
             );
         }
         c(

@@ -7,7 +7,7 @@ use super::session::{SessionState, SubOptions};
 use super::sessions;
 use crate::event::{Event, Origin, now_ms};
 use crate::policy::ReadGuard;
-use crate::router::Delivery;
+use crate::router::{Delivery, Outbox};
 use crate::topic;
 use std::sync::Arc;
 
@@ -254,7 +254,7 @@ impl Conn {
                 let send_retained = share.is_none()
                     && (opts.retain_handling == 0 || (opts.retain_handling == 1 && fresh));
                 if send_retained {
-                    self.queue_retained(inner, &opts, guard.as_ref());
+                    self.queue_retained(&state.outbox, inner, &opts, guard.as_ref());
                 }
                 state.subs.insert(f.filter.clone(), opts);
                 f.qos as u8
@@ -269,14 +269,18 @@ impl Conn {
         self.ctx.sessions.persist(state).await;
     }
 
-    fn queue_retained(&mut self, filter: &str, opts: &SubOptions, guard: Option<&ReadGuard>) {
-        let limit = self.ctx.config.mqtt.max_queued;
+    /// Queues the retained messages `filter` matches, through the session's outbox so
+    /// they count against its queue limits and the memory budget like any delivery
+    /// (what does not fit is dropped and counted there).
+    fn queue_retained(
+        &self,
+        outbox: &Outbox,
+        filter: &str,
+        opts: &SubOptions,
+        guard: Option<&ReadGuard>,
+    ) {
         for event in self.ctx.hub.retained.matching(filter) {
             if guard.is_some_and(|g| !g.may_read(&event.topic)) {
-                continue;
-            }
-            if self.local.len() >= limit {
-                self.ctx.hub.metrics.dropped_slow_subscriber.inc();
                 continue;
             }
             let mut d = Delivery::new(event.clone(), opts.qos.min(event.qos));
@@ -284,7 +288,8 @@ impl Conn {
             if opts.sub_id != 0 {
                 let _ = d.sub_ids.push(opts.sub_id);
             }
-            self.local.push_back(d);
+            // This connection drains its own outbox: never a reason to wait.
+            let _ = outbox.offer(d);
         }
     }
 

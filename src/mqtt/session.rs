@@ -5,11 +5,10 @@
 //! Hard caps: at most [`OUTBOUND_INFLIGHT`] unacknowledged deliveries (a `heapless` map,
 //! no allocation on the delivery path) and at most `max_inflight` unreleased QoS 2 ids.
 
-use crate::router::{Delivery, Outbox};
+use crate::router::{Deliveries, Delivery, Outbox};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use tokio::sync::mpsc;
 
 /// Deliveries at QoS 1/2 awaiting the subscriber, per session. While full, the connection
 /// stops taking from the outbox, which then fills and drops (counted).
@@ -51,7 +50,7 @@ pub struct SubOptions {
 pub struct SessionState {
     pub client_id: String,
     pub outbox: Arc<Outbox>,
-    pub deliveries: mpsc::Receiver<Delivery>,
+    pub deliveries: Deliveries,
     /// Keyed by the filter as the client sent it (with any `$share/...` prefix).
     pub subs: HashMap<String, SubOptions>,
     /// Seconds the session outlives its connection; [`NEVER`] or 0.
@@ -70,7 +69,7 @@ impl SessionState {
     pub fn new(
         client_id: String,
         outbox: Arc<Outbox>,
-        deliveries: mpsc::Receiver<Delivery>,
+        deliveries: Deliveries,
         expiry: u32,
     ) -> SessionState {
         SessionState {

@@ -1,9 +1,11 @@
 //! One NATS connection: the I/O loop around the parser, the session and the hub.
 //!
 //! Reads, writes, deliveries, durable replies and the ping timer are all branches of one
-//! `select!`, so a client that stops reading never stalls the loop: its deliveries keep
-//! being moved from the outbox into the write buffer until the two together pass
-//! `max_pending`, and then it is cut off as a slow consumer (as nats-server does).
+//! `select!`, so a client that stops reading never stalls the loop. Deliveries move from
+//! the outbox into the write buffer while it holds less than `WBUF_HIGH`; past that
+//! they wait in the outbox, whose high-water mark holds fast publishers back briefly
+//! (`limits.publisher_stall`), and whose overflow (`max_pending`, or the memory pool's
+//! share) cuts the client off as a slow consumer (as nats-server does).
 //! Everything a wake-up produces is coalesced in one write buffer.
 
 use super::deliver::{self, Written};
@@ -15,7 +17,7 @@ use super::session::{PingAction, Session};
 use crate::broker::Durable;
 use crate::event::{Event, Origin};
 use crate::policy::{Credentials, Identity, Protocol as AuthProtocol};
-use crate::router::{Delivery, Outbox};
+use crate::router::{Deliveries, Delivery, Outbox};
 use crate::transport::listen::Accepted;
 use crate::transport::{ReadHalf, WriteHalf};
 use bytes::{Buf, BytesMut};
@@ -24,7 +26,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// A write that makes no progress for this long means the peer stopped reading
@@ -38,6 +40,9 @@ const MAX_PENDING_REPLIES: usize = 1024;
 /// Deliveries are moved into the write buffer in batches of about this many bytes, so a
 /// busy subscriber still gets its reads and writes serviced in between.
 const BATCH_BYTES: usize = 64 * 1024;
+/// Deliveries stay in the outbox (where they are counted, and where publishers can see
+/// that this subscriber is behind) while the write buffer holds this much.
+const WBUF_HIGH: usize = 4 * BATCH_BYTES;
 
 /// Why a connection ended.
 #[derive(Debug)]
@@ -134,12 +139,10 @@ pub async fn serve(accepted: Accepted, ctx: Arc<NatsCtx>, mut shutdown: watch::R
     let policy = ctx.hub.policy();
     let identity = (!policy.auth_required()).then(|| policy.identity(None, ""));
     let max_pending = cfg.max_pending.0 as usize;
-    // The message bound is derived from the byte bound (an event weighs at least 96
-    // bytes), so the byte bound is the one that bites, as in nats-server.
-    let capacity = (max_pending / 64).clamp(1024, 1 << 20);
+    // Bytes bound the queue, as in nats-server (`max_pending`, and the pool's share).
     let (outbox, mut deliveries) = Outbox::new(
         conn_id,
-        capacity,
+        0,
         max_pending,
         ctx.hub.budget.outboxes.clone(),
         metrics.clone(),
@@ -172,6 +175,8 @@ pub async fn serve(accepted: Accepted, ctx: Arc<NatsCtx>, mut shutdown: watch::R
         let _ = tokio::time::timeout(Duration::from_secs(1), wr.write_all(&conn.wbuf)).await;
     }
     drop((rd, wr));
+    // Nobody reads this outbox any more: publishers must not wait for it.
+    conn.outbox.set_offline(true);
     if !matches!(stream, crate::transport::Stream::Tcp(_)) {
         // TLS close_notify before the socket goes.
         let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
@@ -198,7 +203,7 @@ impl Conn {
         &mut self,
         rd: &mut ReadHalf<'_>,
         wr: &mut WriteHalf<'_>,
-        deliveries: &mut mpsc::Receiver<Delivery>,
+        deliveries: &mut Deliveries,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Close {
         let ping_interval = self.ctx.config.nats.ping_interval;
@@ -258,7 +263,7 @@ impl Conn {
                 _ = tokio::time::sleep_until(write_progress + WRITE_DEADLINE), if !self.wbuf.is_empty() => {
                     return Close::SlowConsumer("no write progress within the write deadline");
                 }
-                d = deliveries.recv() => {
+                d = deliveries.recv(), if self.wbuf.len() < WBUF_HIGH => {
                     let Some(d) = d else { return Close::Shutdown };
                     self.deliver(d);
                     let mark = self.wbuf.len() + BATCH_BYTES;
@@ -418,8 +423,13 @@ impl Conn {
             tracing::warn!(peer = %self.peer, error = %e, "NATS request not stored");
         }
         let event = Event::new(r.reply, puback::json(&done), 0, false, Origin::Nats);
-        // Connection 0: the ack comes from the server, so echo=false must not hide it.
-        if let Err(e) = self.ctx.hub.publish(Arc::new(event), 0).await {
+        // Echo 0: the ack comes from the server, so echo=false must not hide it.
+        if let Err(e) = self
+            .ctx
+            .hub
+            .publish_as(Arc::new(event), 0, self.conn_id)
+            .await
+        {
             tracing::warn!(peer = %self.peer, error = %e, "cannot publish NATS PubAck");
         }
     }

@@ -7,7 +7,7 @@
 mod outbox;
 mod trie;
 
-pub use outbox::{Delivery, Outbox, SubIds};
+pub use outbox::{Deliveries, Delivery, Offer, Outbox, SubIds};
 pub use trie::Subscription;
 
 use crate::event::Event;
@@ -23,10 +23,13 @@ pub struct Router {
 }
 
 /// What happened to one published event locally.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone)]
 pub struct Routed {
     pub delivered: usize,
     pub dropped: usize,
+    /// Subscribers whose queue this event took past its high-water mark: the publisher
+    /// should wait for them (`Outbox::wait_room`) before publishing more.
+    pub stalled: Vec<Arc<Outbox>>,
 }
 
 impl Router {
@@ -77,10 +80,13 @@ impl Router {
                 retain: sub.retain_as_published && event.retain,
                 sub_ids,
             };
-            if sub.outbox.offer(delivery) {
-                routed.delivered += 1;
-            } else {
-                routed.dropped += 1;
+            match sub.outbox.offer(delivery) {
+                Offer::Queued => routed.delivered += 1,
+                Offer::Stall => {
+                    routed.delivered += 1;
+                    routed.stalled.push(sub.outbox.clone());
+                }
+                Offer::Dropped => routed.dropped += 1,
             }
         }
         routed
@@ -149,5 +155,7 @@ fn dedup(mut subs: Vec<Subscription>) -> Vec<(Subscription, SubIds)> {
     out
 }
 
+#[cfg(test)]
+mod stall_tests;
 #[cfg(test)]
 mod tests;

@@ -1,15 +1,22 @@
 //! A subscriber's outbox: the bounded queue between the router and one connection.
 //!
 //! The router never waits on an outbox: a full one refuses the delivery, the refusal is
-//! counted, and the publisher carries on. That is how a slow subscriber is kept from
-//! stalling publishers (invariant 4 in docs/ARCHITECTURE.md).
+//! counted, and the publisher carries on. A queue past its high-water mark (half its
+//! limits) asks the publisher to wait a little instead ([`Offer::Stall`]): the publisher
+//! waits in [`Outbox::wait_room`], outside the router, for at most the configured stall.
+//! So a burst into a healthy subscriber is slowed, not dropped, and a subscriber that
+//! stops reading costs each publisher one stall per episode, then drops
+//! (invariants 4 and 5 in docs/ARCHITECTURE.md).
 
 use crate::budget::MemoryPool;
 use crate::event::Event;
 use crate::metrics::Metrics;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
+
+/// The receiving side of an outbox, owned by the subscriber's connection.
+pub type Deliveries = mpsc::UnboundedReceiver<Delivery>;
 
 /// One message on its way to one subscriber connection.
 #[derive(Debug, Clone)]
@@ -40,43 +47,85 @@ impl Delivery {
             sub_ids: SubIds::new(),
         }
     }
+
+    /// Bytes this delivery holds while queued: the event (counted for every subscriber
+    /// it waits for, which over-counts a shared event, never under-counts) and the
+    /// queue slot.
+    pub fn weight(&self) -> usize {
+        self.event.weight() + std::mem::size_of::<Delivery>()
+    }
 }
 
-/// The sending side of a connection's delivery queue, bounded in messages (the channel's
-/// capacity) and in bytes (`max_bytes`).
+/// What [`Outbox::offer`] did with a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    Queued,
+    /// Queued, and the queue is past its high-water mark: the publisher should wait
+    /// in [`Outbox::wait_room`] before publishing more.
+    Stall,
+    /// Not queued (full, offline QoS 0, or the connection is gone); counted.
+    Dropped,
+}
+
+/// The sending side of a connection's delivery queue, bounded in messages (`max_count`,
+/// 0: none) and in bytes (`max_bytes`, at most a quarter of the shared pool; an offline
+/// session at most a quarter of the offline part).
 #[derive(Debug)]
 pub struct Outbox {
     conn_id: u64,
-    tx: mpsc::Sender<Delivery>,
+    tx: mpsc::UnboundedSender<Delivery>,
     pending_bytes: AtomicUsize,
+    pending_count: AtomicUsize,
     max_bytes: usize,
+    max_offline_bytes: usize,
+    max_count: usize,
+    /// Part of `pending_bytes` charged to the pool's offline part.
+    offline_bytes: AtomicUsize,
     dropped: AtomicU64,
     overflowed: AtomicBool,
     /// Set while an MQTT persistent session has no connection: QoS 0 is not queued then.
     offline: AtomicBool,
+    /// Set when a stall ran out: publishers stop waiting for this subscriber until it has
+    /// drained to a quarter of its limits.
+    lagging: AtomicBool,
+    /// Publishers waiting in `wait_room`, so `taken` wakes them only when someone waits.
+    waiters: AtomicUsize,
+    room: Notify,
     /// The budget share all outboxes draw from.
     pool: Arc<MemoryPool>,
     metrics: Arc<Metrics>,
 }
 
 impl Outbox {
-    /// Creates an outbox holding at most `capacity` deliveries and `max_bytes` bytes.
+    /// Creates an outbox holding at most `max_count` deliveries (0: no count limit) and
+    /// `max_bytes` bytes (capped by the pool's per-subscriber share).
     pub fn new(
         conn_id: u64,
-        capacity: usize,
+        max_count: usize,
         max_bytes: usize,
         pool: Arc<MemoryPool>,
         metrics: Arc<Metrics>,
-    ) -> (Arc<Outbox>, mpsc::Receiver<Delivery>) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
+    ) -> (Arc<Outbox>, Deliveries) {
+        let (tx, rx) = mpsc::unbounded_channel();
         let outbox = Outbox {
             conn_id,
             tx,
             pending_bytes: AtomicUsize::new(0),
-            max_bytes,
+            pending_count: AtomicUsize::new(0),
+            max_bytes: max_bytes.min(pool.per_subscriber(false)),
+            max_offline_bytes: max_bytes.min(pool.per_subscriber(true)),
+            max_count: if max_count == 0 {
+                usize::MAX
+            } else {
+                max_count
+            },
+            offline_bytes: AtomicUsize::new(0),
             dropped: AtomicU64::new(0),
             overflowed: AtomicBool::new(false),
             offline: AtomicBool::new(false),
+            lagging: AtomicBool::new(false),
+            waiters: AtomicUsize::new(0),
+            room: Notify::new(),
             pool,
             metrics,
         };
@@ -87,50 +136,143 @@ impl Outbox {
         self.conn_id
     }
 
-    /// Queues a delivery without waiting. Returns false (and counts the drop) when the
-    /// subscriber is too far behind or gone.
-    pub fn offer(&self, delivery: Delivery) -> bool {
-        if delivery.qos == 0 && self.offline.load(Ordering::Relaxed) {
+    /// Queues a delivery without waiting.
+    pub fn offer(&self, delivery: Delivery) -> Offer {
+        let offline = self.offline.load(Ordering::Relaxed);
+        if delivery.qos == 0 && offline {
             self.metrics.dropped_offline_qos0.inc();
-            return false;
+            return Offer::Dropped;
         }
-        let weight = delivery.event.weight();
-        let pending = self.pending_bytes.fetch_add(weight, Ordering::Relaxed);
-        if pending + weight > self.max_bytes || !self.pool.reserve(weight) {
-            self.pending_bytes.fetch_sub(weight, Ordering::Relaxed);
-            self.refuse();
-            return false;
+        let weight = delivery.weight();
+        let max_bytes = if offline {
+            self.max_offline_bytes
+        } else {
+            self.max_bytes
+        };
+        let bytes = self.pending_bytes.fetch_add(weight, Ordering::SeqCst) + weight;
+        let count = self.pending_count.fetch_add(1, Ordering::SeqCst) + 1;
+        let reserved = bytes <= max_bytes
+            && count <= self.max_count
+            && if offline {
+                self.pool.reserve_offline(weight)
+            } else {
+                self.pool.reserve(weight)
+            };
+        if !reserved {
+            self.unqueue(weight);
+            self.refuse(offline);
+            return Offer::Dropped;
         }
-        match self.tx.try_send(delivery) {
-            Ok(()) => true,
-            Err(_) => {
-                self.pending_bytes.fetch_sub(weight, Ordering::Relaxed);
-                self.pool.release(weight);
-                self.refuse();
-                false
-            }
+        if offline {
+            self.offline_bytes.fetch_add(weight, Ordering::Relaxed);
+        }
+        if self.tx.send(delivery).is_err() {
+            // The connection is gone and nobody will take it.
+            self.unqueue(weight);
+            self.give_back(weight);
+            return Offer::Dropped;
+        }
+        if !offline
+            && (bytes > self.max_bytes / 2 || count > self.max_count / 2)
+            && !self.lagging.load(Ordering::Relaxed)
+        {
+            Offer::Stall
+        } else {
+            Offer::Queued
         }
     }
 
-    fn refuse(&self) {
+    fn unqueue(&self, weight: usize) -> (usize, usize) {
+        let bytes = self.pending_bytes.fetch_sub(weight, Ordering::SeqCst) - weight;
+        let count = self.pending_count.fetch_sub(1, Ordering::SeqCst) - 1;
+        (bytes, count)
+    }
+
+    /// Returns `weight` bytes to the pool, to its offline part first while this outbox
+    /// holds any there.
+    fn give_back(&self, weight: usize) {
+        let offline = self
+            .offline_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some(b - b.min(weight))
+            })
+            .map_or(0, |b| b.min(weight));
+        if offline > 0 {
+            self.pool.release_offline(offline);
+        }
+        self.pool.release(weight - offline);
+    }
+
+    fn refuse(&self, offline: bool) {
         self.dropped.fetch_add(1, Ordering::Relaxed);
-        self.metrics.dropped_slow_subscriber.inc();
+        if offline {
+            self.metrics.dropped_offline_overflow.inc();
+        } else {
+            self.metrics.dropped_slow_subscriber.inc();
+        }
         // Logged once per episode (until `take_overflow` re-arms it), counted always.
         if !self.overflowed.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 subscriber = self.conn_id,
-                max_messages = self.tx.max_capacity(),
-                max_bytes = self.max_bytes,
+                queued = self.pending_count.load(Ordering::Relaxed),
+                max_bytes = if offline {
+                    self.max_offline_bytes
+                } else {
+                    self.max_bytes
+                },
+                offline,
                 "subscriber queue full: dropping its deliveries (counted in ferry_events_dropped_total)"
             );
         }
     }
 
+    /// True while the queue is past its high-water mark and publishers should wait.
+    fn above_high_water(&self) -> bool {
+        !self.offline.load(Ordering::Relaxed)
+            && !self.lagging.load(Ordering::Relaxed)
+            && (self.pending_bytes.load(Ordering::SeqCst) > self.max_bytes / 2
+                || self.pending_count.load(Ordering::SeqCst) > self.max_count / 2)
+    }
+
+    /// Waits until the queue is back under its high-water mark, or `deadline`. A wait
+    /// that runs out marks the subscriber as lagging: publishers stop waiting for it
+    /// until it has drained to a quarter of its limits. Returns false when it ran out.
+    pub async fn wait_room(&self, deadline: tokio::time::Instant) -> bool {
+        let _waiting = Waiting::new(&self.waiters);
+        loop {
+            let room = self.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            if !self.above_high_water() {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, room).await.is_err() {
+                if self.above_high_water() {
+                    self.lagging.store(true, Ordering::Relaxed);
+                    return false;
+                }
+                return true;
+            }
+        }
+    }
+
     /// The connection took `delivery` off the queue; its bytes no longer count.
     pub fn taken(&self, delivery: &Delivery) {
-        let weight = delivery.event.weight();
-        self.pending_bytes.fetch_sub(weight, Ordering::Relaxed);
-        self.pool.release(weight);
+        let weight = delivery.weight();
+        let (bytes, count) = self.unqueue(weight);
+        self.give_back(weight);
+        if self.lagging.load(Ordering::Relaxed)
+            && bytes <= self.max_bytes / 4
+            && count <= self.max_count / 4
+        {
+            self.lagging.store(false, Ordering::Relaxed);
+        }
+        if self.waiters.load(Ordering::SeqCst) > 0
+            && bytes <= self.max_bytes / 2
+            && count <= self.max_count / 2
+        {
+            self.room.notify_waiters();
+        }
     }
 
     /// True once, after the outbox refused a delivery since the last call.
@@ -138,13 +280,42 @@ impl Outbox {
         self.overflowed.swap(false, Ordering::Relaxed)
     }
 
-    /// Marks the owning session as (dis)connected.
+    /// Marks the owning session as (dis)connected. Going offline releases any publisher
+    /// waiting for it: nobody reads an offline session's queue.
     pub fn set_offline(&self, offline: bool) {
         self.offline.store(offline, Ordering::Relaxed);
+        if offline {
+            self.room.notify_waiters();
+        }
     }
 
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Deliveries and bytes queued now.
+    pub fn queued(&self) -> (usize, usize) {
+        (
+            self.pending_count.load(Ordering::Relaxed),
+            self.pending_bytes.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Counts a publisher in `Outbox::waiters` for as long as it waits (also when its wait
+/// is cancelled).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(n: &'a AtomicUsize) -> Waiting<'a> {
+        n.fetch_add(1, Ordering::SeqCst);
+        Waiting(n)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -152,7 +323,8 @@ impl Drop for Outbox {
     /// Deliveries still queued when the last handle goes are freed with the channel:
     /// give their bytes back to the shared pool.
     fn drop(&mut self) {
-        self.pool
-            .release(self.pending_bytes.load(Ordering::Relaxed));
+        let offline = *self.offline_bytes.get_mut();
+        self.pool.release_offline(offline);
+        self.pool.release(*self.pending_bytes.get_mut() - offline);
     }
 }

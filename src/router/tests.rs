@@ -4,9 +4,8 @@ use crate::event::{Event, Origin};
 use crate::metrics::Metrics;
 use bytes::Bytes;
 use proptest::prelude::*;
-use tokio::sync::mpsc;
 
-fn outbox(conn: u64) -> (Arc<Outbox>, mpsc::Receiver<Delivery>) {
+fn outbox(conn: u64) -> (Arc<Outbox>, Deliveries) {
     Outbox::new(
         conn,
         16,
@@ -187,42 +186,46 @@ proptest! {
     }
 }
 
+/// The weight of one delivery of `ev("t", _)`.
+fn weight() -> usize {
+    Delivery::new(ev("t", 0), 0).weight()
+}
+
 #[test]
 fn the_shared_pool_bounds_all_outboxes_together() {
-    let pool = MemoryPool::new(ev("t", 0).weight() * 3);
-    let (a, mut rx_a) = Outbox::new(
-        1,
-        100,
-        usize::MAX,
-        pool.clone(),
-        Arc::new(Metrics::default()),
-    );
-    let (b, _rx_b) = Outbox::new(
-        2,
-        100,
-        usize::MAX,
-        pool.clone(),
-        Arc::new(Metrics::default()),
-    );
+    // Eight deliveries fit the pool; one subscriber may hold a quarter of it: two.
+    let pool = MemoryPool::new(weight() * 8);
     let r = Router::new();
-    r.subscribe("t", sub(&a, 0, 0));
-    r.subscribe("t", sub(&b, 0, 0));
-    let routed = r.route(&ev("t", 0), 9);
-    assert_eq!((routed.delivered, routed.dropped), (2, 0));
-    let routed = r.route(&ev("t", 0), 9);
+    let mut outboxes = Vec::new();
+    for conn in 1..=5 {
+        let (o, rx) = Outbox::new(
+            conn,
+            0,
+            usize::MAX,
+            pool.clone(),
+            Arc::new(Metrics::default()),
+        );
+        r.subscribe("t", sub(&o, 0, 0));
+        outboxes.push((o, rx));
+    }
+    let counts = |routed: Routed| (routed.delivered, routed.dropped);
+    assert_eq!(counts(r.route(&ev("t", 0), 9)), (5, 0));
     assert_eq!(
-        (routed.delivered, routed.dropped),
-        (1, 1),
-        "the pool is full after three"
+        counts(r.route(&ev("t", 0), 9)),
+        (3, 2),
+        "the pool is full after eight"
     );
+    assert_eq!(counts(r.route(&ev("t", 0), 9)), (0, 5));
+    let (a, rx_a) = &mut outboxes[0];
     let d = rx_a.try_recv().unwrap();
     a.taken(&d);
-    assert_eq!(pool.used(), ev("t", 0).weight() * 2);
+    assert_eq!(pool.used(), weight() * 7);
     drop(r);
-    drop(b);
+    // Subscribers 1 to 3 got both events (conn id order), 4 and 5 one each.
+    drop(outboxes.remove(1));
     assert_eq!(
         pool.used(),
-        ev("t", 0).weight(),
+        weight() * 5,
         "a dropped outbox gives its queued bytes back"
     );
 }
