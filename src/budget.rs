@@ -4,7 +4,7 @@
 //! - the store's page cache: a quarter (at most `store.cache_size`);
 //! - events waiting for the store writer: an eighth, in bytes; publishers wait for room
 //!   (backpressure: their sockets are not read meanwhile);
-//! - deliveries queued to subscribers and offline sessions: half, shared by all
+//! - deliveries queued to subscribers and offline sessions: three eighths, shared by all
 //!   outboxes; a delivery that does not fit is dropped and counted, never buffered.
 //!   Of that half, offline sessions together may hold at most a quarter
 //!   ([`MemoryPool::offline_limit`]), so sessions nobody reads can never take what
@@ -14,8 +14,18 @@
 //!   `limits.publisher_stall` per message ([`Budget::stall`]), which turns a burst into
 //!   a short wait instead of drops.
 //!
-//! The rest is headroom for connection buffers (bounded per connection by the packet
-//! size limits) and forwarder batches (bounded by `upstream.inflight` and `batch`).
+//! - state clients make: an eighth ([`Budget::state`]) for subscriptions of both
+//!   protocols (charged in `Router::subscribe`) and MQTT 5 topic aliases both ways,
+//!   one connection at most an eighth of the share;
+//! - half-read packets: an eighth ([`Budget::packets`]) for the bytes of packets still
+//!   arriving beyond one read chunk, across all connections.
+//!
+//! What does not fit is refused (SUBACK 0x97 / 0x80, DISCONNECT 0x97, NATS `-ERR` and a
+//! close for a packet) and counted in `ferry_limit_refusals_total`.
+//!
+//! The store cache is at most a quarter: what `store.cache_size` leaves of it is
+//! headroom for connections and forwarder batches (bounded by `upstream.inflight` and
+//! `batch`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -106,12 +116,70 @@ impl MemoryPool {
     }
 }
 
+/// What one connection holds in a pool; given back when the account is dropped, so no
+/// path out of a connection can leak it.
+#[derive(Debug)]
+pub struct Account {
+    pool: Arc<MemoryPool>,
+    held: usize,
+}
+
+impl Account {
+    pub fn new(pool: Arc<MemoryPool>) -> Account {
+        Account { pool, held: 0 }
+    }
+
+    /// Takes `bytes` more if the connection then holds at most `cap` and the pool has
+    /// them.
+    pub fn charge(&mut self, bytes: usize, cap: usize) -> bool {
+        if self.held.saturating_add(bytes) > cap || !self.pool.reserve(bytes) {
+            return false;
+        }
+        self.held += bytes;
+        true
+    }
+
+    pub fn refund(&mut self, bytes: usize) {
+        let bytes = bytes.min(self.held);
+        self.held -= bytes;
+        self.pool.release(bytes);
+    }
+
+    /// Makes the account hold exactly `bytes`: false (and unchanged) when more do not fit.
+    pub fn hold(&mut self, bytes: usize) -> bool {
+        if bytes > self.held {
+            self.charge(bytes - self.held, usize::MAX)
+        } else {
+            self.refund(self.held - bytes);
+            true
+        }
+    }
+
+    pub fn held(&self) -> usize {
+        self.held
+    }
+
+    pub fn pool(&self) -> &MemoryPool {
+        &self.pool
+    }
+}
+
+impl Drop for Account {
+    fn drop(&mut self) {
+        self.pool.release(self.held);
+    }
+}
+
 /// The budget split, built once at start.
 #[derive(Debug)]
 pub struct Budget {
     pub total: usize,
     pub cache: usize,
     pub outboxes: Arc<MemoryPool>,
+    /// Client-made state: subscriptions and topic aliases.
+    pub state: Arc<MemoryPool>,
+    /// Bytes of packets still arriving, beyond one read chunk per connection.
+    pub packets: Arc<MemoryPool>,
     /// Permits are bytes of events queued for the store writer.
     pub ingest: Arc<Semaphore>,
     pub ingest_limit: usize,
@@ -126,7 +194,9 @@ impl Budget {
         Budget {
             total,
             cache: cache_cap.min(total / 4),
-            outboxes: MemoryPool::new(total / 2),
+            outboxes: MemoryPool::new(total / 8 * 3),
+            state: MemoryPool::new(total / 8),
+            packets: MemoryPool::new(total / 8),
             ingest: Arc::new(Semaphore::new(ingest_limit)),
             ingest_limit,
             stall,
@@ -157,6 +227,20 @@ mod tests {
         assert_eq!(p.used(), 60);
         p.release(60);
         assert!(p.reserve(100));
+    }
+
+    #[test]
+    fn an_account_gives_everything_back_when_dropped() {
+        let p = MemoryPool::new(100);
+        let mut a = Account::new(p.clone());
+        assert!(a.charge(30, 40));
+        assert!(!a.charge(20, 40), "past the connection's cap");
+        assert!(a.hold(90));
+        assert!(!a.hold(101), "past the pool");
+        assert!(a.hold(10));
+        assert_eq!(p.used(), 10);
+        drop(a);
+        assert_eq!(p.used(), 0);
     }
 
     #[test]

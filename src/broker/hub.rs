@@ -12,6 +12,7 @@ use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::router::{Outbox, Routed, Router};
 use crate::store::{Store, StoreError};
+use crate::transport::listen::RateLimitedLog;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::oneshot;
@@ -36,6 +37,8 @@ pub struct Hub {
     pub forwarding: Forwarding,
     pub store: Option<Store>,
     pub metrics: Arc<Metrics>,
+    /// Refusals at the budget's limits are logged at most once a second (counted always).
+    pub limit_log: RateLimitedLog,
     next_conn: AtomicU64,
 }
 
@@ -50,12 +53,13 @@ impl Hub {
     ) -> Hub {
         Hub {
             policy,
+            router: Router::with_pool(budget.state.clone()),
             budget,
-            router: Router::new(),
             retained: Retained::new(max_retained, metrics.clone()),
             forwarding,
             store,
             metrics,
+            limit_log: RateLimitedLog::default(),
             next_conn: AtomicU64::new(1),
         }
     }

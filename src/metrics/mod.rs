@@ -5,9 +5,11 @@
 
 mod auth;
 mod delivery;
+mod limits;
 
 pub use auth::{AuthFailure, AuthMetrics};
 pub use delivery::DeliveryMetrics;
+pub use limits::LimitMetrics;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -150,6 +152,7 @@ pub struct Metrics {
     pub deliveries: Counter,
     pub auth: AuthMetrics,
     pub delivery: DeliveryMetrics,
+    pub limits: LimitMetrics,
     pub upstreams: Mutex<Vec<Arc<UpstreamMetrics>>>,
     budget: std::sync::OnceLock<Arc<crate::budget::Budget>>,
 }
@@ -203,6 +206,7 @@ impl Metrics {
         );
         self.auth.render(&mut s);
         self.delivery.render(&mut s);
+        self.limits.render(&mut s);
         c(
             &mut s,
             "ferry_events_received_total",
@@ -308,18 +312,22 @@ impl Metrics {
                  ferry_memory_budget_bytes{{part=\"store_queue\"}} {}\n\
                  ferry_memory_budget_bytes{{part=\"subscriber_queues\"}} {}\n\
                  ferry_memory_budget_bytes{{part=\"offline_sessions\"}} {}\n\
+                 ferry_memory_budget_bytes{{part=\"client_state\"}} {}\n\
                  # HELP ferry_memory_used_bytes Budget in use, by part.\n\
                  # TYPE ferry_memory_used_bytes gauge\n\
                  ferry_memory_used_bytes{{part=\"store_queue\"}} {queued}\n\
                  ferry_memory_used_bytes{{part=\"subscriber_queues\"}} {}\n\
-                 ferry_memory_used_bytes{{part=\"offline_sessions\"}} {}",
+                 ferry_memory_used_bytes{{part=\"offline_sessions\"}} {}\n\
+                 ferry_memory_used_bytes{{part=\"client_state\"}} {}",
                 b.total,
                 b.cache,
                 b.ingest_limit,
                 b.outboxes.limit(),
                 b.outboxes.offline_limit(),
+                b.state.limit(),
                 b.outboxes.used(),
-                b.outboxes.offline_used()
+                b.outboxes.offline_used(),
+                b.state.used()
             );
         }
         c(

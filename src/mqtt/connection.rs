@@ -13,6 +13,7 @@ use super::codec::{self, Packet, Protocol, PubAck, reason};
 use super::listener::MqttCtx;
 use super::session::{NEVER, SessionState};
 use super::sessions::{OpenError, Opened};
+use crate::budget::Account;
 use crate::policy::{AuthError, Credentials, Identity, Protocol as AuthProtocol};
 use crate::router::Delivery;
 use crate::transport::Stream;
@@ -133,6 +134,11 @@ pub(super) struct Conn {
     pub client_alias_max: u16,
     pub aliases_in: HashMap<u16, String>,
     pub aliases_out: HashMap<Arc<str>, u16>,
+    /// The topics of both alias tables, charged to the budget's client-state share.
+    pub alias_bytes: Account,
+    /// Bytes of a packet still arriving beyond one read chunk, charged to the budget's
+    /// half-read-packets share.
+    rbuf_bytes: Account,
     pub pending: VecDeque<PendingAck>,
     /// Deliveries generated here (retained on subscribe) waiting for an inflight slot.
     pub local: VecDeque<Delivery>,
@@ -142,6 +148,8 @@ pub(super) struct Conn {
 pub async fn serve(accepted: Accepted, ctx: Arc<MqttCtx>, mut shutdown: watch::Receiver<bool>) {
     let metrics = ctx.hub.metrics.clone();
     metrics.connections_mqtt.add(1);
+    let alias_bytes = Account::new(ctx.hub.budget.state.clone());
+    let rbuf_bytes = Account::new(ctx.hub.budget.packets.clone());
     let mut conn = Conn {
         stream: accepted.stream,
         peer: accepted.peer,
@@ -159,6 +167,8 @@ pub async fn serve(accepted: Accepted, ctx: Arc<MqttCtx>, mut shutdown: watch::R
         client_alias_max: 0,
         aliases_in: HashMap::new(),
         aliases_out: HashMap::new(),
+        alias_bytes,
+        rbuf_bytes,
         pending: VecDeque::new(),
         local: VecDeque::new(),
         will: None,
@@ -208,12 +218,34 @@ impl Conn {
                 }
                 Err(e) => return Err(Close::Protocol(e.reason_code(), e.to_string())),
             }
+            self.hold_rbuf()?;
             match self.stream.read_some(&mut self.rbuf, READ_CHUNK).await {
                 Ok(0) => return Err(Close::Peer),
                 Ok(_) => {}
                 Err(e) => return Err(Close::Io(e)),
             }
         }
+    }
+
+    /// Charges the bytes of the packet still arriving, beyond one read chunk, to the
+    /// budget's share for half-read packets; a packet that does not fit ends the
+    /// connection (counted), so the share bounds them across all connections.
+    fn hold_rbuf(&mut self) -> Result<(), Close> {
+        if self
+            .rbuf_bytes
+            .hold(self.rbuf.len().saturating_sub(READ_CHUNK))
+        {
+            return Ok(());
+        }
+        self.ctx.hub.metrics.limits.packets.inc();
+        if let Some(suppressed) = self.ctx.hub.limit_log.allow() {
+            tracing::warn!(peer = %self.peer, arrived = self.rbuf.len(), suppressed,
+                "MQTT connection closed: its half-read packet does not fit the memory budget ([limits] memory)");
+        }
+        Err(Close::Protocol(
+            reason::QUOTA_EXCEEDED,
+            "half-read packet over the memory budget".into(),
+        ))
     }
 
     /// Answers CONNECT, runs the session, and cleans up after it.
@@ -228,7 +260,10 @@ impl Conn {
             self.client_receive_max = usize::from(r.max(1));
         }
         self.client_alias_max = if self.ctx.config.mqtt.outbound_topic_aliases {
-            p.topic_alias_maximum.unwrap_or(0)
+            // Never more than we allow ourselves: each alias holds a topic.
+            p.topic_alias_maximum
+                .unwrap_or(0)
+                .min(self.ctx.config.mqtt.max_topic_aliases)
         } else {
             0
         };
@@ -408,6 +443,9 @@ impl Conn {
             if self.rbuf.is_empty() {
                 // An idle connection holds no read buffer (see `Stream::read_some`).
                 self.rbuf = BytesMut::new();
+            }
+            if let Err(close) = self.hold_rbuf() {
+                return close;
             }
             self.drain_local(state);
             if let Err(close) = self.flush().await {

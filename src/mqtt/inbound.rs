@@ -180,7 +180,9 @@ impl Conn {
     }
 
     /// MQTT 5 topic aliases from the client: a topic with an alias (re)defines it; an
-    /// empty topic uses it.
+    /// empty topic uses it. The topics are charged to the budget's client-state share
+    /// (one connection at most an eighth of it): an alias that does not fit ends the
+    /// connection with DISCONNECT 0x97 (counted).
     fn resolve_alias(&mut self, topic: String, alias: Option<u16>) -> Result<String, Close> {
         let Some(alias) = alias else { return Ok(topic) };
         if alias == 0 || alias > self.ctx.config.mqtt.max_topic_aliases {
@@ -194,7 +196,21 @@ impl Conn {
                 Close::protocol(format!("topic alias {alias} used before it was set"))
             });
         }
-        self.aliases_in.insert(alias, topic.clone());
+        let cap = self.alias_bytes.pool().limit() / 8;
+        if !self.alias_bytes.charge(alias_weight(&topic), cap) {
+            self.ctx.hub.metrics.limits.aliases.inc();
+            if let Some(suppressed) = self.ctx.hub.limit_log.allow() {
+                tracing::warn!(peer = %self.peer, alias, suppressed,
+                    "MQTT connection closed: its topic aliases would pass its part of the memory budget ([limits] memory)");
+            }
+            return Err(Close::Protocol(
+                reason::QUOTA_EXCEEDED,
+                "topic aliases over the memory budget".into(),
+            ));
+        }
+        if let Some(old) = self.aliases_in.insert(alias, topic.clone()) {
+            self.alias_bytes.refund(alias_weight(&old));
+        }
         Ok(topic)
     }
 
@@ -248,16 +264,31 @@ impl Conn {
                     share: share.map(str::to_string),
                 };
                 let guard = grant.guard();
-                sessions::subscribe(&self.ctx.hub, state, &f.filter, &opts, guard.clone());
+                let (qos, retain_handling) = (opts.qos, opts.retain_handling);
+                if sessions::subscribe(&self.ctx.hub, state, &f.filter, &opts, guard.clone())
+                    .is_err()
+                {
+                    self.ctx.hub.metrics.limits.subscriptions.inc();
+                    if let Some(suppressed) = self.ctx.hub.limit_log.allow() {
+                        tracing::warn!(peer = %self.peer, client_id = %state.client_id, suppressed,
+                            "SUBSCRIBE refused: the client's subscriptions would pass its part of the memory budget ([limits] memory)");
+                    }
+                    codes.push(if v5 {
+                        reason::QUOTA_EXCEEDED
+                    } else {
+                        reason::v3::SUBACK_FAILURE
+                    });
+                    continue;
+                }
                 // Retained messages: not for shared subscriptions; retain handling 1 only
                 // for a new subscription, 2 never (MQTT 5 section 3.3.1.3).
-                let send_retained = share.is_none()
-                    && (opts.retain_handling == 0 || (opts.retain_handling == 1 && fresh));
+                let send_retained =
+                    share.is_none() && (retain_handling == 0 || (retain_handling == 1 && fresh));
                 if send_retained {
                     self.queue_retained(&state.outbox, inner, &opts, guard.as_ref());
                 }
                 state.subs.insert(f.filter.clone(), opts);
-                f.qos as u8
+                qos
             };
             codes.push(code);
         }
@@ -331,6 +362,11 @@ fn split_share(filter: &str) -> (Option<&str>, &str) {
         },
         None => (None, filter),
     }
+}
+
+/// Bytes one topic alias holds: its topic and the table entry.
+pub(super) fn alias_weight(topic: &str) -> usize {
+    topic.len() + 64
 }
 
 #[cfg(test)]

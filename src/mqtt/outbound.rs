@@ -97,9 +97,22 @@ impl Conn {
             self.ctx.hub.metrics.dropped_too_large.inc();
             return;
         }
-        // The alias is defined only once the packet defining it is really sent.
+        // The alias is defined only once the packet defining it is really sent; when its
+        // topic does not fit the budget the publish goes out with the topic and no alias.
+        let mut packet = packet;
         if let Some(alias) = new_alias {
-            self.aliases_out.insert(event.topic.clone(), alias);
+            let cap = self.alias_bytes.pool().limit() / 8;
+            if self
+                .alias_bytes
+                .charge(super::inbound::alias_weight(&event.topic), cap)
+            {
+                self.aliases_out.insert(event.topic.clone(), alias);
+            } else if let Packet::Publish(p) = &mut packet {
+                p.topic = event.topic.to_string();
+                if let Some(props) = p.properties.as_mut() {
+                    props.topic_alias = None;
+                }
+            }
         }
         self.encode(&packet);
     }

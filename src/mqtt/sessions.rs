@@ -11,7 +11,7 @@ use super::session::{NEVER, SessionState, SubOptions, decode_record};
 use crate::broker::Hub;
 use crate::config::MqttConfig;
 use crate::policy::ReadGuard;
-use crate::router::{Outbox, Subscription};
+use crate::router::{NoRoom, Outbox, Subscription};
 use crate::store::StateChange;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -288,7 +288,11 @@ impl Sessions {
                     tracing::warn!(%client_id, %filter, "stored subscription now denied by acl; dropped");
                     continue;
                 }
-                subscribe(&self.hub, &state, &filter, &opts, grant.guard());
+                if subscribe(&self.hub, &state, &filter, &opts, grant.guard()).is_err() {
+                    self.hub.metrics.limits.subscriptions.inc();
+                    tracing::warn!(%client_id, %filter, "stored subscription does not fit the memory budget ([limits] memory); dropped");
+                    continue;
+                }
                 state.subs.insert(filter, opts);
             }
             state.outbox.set_offline(true);
@@ -363,14 +367,15 @@ fn share_key(group: &str) -> u64 {
 }
 
 /// Puts one session subscription into the router; `read` is the policy's per-message
-/// check when the subscriber may read only part of what the filter matches.
+/// check when the subscriber may read only part of what the filter matches. `NoRoom`:
+/// it does not fit the memory budget, and was not made.
 pub fn subscribe(
     hub: &Hub,
     state: &SessionState,
     filter: &str,
     opts: &SubOptions,
     read: Option<ReadGuard>,
-) {
+) -> Result<(), NoRoom> {
     let (router_filter, key) = router_key(filter, opts);
     hub.router.subscribe(
         router_filter,
@@ -388,7 +393,7 @@ pub fn subscribe(
                 .map(|g| Arc::from(format!("mqtt:{g}").as_str())),
             read,
         },
-    );
+    )
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use super::proto::{self, ClientOp, Limits, Parser, ProtoError, encode_err};
 use super::puback;
 use super::session::{PingAction, Session};
 use crate::broker::Durable;
+use crate::budget::Account;
 use crate::event::{Event, Origin};
 use crate::policy::{Credentials, Identity, Protocol as AuthProtocol};
 use crate::router::{Deliveries, Delivery, Outbox};
@@ -43,6 +44,9 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// Deliveries stay in the outbox (where they are counted, and where publishers can see
 /// that this subscriber is behind) while the write buffer holds this much.
 const WBUF_HIGH: usize = 4 * BATCH_BYTES;
+/// Bytes read at a time; a message still arriving beyond this is charged to the
+/// budget's share for half-read packets.
+const READ_CHUNK: usize = 8 * 1024;
 
 /// Why a connection ended.
 #[derive(Debug)]
@@ -88,6 +92,9 @@ pub(super) struct Conn {
     pub(super) outbox: Arc<Outbox>,
     pub(super) wbuf: BytesMut,
     rbuf: BytesMut,
+    /// Bytes of a message still arriving beyond one read chunk, charged to the budget's
+    /// half-read-packets share.
+    rbuf_bytes: Account,
     parser: Parser,
     pending: VecDeque<PendingReply>,
     max_pending: usize,
@@ -157,7 +164,8 @@ pub async fn serve(accepted: Accepted, ctx: Arc<NatsCtx>, mut shutdown: watch::R
         peer,
         conn_id,
         outbox,
-        rbuf: BytesMut::with_capacity(8 * 1024),
+        rbuf: BytesMut::with_capacity(READ_CHUNK),
+        rbuf_bytes: Account::new(ctx.hub.budget.packets.clone()),
         wbuf: BytesMut::with_capacity(8 * 1024),
         pending: VecDeque::new(),
         max_pending,
@@ -229,6 +237,23 @@ impl Conn {
                     Err(e) => return self.fail(e),
                 }
             }
+            if !self
+                .rbuf_bytes
+                .hold(self.rbuf.len().saturating_sub(READ_CHUNK))
+            {
+                self.ctx.hub.metrics.limits.packets.inc();
+                if let Some(suppressed) = self.ctx.hub.limit_log.allow() {
+                    tracing::warn!(peer = %self.peer, arrived = self.rbuf.len(), suppressed,
+                        "NATS connection closed: its half-read message does not fit the memory budget ([limits] memory)");
+                }
+                // The nats-server words a client understands: the message is too large
+                // for what the server can hold now.
+                let max = self.rbuf_bytes.held() + READ_CHUNK;
+                return self.fail(ProtoError::MaxPayload {
+                    size: self.rbuf.len(),
+                    max,
+                });
+            }
             if self.outbox.take_overflow() {
                 return Close::SlowConsumer("outbox over max_pending");
             }
@@ -239,7 +264,7 @@ impl Conn {
                 write_progress = Instant::now();
             }
             if self.rbuf.capacity() - self.rbuf.len() < 1024 {
-                self.rbuf.reserve(8 * 1024);
+                self.rbuf.reserve(READ_CHUNK);
             }
             let can_read = self.pending.len() < MAX_PENDING_REPLIES;
             tokio::select! {

@@ -114,7 +114,7 @@ impl Conn {
                     encode_err(&line, &mut self.wbuf);
                     return;
                 }
-                self.ctx.hub.router.subscribe(
+                let made = self.ctx.hub.router.subscribe(
                     &filter,
                     Subscription {
                         outbox: self.outbox.clone(),
@@ -128,6 +128,16 @@ impl Conn {
                         read: grant.guard(),
                     },
                 );
+                if made.is_err() {
+                    self.session.unsubscribe(sid, None);
+                    self.ctx.hub.metrics.limits.subscriptions.inc();
+                    if let Some(suppressed) = self.ctx.hub.limit_log.allow() {
+                        tracing::warn!(peer = %self.peer, %filter, suppressed,
+                            "NATS SUB refused: the client's subscriptions would pass its part of the memory budget ([limits] memory)");
+                    }
+                    self.soft_err(&ProtoError::MaxSubscriptions);
+                    return;
+                }
                 self.ok();
             }
             Ok(Subscribed::Existing) => self.ok(),

@@ -10,16 +10,35 @@ mod trie;
 pub use outbox::{Deliveries, Delivery, Offer, Outbox, SubIds};
 pub use trie::Subscription;
 
+use crate::budget::MemoryPool;
 use crate::event::Event;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use trie::Trie;
 
-#[derive(Default)]
 pub struct Router {
     trie: RwLock<Trie>,
     /// Rotates the pick among queue-group members.
     rotation: AtomicUsize,
+    /// The budget share every client's subscriptions draw from (`Budget::state`); one
+    /// connection may hold at most an eighth of it (`Outbox::charge`).
+    pool: Arc<MemoryPool>,
+}
+
+/// A subscription did not fit in the memory budget (its client's part or everyone's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoRoom;
+
+/// Bytes one subscription holds: its filter in the trie and in the session's own table,
+/// the trie entry and node, and the session's entry.
+pub fn subscription_weight(filter: &str) -> usize {
+    2 * filter.len() + 256
+}
+
+impl Default for Router {
+    fn default() -> Router {
+        Router::with_pool(MemoryPool::unlimited())
+    }
 }
 
 /// What happened to one published event locally.
@@ -37,17 +56,47 @@ impl Router {
         Router::default()
     }
 
+    /// A router whose subscriptions are charged to `pool`.
+    pub fn with_pool(pool: Arc<MemoryPool>) -> Router {
+        Router {
+            trie: RwLock::new(Trie::default()),
+            rotation: AtomicUsize::new(0),
+            pool,
+        }
+    }
+
     /// Adds or replaces (same connection and key on the same filter) a subscription.
-    /// The filter must have been validated by the caller.
-    pub fn subscribe(&self, filter: &str, sub: Subscription) {
+    /// The filter must have been validated by the caller. A new subscription is charged
+    /// to the budget first: `NoRoom` when it does not fit (nothing was changed then).
+    pub fn subscribe(&self, filter: &str, sub: Subscription) -> Result<(), NoRoom> {
         let mut trie = self.trie.write().unwrap_or_else(|e| e.into_inner());
+        if !trie.contains(filter, sub.outbox.conn_id(), sub.key)
+            && !sub.outbox.charge(subscription_weight(filter), &self.pool)
+        {
+            return Err(NoRoom);
+        }
         trie.insert(filter, sub);
+        Ok(())
     }
 
     /// Removes the subscription of `conn_id`/`key` on `filter`; true if there was one.
     pub fn unsubscribe(&self, filter: &str, conn_id: u64, key: u64) -> bool {
-        let mut trie = self.trie.write().unwrap_or_else(|e| e.into_inner());
-        trie.remove(filter, conn_id, key)
+        let removed = {
+            let mut trie = self.trie.write().unwrap_or_else(|e| e.into_inner());
+            trie.remove(filter, conn_id, key)
+        };
+        match removed {
+            Some(sub) => {
+                sub.outbox.refund(subscription_weight(filter), &self.pool);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Bytes all subscriptions hold, and the limit (`ferry_memory_used_bytes`).
+    pub fn pool(&self) -> &MemoryPool {
+        &self.pool
     }
 
     /// Delivers `event` to every matching subscriber, once per connection (MQTT) or once

@@ -94,6 +94,9 @@ pub struct Outbox {
     /// The budget share all outboxes draw from.
     pool: Arc<MemoryPool>,
     metrics: Arc<Metrics>,
+    /// Bytes of client-made state (subscriptions) this connection holds in the state
+    /// share of the budget; at most an eighth of that share (`charge`).
+    state_bytes: AtomicUsize,
 }
 
 impl Outbox {
@@ -128,6 +131,7 @@ impl Outbox {
             room: Notify::new(),
             pool,
             metrics,
+            state_bytes: AtomicUsize::new(0),
         };
         (Arc::new(outbox), rx)
     }
@@ -291,6 +295,24 @@ impl Outbox {
 
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Charges `bytes` of this connection's state (a subscription) to `pool`: they must
+    /// fit under the connection's part (an eighth of the pool, so one client cannot take
+    /// what all others need) and under the pool.
+    pub fn charge(&self, bytes: usize, pool: &MemoryPool) -> bool {
+        let held = self.state_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if held > pool.limit() / 8 || !pool.reserve(bytes) {
+            self.state_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Gives back `bytes` taken with [`Outbox::charge`].
+    pub fn refund(&self, bytes: usize, pool: &MemoryPool) {
+        self.state_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        pool.release(bytes);
     }
 
     /// Deliveries and bytes queued now.

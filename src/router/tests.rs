@@ -43,7 +43,7 @@ fn ev(topic: &str, qos: u8) -> Arc<Event> {
 fn overlapping_mqtt_subscriptions_deliver_once_at_highest_qos() {
     let r = Router::new();
     let (o, mut rx) = outbox(1);
-    r.subscribe("a/#", sub(&o, 0, 0));
+    r.subscribe("a/#", sub(&o, 0, 0)).unwrap();
     // Same filter again replaces; a different overlapping filter merges at delivery.
     r.subscribe(
         "a/+",
@@ -51,7 +51,8 @@ fn overlapping_mqtt_subscriptions_deliver_once_at_highest_qos() {
             key: 0,
             ..sub(&o, 1, 0)
         },
-    );
+    )
+    .unwrap();
     assert_eq!(r.route(&ev("a/b", 1), 99).delivered, 1);
     let d = rx.try_recv().unwrap();
     assert_eq!(d.qos, 1);
@@ -62,8 +63,8 @@ fn overlapping_mqtt_subscriptions_deliver_once_at_highest_qos() {
 fn nats_subscriptions_each_get_a_copy() {
     let r = Router::new();
     let (o, mut rx) = outbox(1);
-    r.subscribe("a/#", sub(&o, 0, 1));
-    r.subscribe("a/+", sub(&o, 0, 2));
+    r.subscribe("a/#", sub(&o, 0, 1)).unwrap();
+    r.subscribe("a/+", sub(&o, 0, 2)).unwrap();
     assert_eq!(r.route(&ev("a/b", 0), 99).delivered, 2);
     let mut tags = vec![rx.try_recv().unwrap().tag, rx.try_recv().unwrap().tag];
     tags.sort();
@@ -82,14 +83,16 @@ fn queue_group_gets_one_copy_and_spreads() {
             group: Some(g.clone()),
             ..sub(&o1, 0, 1)
         },
-    );
+    )
+    .unwrap();
     r.subscribe(
         "jobs/+",
         Subscription {
             group: Some(g),
             ..sub(&o2, 0, 1)
         },
-    );
+    )
+    .unwrap();
     for _ in 0..10 {
         assert_eq!(r.route(&ev("jobs/x", 0), 99).delivered, 1);
     }
@@ -114,7 +117,8 @@ fn no_local_skips_publisher_and_unsubscribe_removes() {
             no_local: true,
             ..sub(&o, 0, 0)
         },
-    );
+    )
+    .unwrap();
     assert_eq!(r.route(&ev("t", 0), 7).delivered, 0);
     assert_eq!(r.route(&ev("t", 0), 8).delivered, 1);
     assert!(r.unsubscribe("t", 7, 0));
@@ -132,7 +136,7 @@ fn full_outbox_drops_and_counts() {
         MemoryPool::unlimited(),
         Arc::new(Metrics::default()),
     );
-    r.subscribe("t", sub(&o, 0, 0));
+    r.subscribe("t", sub(&o, 0, 0)).unwrap();
     for _ in 0..5 {
         r.route(&ev("t", 0), 9);
     }
@@ -175,7 +179,7 @@ proptest! {
         let mut rxs = Vec::new();
         for (i, f) in filters.iter().enumerate() {
             let (o, rx) = outbox(i as u64 + 1);
-            r.subscribe(f, sub(&o, 0, 0));
+            r.subscribe(f, sub(&o, 0, 0)).unwrap();
             rxs.push(rx);
         }
         r.route(&ev(&topic, 0), 0);
@@ -205,7 +209,7 @@ fn the_shared_pool_bounds_all_outboxes_together() {
             pool.clone(),
             Arc::new(Metrics::default()),
         );
-        r.subscribe("t", sub(&o, 0, 0));
+        r.subscribe("t", sub(&o, 0, 0)).unwrap();
         outboxes.push((o, rx));
     }
     let counts = |routed: Routed| (routed.delivered, routed.dropped);
@@ -256,7 +260,8 @@ fn read_guards_filter_deliveries_and_group_picks() {
             read: grant.guard(),
             ..sub(&o, 0, 0)
         },
-    );
+    )
+    .unwrap();
     assert_eq!(r.route(&ev("a/secret", 0), 99).delivered, 0);
     assert_eq!(r.route(&ev("a/public", 0), 99).delivered, 1);
     assert_eq!(&*rx.try_recv().unwrap().event.topic, "a/public");
@@ -272,14 +277,16 @@ fn read_guards_filter_deliveries_and_group_picks() {
             read: grant.guard(),
             ..sub(&o2, 0, 1)
         },
-    );
+    )
+    .unwrap();
     r.subscribe(
         "+/+",
         Subscription {
             group: Some(g),
             ..sub(&o3, 0, 1)
         },
-    );
+    )
+    .unwrap();
     for _ in 0..4 {
         r.route(&ev("b/secret", 0), 99);
     }
@@ -289,4 +296,32 @@ fn read_guards_filter_deliveries_and_group_picks() {
         n3 += 1;
     }
     assert_eq!(n3, 4);
+}
+
+#[test]
+fn subscriptions_are_charged_to_the_budget_once_per_connection_and_filter() {
+    let pool = MemoryPool::new(subscription_weight("a/b") * 8 * 8);
+    let r = Router::with_pool(pool.clone());
+    let (o, _rx) = outbox(1);
+    // One connection may hold an eighth of the share: eight of these.
+    for i in 0..8 {
+        assert_eq!(r.subscribe(&format!("a/{i}"), sub(&o, 0, 0)), Ok(()));
+    }
+    assert_eq!(r.subscribe("a/x", sub(&o, 0, 0)), Err(NoRoom));
+    assert_eq!(
+        r.subscribe("a/0", sub(&o, 1, 0)),
+        Ok(()),
+        "a replacement is free"
+    );
+    assert_eq!(pool.used(), subscription_weight("a/b") * 8);
+    let (other, _rx2) = outbox(2);
+    assert_eq!(
+        r.subscribe("a/x", sub(&other, 0, 0)),
+        Ok(()),
+        "others keep theirs"
+    );
+    assert!(r.unsubscribe("a/0", 1, 0));
+    assert_eq!(r.subscribe("a/x", sub(&o, 0, 0)), Ok(()), "room again");
+    assert!(r.unsubscribe("a/x", 1, 0) && r.unsubscribe("a/x", 2, 0));
+    assert_eq!(pool.used(), subscription_weight("a/b") * 7);
 }

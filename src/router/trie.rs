@@ -54,7 +54,8 @@ pub struct Trie {
 }
 
 impl Trie {
-    pub fn insert(&mut self, filter: &str, sub: Subscription) {
+    /// Adds `sub`, or replaces the one of the same connection and key; true when added.
+    pub fn insert(&mut self, filter: &str, sub: Subscription) -> bool {
         let mut node = &mut self.root;
         for level in filter.split('/') {
             node = match level {
@@ -69,12 +70,38 @@ impl Trie {
             .iter_mut()
             .find(|s| (s.outbox.conn_id(), s.key) == id)
         {
-            Some(existing) => *existing = sub,
-            None => node.subs.push(sub),
+            Some(existing) => {
+                *existing = sub;
+                false
+            }
+            None => {
+                node.subs.push(sub);
+                true
+            }
         }
     }
 
-    pub fn remove(&mut self, filter: &str, conn_id: u64, key: u64) -> bool {
+    /// True when `conn_id`/`key` holds a subscription on `filter`.
+    pub fn contains(&self, filter: &str, conn_id: u64, key: u64) -> bool {
+        let mut node = &self.root;
+        for level in filter.split('/') {
+            let next = match level {
+                "+" => node.plus.as_deref(),
+                "#" => node.hash.as_deref(),
+                _ => node.children.get(level),
+            };
+            match next {
+                Some(n) => node = n,
+                None => return false,
+            }
+        }
+        node.subs
+            .iter()
+            .any(|s| s.outbox.conn_id() == conn_id && s.key == key)
+    }
+
+    /// Takes out the subscription of `conn_id`/`key` on `filter`, if there is one.
+    pub fn remove(&mut self, filter: &str, conn_id: u64, key: u64) -> Option<Subscription> {
         let levels: Vec<&str> = filter.split('/').collect();
         remove_at(&mut self.root, &levels, conn_id, key)
     }
@@ -139,12 +166,13 @@ fn walk(
     }
 }
 
-fn remove_at(node: &mut Node, levels: &[&str], conn_id: u64, key: u64) -> bool {
+fn remove_at(node: &mut Node, levels: &[&str], conn_id: u64, key: u64) -> Option<Subscription> {
     let Some((level, rest)) = levels.split_first() else {
-        let before = node.subs.len();
-        node.subs
-            .retain(|s| !(s.outbox.conn_id() == conn_id && s.key == key));
-        return node.subs.len() != before;
+        let at = node
+            .subs
+            .iter()
+            .position(|s| s.outbox.conn_id() == conn_id && s.key == key)?;
+        return Some(node.subs.remove(at));
     };
     match *level {
         "+" | "#" => {
@@ -153,7 +181,7 @@ fn remove_at(node: &mut Node, levels: &[&str], conn_id: u64, key: u64) -> bool {
             } else {
                 &mut node.hash
             };
-            let Some(child) = slot else { return false };
+            let child = slot.as_mut()?;
             let removed = remove_at(child, rest, conn_id, key);
             if child.is_empty() {
                 *slot = None;
@@ -161,9 +189,7 @@ fn remove_at(node: &mut Node, levels: &[&str], conn_id: u64, key: u64) -> bool {
             removed
         }
         _ => {
-            let Some(child) = node.children.get_mut(*level) else {
-                return false;
-            };
+            let child = node.children.get_mut(*level)?;
             let removed = remove_at(child, rest, conn_id, key);
             if child.is_empty() {
                 node.children.remove(*level);

@@ -1,0 +1,32 @@
+//! Refusals at the memory budget's limits on client-made state: what a client asked
+//! for that did not fit (its own part, or everyone's), by kind. The client is told
+//! (SUBACK / CONNACK / DISCONNECT reason, NATS `-ERR`) and everyone else keeps being served.
+
+use super::Counter;
+use std::fmt::Write;
+
+#[derive(Debug, Default)]
+pub struct LimitMetrics {
+    /// Subscriptions refused (MQTT SUBACK 0x97 / 0x80, NATS `-ERR`).
+    pub subscriptions: Counter,
+    /// MQTT 5 topic aliases a client tried to set beyond the budget (DISCONNECT 0x97).
+    pub aliases: Counter,
+    /// Connections closed because their half-read packet did not fit the budget.
+    pub packets: Counter,
+}
+
+impl LimitMetrics {
+    pub(super) fn render(&self, s: &mut String) {
+        let _ = writeln!(
+            s,
+            "# HELP ferry_limit_refusals_total Client requests refused because the state they would hold did not fit the memory budget, by kind.\n\
+             # TYPE ferry_limit_refusals_total counter\n\
+             ferry_limit_refusals_total{{kind=\"subscription\"}} {}\n\
+             ferry_limit_refusals_total{{kind=\"topic_alias\"}} {}\n\
+             ferry_limit_refusals_total{{kind=\"packet\"}} {}",
+            self.subscriptions.get(),
+            self.aliases.get(),
+            self.packets.get()
+        );
+    }
+}

@@ -1,0 +1,230 @@
+//! Every kind of state a client can make is inside `[limits] memory` (issue 11, case 2):
+//! subscriptions (MQTT and NATS), MQTT 5 topic aliases and half-read packets are charged
+//! to the budget; what does not fit is refused with the protocol's own answer and
+//! counted, a well-behaved client keeps being served, and the peak RSS of the ferry
+//! process stays under `[limits] memory` + 16 MiB.
+//!
+//! The figures below follow from the budget's split (src/budget.rs): with
+//! `memory = "32MiB"` the client-state share is 4 MiB and one connection may hold an
+//! eighth of it (512 KiB); a subscription weighs twice its filter plus 256 bytes, an
+//! alias its topic plus 64 bytes; half-read packets share another 4 MiB.
+
+mod common;
+
+use common::raw::Raw;
+use common::raw5::Raw5;
+use common::{Ferry, base_config, nats_raw::NatsRaw};
+use rumqttc::v5::mqttbytes::v5::{ConnectProperties, Packet as Packet5, PublishProperties};
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::Duration;
+
+const MEMORY: u64 = 32 << 20;
+const PER_CONNECTION: usize = (32 << 20) / 8 / 8;
+
+fn config(dir: &std::path::Path) -> String {
+    format!(
+        "{}[metrics]\nlisten = \"127.0.0.1:0\"\n[limits]\nmemory = \"32MiB\"\n",
+        base_config(dir)
+    )
+}
+
+fn refusals(ferry: &Ferry, kind: &str) -> u64 {
+    ferry.metric(&format!("ferry_limit_refusals_total{{kind=\"{kind}\"}}"))
+}
+
+/// A well-behaved client still subscribes, publishes and receives.
+fn well_behaved_round_trip(ferry: &Ferry, id: &str) {
+    let (mut c, _) = Raw::connect(ferry.mqtt, id, true, 60);
+    let codes = c.subscribe(1, &format!("ok/{id}"), rumqttc::QoS::AtMostOnce);
+    assert_eq!(
+        codes,
+        [rumqttc::SubscribeReasonCode::Success(
+            rumqttc::QoS::AtMostOnce
+        )]
+    );
+    c.publish(
+        &format!("ok/{id}"),
+        rumqttc::QoS::AtMostOnce,
+        0,
+        false,
+        b"hi",
+    );
+    let p = c.next_publish(Duration::from_secs(10));
+    assert_eq!(&p.payload[..], b"hi");
+}
+
+#[test]
+fn mqtt_subscriptions_past_a_clients_part_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ferry = Ferry::start(dir.path(), &config(dir.path()));
+    // Filters of 60,000 bytes: 2 x 60,000 + 256 each, so 4 fit in 512 KiB.
+    let fits = PER_CONNECTION / (2 * 60_000 + 256);
+    assert_eq!(fits, 4);
+    let (mut hostile, _) = Raw::connect(ferry.mqtt, "hostile", true, 60);
+    let mut accepted = 0;
+    for i in 0..20u16 {
+        let filter = format!("{i:05}/{}", "f".repeat(60_000 - 6));
+        match hostile.subscribe(i + 1, &filter, rumqttc::QoS::AtMostOnce)[..] {
+            [rumqttc::SubscribeReasonCode::Success(_)] => accepted += 1,
+            [rumqttc::SubscribeReasonCode::Failure] => {}
+            ref other => panic!("unexpected SUBACK {other:?}"),
+        }
+    }
+    assert_eq!(accepted, fits);
+    assert_eq!(refusals(&ferry, "subscription"), 20 - fits as u64);
+    // Subscribing again to a filter it holds is not a new subscription.
+    let again = format!("{:05}/{}", 0, "f".repeat(60_000 - 6));
+    assert!(matches!(
+        hostile.subscribe(99, &again, rumqttc::QoS::AtMostOnce)[..],
+        [rumqttc::SubscribeReasonCode::Success(_)]
+    ));
+    well_behaved_round_trip(&ferry, "good");
+    assert!(
+        ferry.peak_rss() < MEMORY + (16 << 20),
+        "peak RSS {} over the bound",
+        ferry.peak_rss()
+    );
+}
+
+#[test]
+fn nats_subscriptions_past_a_clients_part_get_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let ferry = Ferry::start(dir.path(), &config(dir.path()));
+    let (mut c, _) = NatsRaw::connect(ferry.nats.unwrap(), "{\"verbose\":false}");
+    // Subjects of 7 bytes ("s.00000"): 2 x 7 + 256 = 270 bytes each.
+    let fits = PER_CONNECTION / 270;
+    let n = fits + 100;
+    let mut subs = String::new();
+    for i in 0..n {
+        subs.push_str(&format!("SUB s.{i:05} {i}\r\n"));
+    }
+    subs.push_str("PING\r\n");
+    c.send(&subs);
+    let lines = c.until_pong(Duration::from_secs(30));
+    let errors = lines
+        .iter()
+        .filter(|l| *l == "-ERR 'maximum subscriptions exceeded'")
+        .count();
+    assert_eq!(
+        errors,
+        100,
+        "{:?}",
+        lines.iter().find(|l| l.starts_with("-ERR"))
+    );
+    assert_eq!(refusals(&ferry, "subscription"), 100);
+    // The subscriptions it holds work; a refused one does not exist (deliveries keep
+    // their order, so had `s.<fits>` been delivered it would come before the last).
+    c.send(&format!(
+        "PUB s.{:05} 2\r\nhi\r\nPUB s.{:05} 2\r\nno\r\nPUB s.00000 3\r\nend\r\n",
+        fits - 1,
+        fits
+    ));
+    let mut msgs = Vec::new();
+    while msgs.len() < 2 {
+        let line = c.line(Duration::from_secs(10)).expect("MSG lines");
+        if line.starts_with("MSG ") {
+            msgs.push(line);
+        }
+    }
+    assert_eq!(
+        msgs,
+        [
+            format!("MSG s.{:05} {} 2", fits - 1, fits - 1),
+            "MSG s.00000 0 3".to_string()
+        ]
+    );
+    well_behaved_round_trip(&ferry, "good-n");
+}
+
+#[test]
+fn topic_aliases_past_a_clients_part_end_its_connection_with_0x97() {
+    let dir = tempfile::tempdir().unwrap();
+    let ferry = Ferry::start(dir.path(), &config(dir.path()));
+    // Topics of 65,000 bytes: 65,064 each, so 8 fit in 512 KiB; the ninth does not.
+    let fits = PER_CONNECTION / (65_000 + 64);
+    assert_eq!(fits, 8);
+    let (mut c, ack) = Raw5::connect(ferry.mqtt, "aliaser", true, ConnectProperties::new(), None);
+    assert_eq!(
+        ack.code,
+        rumqttc::v5::mqttbytes::v5::ConnectReturnCode::Success
+    );
+    for alias in 1..=fits as u16 + 1 {
+        let topic = format!("{alias:02}/{}", "t".repeat(65_000 - 3));
+        let props = PublishProperties {
+            topic_alias: Some(alias),
+            ..Default::default()
+        };
+        c.publish(
+            &topic,
+            rumqttc::v5::mqttbytes::QoS::AtMostOnce,
+            0,
+            b"x",
+            Some(props),
+        );
+    }
+    match c.recv(Duration::from_secs(10)) {
+        Some(Packet5::Disconnect(d)) => assert_eq!(
+            d.reason_code,
+            rumqttc::v5::mqttbytes::v5::DisconnectReasonCode::QuotaExceeded
+        ),
+        other => panic!("expected DISCONNECT 0x97, got {other:?}"),
+    }
+    assert_eq!(refusals(&ferry, "topic_alias"), 1);
+    well_behaved_round_trip(&ferry, "good-a");
+}
+
+/// 200 connections per protocol each send all but the last bytes of a 1 MB packet and
+/// stall: the half-read packets share (4 MiB) holds a few, the rest are closed (counted),
+/// RSS stays bounded, and a well-behaved client is served throughout.
+#[test]
+fn half_sent_packets_are_bounded_across_all_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let ferry = Ferry::start(dir.path(), &config(dir.path()));
+    const BODY: usize = 1_000_000;
+    let mut mqtt_packet = vec![0x10, 12, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 0];
+    // PUBLISH QoS 0 to "big", remaining length BODY (+5 for the topic), as a VBI.
+    mqtt_packet.push(0x30);
+    let mut len = BODY + 5;
+    loop {
+        let mut b = (len % 128) as u8;
+        len /= 128;
+        if len > 0 {
+            b |= 0x80;
+        }
+        mqtt_packet.push(b);
+        if len == 0 {
+            break;
+        }
+    }
+    mqtt_packet.extend_from_slice(&[0, 3, b'b', b'i', b'g']);
+    mqtt_packet.extend(std::iter::repeat_n(b'x', BODY - 1));
+    let mut nats_packet = format!("CONNECT {{}}\r\nPUB big {BODY}\r\n").into_bytes();
+    nats_packet.extend(std::iter::repeat_n(b'x', BODY - 1));
+    let mut held = Vec::new();
+    for _ in 0..200 {
+        for (addr, bytes) in [
+            (ferry.mqtt, &mqtt_packet),
+            (ferry.nats.unwrap(), &nats_packet),
+        ] {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+            // A closed connection makes the rest of the write fail: that is the refusal.
+            let _ = s.write_all(bytes);
+            held.push(s);
+        }
+    }
+    common::wait_until(
+        Duration::from_secs(60),
+        "most half-sent packets refused",
+        || refusals(&ferry, "packet") >= 390,
+    );
+    well_behaved_round_trip(&ferry, "good-p");
+    let peak = ferry.peak_rss();
+    assert!(
+        peak < MEMORY + (16 << 20),
+        "peak RSS {} MiB over 32 + 16 MiB",
+        peak >> 20
+    );
+    drop(held);
+}
