@@ -192,7 +192,9 @@ pub struct MqttConfig {
     pub max_queued: usize,
     /// Time from TCP accept to CONNECT; > 0.
     pub connect_timeout: Duration,
-    /// Sessions (online and offline) held at once; >= 1.
+    /// Persistent sessions (expiry > 0), online and offline, held at once; >= 1. Clean
+    /// sessions do not count: they end with their connection, which `max_connections`
+    /// bounds. When full, the offline session connected least recently is evicted.
     pub max_sessions: usize,
     /// Bytes waiting for one subscriber or offline session; >= 1B.
     pub max_queued_bytes: ByteSize,

@@ -261,6 +261,7 @@ impl Conn {
                 return;
             }
         };
+        // What the client asks for; the session gets at most mqtt.max_session_expiry.
         let expiry = if v5 {
             p.session_expiry.unwrap_or(0)
         } else if connect.clean_start {
@@ -294,7 +295,7 @@ impl Conn {
                 return;
             }
             Err(OpenError::TooManySessions) => {
-                tracing::warn!(peer = %self.peer, %client_id, max = self.ctx.config.mqtt.max_sessions, "MQTT CONNECT refused: mqtt.max_sessions reached");
+                tracing::warn!(peer = %self.peer, %client_id, max = self.ctx.config.mqtt.max_sessions, "MQTT CONNECT refused: mqtt.max_sessions reached, every persistent session online");
                 let code = if v5 {
                     reason::QUOTA_EXCEEDED
                 } else {
@@ -317,6 +318,11 @@ impl Conn {
         let mut connack = self.connack(opened.present, assigned);
         if let Some(p) = connack.properties.as_mut() {
             p.server_keep_alive = server_keep_alive;
+            // MQTT 5 section 3.2.2.3.2: the server tells the client the expiry it uses
+            // when it is not the one asked for (capped at mqtt.max_session_expiry).
+            if opened.state.expiry != expiry {
+                p.session_expiry = Some(opened.state.expiry);
+            }
         }
         tracing::info!(peer = %self.peer, %client_id, user = %self.identity.as_ref().and_then(Identity::user).unwrap_or(""),
             transport = self.transport.as_str(), protocol = ?self.protocol, keep_alive = connect.keep_alive,
