@@ -331,7 +331,10 @@ impl Sessions {
     }
 
     /// The connection of `opened` ended: park the session if it persists, else drop it.
-    /// Returns false when the session was no longer this connection's.
+    /// Returns false when the session was no longer this connection's (it did not hand
+    /// it over in time and another connection replaced it): then only this connection's
+    /// own subscriptions leave the router; the store record is the new owner's, and the
+    /// session goes on elsewhere, so the caller publishes no will.
     pub async fn close(&self, opened: Opened, conn_id: u64) -> bool {
         enum Then {
             Parked,
@@ -383,7 +386,7 @@ impl Sessions {
                 true
             }
             Then::Detach(state) => {
-                self.discard(state).await;
+                self.unsubscribe_all(&state);
                 false
             }
         };
@@ -726,6 +729,62 @@ mod tests {
         assert!(expires(&s, "r") <= Instant::now() + Duration::from_secs(60));
         let r = open(&s, "r", 30, 2).await.unwrap();
         assert_eq!((r.present, r.state.expiry), (true, 30));
+    }
+
+    /// A connection that did not hand its session over in time (stuck) and was replaced
+    /// must not, when it finally ends, take the new owner's session with it.
+    #[tokio::test]
+    async fn a_replaced_connection_leaves_the_new_owners_session_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = crate::store::StoreOptions {
+            cache_size: 1 << 20,
+            max_batch: 64,
+            linger: Duration::ZERO,
+            queue: 128,
+            queue_bytes: 1 << 20,
+            limits: crate::store::Limits {
+                max_bytes: 1 << 30,
+                max_age: Duration::ZERO,
+                on_full: crate::config::OnFull::DropOldest,
+                fsync: crate::config::Fsync::Always,
+            },
+        };
+        let (store, join) =
+            Store::open(dir.path(), &[], opts, Arc::new(Metrics::default())).unwrap();
+        let hub = hub(Some(store.clone()));
+        let mut s = sessions(&hub, 10, 3600);
+        s.takeover_wait = Duration::from_millis(10);
+        let mut old = open(&s, "c", NEVER, 1).await.unwrap();
+        sub(&hub, &mut old, "old/t");
+        s.persist(&old.state).await;
+        // `old` never reacts to the kick: `new` replaces it after the waits.
+        let mut new = open(&s, "c", NEVER, 2).await.unwrap();
+        assert!(!new.present);
+        sub(&hub, &mut new, "new/t");
+        s.persist(&new.state).await;
+
+        assert!(
+            !s.close(old, 1).await,
+            "the session is no longer the old one's"
+        );
+        assert_eq!(
+            (reached(&hub, "old/t"), reached(&hub, "new/t")),
+            (0, 1),
+            "only the old connection's own subscription left the router"
+        );
+        assert!(matches!(
+            s.lock().slots.get("c"),
+            Some(Slot::Online { conn_id: 2, .. })
+        ));
+        store.close().await;
+        tokio::task::spawn_blocking(move || join.join())
+            .await
+            .unwrap();
+        let records = store.load_sessions().unwrap();
+        assert_eq!(records.len(), 1, "the new owner's record is kept");
+        let rec = decode_record(&records[0].1).unwrap();
+        assert_eq!(rec.subs, vec![("new/t".to_string(), qos1())]);
+        drop(new);
     }
 
     #[test]
