@@ -430,7 +430,7 @@ impl Conn {
                 self.rbuf = BytesMut::new();
             }
             self.drain_local(state);
-            if let Err(close) = self.flush_or_stop(&opened.kick, shutdown).await {
+            if let Err(close) = self.flush_or_kicked(&opened.kick).await {
                 return close;
             }
             let can_read = v5 || self.pending.len() < max_pending;
@@ -475,29 +475,27 @@ impl Conn {
         self.flush().await
     }
 
-    /// [`Conn::flush`], cut short when the session is taken over or the server shuts
-    /// down: a client that stopped reading would otherwise keep its session (and the
-    /// connection taking it over, waiting for it) for up to [`WRITE_TIMEOUT`]. A kick
-    /// consumed here (the `Notify` permit is taken) still ends the connection as taken
-    /// over: it is returned as such.
-    async fn flush_or_stop(
-        &mut self,
-        kick: &Notify,
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<(), Close> {
+    /// [`Conn::flush`], cut short when the session is taken over: a client that stopped
+    /// reading would otherwise keep its session (and the connection taking it over,
+    /// waiting for it) for up to [`WRITE_TIMEOUT`]. The write is polled first, so what
+    /// the socket takes at once (acks of durable publishes) still goes out; a kick ends
+    /// the flush only while it is blocked. A kick consumed here (its `Notify` permit is
+    /// taken) is returned as [`Close::TakenOver`]; one that arrives as the write completes
+    /// is handed on by the dropped `Notified` and seen by the loop's `select!`.
+    /// Shutdown does not cut it short: pending acks are worth the wait, as before.
+    async fn flush_or_kicked(&mut self, kick: &Notify) -> Result<(), Close> {
         if self.wbuf.is_empty() {
             return Ok(());
         }
         tokio::select! {
             biased;
-            _ = kick.notified() => Err(Close::TakenOver),
-            _ = shutdown.changed() => Err(Close::Shutdown),
             r = self.flush() => r,
+            _ = kick.notified() => Err(Close::TakenOver),
         }
     }
 
     /// Writes the whole write buffer. Each written part leaves the buffer at once, so a
-    /// flush that is cut short ([`Conn::flush_or_stop`]) leaves exactly the unsent bytes:
+    /// flush that is cut short ([`Conn::flush_or_kicked`]) leaves exactly the unsent bytes:
     /// a DISCONNECT encoded after them still reaches the client whole.
     async fn flush(&mut self) -> Result<(), Close> {
         if self.wbuf.is_empty() {
