@@ -70,6 +70,7 @@ pub(crate) struct RawMqtt {
     pub max_topic_aliases: Leaf,
     pub outbound_topic_aliases: Leaf,
     pub max_keep_alive: Leaf,
+    pub max_session_expiry: Leaf,
 }
 
 #[derive(Debug, Deserialize)]

@@ -126,6 +126,24 @@ fn mqtt_rules() {
     check("[mqtt]", "connect_timeout", "-3", "invalid duration -3");
     check(
         "[mqtt]",
+        "max_session_expiry",
+        "\"0s\"",
+        "mqtt.max_session_expiry: 0ms is out of range: expected 1s..=4294967294s",
+    );
+    check(
+        "[mqtt]",
+        "max_session_expiry",
+        "\"1500ms\"",
+        "mqtt.max_session_expiry: expected whole seconds",
+    );
+    check(
+        "[mqtt]",
+        "max_session_expiry",
+        "4294967295",
+        "mqtt.max_session_expiry: 4294967295s is out of range",
+    );
+    check(
+        "[mqtt]",
         "connect_timeout",
         "\"99999999999999999d\"",
         "too large",
@@ -274,6 +292,13 @@ fn accepted_edge_values() {
     let c = ok("[mqtt]\nmax_packet_size = 64\nmax_inflight = 65535\nconnect_timeout = 1\n");
     assert_eq!(c.mqtt.max_packet_size, ByteSize(64));
     assert_eq!(c.mqtt.connect_timeout, std::time::Duration::from_secs(1));
+    let c = ok("[mqtt]\nmax_session_expiry = \"2s\"\n");
+    assert_eq!(c.mqtt.max_session_expiry, std::time::Duration::from_secs(2));
+    let c = ok("[mqtt]\nmax_session_expiry = 4294967294\n");
+    assert_eq!(
+        c.mqtt.max_session_expiry,
+        std::time::Duration::from_secs(u64::from(u32::MAX - 1))
+    );
     let c = ok(
         "[log]\nlevel = \"WARN\"\n[gateway]\nid = \"\"\n[store]\nlinger = \"1s\"\ncache_size = 0\n",
     );

@@ -197,7 +197,9 @@ pub struct MqttConfig {
     pub max_queued: usize,
     /// Time from TCP accept to CONNECT; > 0.
     pub connect_timeout: Duration,
-    /// Sessions (online and offline) held at once; >= 1.
+    /// Persistent sessions (expiry > 0), online and offline, held at once; >= 1. Clean
+    /// sessions do not count: they end with their connection, which `max_connections`
+    /// bounds. When full, the offline session connected least recently is evicted.
     pub max_sessions: usize,
     /// Bytes waiting for one subscriber or offline session; >= 1B.
     pub max_queued_bytes: ByteSize,
@@ -216,6 +218,11 @@ pub struct MqttConfig {
     /// Longest keep-alive granted to MQTT 5 clients (told as Server Keep Alive);
     /// whole seconds, 1s..=65535s.
     pub max_keep_alive: Duration,
+    /// Longest a persistent session outlives its connection: the MQTT 5 Session Expiry
+    /// Interval (its "never" too) and 3.1.1 `clean_session = 0` sessions are capped at
+    /// it, so sessions abandoned by their clients cannot pile up for ever; whole
+    /// seconds, 1s..=4294967294s (the largest finite MQTT 5 interval).
+    pub max_session_expiry: Duration,
 }
 
 impl Default for MqttConfig {
@@ -240,6 +247,7 @@ impl Default for MqttConfig {
             max_topic_aliases: 64,
             outbound_topic_aliases: false,
             max_keep_alive: Duration::from_secs(65_535),
+            max_session_expiry: Duration::from_secs(7 * 86_400),
         }
     }
 }

@@ -174,6 +174,18 @@ fn mqtt(c: &mut Checker, raw: Option<&RawMqtt>, base: &MqttConfig) -> MqttConfig
             c.bad(v, "mqtt.max_keep_alive", "expected whole seconds");
         }
     }
+    if let Some(d) = c.duration(
+        "mqtt.max_session_expiry",
+        &r.max_session_expiry,
+        Duration::from_secs(1),
+        Some(Duration::from_secs(u64::from(u32::MAX - 1))),
+    ) {
+        if d.subsec_nanos() == 0 {
+            m.max_session_expiry = d;
+        } else if let Some(v) = &r.max_session_expiry {
+            c.bad(v, "mqtt.max_session_expiry", "expected whole seconds");
+        }
+    }
     m
 }
 

@@ -57,6 +57,7 @@ impl Config {
         w.raw("max_topic_aliases", m.max_topic_aliases);
         w.raw("outbound_topic_aliases", m.outbound_topic_aliases);
         w.dur("max_keep_alive", m.max_keep_alive);
+        w.dur("max_session_expiry", m.max_session_expiry);
 
         let n = &self.nats;
         w.table("nats");

@@ -142,6 +142,8 @@ pub struct Metrics {
     pub dropped_offline_qos0: Counter,
     pub dropped_offline_overflow: Counter,
     pub sessions_expired: Counter,
+    /// Offline persistent sessions discarded to make room under `mqtt.max_sessions`.
+    pub sessions_evicted: Counter,
     pub sessions: Gauge,
     pub retained: Gauge,
     pub retained_refused: Counter,
@@ -300,6 +302,12 @@ impl Metrics {
             "ferry_mqtt_sessions_expired_total",
             "Offline MQTT sessions that expired.",
             self.sessions_expired.get(),
+        );
+        c(
+            &mut s,
+            "ferry_mqtt_sessions_evicted_total",
+            "Offline MQTT sessions discarded to make room for a new persistent session at mqtt.max_sessions (the least recently connected first).",
+            self.sessions_evicted.get(),
         );
         if let Some(b) = self.budget.get() {
             let queued = b.ingest_limit.saturating_sub(b.ingest.available_permits());

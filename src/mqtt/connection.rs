@@ -18,17 +18,20 @@ use crate::policy::{AuthError, Credentials, Identity, Protocol as AuthProtocol};
 use crate::router::Delivery;
 use crate::transport::Stream;
 use crate::transport::listen::{Accepted, Transport};
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 /// A write that makes no progress for this long means the peer stopped reading.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The DISCONNECT ferry sends when it ends a connection is a courtesy: a client that does
+/// not take it within this is not waited for (its session is already parked).
+const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Bytes read from the socket at a time (more when a packet is larger).
 const READ_CHUNK: usize = 8 * 1024;
 
@@ -296,6 +299,7 @@ impl Conn {
                 return;
             }
         };
+        // What the client asks for; the session gets at most mqtt.max_session_expiry.
         let expiry = if v5 {
             p.session_expiry.unwrap_or(0)
         } else if connect.clean_start {
@@ -329,7 +333,7 @@ impl Conn {
                 return;
             }
             Err(OpenError::TooManySessions) => {
-                tracing::warn!(peer = %self.peer, %client_id, max = self.ctx.config.mqtt.max_sessions, "MQTT CONNECT refused: mqtt.max_sessions reached");
+                tracing::warn!(peer = %self.peer, %client_id, max = self.ctx.config.mqtt.max_sessions, "MQTT CONNECT refused: mqtt.max_sessions reached, every persistent session online");
                 let code = if v5 {
                     reason::QUOTA_EXCEEDED
                 } else {
@@ -352,6 +356,11 @@ impl Conn {
         let mut connack = self.connack(opened.present, assigned);
         if let Some(p) = connack.properties.as_mut() {
             p.server_keep_alive = server_keep_alive;
+            // MQTT 5 section 3.2.2.3.2: the server tells the client the expiry it uses
+            // when it is not the one asked for (capped at mqtt.max_session_expiry).
+            if opened.state.expiry != expiry {
+                p.session_expiry = Some(opened.state.expiry);
+            }
         }
         tracing::info!(peer = %self.peer, %client_id, user = %self.identity.as_ref().and_then(Identity::user).unwrap_or(""),
             transport = self.transport.as_str(), protocol = ?self.protocol, keep_alive = connect.keep_alive,
@@ -363,15 +372,6 @@ impl Conn {
             }
             Err(close) => close,
         };
-        if let (true, Some(code)) = (v5, close.disconnect_code()) {
-            let d = codec::Disconnect {
-                reason: code,
-                properties: None,
-            };
-            if self.send_now(&Packet::Disconnect(d)).await.is_ok() {
-                Box::pin(self.linger()).await;
-            }
-        }
         if matches!(close, Close::Protocol(..)) {
             self.ctx.hub.metrics.protocol_errors.inc();
         }
@@ -382,9 +382,29 @@ impl Conn {
             None
         };
         let expiry = opened.state.expiry;
-        Box::pin(sessions.close(*opened, self.conn_id)).await;
-        if let (Some(will), Some(who)) = (will, self.identity.clone()) {
-            super::will::publish(self.ctx.clone(), client_id, who, self.conn_id, will, expiry);
+        // The session before the goodbye: a connection taking it over waits for it to be
+        // parked, and must not wait on our DISCONNECT to a client that stopped reading.
+        let owned = Box::pin(sessions.close(*opened, self.conn_id)).await;
+        match (will, self.identity.clone()) {
+            // Replaced after it failed to hand the session over: the session goes on
+            // on the new connection, so it has not ended and its will is not due.
+            (Some(_), Some(_)) if !owned => {
+                tracing::info!(peer = %self.peer, %client_id, "will not published: the session went on on another connection");
+            }
+            (Some(will), Some(who)) => {
+                let ctx = self.ctx.clone();
+                super::will::publish(ctx, client_id, who, self.conn_id, will, expiry);
+            }
+            _ => {}
+        }
+        if let (true, Some(code)) = (v5, close.disconnect_code()) {
+            let d = Packet::Disconnect(codec::Disconnect {
+                reason: code,
+                properties: None,
+            });
+            if let Ok(Ok(())) = tokio::time::timeout(GOODBYE_TIMEOUT, self.send_now(&d)).await {
+                Box::pin(self.linger()).await;
+            }
         }
     }
 
@@ -448,7 +468,7 @@ impl Conn {
                 return close;
             }
             self.drain_local(state);
-            if let Err(close) = self.flush().await {
+            if let Err(close) = self.flush_or_kicked(&opened.kick).await {
                 return close;
             }
             let can_read = v5 || self.pending.len() < max_pending;
@@ -493,18 +513,47 @@ impl Conn {
         self.flush().await
     }
 
+    /// [`Conn::flush`], cut short when the session is taken over: a client that stopped
+    /// reading would otherwise keep its session (and the connection taking it over,
+    /// waiting for it) for up to [`WRITE_TIMEOUT`]. The write is polled first, so what
+    /// the socket takes at once (acks of durable publishes) still goes out; a kick ends
+    /// the flush only while it is blocked. A kick consumed here (its `Notify` permit is
+    /// taken) is returned as [`Close::TakenOver`]; one that arrives as the write completes
+    /// is handed on by the dropped `Notified` and seen by the loop's `select!`.
+    /// Shutdown does not cut it short: pending acks are worth the wait, as before.
+    async fn flush_or_kicked(&mut self, kick: &Notify) -> Result<(), Close> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        tokio::select! {
+            biased;
+            r = self.flush() => r,
+            _ = kick.notified() => Err(Close::TakenOver),
+        }
+    }
+
+    /// Writes the whole write buffer. Each written part leaves the buffer at once, so a
+    /// flush that is cut short ([`Conn::flush_or_kicked`]) leaves exactly the unsent bytes:
+    /// a DISCONNECT encoded after them still reaches the client whole.
     async fn flush(&mut self) -> Result<(), Close> {
         if self.wbuf.is_empty() {
             return Ok(());
         }
+        let burst = self.wbuf.capacity() > 16 * READ_CHUNK;
         let write = async {
-            self.stream.write_all(&self.wbuf).await?;
+            while !self.wbuf.is_empty() {
+                let n = self.stream.write(&self.wbuf).await?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::WriteZero.into());
+                }
+                self.wbuf.advance(n);
+            }
             // TLS and WebSocket may hold back the tail of a write until flushed.
             self.stream.flush().await
         };
         match tokio::time::timeout(WRITE_TIMEOUT, write).await {
             Ok(Ok(())) => {
-                if self.wbuf.capacity() > 16 * READ_CHUNK {
+                if burst {
                     self.wbuf = BytesMut::new(); // a burst is over: give the memory back
                 } else {
                     self.wbuf.clear();

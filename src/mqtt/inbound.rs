@@ -50,7 +50,7 @@ impl Conn {
                             "session expiry set at DISCONNECT after CONNECT asked for none",
                         ));
                     }
-                    state.expiry = expiry;
+                    state.expiry = self.ctx.sessions.granted_expiry(expiry);
                 }
                 return Err(Close::Normal {
                     will: d.reason == reason::DISCONNECT_WITH_WILL_MESSAGE,

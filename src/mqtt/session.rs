@@ -14,7 +14,9 @@ use std::sync::Arc;
 /// stops taking from the outbox, which then fills and drops (counted).
 pub const OUTBOUND_INFLIGHT: usize = 64;
 
-/// Session expiry meaning "never" (MQTT 5: 0xFFFFFFFF; 3.1.1 clean session = 0).
+/// Session expiry meaning "never" (MQTT 5: 0xFFFFFFFF), what a 3.1.1 `clean_session = 0`
+/// CONNECT asks for. Only ever asked for: `Sessions` caps every expiry at
+/// `mqtt.max_session_expiry`.
 pub const NEVER: u32 = u32::MAX;
 
 /// Where an outbound QoS > 0 delivery stands.
@@ -53,7 +55,8 @@ pub struct SessionState {
     pub deliveries: Deliveries,
     /// Keyed by the filter as the client sent it (with any `$share/...` prefix).
     pub subs: HashMap<String, SubOptions>,
-    /// Seconds the session outlives its connection; [`NEVER`] or 0.
+    /// Seconds the session outlives its connection: 0 (clean), else at most
+    /// `mqtt.max_session_expiry`.
     pub expiry: u32,
     inflight: heapless::FnvIndexMap<u16, Outgoing, OUTBOUND_INFLIGHT>,
     next_pkid: u16,

@@ -6,14 +6,22 @@
 //! `max_queued_bytes`; QoS 0 is not queued), until the client returns or it expires.
 //! A second connection with the same client id kicks the first and waits for it to park
 //! the state (MQTT 3.1.4 takeover), then resumes it.
+//!
+//! Sessions cannot lock the broker: only persistent sessions count against
+//! `max_sessions` (a clean one ends with its connection, which `max_connections`
+//! bounds); every expiry is capped at `max_session_expiry`; and when the persistent
+//! sessions fill `max_sessions`, the offline one that connected least recently is
+//! evicted for a newcomer. Only when every counted session is online is a new persistent
+//! session refused.
 
-use super::session::{NEVER, SessionState, SubOptions, decode_record};
+use super::session::{SessionState, SubOptions, decode_record};
 use crate::broker::Hub;
 use crate::config::MqttConfig;
 use crate::policy::ReadGuard;
 use crate::router::{NoRoom, Outbox, Subscription};
 use crate::store::StateChange;
-use std::collections::HashMap;
+use crate::transport::listen::RateLimitedLog;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -29,19 +37,47 @@ enum Slot {
         parked: Arc<Notify>,
         /// The user the connection authenticated as (None: anonymous).
         owner: Option<String>,
+        /// Opened with an expiry > 0: counts against `max_sessions`.
+        persistent: bool,
+        /// [`Registry::connects`] when this connection opened the session.
+        connected: u64,
     },
     Offline {
         state: Box<SessionState>,
-        expires: Option<Instant>,
+        expires: Instant,
+        /// [`Registry::connects`] when its last connection opened it: the eviction order.
+        connected: u64,
     },
 }
 
+/// The slots and the bookkeeping that must change with them, under one lock: every
+/// slot goes in and out through [`Registry::insert`] and [`Registry::remove`], which
+/// keep `persistent` and `offline` true to `slots`.
+#[derive(Default)]
+struct Registry {
+    slots: HashMap<String, Slot>,
+    /// Slots of persistent sessions, online or offline: what `max_sessions` caps.
+    persistent: usize,
+    /// The offline slots by `connected`, least recent first: which one to evict, found
+    /// without a scan (a flood of new sessions meets a full table at every CONNECT).
+    offline: BTreeMap<u64, String>,
+    /// Sessions opened (or restored) so far. A counter rather than a clock: it orders
+    /// the connects strictly, even two within one clock tick.
+    connects: u64,
+}
+
 pub struct Sessions {
-    slots: Mutex<HashMap<String, Slot>>,
+    registry: Mutex<Registry>,
     hub: Arc<Hub>,
     max_sessions: usize,
+    /// `max_session_expiry` in seconds, below [`super::session::NEVER`].
+    max_expiry: u32,
     max_queued: usize,
     max_queued_bytes: usize,
+    /// How long a connection waits for a kicked one (a field so tests can shorten it).
+    takeover_wait: Duration,
+    /// A flood of new sessions evicts at every CONNECT: one warning a second says so.
+    evict_log: RateLimitedLog,
 }
 
 /// A session handed to a connection.
@@ -56,6 +92,7 @@ pub struct Opened {
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum OpenError {
+    /// `max_sessions` persistent sessions exist and every one is online.
     TooManySessions,
     /// The client id belongs to a session of another user (or of an anonymous client):
     /// never handed over, online or offline.
@@ -72,21 +109,80 @@ impl Slot {
             Slot::Offline { state, .. } => state.owner.as_ref().is_none_or(|o| o == user),
         }
     }
+
+    /// Counts against `max_sessions`: every offline slot is a persistent session.
+    fn counted(&self) -> bool {
+        match self {
+            Slot::Online { persistent, .. } => *persistent,
+            Slot::Offline { .. } => true,
+        }
+    }
+}
+
+impl Registry {
+    fn insert(&mut self, client_id: String, slot: Slot) {
+        self.remove(&client_id);
+        if slot.counted() {
+            self.persistent += 1;
+        }
+        if let Slot::Offline { connected, .. } = &slot {
+            self.offline.insert(*connected, client_id.clone());
+        }
+        self.slots.insert(client_id, slot);
+    }
+
+    fn remove(&mut self, client_id: &str) -> Option<Slot> {
+        let slot = self.slots.remove(client_id)?;
+        if slot.counted() {
+            self.persistent -= 1;
+        }
+        if let Slot::Offline { connected, .. } = &slot {
+            self.offline.remove(connected);
+        }
+        Some(slot)
+    }
+
+    fn next_connect(&mut self) -> u64 {
+        self.connects += 1;
+        self.connects
+    }
+
+    /// Takes out the offline session that connected least recently.
+    fn evict_oldest(&mut self) -> Option<SessionState> {
+        let client_id = self.offline.first_key_value()?.1.clone();
+        match self.remove(&client_id) {
+            Some(Slot::Offline { state, .. }) => Some(*state),
+            // Not reached: `offline` only names offline slots.
+            _ => None,
+        }
+    }
 }
 
 impl Sessions {
     pub fn new(hub: Arc<Hub>, cfg: &MqttConfig) -> Sessions {
+        let never = super::session::NEVER;
         Sessions {
-            slots: Mutex::new(HashMap::new()),
+            registry: Mutex::new(Registry::default()),
             hub,
             max_sessions: cfg.max_sessions,
+            max_expiry: u32::try_from(cfg.max_session_expiry.as_secs())
+                .unwrap_or(never)
+                .clamp(1, never - 1),
             max_queued: cfg.max_queued,
             max_queued_bytes: usize::try_from(cfg.max_queued_bytes.0).unwrap_or(usize::MAX),
+            takeover_wait: TAKEOVER_WAIT,
+            evict_log: RateLimitedLog::default(),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
-        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The expiry a session gets when `requested` is asked for (at CONNECT, at an MQTT 5
+    /// DISCONNECT, or by a stored record): at most `max_session_expiry`, "never" included.
+    pub fn granted_expiry(&self, requested: u32) -> u32 {
+        requested.min(self.max_expiry)
     }
 
     fn fresh(&self, client_id: &str, expiry: u32) -> SessionState {
@@ -101,7 +197,8 @@ impl Sessions {
     }
 
     /// Opens the session of `client_id` for connection `conn_id`: resumes it when it exists
-    /// and `clean` is false, otherwise starts a new one.
+    /// and `clean` is false, otherwise starts a new one. `expiry` is what the client asked
+    /// for; the session gets [`Sessions::granted_expiry`] of it (`Opened::state.expiry`).
     pub async fn open(
         &self,
         client_id: &str,
@@ -110,8 +207,9 @@ impl Sessions {
         conn_id: u64,
         owner: Option<String>,
     ) -> Result<Opened, OpenError> {
+        let expiry = self.granted_expiry(expiry);
         for attempt in 0..3 {
-            let waiting = match self.lock().get(client_id) {
+            let waiting = match self.lock().slots.get(client_id) {
                 Some(slot) if !slot.owned_by(&owner) => return Err(OpenError::NotOwner),
                 Some(Slot::Online { kick, parked, .. }) => {
                     kick.notify_one();
@@ -120,7 +218,7 @@ impl Sessions {
                 _ => None,
             };
             if let Some(parked) = waiting {
-                if tokio::time::timeout(TAKEOVER_WAIT, parked.notified())
+                if tokio::time::timeout(self.takeover_wait, parked.notified())
                     .await
                     .is_err()
                     && attempt == 2
@@ -135,38 +233,57 @@ impl Sessions {
             }
             break;
         }
-        let (previous, opened) = {
-            let mut slots = self.lock();
-            if slots.get(client_id).is_some_and(|s| !s.owned_by(&owner)) {
+        let mut evicted = Vec::new();
+        let taken = {
+            let mut reg = self.lock();
+            if reg
+                .slots
+                .get(client_id)
+                .is_some_and(|s| !s.owned_by(&owner))
+            {
                 // Taken by another user while we waited for the old connection.
                 return Err(OpenError::NotOwner);
             }
-            let previous = match slots.remove(client_id) {
-                Some(Slot::Offline { state, .. }) => Some(*state),
-                Some(online @ Slot::Online { .. }) => {
-                    slots.insert(client_id.to_string(), online);
-                    None
+            // A session that replaces a counted one (its own, resumed or not) needs no
+            // new place: the count never grows by it.
+            let needs_place = expiry > 0 && !reg.slots.get(client_id).is_some_and(Slot::counted);
+            if needs_place {
+                while reg.persistent >= self.max_sessions {
+                    match reg.evict_oldest() {
+                        Some(state) => evicted.push(state),
+                        None => break,
+                    }
                 }
-                None => None,
-            };
-            if previous.is_none() && slots.len() >= self.max_sessions {
-                return Err(OpenError::TooManySessions);
             }
-            let kick = Arc::new(Notify::new());
-            let parked = Arc::new(Notify::new());
-            slots.insert(
-                client_id.to_string(),
-                Slot::Online {
-                    conn_id,
-                    kick: kick.clone(),
-                    parked: parked.clone(),
-                    owner: owner.clone(),
-                },
-            );
-            self.hub.metrics.sessions.set(slots.len() as i64);
-            (previous, (kick, parked))
+            if needs_place && reg.persistent >= self.max_sessions {
+                Err(OpenError::TooManySessions)
+            } else {
+                // An online slot still here is a connection that never handed the session
+                // over: replaced, it finds at its close that the session is no longer its.
+                let previous = match reg.remove(client_id) {
+                    Some(Slot::Offline { state, .. }) => Some(*state),
+                    _ => None,
+                };
+                let kick = Arc::new(Notify::new());
+                let parked = Arc::new(Notify::new());
+                let connected = reg.next_connect();
+                reg.insert(
+                    client_id.to_string(),
+                    Slot::Online {
+                        conn_id,
+                        kick: kick.clone(),
+                        parked: parked.clone(),
+                        owner: owner.clone(),
+                        persistent: expiry > 0,
+                        connected,
+                    },
+                );
+                self.hub.metrics.sessions.set(reg.slots.len() as i64);
+                Ok((previous, kick, parked))
+            }
         };
-        let (kick, parked) = opened;
+        self.evicted(evicted, client_id).await;
+        let (previous, kick, parked) = taken?;
         let (mut state, present) = match previous {
             Some(state) if !clean => (state, true),
             Some(old) => {
@@ -198,48 +315,97 @@ impl Sessions {
         })
     }
 
+    /// Discards the sessions evicted to make room for `for_client`, like expired ones.
+    async fn evicted(&self, evicted: Vec<SessionState>, for_client: &str) {
+        if evicted.is_empty() {
+            return;
+        }
+        self.hub.metrics.sessions_evicted.add(evicted.len() as u64);
+        for state in evicted {
+            if let Some(suppressed) = self.evict_log.allow() {
+                tracing::warn!(client_id = %state.client_id, for_client, max_sessions = self.max_sessions, suppressed,
+                    "offline MQTT session evicted (least recently connected): mqtt.max_sessions reached");
+            }
+            self.discard(state).await;
+        }
+    }
+
     /// The connection of `opened` ended: park the session if it persists, else drop it.
-    pub async fn close(&self, opened: Opened, conn_id: u64) {
+    /// Returns false when the session was no longer this connection's (it did not hand
+    /// it over in time and another connection replaced it): then only this connection's
+    /// own subscriptions leave the router; the store record is the new owner's, and the
+    /// session goes on elsewhere, so the caller publishes no will.
+    pub async fn close(&self, opened: Opened, conn_id: u64) -> bool {
+        enum Then {
+            Parked,
+            Discard(SessionState),
+            Detach(SessionState),
+        }
         let Opened {
             mut state, parked, ..
         } = opened;
         let client_id = state.client_id.clone();
-        let discard = {
-            let mut slots = self.lock();
-            let ours = matches!(slots.get(&client_id), Some(Slot::Online { conn_id: c, .. }) if *c == conn_id);
-            if !ours {
-                Some(state)
-            } else if state.expiry == 0 {
-                slots.remove(&client_id);
-                Some(state)
-            } else {
-                state.outbox.set_offline(true);
-                state.dropped_at_park = state.outbox.dropped();
-                let expires = (state.expiry != NEVER)
-                    .then(|| Instant::now() + Duration::from_secs(u64::from(state.expiry)));
-                slots.insert(
-                    client_id,
-                    Slot::Offline {
-                        state: Box::new(state),
-                        expires,
-                    },
-                );
-                None
+        let then = {
+            let mut reg = self.lock();
+            let ours = match reg.slots.get(&client_id) {
+                Some(Slot::Online {
+                    conn_id: c,
+                    connected,
+                    ..
+                }) if *c == conn_id => Some(*connected),
+                _ => None,
+            };
+            let then = match ours {
+                None => Then::Detach(state),
+                Some(_) if state.expiry == 0 => {
+                    reg.remove(&client_id);
+                    Then::Discard(state)
+                }
+                Some(connected) => {
+                    state.outbox.set_offline(true);
+                    state.dropped_at_park = state.outbox.dropped();
+                    let expires = Instant::now() + Duration::from_secs(u64::from(state.expiry));
+                    reg.insert(
+                        client_id,
+                        Slot::Offline {
+                            state: Box::new(state),
+                            expires,
+                            connected,
+                        },
+                    );
+                    Then::Parked
+                }
+            };
+            self.hub.metrics.sessions.set(reg.slots.len() as i64);
+            then
+        };
+        let owned = match then {
+            Then::Parked => true,
+            Then::Discard(state) => {
+                self.discard(state).await;
+                true
+            }
+            Then::Detach(state) => {
+                self.unsubscribe_all(&state);
+                false
             }
         };
-        if let Some(state) = discard {
-            self.discard(state).await;
-        }
-        self.hub.metrics.sessions.set(self.lock().len() as i64);
         parked.notify_one();
+        owned
     }
 
-    /// Forgets a session: its subscriptions leave the router and its record the store.
-    async fn discard(&self, state: SessionState) {
+    /// Takes the session's subscriptions out of the router (by its own outbox id, so a
+    /// session with the same client id elsewhere keeps its own).
+    fn unsubscribe_all(&self, state: &SessionState) {
         for (filter, opts) in &state.subs {
             let (router_filter, key) = router_key(filter, opts);
             self.hub.router.unsubscribe(router_filter, state.id(), key);
         }
+    }
+
+    /// Forgets a session: its subscriptions leave the router and its record the store.
+    async fn discard(&self, state: SessionState) {
+        self.unsubscribe_all(&state);
         if let Some(store) = &self.hub.store {
             let change = StateChange::DeleteSession {
                 client_id: state.client_id.clone(),
@@ -267,6 +433,9 @@ impl Sessions {
     }
 
     /// Re-creates the stored sessions, offline, with their subscriptions (at startup).
+    /// Their expiry is capped at `max_session_expiry` and counts from now. They may be
+    /// more than `max_sessions` (it was lowered): the next persistent sessions evict the
+    /// excess.
     pub fn restore(&self, records: Vec<(String, Vec<u8>)>) -> usize {
         let mut restored = 0;
         for (client_id, bytes) in records {
@@ -274,7 +443,8 @@ impl Sessions {
                 tracing::warn!(%client_id, "session record not understood; skipped");
                 continue;
             };
-            let mut state = self.fresh(&client_id, rec.expiry);
+            let expiry = self.granted_expiry(rec.expiry);
+            let mut state = self.fresh(&client_id, expiry);
             // The access rules of today apply: a subscription they now deny is dropped.
             let who = self
                 .hub
@@ -296,38 +466,44 @@ impl Sessions {
                 state.subs.insert(filter, opts);
             }
             state.outbox.set_offline(true);
-            let expires = (rec.expiry != NEVER)
-                .then(|| Instant::now() + Duration::from_secs(u64::from(rec.expiry)));
-            self.lock().insert(
+            let expires = Instant::now() + Duration::from_secs(u64::from(expiry));
+            let mut reg = self.lock();
+            let connected = reg.next_connect();
+            reg.insert(
                 client_id,
                 Slot::Offline {
                     state: Box::new(state),
                     expires,
+                    connected,
                 },
             );
             restored += 1;
         }
-        self.hub.metrics.sessions.set(self.lock().len() as i64);
+        self.hub
+            .metrics
+            .sessions
+            .set(self.lock().slots.len() as i64);
         restored
     }
 
     /// True when a connection other than `conn_id` now holds the session of `client_id`.
     pub fn resumed_since(&self, client_id: &str, conn_id: u64) -> bool {
-        matches!(self.lock().get(client_id), Some(Slot::Online { conn_id: c, .. }) if *c != conn_id)
+        matches!(self.lock().slots.get(client_id), Some(Slot::Online { conn_id: c, .. }) if *c != conn_id)
     }
 
     /// Drops offline sessions whose expiry has passed; returns how many.
     pub async fn reap(&self) -> usize {
         let now = Instant::now();
         let expired: Vec<SessionState> = {
-            let mut slots = self.lock();
-            let ids: Vec<String> = slots
+            let mut reg = self.lock();
+            let ids: Vec<String> = reg
+                .slots
                 .iter()
-                .filter(|(_, s)| matches!(s, Slot::Offline { expires: Some(t), .. } if *t <= now))
+                .filter(|(_, s)| matches!(s, Slot::Offline { expires, .. } if *expires <= now))
                 .map(|(k, _)| k.clone())
                 .collect();
             ids.iter()
-                .filter_map(|id| match slots.remove(id) {
+                .filter_map(|id| match reg.remove(id) {
                     Some(Slot::Offline { state, .. }) => Some(*state),
                     _ => None,
                 })
@@ -339,7 +515,10 @@ impl Sessions {
             self.discard(state).await;
         }
         self.hub.metrics.sessions_expired.add(n as u64);
-        self.hub.metrics.sessions.set(self.lock().len() as i64);
+        self.hub
+            .metrics
+            .sessions
+            .set(self.lock().slots.len() as i64);
         n
     }
 }
@@ -399,6 +578,223 @@ pub fn subscribe(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::{Event, Origin};
+    use crate::metrics::Metrics;
+    use crate::store::Store;
+    use bytes::Bytes;
+
+    const NEVER: u32 = super::super::session::NEVER;
+
+    fn hub(store: Option<Store>) -> Arc<Hub> {
+        let metrics = Arc::new(Metrics::default());
+        let config = crate::config::Config::default();
+        let policy = crate::policy::Policy::new(&config, metrics.clone()).unwrap();
+        Arc::new(Hub::new(
+            crate::forward::Forwarding::new(&[], &[], &[]),
+            store,
+            metrics,
+            100,
+            policy,
+            Arc::new(crate::budget::Budget::new(
+                32 << 20,
+                4 << 20,
+                std::time::Duration::ZERO,
+            )),
+        ))
+    }
+
+    fn sessions(hub: &Arc<Hub>, max_sessions: usize, max_expiry_secs: u64) -> Sessions {
+        let cfg = MqttConfig {
+            max_sessions,
+            max_session_expiry: Duration::from_secs(max_expiry_secs),
+            ..MqttConfig::default()
+        };
+        Sessions::new(hub.clone(), &cfg)
+    }
+
+    fn qos1() -> SubOptions {
+        SubOptions {
+            qos: 1,
+            no_local: false,
+            retain_as_published: false,
+            retain_handling: 0,
+            sub_id: 0,
+            share: None,
+        }
+    }
+
+    /// Subscribes the session as a SUBSCRIBE on its connection does.
+    fn sub(hub: &Hub, opened: &mut Opened, filter: &str) {
+        subscribe(hub, &opened.state, filter, &qos1(), None).unwrap();
+        opened.state.subs.insert(filter.to_string(), qos1());
+    }
+
+    /// How many subscriptions a QoS 1 event on `topic` reaches.
+    fn reached(hub: &Hub, topic: &str) -> usize {
+        let event = Event::new(topic.into(), Bytes::new(), 1, false, Origin::Mqtt);
+        hub.router.route(&Arc::new(event), 0).delivered
+    }
+
+    async fn open(s: &Sessions, id: &str, expiry: u32, conn_id: u64) -> Result<Opened, OpenError> {
+        s.open(id, false, expiry, conn_id, None).await
+    }
+
+    #[tokio::test]
+    async fn clean_sessions_do_not_count_against_max_sessions() {
+        let hub = hub(None);
+        let s = sessions(&hub, 2, 3600);
+        let mut held = Vec::new();
+        for i in 0..10 {
+            let clean = s.open(&format!("clean{i}"), true, 0, i, None).await;
+            held.push(clean.expect("a clean session is never refused"));
+        }
+        held.push(open(&s, "p1", NEVER, 20).await.unwrap());
+        held.push(open(&s, "p2", 60, 21).await.unwrap());
+        // Both persistent sessions online: no room, nothing to evict.
+        assert_eq!(
+            open(&s, "p3", 60, 22).await.err(),
+            Some(OpenError::TooManySessions)
+        );
+        held.push(s.open("clean10", true, 0, 23, None).await.unwrap());
+        assert_eq!(s.lock().persistent, 2);
+        assert_eq!(hub.metrics.sessions_evicted.get(), 0);
+        // A clean session that ends leaves the count alone; a persistent one that parks
+        // keeps its place.
+        for opened in held {
+            let conn_id = match s.lock().slots.get(&opened.state.client_id) {
+                Some(Slot::Online { conn_id, .. }) => *conn_id,
+                _ => panic!("not online"),
+            };
+            assert!(s.close(opened, conn_id).await);
+        }
+        let reg = s.lock();
+        assert_eq!(
+            (reg.persistent, reg.slots.len(), reg.offline.len()),
+            (2, 2, 2)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_offline_session_connected_least_recently_is_evicted() {
+        let hub = hub(None);
+        let s = sessions(&hub, 2, 3600);
+        let mut a = open(&s, "a", NEVER, 1).await.unwrap();
+        sub(&hub, &mut a, "a/t");
+        assert!(s.close(a, 1).await);
+        let mut b = open(&s, "b", NEVER, 2).await.unwrap();
+        sub(&hub, &mut b, "b/t");
+        assert!(s.close(b, 2).await);
+        // `a` connects again: now `b` is the one that connected least recently.
+        let a = open(&s, "a", NEVER, 3).await.unwrap();
+        assert!(a.present);
+        assert!(s.close(a, 3).await);
+        assert_eq!((reached(&hub, "a/t"), reached(&hub, "b/t")), (1, 1));
+
+        let c = open(&s, "c", NEVER, 4).await.unwrap();
+        assert_eq!(hub.metrics.sessions_evicted.get(), 1);
+        assert_eq!(
+            (reached(&hub, "a/t"), reached(&hub, "b/t")),
+            (1, 0),
+            "b's subscription left the router with it"
+        );
+        let a = open(&s, "a", NEVER, 5).await.unwrap();
+        assert!(a.present, "a was not evicted");
+        // `a` and `c` online fill max_sessions: an online session is never evicted.
+        assert_eq!(
+            open(&s, "d", NEVER, 6).await.err(),
+            Some(OpenError::TooManySessions)
+        );
+        assert_eq!(hub.metrics.sessions_evicted.get(), 1);
+        assert!(s.close(c, 4).await);
+        let d = open(&s, "d", NEVER, 7).await.unwrap();
+        assert!(!d.present);
+        assert_eq!(hub.metrics.sessions_evicted.get(), 2, "c went for d");
+        assert!(!s.lock().slots.contains_key("c"));
+        drop((a, d));
+    }
+
+    #[tokio::test]
+    async fn every_expiry_is_capped_at_max_session_expiry() {
+        let hub = hub(None);
+        let s = sessions(&hub, 10, 60);
+        assert_eq!(s.granted_expiry(NEVER), 60);
+        assert_eq!(s.granted_expiry(30), 30);
+        assert_eq!(s.granted_expiry(0), 0);
+        // A 3.1.1 clean_session = 0 CONNECT asks for NEVER.
+        let a = open(&s, "a", NEVER, 1).await.unwrap();
+        assert_eq!(a.state.expiry, 60);
+        let before_park = Instant::now();
+        assert!(s.close(a, 1).await);
+        let expires = |s: &Sessions, id: &str| match s.lock().slots.get(id) {
+            Some(Slot::Offline { expires, .. }) => *expires,
+            _ => panic!("{id} is not offline"),
+        };
+        let limit = Instant::now() + Duration::from_secs(60);
+        assert!(expires(&s, "a") >= before_park + Duration::from_secs(60));
+        assert!(expires(&s, "a") <= limit);
+        // A record stored before the cap (or under a larger one) is capped at restore.
+        let stored = s.fresh("r", NEVER).record();
+        assert_eq!(s.restore(vec![("r".into(), stored)]), 1);
+        assert!(expires(&s, "r") <= Instant::now() + Duration::from_secs(60));
+        let r = open(&s, "r", 30, 2).await.unwrap();
+        assert_eq!((r.present, r.state.expiry), (true, 30));
+    }
+
+    /// A connection that did not hand its session over in time (stuck) and was replaced
+    /// must not, when it finally ends, take the new owner's session with it.
+    #[tokio::test]
+    async fn a_replaced_connection_leaves_the_new_owners_session_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = crate::store::StoreOptions {
+            cache_size: 1 << 20,
+            max_batch: 64,
+            linger: Duration::ZERO,
+            queue: 128,
+            queue_bytes: 1 << 20,
+            limits: crate::store::Limits {
+                max_bytes: 1 << 30,
+                max_age: Duration::ZERO,
+                on_full: crate::config::OnFull::DropOldest,
+                fsync: crate::config::Fsync::Always,
+            },
+        };
+        let (store, join) =
+            Store::open(dir.path(), &[], opts, Arc::new(Metrics::default())).unwrap();
+        let hub = hub(Some(store.clone()));
+        let mut s = sessions(&hub, 10, 3600);
+        s.takeover_wait = Duration::from_millis(10);
+        let mut old = open(&s, "c", NEVER, 1).await.unwrap();
+        sub(&hub, &mut old, "old/t");
+        s.persist(&old.state).await;
+        // `old` never reacts to the kick: `new` replaces it after the waits.
+        let mut new = open(&s, "c", NEVER, 2).await.unwrap();
+        assert!(!new.present);
+        sub(&hub, &mut new, "new/t");
+        s.persist(&new.state).await;
+
+        assert!(
+            !s.close(old, 1).await,
+            "the session is no longer the old one's"
+        );
+        assert_eq!(
+            (reached(&hub, "old/t"), reached(&hub, "new/t")),
+            (0, 1),
+            "only the old connection's own subscription left the router"
+        );
+        assert!(matches!(
+            s.lock().slots.get("c"),
+            Some(Slot::Online { conn_id: 2, .. })
+        ));
+        store.close().await;
+        tokio::task::spawn_blocking(move || join.join())
+            .await
+            .unwrap();
+        let records = store.load_sessions().unwrap();
+        assert_eq!(records.len(), 1, "the new owner's record is kept");
+        let rec = decode_record(&records[0].1).unwrap();
+        assert_eq!(rec.subs, vec![("new/t".to_string(), qos1())]);
+        drop(new);
+    }
 
     #[test]
     fn shared_subscriptions_route_on_the_inner_filter() {

@@ -34,6 +34,43 @@ impl Raw {
         })
     }
 
+    /// Wraps a connected socket (one set up by the test, e.g. with a small receive buffer).
+    pub fn from_stream(stream: TcpStream) -> Raw {
+        stream.set_nodelay(true).expect("TCP_NODELAY");
+        Raw {
+            stream,
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// Reads and discards everything until the server closes the connection; false if it
+    /// is still open after `limit`. For a client that stopped reading: what the server
+    /// wrote before it closed need not end on a packet boundary.
+    pub fn drain_until_closed(&mut self, limit: Duration) -> bool {
+        let end = Instant::now() + limit;
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            self.stream.set_read_timeout(Some(left)).unwrap();
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return false;
+                }
+                Err(_) => return true,
+            }
+        }
+    }
+
     /// Opens a connection and completes CONNECT/CONNACK; returns the CONNACK.
     pub fn connect(
         addr: SocketAddr,
