@@ -208,6 +208,8 @@ impl Sessions {
         owner: Option<String>,
     ) -> Result<Opened, OpenError> {
         let expiry = self.granted_expiry(expiry);
+        // An online session taken from a connection that never handed it over.
+        let mut replaced = false;
         for attempt in 0..3 {
             let waiting = match self.lock().slots.get(client_id) {
                 Some(slot) if !slot.owned_by(&owner) => return Err(OpenError::NotOwner),
@@ -227,7 +229,7 @@ impl Sessions {
                         client_id,
                         "previous connection did not hand the session over; replacing it"
                     );
-                    self.lock().remove(client_id);
+                    replaced |= matches!(self.lock().remove(client_id), Some(Slot::Online { .. }));
                 }
                 continue;
             }
@@ -262,7 +264,11 @@ impl Sessions {
                 // over: replaced, it finds at its close that the session is no longer its.
                 let previous = match reg.remove(client_id) {
                     Some(Slot::Offline { state, .. }) => Some(*state),
-                    _ => None,
+                    Some(Slot::Online { .. }) => {
+                        replaced = true;
+                        None
+                    }
+                    None => None,
                 };
                 let kick = Arc::new(Notify::new());
                 let parked = Arc::new(Notify::new());
@@ -284,6 +290,12 @@ impl Sessions {
         };
         self.evicted(evicted, client_id).await;
         let (previous, kick, parked) = taken?;
+        if replaced && expiry == 0 {
+            // The replaced connection leaves the store alone when it ends (the record is
+            // no longer its); a new session that does not persist must not let the
+            // replaced one's record come back at the next start.
+            self.delete_record(client_id).await;
+        }
         let (mut state, present) = match previous {
             Some(state) if !clean => (state, true),
             Some(old) => {
@@ -331,15 +343,19 @@ impl Sessions {
     }
 
     /// The connection of `opened` ended: park the session if it persists, else drop it.
-    /// Returns false when the session was no longer this connection's (it did not hand
-    /// it over in time and another connection replaced it): then only this connection's
-    /// own subscriptions leave the router; the store record is the new owner's, and the
-    /// session goes on elsewhere, so the caller publishes no will.
+    /// Returns false when the session was no longer this connection's: it did not hand it
+    /// over in time and a new connection replaced it, so the session went on there and
+    /// the caller publishes no will. Then, while another connection holds the client id,
+    /// only this connection's own subscriptions leave the router (by its outbox id) and
+    /// the store record, the new owner's, stays; when nobody holds it any more, what this
+    /// connection had is discarded whole, record included, so that it does not come back
+    /// at the next start.
     pub async fn close(&self, opened: Opened, conn_id: u64) -> bool {
         enum Then {
             Parked,
             Discard(SessionState),
             Detach(SessionState),
+            Orphan(SessionState),
         }
         let Opened {
             mut state, parked, ..
@@ -347,16 +363,18 @@ impl Sessions {
         let client_id = state.client_id.clone();
         let then = {
             let mut reg = self.lock();
-            let ours = match reg.slots.get(&client_id) {
+            let (ours, held) = match reg.slots.get(&client_id) {
                 Some(Slot::Online {
                     conn_id: c,
                     connected,
                     ..
-                }) if *c == conn_id => Some(*connected),
-                _ => None,
+                }) if *c == conn_id => (Some(*connected), true),
+                Some(_) => (None, true),
+                None => (None, false),
             };
             let then = match ours {
-                None => Then::Detach(state),
+                None if held => Then::Detach(state),
+                None => Then::Orphan(state),
                 Some(_) if state.expiry == 0 => {
                     reg.remove(&client_id);
                     Then::Discard(state)
@@ -389,6 +407,10 @@ impl Sessions {
                 self.unsubscribe_all(&state);
                 false
             }
+            Then::Orphan(state) => {
+                self.discard(state).await;
+                false
+            }
         };
         parked.notify_one();
         owned
@@ -406,12 +428,16 @@ impl Sessions {
     /// Forgets a session: its subscriptions leave the router and its record the store.
     async fn discard(&self, state: SessionState) {
         self.unsubscribe_all(&state);
+        self.delete_record(&state.client_id).await;
+    }
+
+    async fn delete_record(&self, client_id: &str) {
         if let Some(store) = &self.hub.store {
             let change = StateChange::DeleteSession {
-                client_id: state.client_id.clone(),
+                client_id: client_id.to_string(),
             };
             if let Err(e) = store.change_state(change).await {
-                tracing::warn!(client_id = %state.client_id, error = %e, "cannot delete session record");
+                tracing::warn!(client_id, error = %e, "cannot delete session record");
             }
         }
     }
@@ -785,15 +811,27 @@ mod tests {
             s.lock().slots.get("c"),
             Some(Slot::Online { conn_id: 2, .. })
         ));
+        // Replaced by a session that does not persist: the stuck one's record goes at
+        // once, since its connection will not delete it.
+        let mut stuck = open(&s, "d", NEVER, 3).await.unwrap();
+        sub(&hub, &mut stuck, "d/t");
+        s.persist(&stuck.state).await;
+        let clean = s.open("d", true, 0, 4, None).await.unwrap();
+        assert!(!s.close(stuck, 3).await);
         store.close().await;
         tokio::task::spawn_blocking(move || join.join())
             .await
             .unwrap();
         let records = store.load_sessions().unwrap();
-        assert_eq!(records.len(), 1, "the new owner's record is kept");
+        assert_eq!(
+            records.len(),
+            1,
+            "c: the new owner's record is kept; d: deleted"
+        );
         let rec = decode_record(&records[0].1).unwrap();
+        assert_eq!(records[0].0, "c");
         assert_eq!(rec.subs, vec![("new/t".to_string(), qos1())]);
-        drop(new);
+        drop((new, clean));
     }
 
     #[test]
