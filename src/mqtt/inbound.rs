@@ -287,6 +287,10 @@ impl Conn {
                 if send_retained {
                     self.queue_retained(&state.outbox, inner, &opts, guard.as_ref());
                 }
+                self.ctx
+                    .sessions
+                    .persist_subscription(state, &f.filter, Some(&opts))
+                    .await;
                 state.subs.insert(f.filter.clone(), opts);
                 qos
             };
@@ -297,7 +301,6 @@ impl Conn {
             codes,
             properties: None,
         }));
-        self.ctx.sessions.persist(state).await;
     }
 
     /// Queues the retained messages `filter` matches, through the session's outbox so
@@ -334,6 +337,7 @@ impl Conn {
                         .hub
                         .router
                         .unsubscribe(router_filter, state.id(), key);
+                    self.ctx.sessions.persist_subscription(state, f, None).await;
                     true
                 }
                 None => false,
@@ -349,7 +353,6 @@ impl Conn {
             codes,
             properties: None,
         }));
-        self.ctx.sessions.persist(state).await;
     }
 }
 

@@ -68,9 +68,16 @@ pub async fn listen(
     if let Some(store) = hub.store.clone() {
         match tokio::task::spawn_blocking(move || store.load_sessions()).await {
             Ok(Ok(records)) => {
-                let n = sessions.restore(records);
+                let (n, migrate) = sessions.restore(records);
                 if n > 0 {
                     tracing::info!(sessions = n, "restored persistent MQTT sessions");
+                }
+                if let Some(store) = &hub.store {
+                    for change in migrate {
+                        if let Err(e) = store.change_state(change).await {
+                            tracing::warn!(error = %e, "cannot store a session's subscriptions as rows");
+                        }
+                    }
                 }
             }
             Ok(Err(e)) => tracing::error!(error = %e, "cannot read stored MQTT sessions"),

@@ -178,25 +178,23 @@ impl SessionState {
         self.inbound_qos2.remove(&pkid);
     }
 
-    /// The persistent part of the session, for the store.
+    /// The persistent part of the session record, for the store: expiry and owner. Its
+    /// subscriptions are rows of their own ([`encode_sub`]).
     pub fn record(&self) -> Vec<u8> {
-        let rec = SessionRecordV2 {
+        let rec = SessionRecordV3 {
             expiry: self.expiry,
-            subs: self
-                .subs
-                .iter()
-                .map(|(f, o)| (f.clone(), o.clone()))
-                .collect(),
             owner: self.owner.clone(),
         };
         // Encoding plain owned data into a Vec cannot fail; an empty record would simply
         // not decode at restore time.
-        postcard::to_extend(&rec, vec![SESSION_FORMAT_V2]).unwrap_or_default()
+        postcard::to_extend(&rec, vec![SESSION_FORMAT_V3]).unwrap_or_default()
     }
 }
 
 const SESSION_FORMAT_V1: u8 = 1;
 const SESSION_FORMAT_V2: u8 = 2;
+const SESSION_FORMAT_V3: u8 = 3;
+const SUB_FORMAT_V1: u8 = 1;
 
 /// A session record as ferry wrote it before it kept owners; still read.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -205,8 +203,8 @@ pub struct SessionRecordV1 {
     pub subs: Vec<(String, SubOptions)>,
 }
 
-/// What the store keeps of a session: enough to restore its subscriptions after a
-/// restart, and whose it is.
+/// A session record with its subscriptions inside (every SUBSCRIBE rewrote it whole);
+/// still read, and its subscriptions moved into rows at restore.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct SessionRecordV2 {
     pub expiry: u32,
@@ -215,9 +213,39 @@ pub struct SessionRecordV2 {
     pub owner: Option<Option<String>>,
 }
 
-/// Decodes a stored session record; None if it is not one this ferry understands.
+/// What the store keeps of a session besides its subscription rows.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct SessionRecordV3 {
+    pub expiry: u32,
+    /// As [`SessionState::owner`].
+    pub owner: Option<Option<String>>,
+}
+
+/// One subscription row's value.
+pub fn encode_sub(opts: &SubOptions) -> Vec<u8> {
+    postcard::to_extend(opts, vec![SUB_FORMAT_V1]).unwrap_or_default()
+}
+
+pub fn decode_sub(bytes: &[u8]) -> Option<SubOptions> {
+    match bytes.split_first() {
+        Some((&SUB_FORMAT_V1, body)) => postcard::from_bytes(body).ok(),
+        _ => None,
+    }
+}
+
+/// Decodes a stored session record; None if it is not one this ferry understands. The
+/// subscriptions are those inside an older (format 1 or 2) record; a format 3 record
+/// has none (they are rows of their own).
 pub fn decode_record(bytes: &[u8]) -> Option<SessionRecordV2> {
     match bytes.split_first() {
+        Some((&SESSION_FORMAT_V3, body)) => {
+            let v3: SessionRecordV3 = postcard::from_bytes(body).ok()?;
+            Some(SessionRecordV2 {
+                expiry: v3.expiry,
+                subs: Vec::new(),
+                owner: v3.owner,
+            })
+        }
         Some((&SESSION_FORMAT_V2, body)) => postcard::from_bytes(body).ok(),
         Some((&SESSION_FORMAT_V1, body)) => {
             let v1: SessionRecordV1 = postcard::from_bytes(body).ok()?;
@@ -316,16 +344,31 @@ mod tests {
         };
         s.subs.insert("a/+".into(), opts.clone());
         s.owner = Some(Some("alice".into()));
-        let rec = decode_record(&s.record()).unwrap();
+        let record = s.record();
+        assert!(
+            record.len() < 16,
+            "the record carries no subscriptions: {record:?}"
+        );
+        let rec = decode_record(&record).unwrap();
         assert_eq!(
             rec,
             SessionRecordV2 {
                 expiry: NEVER,
-                subs: vec![("a/+".into(), opts.clone())],
+                subs: Vec::new(),
                 owner: Some(Some("alice".into())),
             }
         );
+        assert_eq!(decode_sub(&encode_sub(&opts)), Some(opts.clone()));
         assert!(decode_record(&[9, 1]).is_none());
+        assert!(decode_sub(&[9, 1]).is_none());
+        // A format 2 record (subscriptions inside) still opens with them.
+        let v2 = SessionRecordV2 {
+            expiry: 30,
+            subs: vec![("b/#".into(), opts.clone())],
+            owner: Some(None),
+        };
+        let bytes = postcard::to_extend(&v2, vec![SESSION_FORMAT_V2]).unwrap();
+        assert_eq!(decode_record(&bytes), Some(v2));
         // A record of an older ferry (format 1, no owner) still opens, owner unknown.
         let v1 = SessionRecordV1 {
             expiry: 60,

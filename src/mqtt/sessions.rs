@@ -14,12 +14,12 @@
 //! evicted for a newcomer. Only when every counted session is online is a new persistent
 //! session refused.
 
-use super::session::{SessionState, SubOptions, decode_record};
+use super::session::{SessionState, SubOptions, decode_record, decode_sub, encode_sub};
 use crate::broker::Hub;
 use crate::config::MqttConfig;
 use crate::policy::ReadGuard;
 use crate::router::{NoRoom, Outbox, Subscription};
-use crate::store::StateChange;
+use crate::store::{StateChange, StoredSession};
 use crate::transport::listen::RateLimitedLog;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -290,10 +290,11 @@ impl Sessions {
         };
         self.evicted(evicted, client_id).await;
         let (previous, kick, parked) = taken?;
-        if replaced && expiry == 0 {
+        if replaced {
             // The replaced connection leaves the store alone when it ends (the record is
-            // no longer its); a new session that does not persist must not let the
-            // replaced one's record come back at the next start.
+            // no longer its): neither its record (if the new session does not persist)
+            // nor its subscription rows (if it does, starting afresh) may come back at
+            // the next start.
             self.delete_record(client_id).await;
         }
         let (mut state, present) = match previous {
@@ -442,7 +443,35 @@ impl Sessions {
         }
     }
 
-    /// Writes the session's subscriptions to the store if it outlives its connection.
+    /// Writes one subscription of the session to the store (`None`: its removal) if the
+    /// session outlives its connection: one row, never the whole session.
+    pub async fn persist_subscription(
+        &self,
+        state: &SessionState,
+        filter: &str,
+        opts: Option<&SubOptions>,
+    ) {
+        if state.expiry == 0 {
+            return;
+        }
+        let Some(store) = &self.hub.store else { return };
+        let (client_id, filter) = (state.client_id.clone(), filter.to_string());
+        let change = match opts {
+            Some(opts) => StateChange::PutSubscription {
+                client_id,
+                filter,
+                options: encode_sub(opts),
+            },
+            None => StateChange::DeleteSubscription { client_id, filter },
+        };
+        if let Err(e) = store.change_state(change).await {
+            tracing::warn!(client_id = %state.client_id, error = %e, "cannot store subscription");
+        }
+    }
+
+    /// Writes the session's record (expiry, owner) to the store if it outlives its
+    /// connection; its subscriptions are rows written one by one as they are made
+    /// ([`Sessions::persist_subscription`]).
     pub async fn persist(&self, state: &SessionState) {
         if state.expiry == 0 {
             return;
@@ -462,13 +491,40 @@ impl Sessions {
     /// Their expiry is capped at `max_session_expiry` and counts from now. They may be
     /// more than `max_sessions` (it was lowered): the next persistent sessions evict the
     /// excess.
-    pub fn restore(&self, records: Vec<(String, Vec<u8>)>) -> usize {
+    ///
+    /// Returns how many were restored, and the store changes that move the subscriptions
+    /// of older records (format 1 and 2 kept them inside) into rows of their own.
+    pub fn restore(&self, stored: Vec<StoredSession>) -> (usize, Vec<StateChange>) {
         let mut restored = 0;
-        for (client_id, bytes) in records {
-            let Some(rec) = decode_record(&bytes) else {
+        let mut migrate = Vec::new();
+        for StoredSession {
+            client_id,
+            record,
+            subs: rows,
+        } in stored
+        {
+            let Some(mut rec) = decode_record(&record) else {
                 tracing::warn!(%client_id, "session record not understood; skipped");
                 continue;
             };
+            let legacy = !rec.subs.is_empty();
+            if legacy {
+                for (filter, opts) in &rec.subs {
+                    migrate.push(StateChange::PutSubscription {
+                        client_id: client_id.clone(),
+                        filter: filter.clone(),
+                        options: encode_sub(opts),
+                    });
+                }
+            }
+            for (filter, bytes) in rows {
+                match decode_sub(&bytes) {
+                    Some(opts) => rec.subs.push((filter, opts)),
+                    None => {
+                        tracing::warn!(%client_id, %filter, "stored subscription not understood; skipped")
+                    }
+                }
+            }
             let expiry = self.granted_expiry(rec.expiry);
             let mut state = self.fresh(&client_id, expiry);
             // The access rules of today apply: a subscription they now deny is dropped.
@@ -482,14 +538,29 @@ impl Sessions {
                 let grant = self.hub.policy().subscribe(&who, inner);
                 if grant.is_denied() {
                     tracing::warn!(%client_id, %filter, "stored subscription now denied by acl; dropped");
+                    migrate.push(StateChange::DeleteSubscription {
+                        client_id: client_id.clone(),
+                        filter,
+                    });
                     continue;
                 }
                 if subscribe(&self.hub, &state, &filter, &opts, grant.guard()).is_err() {
                     self.hub.metrics.limits.subscriptions.inc();
                     tracing::warn!(%client_id, %filter, "stored subscription does not fit the memory budget ([limits] memory); dropped");
+                    migrate.push(StateChange::DeleteSubscription {
+                        client_id: client_id.clone(),
+                        filter,
+                    });
                     continue;
                 }
                 state.subs.insert(filter, opts);
+            }
+            if legacy {
+                // The record without its subscriptions, which are rows now.
+                migrate.push(StateChange::PutSession {
+                    client_id: client_id.clone(),
+                    record: state.record(),
+                });
             }
             state.outbox.set_offline(true);
             let expires = Instant::now() + Duration::from_secs(u64::from(expiry));
@@ -509,7 +580,7 @@ impl Sessions {
             .metrics
             .sessions
             .set(self.lock().slots.len() as i64);
-        restored
+        (restored, migrate)
     }
 
     /// True when a connection other than `conn_id` now holds the session of `client_id`.
@@ -739,6 +810,48 @@ mod tests {
         drop((a, d));
     }
 
+    /// A record of an older ferry (subscriptions inside) is restored with them, and the
+    /// restore says how to move them into rows; rows of a current record are read too.
+    #[tokio::test]
+    async fn older_records_are_restored_and_moved_into_rows() {
+        let hub = hub(None);
+        let s = sessions(&hub, 10, 3600);
+        let v2 = super::super::session::SessionRecordV2 {
+            expiry: 60,
+            subs: vec![("old/#".into(), qos1())],
+            owner: Some(None),
+        };
+        let mut record = vec![2u8];
+        record.extend(postcard::to_allocvec(&v2).unwrap());
+        let current = StoredSession {
+            client_id: "new".into(),
+            record: s.fresh("new", 60).record(),
+            subs: vec![("rows/+".into(), encode_sub(&qos1()))],
+        };
+        let legacy = StoredSession {
+            client_id: "old".into(),
+            record,
+            subs: Vec::new(),
+        };
+        let (n, migrate) = s.restore(vec![legacy, current]);
+        assert_eq!(n, 2);
+        assert_eq!((reached(&hub, "old/x"), reached(&hub, "rows/x")), (1, 1));
+        let moved: Vec<String> = migrate
+            .iter()
+            .map(|c| match c {
+                StateChange::PutSubscription {
+                    client_id, filter, ..
+                } => format!("sub {client_id} {filter}"),
+                StateChange::PutSession { client_id, record } => {
+                    let rec = decode_record(record).unwrap();
+                    format!("record {client_id} {}", rec.subs.len())
+                }
+                _ => "other".into(),
+            })
+            .collect();
+        assert_eq!(moved, ["sub old old/#", "record old 0"]);
+    }
+
     #[tokio::test]
     async fn every_expiry_is_capped_at_max_session_expiry() {
         let hub = hub(None);
@@ -760,7 +873,12 @@ mod tests {
         assert!(expires(&s, "a") <= limit);
         // A record stored before the cap (or under a larger one) is capped at restore.
         let stored = s.fresh("r", NEVER).record();
-        assert_eq!(s.restore(vec![("r".into(), stored)]), 1);
+        let stored = StoredSession {
+            client_id: "r".into(),
+            record: stored,
+            subs: Vec::new(),
+        };
+        assert_eq!(s.restore(vec![stored]).0, 1);
         assert!(expires(&s, "r") <= Instant::now() + Duration::from_secs(60));
         let r = open(&s, "r", 30, 2).await.unwrap();
         assert_eq!((r.present, r.state.expiry), (true, 30));
@@ -792,11 +910,15 @@ mod tests {
         let mut old = open(&s, "c", NEVER, 1).await.unwrap();
         sub(&hub, &mut old, "old/t");
         s.persist(&old.state).await;
+        s.persist_subscription(&old.state, "old/t", Some(&qos1()))
+            .await;
         // `old` never reacts to the kick: `new` replaces it after the waits.
         let mut new = open(&s, "c", NEVER, 2).await.unwrap();
         assert!(!new.present);
         sub(&hub, &mut new, "new/t");
         s.persist(&new.state).await;
+        s.persist_subscription(&new.state, "new/t", Some(&qos1()))
+            .await;
 
         assert!(
             !s.close(old, 1).await,
@@ -816,6 +938,8 @@ mod tests {
         let mut stuck = open(&s, "d", NEVER, 3).await.unwrap();
         sub(&hub, &mut stuck, "d/t");
         s.persist(&stuck.state).await;
+        s.persist_subscription(&stuck.state, "d/t", Some(&qos1()))
+            .await;
         let clean = s.open("d", true, 0, 4, None).await.unwrap();
         assert!(!s.close(stuck, 3).await);
         store.close().await;
@@ -828,9 +952,13 @@ mod tests {
             1,
             "c: the new owner's record is kept; d: deleted"
         );
-        let rec = decode_record(&records[0].1).unwrap();
-        assert_eq!(records[0].0, "c");
-        assert_eq!(rec.subs, vec![("new/t".to_string(), qos1())]);
+        assert_eq!(records[0].client_id, "c");
+        assert!(decode_record(&records[0].record).is_some());
+        assert_eq!(
+            records[0].subs,
+            vec![("new/t".to_string(), encode_sub(&qos1()))],
+            "the old connection's subscription row went with the session it was replaced in"
+        );
         drop((new, clean));
     }
 

@@ -25,7 +25,7 @@ pub use db::{BackendFactory, Location};
 pub use writer::Limits;
 
 pub use record::{RecordError, StoredEvent};
-pub use state::StateChange;
+pub use state::{StateChange, StoredSession};
 
 use crate::event::Event;
 use crate::metrics::Metrics;
@@ -41,6 +41,10 @@ pub(crate) const UPSTREAM_BITS: TableDefinition<&str, u8> = TableDefinition::new
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub(crate) const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 pub(crate) const RETAINED: TableDefinition<&str, &[u8]> = TableDefinition::new("retained");
+/// One row per subscription of a persistent session, so a SUBSCRIBE writes one small row
+/// instead of rewriting the whole session record.
+pub(crate) const SESSION_SUBS: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("session_subs");
 
 /// At most this many upstreams can ever be registered in one store (bits of a u64 mask).
 pub const MAX_UPSTREAMS: usize = 64;
@@ -299,6 +303,7 @@ fn init(db: &Database, upstreams: &[String]) -> Result<Init, StoreError> {
     {
         let migrated = segments::migrate_legacy(&txn)?;
         txn.open_table(SESSIONS).map_err(redb_err)?;
+        txn.open_table(SESSION_SUBS).map_err(redb_err)?;
         txn.open_table(RETAINED).map_err(redb_err)?;
         let mut meta = txn.open_table(META).map_err(redb_err)?;
         let mut bits = txn.open_table(UPSTREAM_BITS).map_err(redb_err)?;

@@ -1,11 +1,21 @@
 //! Broker state that must survive a restart besides the log: MQTT sessions (who
-//! subscribed to what) and retained messages. Both are small, keyed tables written
-//! through the same writer as the log, so they share its group commit.
+//! subscribed to what) and retained messages. All are small, keyed tables written
+//! through the same writer as the log, so they share its group commit. A session is one
+//! record (its expiry and owner) plus one row per subscription, so a SUBSCRIBE or an
+//! UNSUBSCRIBE writes one row, never the whole session.
 
-use super::{RETAINED, SESSIONS, Store, StoreError, StoredEvent, record, redb_err};
+use super::{RETAINED, SESSION_SUBS, SESSIONS, Store, StoreError, StoredEvent, record, redb_err};
 use crate::event::Event;
 use redb::ReadableTable;
 use std::sync::Arc;
+
+/// A stored session: its record and its subscription rows (filter, encoded options).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSession {
+    pub client_id: String,
+    pub record: Vec<u8>,
+    pub subs: Vec<(String, Vec<u8>)>,
+}
 
 /// A change to the persistent broker state.
 pub enum StateChange {
@@ -14,8 +24,20 @@ pub enum StateChange {
         client_id: String,
         record: Vec<u8>,
     },
+    /// Deletes the session record and every subscription row of the client.
     DeleteSession {
         client_id: String,
+    },
+    /// Upserts one subscription of a persistent session (options encoded by the MQTT
+    /// module).
+    PutSubscription {
+        client_id: String,
+        filter: String,
+        options: Vec<u8>,
+    },
+    DeleteSubscription {
+        client_id: String,
+        filter: String,
     },
     PutRetained {
         event: Arc<Event>,
@@ -35,14 +57,29 @@ impl Store {
             .map_err(|_| StoreError::Closed)
     }
 
-    /// Every stored session record, by client id.
-    pub fn load_sessions(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    /// Every stored session, by client id, with its subscription rows.
+    pub fn load_sessions(&self) -> Result<Vec<StoredSession>, StoreError> {
         let txn = self.db.get()?.begin_read().map_err(redb_err)?;
         let table = txn.open_table(SESSIONS).map_err(redb_err)?;
+        let subs = txn.open_table(SESSION_SUBS).map_err(redb_err)?;
         let mut out = Vec::new();
         for item in table.iter().map_err(redb_err)? {
             let (k, v) = item.map_err(redb_err)?;
-            out.push((k.value().to_string(), v.value().to_vec()));
+            let client_id = k.value().to_string();
+            let mut rows = Vec::new();
+            for row in subs.range((client_id.as_str(), "")..).map_err(redb_err)? {
+                let (key, options) = row.map_err(redb_err)?;
+                let (client, filter) = key.value();
+                if client != client_id {
+                    break;
+                }
+                rows.push((filter.to_string(), options.value().to_vec()));
+            }
+            out.push(StoredSession {
+                client_id,
+                record: v.value().to_vec(),
+                subs: rows,
+            });
         }
         Ok(out)
     }
@@ -75,6 +112,34 @@ pub(super) fn apply(
         StateChange::DeleteSession { client_id } => {
             let mut t = txn.open_table(SESSIONS).map_err(redb_err)?;
             t.remove(client_id.as_str()).map_err(redb_err)?;
+            let mut subs = txn.open_table(SESSION_SUBS).map_err(redb_err)?;
+            let mut filters = Vec::new();
+            for row in subs.range((client_id.as_str(), "")..).map_err(redb_err)? {
+                let (key, _) = row.map_err(redb_err)?;
+                let (client, filter) = key.value();
+                if client != client_id {
+                    break;
+                }
+                filters.push(filter.to_string());
+            }
+            for filter in &filters {
+                subs.remove((client_id.as_str(), filter.as_str()))
+                    .map_err(redb_err)?;
+            }
+        }
+        StateChange::PutSubscription {
+            client_id,
+            filter,
+            options,
+        } => {
+            let mut t = txn.open_table(SESSION_SUBS).map_err(redb_err)?;
+            t.insert((client_id.as_str(), filter.as_str()), options.as_slice())
+                .map_err(redb_err)?;
+        }
+        StateChange::DeleteSubscription { client_id, filter } => {
+            let mut t = txn.open_table(SESSION_SUBS).map_err(redb_err)?;
+            t.remove((client_id.as_str(), filter.as_str()))
+                .map_err(redb_err)?;
         }
         StateChange::PutRetained { event } => {
             record::encode(event, 0, scratch)?;

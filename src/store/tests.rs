@@ -285,3 +285,58 @@ async fn an_older_store_without_accounting_opens() {
     assert_eq!(stored(&store, ev(7), 1).await, 8);
     close(store, join).await;
 }
+
+/// A session is a record plus one row per subscription: rows are written and removed
+/// one by one, and deleting the session takes every row of that client and no other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_subscriptions_are_rows_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::default());
+    let (store, join) = Store::open(dir.path(), &[], opts(), metrics.clone()).unwrap();
+    let put = |client: &str, filter: &str| StateChange::PutSubscription {
+        client_id: client.into(),
+        filter: filter.into(),
+        options: filter.as_bytes().to_vec(),
+    };
+    for client in ["a", "ab", "b"] {
+        store
+            .change_state(StateChange::PutSession {
+                client_id: client.into(),
+                record: vec![3, 0, 0],
+            })
+            .await
+            .unwrap();
+        for filter in ["x/#", "y", "z/+"] {
+            store.change_state(put(client, filter)).await.unwrap();
+        }
+    }
+    store
+        .change_state(StateChange::DeleteSubscription {
+            client_id: "ab".into(),
+            filter: "y".into(),
+        })
+        .await
+        .unwrap();
+    store
+        .change_state(StateChange::DeleteSession {
+            client_id: "a".into(),
+        })
+        .await
+        .unwrap();
+    close(store, join).await;
+    let (store, join) = Store::open(dir.path(), &[], opts(), metrics).unwrap();
+    let sessions = store.load_sessions().unwrap();
+    let rows = |s: &StoredSession| s.subs.iter().map(|(f, _)| f.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        sessions
+            .iter()
+            .map(|s| s.client_id.as_str())
+            .collect::<Vec<_>>(),
+        ["ab", "b"],
+        "a is gone, ab (a prefix of nothing deleted) stays"
+    );
+    assert_eq!(rows(&sessions[0]), ["x/#", "z/+"]);
+    assert_eq!(rows(&sessions[1]), ["x/#", "y", "z/+"]);
+    assert_eq!(sessions[1].subs[1].1, b"y");
+    close(store, join).await;
+}
