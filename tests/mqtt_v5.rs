@@ -269,6 +269,69 @@ fn no_local_retain_as_published_and_retain_handling() {
     marker(&mut other, &mut s, "rh/marker");
 }
 
+/// The next PUBLISH, past the acks of our own publishes.
+fn next_publish_skipping_acks(c: &mut Raw5) -> rumqttc::v5::mqttbytes::v5::Publish {
+    loop {
+        match c.recv(T) {
+            Some(Packet::PubAck(_)) => continue,
+            Some(Packet::Publish(p)) => return p,
+            other => panic!("expected PUBLISH, got {other:?}"),
+        }
+    }
+}
+
+/// The Paho suite's no-local and request/response cases (client_test5.py), with the wait
+/// for the second client's SUBACK the suite forgets: once its SUBACK is sent, a
+/// subscription gets what other connections publish, and no-local skips only the
+/// publisher's own connection, on both sides of a request and its response.
+#[test]
+fn no_local_on_two_connections_request_and_response() {
+    let (_d, f) = ferry("", "");
+    let nolocal = Filter {
+        nolocal: true,
+        ..filter_of("rr/topic", QoS::ExactlyOnce)
+    };
+    let mut a = Raw5::simple(f.mqtt, "requester");
+    let mut b = Raw5::simple(f.mqtt, "responder");
+    for c in [&mut a, &mut b] {
+        assert_eq!(
+            c.subscribe_with(1, vec![nolocal.clone()], None),
+            vec![SubscribeReasonCode::Success(QoS::ExactlyOnce)]
+        );
+    }
+    let request = PublishProperties {
+        response_topic: Some("rr/topic".into()),
+        correlation_data: Some(Bytes::from_static(b"334")),
+        ..PublishProperties::default()
+    };
+    a.publish("rr/topic", QoS::AtLeastOnce, 1, b"request", Some(request));
+    let got = b.next_publish(T);
+    assert_eq!(&got.payload[..], b"request");
+    let props = got.properties.expect("request properties");
+    assert_eq!(props.response_topic.as_deref(), Some("rr/topic"));
+    assert_eq!(props.correlation_data.as_deref(), Some(&b"334"[..]));
+    b.puback(got.pkid);
+    let response = PublishProperties {
+        correlation_data: props.correlation_data,
+        ..PublishProperties::default()
+    };
+    b.publish("rr/topic", QoS::AtLeastOnce, 1, b"response", Some(response));
+    // The requester's own request was routed before the response existed: had no-local
+    // let it through, it would come first.
+    let got = next_publish_skipping_acks(&mut a);
+    assert_eq!(&got.payload[..], b"response");
+    assert_eq!(
+        got.properties.and_then(|p| p.correlation_data).as_deref(),
+        Some(&b"334"[..])
+    );
+    a.puback(got.pkid);
+    // Nor does the responder get its response back: next is a third client's marker.
+    let mut c = Raw5::simple(f.mqtt, "third");
+    c.publish("rr/topic", QoS::AtMostOnce, 0, b"marker", None);
+    assert_eq!(&next_publish_skipping_acks(&mut b).payload[..], b"marker");
+    assert_eq!(&next_publish_skipping_acks(&mut a).payload[..], b"marker");
+}
+
 #[test]
 fn shared_subscription_delivers_once_per_group() {
     let (_d, f) = ferry("", "");
