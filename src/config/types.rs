@@ -136,7 +136,7 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
             memory: ByteSize::mib(32),
-            publisher_stall: Duration::from_millis(50),
+            publisher_stall: Duration::from_millis(250),
         }
     }
 }
