@@ -1,11 +1,10 @@
 //! Broker state that must survive a restart besides the log: MQTT sessions (who
-//! subscribed to what) and retained messages. Both are small, keyed tables written
-//! through the same writer as the log, so they share its group commit.
+//! subscribed to what). A small, keyed table written through the same writer as the
+//! log, so it shares its group commit. Retained messages, which have their own
+//! accounting, are in [`super::retained`].
 
-use super::{RETAINED, SESSIONS, Store, StoreError, StoredEvent, record, redb_err};
-use crate::event::Event;
+use super::{SESSIONS, Store, StoreError, redb_err};
 use redb::ReadableTable;
-use std::sync::Arc;
 
 /// A change to the persistent broker state.
 pub enum StateChange {
@@ -16,12 +15,6 @@ pub enum StateChange {
     },
     DeleteSession {
         client_id: String,
-    },
-    PutRetained {
-        event: Arc<Event>,
-    },
-    DeleteRetained {
-        topic: Arc<str>,
     },
 }
 
@@ -46,26 +39,10 @@ impl Store {
         }
         Ok(out)
     }
-
-    /// Every retained message.
-    pub fn load_retained(&self) -> Result<Vec<StoredEvent>, StoreError> {
-        let txn = self.db.get()?.begin_read().map_err(redb_err)?;
-        let table = txn.open_table(RETAINED).map_err(redb_err)?;
-        let mut out = Vec::new();
-        for item in table.iter().map_err(redb_err)? {
-            let (_, v) = item.map_err(redb_err)?;
-            out.push(record::decode(0, v.value())?);
-        }
-        Ok(out)
-    }
 }
 
 /// Applies `change` inside the writer's transaction.
-pub(super) fn apply(
-    txn: &redb::WriteTransaction,
-    change: &StateChange,
-    scratch: &mut Vec<u8>,
-) -> Result<(), StoreError> {
+pub(super) fn apply(txn: &redb::WriteTransaction, change: &StateChange) -> Result<(), StoreError> {
     match change {
         StateChange::PutSession { client_id, record } => {
             let mut t = txn.open_table(SESSIONS).map_err(redb_err)?;
@@ -75,16 +52,6 @@ pub(super) fn apply(
         StateChange::DeleteSession { client_id } => {
             let mut t = txn.open_table(SESSIONS).map_err(redb_err)?;
             t.remove(client_id.as_str()).map_err(redb_err)?;
-        }
-        StateChange::PutRetained { event } => {
-            record::encode(event, 0, scratch)?;
-            let mut t = txn.open_table(RETAINED).map_err(redb_err)?;
-            t.insert(&*event.topic, scratch.as_slice())
-                .map_err(redb_err)?;
-        }
-        StateChange::DeleteRetained { topic } => {
-            let mut t = txn.open_table(RETAINED).map_err(redb_err)?;
-            t.remove(&**topic).map_err(redb_err)?;
         }
     }
     Ok(())
