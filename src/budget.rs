@@ -24,7 +24,8 @@
 //!   `mqtt.max_retained_bytes`. Their own share rather than part of the client-state
 //!   one, so a client retaining big messages cannot stop everyone else subscribing; a
 //!   sixteenth stays under one subscriber's part of the subscriber pool (three
-//!   thirty-seconds), so a `#` subscriber can be sent every retained message at once.
+//!   thirty-seconds), so that part never keeps a `#` subscriber from being sent every
+//!   retained message at once (a smaller `mqtt.max_queued_bytes` still may).
 //!
 //! What does not fit is refused (SUBACK 0x97 / 0x80, DISCONNECT 0x97, NATS `-ERR` and a
 //! close for a packet, a retained message not kept) and counted in
