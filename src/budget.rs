@@ -1,9 +1,10 @@
 //! The memory budget (`[limits] memory`): one number, carved into hard limits for what
 //! input can grow, each with a metric.
 //!
-//! - the store's page cache: a quarter (at most `store.cache_size`);
+//! - the store's page cache: three sixteenths (at most `store.cache_size`);
 //! - events waiting for the store writer: an eighth, in bytes; publishers wait for room
-//!   (backpressure: their sockets are not read meanwhile);
+//!   (backpressure: their sockets are not read meanwhile). Retained messages on their
+//!   way to the store wait for the same room;
 //! - deliveries queued to subscribers and offline sessions: three eighths, shared by all
 //!   outboxes; a delivery that does not fit is dropped and counted, never buffered.
 //!   Of that half, offline sessions together may hold at most a quarter
@@ -18,14 +19,21 @@
 //!   protocols (charged in `Router::subscribe`) and MQTT 5 topic aliases both ways,
 //!   one connection at most an eighth of the share;
 //! - half-read packets: an eighth ([`Budget::packets`]) for the bytes of packets still
-//!   arriving beyond one read chunk, across all connections.
+//!   arriving beyond one read chunk, across all connections;
+//! - retained messages: a sixteenth ([`Budget::retained`]), capped further by
+//!   `mqtt.max_retained_bytes`. Their own share rather than part of the client-state
+//!   one, so a client retaining big messages cannot stop everyone else subscribing; a
+//!   sixteenth stays under one subscriber's part of the subscriber pool (three
+//!   thirty-seconds), so that part never keeps a `#` subscriber from being sent every
+//!   retained message at once (a smaller `mqtt.max_queued_bytes` still may).
 //!
 //! What does not fit is refused (SUBACK 0x97 / 0x80, DISCONNECT 0x97, NATS `-ERR` and a
-//! close for a packet) and counted in `ferry_limit_refusals_total`.
+//! close for a packet, a retained message not kept) and counted in
+//! `ferry_limit_refusals_total`.
 //!
-//! The store cache is at most a quarter: what `store.cache_size` leaves of it is
+//! The store cache is at most three sixteenths: what `store.cache_size` leaves of it is
 //! headroom for connections and forwarder batches (bounded by `upstream.inflight` and
-//! `batch`).
+//! `batch`). Every board profile's `cache_size` fits in it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -180,6 +188,10 @@ pub struct Budget {
     pub state: Arc<MemoryPool>,
     /// Bytes of packets still arriving, beyond one read chunk per connection.
     pub packets: Arc<MemoryPool>,
+    /// The most retained messages may hold together (each weighed as the retained table
+    /// weighs it); `mqtt.max_retained_bytes` may lower it. A plain number, not a pool:
+    /// the retained table keeps its own sum under its own lock.
+    pub retained: usize,
     /// Permits are bytes of events queued for the store writer.
     pub ingest: Arc<Semaphore>,
     pub ingest_limit: usize,
@@ -193,10 +205,11 @@ impl Budget {
         let ingest_limit = (total / 8).max(64 * 1024);
         Budget {
             total,
-            cache: cache_cap.min(total / 4),
+            cache: cache_cap.min(total / 16 * 3),
             outboxes: MemoryPool::new(total / 8 * 3),
             state: MemoryPool::new(total / 8),
             packets: MemoryPool::new(total / 8),
+            retained: total / 16,
             ingest: Arc::new(Semaphore::new(ingest_limit)),
             ingest_limit,
             stall,
@@ -255,10 +268,29 @@ mod tests {
         assert_eq!((p.per_subscriber(false), p.per_subscriber(true)), (100, 25));
     }
 
+    #[test]
+    fn the_shares_add_up_to_the_budget() {
+        let total = 32 << 20;
+        let b = Budget::new(total, usize::MAX, Duration::ZERO);
+        let parts = b.cache
+            + b.ingest_limit
+            + b.outboxes.limit()
+            + b.state.limit()
+            + b.packets.limit()
+            + b.retained;
+        assert_eq!(parts, total);
+        assert_eq!(b.retained, 2 << 20);
+        assert!(
+            b.retained <= b.outboxes.per_subscriber(false),
+            "a # subscriber can take every retained message at once"
+        );
+    }
+
     #[tokio::test]
     async fn ingest_waits_for_room() {
         let b = Budget::new(8 << 20, 1 << 30, Duration::ZERO);
-        assert_eq!(b.cache, 2 << 20);
+        assert_eq!(b.cache, 3 << 19);
+        assert_eq!(b.retained, 1 << 19);
         assert_eq!(b.ingest_limit, 1 << 20);
         let first = Budget::ingest(&b.ingest, b.ingest_limit, 900 << 10)
             .await

@@ -1,13 +1,15 @@
 //! Every kind of state a client can make is inside `[limits] memory` (issue 11, case 2):
-//! subscriptions (MQTT and NATS), MQTT 5 topic aliases and half-read packets are charged
-//! to the budget; what does not fit is refused with the protocol's own answer and
-//! counted, a well-behaved client keeps being served, and the peak RSS of the ferry
-//! process stays under `[limits] memory` + 16 MiB.
+//! subscriptions (MQTT and NATS), MQTT 5 topic aliases, half-read packets and retained
+//! messages are charged to the budget; what does not fit is refused with the protocol's
+//! own answer (a retained message: not kept, still delivered) and counted, a
+//! well-behaved client keeps being served, and the peak RSS of the ferry process stays
+//! under `[limits] memory` + 16 MiB.
 //!
 //! The figures below follow from the budget's split (src/budget.rs): with
 //! `memory = "32MiB"` the client-state share is 4 MiB and one connection may hold an
 //! eighth of it (512 KiB); a subscription weighs twice its filter plus 256 bytes, an
-//! alias its topic plus 64 bytes; half-read packets share another 4 MiB.
+//! alias its topic plus 64 bytes; half-read packets share another 4 MiB; retained
+//! messages have 2 MiB (a sixteenth).
 
 mod common;
 
@@ -227,4 +229,221 @@ fn half_sent_packets_are_bounded_across_all_connections() {
         peak >> 20
     );
     drop(held);
+}
+
+/// Retained messages: a config for them, with `[mqtt]` keys `mqtt` added.
+fn retained_config(dir: &std::path::Path, mqtt: &str) -> String {
+    config(dir).replacen("[mqtt]\n", &format!("[mqtt]\n{mqtt}"), 1)
+}
+
+/// What one retained message on `topic` with a plain payload of `len` bytes counts against
+/// the byte limit (src/broker/retained.rs `size`: its weight, topic + payload + 96, plus
+/// the topic again as the store's key and 40 bytes of record framing).
+fn retained_size(topic: &str, len: usize) -> u64 {
+    (len + 2 * topic.len() + 96 + 40) as u64
+}
+
+/// Publishes a retained QoS 1 message and waits for its PUBACK.
+fn retain(c: &mut Raw, topic: &str, pkid: u16, payload: &[u8]) {
+    c.publish(topic, rumqttc::QoS::AtLeastOnce, pkid, true, payload);
+    match c.recv(Duration::from_secs(30)) {
+        Ok(rumqttc::Packet::PubAck(a)) => assert_eq!(a.pkid, pkid),
+        other => panic!("expected PUBACK {pkid}, got {other:?}"),
+    }
+}
+
+/// The retained messages a new subscriber to `filter` is sent: topic and payload, sorted.
+fn retained_deliveries(ferry: &Ferry, id: &str, filter: &str) -> Vec<(String, Vec<u8>)> {
+    let (mut c, _) = Raw::connect(ferry.mqtt, id, true, 60);
+    c.subscribe(1, filter, rumqttc::QoS::AtMostOnce);
+    let mut got = Vec::new();
+    loop {
+        match c.recv(Duration::from_secs(2)) {
+            Ok(rumqttc::Packet::Publish(p)) => {
+                assert!(p.retain, "only retained messages are published here");
+                got.push((p.topic, p.payload.to_vec()));
+            }
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(_) => break,
+        }
+    }
+    got.sort();
+    got
+}
+
+/// The retained messages' figures: held, their bytes, and the store's retained table.
+fn retained_figures(ferry: &Ferry) -> [u64; 4] {
+    [
+        ferry.metric("ferry_retained_messages"),
+        ferry.metric("ferry_retained_bytes"),
+        ferry.metric("ferry_store_events{table=\"retained\"}"),
+        ferry.metric("ferry_store_bytes{table=\"retained\"}"),
+    ]
+}
+
+/// The independent check of issue 11: 150 retained messages of 1 MB. With
+/// `memory = "32MiB"` retained messages have 2 MiB (a sixteenth, and the default
+/// `max_retained_bytes`): the first two are kept, 148 are refused and counted, all are
+/// still delivered live, the store holds the same two, and RSS stays bounded.
+#[test]
+fn retained_messages_past_their_share_are_not_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = retained_config(dir.path(), "max_packet_size = \"2MiB\"\n");
+    let ferry = Ferry::start(dir.path(), &config);
+    const N: usize = 150;
+    const BODY: usize = 1_000_000;
+    let size = retained_size("big/000", BODY);
+    let fits = (MEMORY / 16 / size) as usize;
+    assert_eq!(fits, 2);
+    // A subscriber beside it gets every one live, kept or not.
+    let (mut live, _) = Raw::connect(ferry.mqtt, "live", true, 60);
+    live.subscribe(1, "big/+", rumqttc::QoS::AtMostOnce);
+    let (mut hostile, _) = Raw::connect(ferry.mqtt, "retainer", true, 60);
+    let mut body = vec![b'x'; BODY];
+    for i in 0..N {
+        body[0] = i as u8;
+        retain(&mut hostile, &format!("big/{i:03}"), i as u16 + 1, &body);
+        let p = live.next_publish(Duration::from_secs(30));
+        assert_eq!(
+            (p.topic, p.payload.len(), p.payload[0]),
+            (format!("big/{i:03}"), BODY, i as u8)
+        );
+    }
+    assert_eq!(refusals(&ferry, "retained"), (N - fits) as u64);
+    let got = retained_deliveries(&ferry, "counter", "#");
+    let topics: Vec<&str> = got.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(
+        topics,
+        ["big/000", "big/001"],
+        "the first that fit are kept"
+    );
+    assert!(got.iter().all(|(_, p)| p.len() == BODY));
+    common::wait_until(
+        Duration::from_secs(10),
+        "the store's retained table",
+        || ferry.metric("ferry_store_events{table=\"retained\"}") == fits as u64,
+    );
+    let [held, bytes, stored, stored_bytes] = retained_figures(&ferry);
+    assert_eq!(
+        (held, bytes, stored),
+        (fits as u64, fits as u64 * size, fits as u64)
+    );
+    assert!(
+        stored_bytes > fits as u64 * BODY as u64 && stored_bytes <= bytes,
+        "{stored_bytes} stored for {bytes} held"
+    );
+    well_behaved_round_trip(&ferry, "good-r");
+    let peak = ferry.peak_rss();
+    assert!(
+        peak < MEMORY + (16 << 20),
+        "peak RSS {} MiB over 32 + 16 MiB",
+        peak >> 20
+    );
+}
+
+/// The retained set and its accounting are the same after a restart (SIGKILL once the
+/// store committed): topics, payloads, the bytes held and the store's figures.
+#[test]
+fn retained_messages_and_their_bytes_survive_a_restart_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = retained_config(dir.path(), "");
+    let ferry = Ferry::start(dir.path(), &config);
+    let (mut c, _) = Raw::connect(ferry.mqtt, "keeper", true, 60);
+    let mut expected = 0;
+    for i in 1..=20u16 {
+        retain(
+            &mut c,
+            &format!("keep/{i}"),
+            i,
+            &vec![i as u8; usize::from(i) * 1000],
+        );
+        expected += retained_size(&format!("keep/{i}"), usize::from(i) * 1000);
+    }
+    // A replacement and a deletion on the way.
+    retain(&mut c, "keep/1", 21, b"replaced");
+    expected -= retained_size("keep/1", 1000) - retained_size("keep/1", 8);
+    retain(&mut c, "keep/2", 22, b"");
+    expected -= retained_size("keep/2", 2000);
+    common::wait_until(
+        Duration::from_secs(10),
+        "the store's retained table",
+        || ferry.metric("ferry_store_events{table=\"retained\"}") == 19,
+    );
+    let before = retained_figures(&ferry);
+    assert_eq!(before[..2], [19, expected]);
+    let set = retained_deliveries(&ferry, "before", "keep/#");
+    assert_eq!(set.len(), 19);
+    ferry.kill9();
+
+    let ferry = Ferry::start(dir.path(), &config);
+    assert_eq!(retained_figures(&ferry), before);
+    assert_eq!(retained_deliveries(&ferry, "after", "keep/#"), set);
+    assert_eq!(ferry.metric("ferry_retained_dropped_total"), 0);
+}
+
+/// Limits lowered between runs: only what fits is loaded (oldest first, as live
+/// publishes would have been kept), the rest is deleted from the store, counted and
+/// logged once; raising the limits again brings nothing back.
+#[test]
+fn stored_retained_messages_beyond_lowered_limits_are_deleted_at_startup() {
+    let dir = tempfile::tempdir().unwrap();
+    let ferry = Ferry::start(dir.path(), &retained_config(dir.path(), ""));
+    let (mut c, _) = Raw::connect(ferry.mqtt, "keeper", true, 60);
+    for i in 0..10u16 {
+        retain(&mut c, &format!("low/{i}"), i + 1, &[i as u8; 10_000]);
+    }
+    common::wait_until(
+        Duration::from_secs(10),
+        "the store's retained table",
+        || ferry.metric("ferry_store_events{table=\"retained\"}") == 10,
+    );
+    ferry.terminate();
+
+    let topics = |ferry: &Ferry, id: &str| -> Vec<String> {
+        retained_deliveries(ferry, id, "low/#")
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect()
+    };
+    // Fewer messages.
+    let ferry = Ferry::start(
+        dir.path(),
+        &retained_config(dir.path(), "max_retained = 4\n"),
+    );
+    assert_eq!(ferry.metric("ferry_retained_dropped_total"), 6);
+    ferry.wait_log(
+        &[
+            "stored retained messages beyond the limits were deleted",
+            "deleted=6",
+        ],
+        Duration::from_secs(5),
+    );
+    assert_eq!(topics(&ferry, "a"), ["low/0", "low/1", "low/2", "low/3"]);
+    common::wait_until(Duration::from_secs(10), "the deletions committed", || {
+        ferry.metric("ferry_store_events{table=\"retained\"}") == 4
+    });
+    ferry.terminate();
+
+    // Fewer bytes: room for two.
+    let size = retained_size("low/0", 10_000);
+    let ferry = Ferry::start(
+        dir.path(),
+        &retained_config(
+            dir.path(),
+            &format!("max_retained_bytes = \"{}B\"\n", 2 * size + 1),
+        ),
+    );
+    assert_eq!(ferry.metric("ferry_retained_dropped_total"), 2);
+    assert_eq!(ferry.metric("ferry_retained_bytes"), 2 * size);
+    assert_eq!(topics(&ferry, "b"), ["low/0", "low/1"]);
+    common::wait_until(Duration::from_secs(10), "the deletions committed", || {
+        ferry.metric("ferry_store_events{table=\"retained\"}") == 2
+    });
+    ferry.terminate();
+
+    // The old limits again: what was deleted stays deleted.
+    let ferry = Ferry::start(dir.path(), &retained_config(dir.path(), ""));
+    assert_eq!(ferry.metric("ferry_retained_dropped_total"), 0);
+    assert_eq!(topics(&ferry, "c"), ["low/0", "low/1"]);
+    assert_eq!(ferry.metric("ferry_store_events{table=\"retained\"}"), 2);
 }

@@ -39,6 +39,10 @@ pub struct Hub {
     pub metrics: Arc<Metrics>,
     /// Refusals at the budget's limits are logged at most once a second (counted always).
     pub limit_log: RateLimitedLog,
+    /// Taken from a retained update until its change is queued for the store, so the
+    /// store applies retained changes in the order the table made them (two publishes
+    /// on one topic cannot leave the store holding the one the table replaced).
+    retained_order: tokio::sync::Mutex<()>,
     next_conn: AtomicU64,
 }
 
@@ -54,14 +58,22 @@ impl Hub {
         Hub {
             policy,
             router: Router::with_pool(budget.state.clone()),
+            retained: Retained::new(max_retained, budget.retained, metrics.clone()),
             budget,
-            retained: Retained::new(max_retained, metrics.clone()),
             forwarding,
             store,
             metrics,
             limit_log: RateLimitedLog::default(),
+            retained_order: tokio::sync::Mutex::new(()),
             next_conn: AtomicU64::new(1),
         }
+    }
+
+    /// Holds retained messages to `bytes` together (`mqtt.max_retained_bytes`) when that
+    /// is less than the budget's retained share, which bounds them otherwise.
+    pub fn with_max_retained_bytes(mut self, bytes: usize) -> Hub {
+        self.retained.cap_bytes(bytes);
+        self
     }
 
     /// Who may connect and do what: the one policy point of both protocols.
@@ -100,9 +112,7 @@ impl Hub {
     ) -> Result<Published, StoreError> {
         self.metrics.events_received.inc();
         if event.retain {
-            if let (Some(change), Some(store)) = (self.retained.update(&event), &self.store) {
-                store.change_state(change).await?;
-            }
+            self.retain(&event).await?;
         }
         let mut routed = self.router.route(&event, echo_conn);
         self.metrics.deliveries.add(routed.delivered as u64);
@@ -114,6 +124,24 @@ impl Hub {
         let stalled = std::mem::take(&mut routed.stalled);
         self.stall(stalled, own_conn).await;
         Ok(Published { routed, durable })
+    }
+
+    /// Keeps `event` as its topic's retained message (or clears it), and the store in
+    /// step. One that does not fit is refused (counted by the table, logged here at most
+    /// once a second) and still delivered live by the caller.
+    async fn retain(&self, event: &Arc<Event>) -> Result<(), StoreError> {
+        let _order = self.retained_order.lock().await;
+        let update = self.retained.update(event);
+        if let Some(r) = update.refused {
+            if let Some(suppressed) = self.limit_log.allow() {
+                tracing::warn!(topic = %event.topic, size = r.size, limit = r.key, max = r.max, suppressed,
+                    "retained message not kept (delivered live only): the retained messages would pass their limit");
+            }
+        }
+        match (update.change, &self.store) {
+            (Some(change), Some(store)) => store.change_retained(change).await,
+            _ => Ok(()),
+        }
     }
 
     /// Holds the publisher back while subscribers it fed drain below their high-water

@@ -34,6 +34,35 @@ pub struct Running {
     pub metrics_addr: Option<SocketAddr>,
 }
 
+/// Loads the stored retained messages that fit the limits; the rest (the limits were
+/// lowered) are deleted from the store, counted and logged once, so the store holds the
+/// set the broker does.
+async fn restore_retained(
+    hub: &Hub,
+    store: &Store,
+    stored: Vec<crate::store::StoredEvent>,
+    config: &Config,
+) -> anyhow::Result<()> {
+    let left_out = hub.retained.restore(stored);
+    if left_out.is_empty() {
+        return Ok(());
+    }
+    tracing::warn!(
+        deleted = left_out.len(),
+        max_retained = config.mqtt.max_retained,
+        max_retained_bytes = hub.retained.max_bytes(),
+        "stored retained messages beyond the limits were deleted (mqtt.max_retained or mqtt.max_retained_bytes was lowered)"
+    );
+    hub.metrics.retained_dropped.add(left_out.len() as u64);
+    for topic in left_out {
+        store
+            .change_retained(crate::store::RetainedChange::Delete(topic))
+            .await
+            .context("cannot delete retained messages beyond the limits")?;
+    }
+    Ok(())
+}
+
 /// Opens the store and binds every listener; an error here means nothing was started.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let metrics = Arc::new(Metrics::default());
@@ -66,21 +95,26 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .with_context(|| format!("cannot open store in {}", config.store.dir.display()))?;
     let bits: Vec<u8> = store.upstreams().iter().map(|u| u.bit).collect();
     let forwarding = Forwarding::new(&config.upstream, &config.forward, &bits);
-    let hub = Arc::new(Hub::new(
-        forwarding,
-        Some(store.clone()),
-        metrics.clone(),
-        config.mqtt.max_retained,
-        crate::policy::Policy::new(&config, metrics.clone())
-            .context("cannot load the [auth] password file")?,
-        budget.clone(),
-    ));
+    let hub = Arc::new(
+        Hub::new(
+            forwarding,
+            Some(store.clone()),
+            metrics.clone(),
+            config.mqtt.max_retained,
+            crate::policy::Policy::new(&config, metrics.clone())
+                .context("cannot load the [auth] password file")?,
+            budget.clone(),
+        )
+        .with_max_retained_bytes(
+            usize::try_from(config.mqtt.max_retained_bytes.0).unwrap_or(usize::MAX),
+        ),
+    );
     let st = store.clone();
     let retained = tokio::task::spawn_blocking(move || st.load_retained())
         .await
         .context("store read task")?
         .context("cannot read retained messages from the store")?;
-    hub.retained.restore(retained);
+    restore_retained(&hub, &store, retained, &config).await?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let config = Arc::new(config);
 

@@ -185,6 +185,18 @@ mod tests {
                 "{name}: limits.memory"
             );
             assert!(config.limits.memory.0 >= 16 << 20, "{name}: limits.memory");
+            // Retained messages get a sixteenth of the budget: a larger key would only
+            // pretend, and a smaller one would leave their share unused.
+            assert_eq!(
+                config.mqtt.max_retained_bytes.0,
+                config.limits.memory.0 / 16,
+                "{name}: max_retained_bytes"
+            );
+            // And the redb cache fits its share of the budget (three sixteenths).
+            assert!(
+                config.store.cache_size.0 <= config.limits.memory.0 / 16 * 3,
+                "{name}: cache_size within its share of limits.memory"
+            );
             // A profile never weakens durability: a PUBACK still means "on disk".
             assert_eq!(config.store.fsync, d.store.fsync, "{name}: fsync");
             assert!(config.upstream.is_empty() && config.forward.is_empty());

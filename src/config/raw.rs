@@ -67,6 +67,7 @@ pub(crate) struct RawMqtt {
     pub max_subscriptions: Leaf,
     pub max_topic_levels: Leaf,
     pub max_retained: Leaf,
+    pub max_retained_bytes: Leaf,
     pub max_topic_aliases: Leaf,
     pub outbound_topic_aliases: Leaf,
     pub max_keep_alive: Leaf,

@@ -243,7 +243,7 @@ fn unknown_keys_are_errors() {
         vec![
             "f.toml:3:3: unknown field `listn`, expected one of `enabled`, `listen`, \
              `tls_listen`, `ws_listen`, `wss_listen`, `ws_path`, `max_packet_size`, `max_connections`, `max_inflight`, `max_queued`, `connect_timeout`, `max_sessions`, \
-             `max_queued_bytes`, `max_subscriptions`, `max_topic_levels`, `max_retained`, `max_topic_aliases`, `outbound_topic_aliases`, `max_keep_alive`, `max_session_expiry`"
+             `max_queued_bytes`, `max_subscriptions`, `max_topic_levels`, `max_retained`, `max_retained_bytes`, `max_topic_aliases`, `outbound_topic_aliases`, `max_keep_alive`, `max_session_expiry`"
         ]
     );
     let e = errors("[mqt]\n");

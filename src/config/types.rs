@@ -209,6 +209,9 @@ pub struct MqttConfig {
     pub max_topic_levels: usize,
     /// Retained messages held (and stored); >= 1.
     pub max_retained: usize,
+    /// Bytes all retained messages may hold together, in memory and in the store (the
+    /// two hold the same set); also at most a sixteenth of `limits.memory`; >= 1B.
+    pub max_retained_bytes: ByteSize,
     /// MQTT 5 topic aliases per connection, each direction; 0..=65535.
     pub max_topic_aliases: u16,
     /// Send topic aliases to MQTT 5 subscribers that accept them. Off by default: several
@@ -244,6 +247,7 @@ impl Default for MqttConfig {
             max_subscriptions: 1000,
             max_topic_levels: 32,
             max_retained: 10_000,
+            max_retained_bytes: ByteSize::mib(2),
             max_topic_aliases: 64,
             outbound_topic_aliases: false,
             max_keep_alive: Duration::from_secs(65_535),

@@ -152,6 +152,14 @@ fn mqtt(c: &mut Checker, raw: Option<&RawMqtt>, base: &MqttConfig) -> MqttConfig
     m.max_retained = c
         .uint("mqtt.max_retained", &r.max_retained, Bound::AtLeast(1))
         .unwrap_or(m.max_retained);
+    m.max_retained_bytes = c
+        .size(
+            "mqtt.max_retained_bytes",
+            &r.max_retained_bytes,
+            ByteSize(1),
+            MAX_BYTES,
+        )
+        .unwrap_or(m.max_retained_bytes);
     m.max_topic_aliases = c
         .uint(
             "mqtt.max_topic_aliases",

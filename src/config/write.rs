@@ -54,6 +54,7 @@ impl Config {
         w.raw("max_subscriptions", m.max_subscriptions);
         w.raw("max_topic_levels", m.max_topic_levels);
         w.raw("max_retained", m.max_retained);
+        w.str("max_retained_bytes", &m.max_retained_bytes.to_string());
         w.raw("max_topic_aliases", m.max_topic_aliases);
         w.raw("outbound_topic_aliases", m.outbound_topic_aliases);
         w.dur("max_keep_alive", m.max_keep_alive);

@@ -1,6 +1,8 @@
 //! Refusals at the memory budget's limits on client-made state: what a client asked
 //! for that did not fit (its own part, or everyone's), by kind. The client is told
-//! (SUBACK / CONNACK / DISCONNECT reason, NATS `-ERR`) and everyone else keeps being served.
+//! (SUBACK / CONNACK / DISCONNECT reason, NATS `-ERR`; a retained message that is not
+//! kept is still delivered, and nothing tells the publisher) and everyone else keeps
+//! being served.
 
 use super::Counter;
 use std::fmt::Write;
@@ -13,6 +15,9 @@ pub struct LimitMetrics {
     pub aliases: Counter,
     /// Connections closed because their half-read packet did not fit the budget.
     pub packets: Counter,
+    /// Retained publishes not kept: beyond `mqtt.max_retained` or the retained byte limit
+    /// (delivered live all the same).
+    pub retained: Counter,
 }
 
 impl LimitMetrics {
@@ -23,10 +28,12 @@ impl LimitMetrics {
              # TYPE ferry_limit_refusals_total counter\n\
              ferry_limit_refusals_total{{kind=\"subscription\"}} {}\n\
              ferry_limit_refusals_total{{kind=\"topic_alias\"}} {}\n\
-             ferry_limit_refusals_total{{kind=\"packet\"}} {}",
+             ferry_limit_refusals_total{{kind=\"packet\"}} {}\n\
+             ferry_limit_refusals_total{{kind=\"retained\"}} {}",
             self.subscriptions.get(),
             self.aliases.get(),
-            self.packets.get()
+            self.packets.get(),
+            self.retained.get()
         );
     }
 }

@@ -136,6 +136,9 @@ pub struct Metrics {
     pub store_bytes: Gauge,
     pub store_events: Gauge,
     pub store_file_bytes: Gauge,
+    /// Bytes (records and keys) and messages in the store's `retained` table.
+    pub store_retained_bytes: Gauge,
+    pub store_retained: Gauge,
     pub store_rejected: Counter,
     pub commit_seconds: Histogram,
     pub dropped_slow_subscriber: Counter,
@@ -146,7 +149,10 @@ pub struct Metrics {
     pub sessions_evicted: Counter,
     pub sessions: Gauge,
     pub retained: Gauge,
-    pub retained_refused: Counter,
+    /// What the retained messages held count against the byte limit (their sizes).
+    pub retained_bytes: Gauge,
+    /// Stored retained messages deleted at startup: beyond the limits, which were lowered.
+    pub retained_dropped: Counter,
     pub dropped_expired: Counter,
     pub nats_slow_consumers: Counter,
     pub nats_unmappable: Counter,
@@ -239,17 +245,20 @@ impl Metrics {
             "Events waiting for the store writer.",
             self.store_queue.get(),
         );
-        g(
-            &mut s,
-            "ferry_store_bytes",
-            "Bytes of stored events (records and keys).",
+        let _ = writeln!(
+            s,
+            "# HELP ferry_store_bytes Bytes of stored records and their keys: the log's events (no label), retained messages (table=\"retained\").\n\
+             # TYPE ferry_store_bytes gauge\n\
+             ferry_store_bytes {}\n\
+             ferry_store_bytes{{table=\"retained\"}} {}\n\
+             # HELP ferry_store_events Records in the store: the log's events (no label), retained messages (table=\"retained\").\n\
+             # TYPE ferry_store_events gauge\n\
+             ferry_store_events {}\n\
+             ferry_store_events{{table=\"retained\"}} {}",
             self.store_bytes.get(),
-        );
-        g(
-            &mut s,
-            "ferry_store_events",
-            "Events in the store.",
+            self.store_retained_bytes.get(),
             self.store_events.get(),
+            self.store_retained.get()
         );
         g(
             &mut s,
@@ -297,6 +306,18 @@ impl Metrics {
             "Retained messages held.",
             self.retained.get(),
         );
+        g(
+            &mut s,
+            "ferry_retained_bytes",
+            "What the retained messages held count against mqtt.max_retained_bytes (each at least its size in memory and in the store).",
+            self.retained_bytes.get(),
+        );
+        c(
+            &mut s,
+            "ferry_retained_dropped_total",
+            "Stored retained messages deleted at startup because they were beyond mqtt.max_retained or the retained byte limit (the limits were lowered).",
+            self.retained_dropped.get(),
+        );
         c(
             &mut s,
             "ferry_mqtt_sessions_expired_total",
@@ -321,21 +342,25 @@ impl Metrics {
                  ferry_memory_budget_bytes{{part=\"subscriber_queues\"}} {}\n\
                  ferry_memory_budget_bytes{{part=\"offline_sessions\"}} {}\n\
                  ferry_memory_budget_bytes{{part=\"client_state\"}} {}\n\
+                 ferry_memory_budget_bytes{{part=\"retained\"}} {}\n\
                  # HELP ferry_memory_used_bytes Budget in use, by part.\n\
                  # TYPE ferry_memory_used_bytes gauge\n\
                  ferry_memory_used_bytes{{part=\"store_queue\"}} {queued}\n\
                  ferry_memory_used_bytes{{part=\"subscriber_queues\"}} {}\n\
                  ferry_memory_used_bytes{{part=\"offline_sessions\"}} {}\n\
-                 ferry_memory_used_bytes{{part=\"client_state\"}} {}",
+                 ferry_memory_used_bytes{{part=\"client_state\"}} {}\n\
+                 ferry_memory_used_bytes{{part=\"retained\"}} {}",
                 b.total,
                 b.cache,
                 b.ingest_limit,
                 b.outboxes.limit(),
                 b.outboxes.offline_limit(),
                 b.state.limit(),
+                b.retained,
                 b.outboxes.used(),
                 b.outboxes.offline_used(),
-                b.state.used()
+                b.state.used(),
+                self.retained_bytes.get()
             );
         }
         c(

@@ -9,12 +9,14 @@
 //! - `meta`: "next_seq" -> the seq the next append gets (kept so seqs are never reused,
 //!   even after every record was deleted)
 //! - `sessions`: MQTT client id -> persistent session record (subscriptions, expiry)
-//! - `retained`: topic -> the retained message, as a log record
+//! - `retained`: topic -> the retained message, as a log record; its bytes and count are
+//!   kept in `meta` ("retained_bytes", "retained_count"), apart from the log's
 //!
 //! All writes go through one thread ([`writer`]); readers open their own read transactions.
 
 mod db;
 mod record;
+mod retained;
 mod retention;
 mod segments;
 mod state;
@@ -25,6 +27,7 @@ pub use db::{BackendFactory, Location};
 pub use writer::Limits;
 
 pub use record::{RecordError, StoredEvent};
+pub use retained::{RetainedChange, retained_cost};
 pub use state::{StateChange, StoredSession};
 
 use crate::event::Event;
@@ -153,6 +156,8 @@ impl Store {
         drop(handle);
         metrics.store_bytes.set(init.live_bytes as i64);
         metrics.store_events.set(init.live_count as i64);
+        metrics.store_retained_bytes.set(init.retained.bytes as i64);
+        metrics.store_retained.set(init.retained.count as i64);
         let (tx, rx) = mpsc::channel(opts.queue.max(1));
         let (committed_tx, committed) = watch::channel(init.next_seq - 1);
         let upstream_metrics = init
@@ -172,6 +177,7 @@ impl Store {
             limits: opts.limits,
             live_bytes: init.live_bytes,
             live_count: init.live_count,
+            retained: init.retained,
             oldest_segment: init.oldest,
             metrics: metrics.clone(),
         })
@@ -283,6 +289,7 @@ struct Init {
     slots: Vec<UpstreamSlot>,
     live_bytes: u64,
     live_count: u64,
+    retained: retained::Tally,
     /// Index of the oldest segment table that may exist.
     oldest: u64,
 }
@@ -300,11 +307,13 @@ fn init(db: &Database, upstreams: &[String]) -> Result<Init, StoreError> {
     let next_seq;
     let (live_bytes, live_count);
     let oldest;
+    let retained;
     {
         let migrated = segments::migrate_legacy(&txn)?;
         txn.open_table(SESSIONS).map_err(redb_err)?;
         txn.open_table(SESSION_SUBS).map_err(redb_err)?;
         txn.open_table(RETAINED).map_err(redb_err)?;
+        retained = retained::init(&txn)?;
         let mut meta = txn.open_table(META).map_err(redb_err)?;
         let mut bits = txn.open_table(UPSTREAM_BITS).map_err(redb_err)?;
         let mut cursors = txn.open_table(CURSORS).map_err(redb_err)?;
@@ -385,6 +394,7 @@ fn init(db: &Database, upstreams: &[String]) -> Result<Init, StoreError> {
         slots,
         live_bytes,
         live_count,
+        retained,
         oldest,
     })
 }

@@ -1,13 +1,12 @@
 //! Broker state that must survive a restart besides the log: MQTT sessions (who
-//! subscribed to what) and retained messages. All are small, keyed tables written
-//! through the same writer as the log, so they share its group commit. A session is one
-//! record (its expiry and owner) plus one row per subscription, so a SUBSCRIBE or an
-//! UNSUBSCRIBE writes one row, never the whole session.
+//! subscribed to what). Small, keyed tables written through the same writer as the log,
+//! so they share its group commit. A session is one record (its expiry and owner) plus
+//! one row per subscription, so a SUBSCRIBE or an UNSUBSCRIBE writes one row, never the
+//! whole session. Retained messages, which have their own accounting, are in
+//! [`super::retained`].
 
-use super::{RETAINED, SESSION_SUBS, SESSIONS, Store, StoreError, StoredEvent, record, redb_err};
-use crate::event::Event;
+use super::{SESSION_SUBS, SESSIONS, Store, StoreError, redb_err};
 use redb::ReadableTable;
-use std::sync::Arc;
 
 /// A stored session: its record and its subscription rows (filter, encoded options).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,12 +37,6 @@ pub enum StateChange {
     DeleteSubscription {
         client_id: String,
         filter: String,
-    },
-    PutRetained {
-        event: Arc<Event>,
-    },
-    DeleteRetained {
-        topic: Arc<str>,
     },
 }
 
@@ -83,26 +76,10 @@ impl Store {
         }
         Ok(out)
     }
-
-    /// Every retained message.
-    pub fn load_retained(&self) -> Result<Vec<StoredEvent>, StoreError> {
-        let txn = self.db.get()?.begin_read().map_err(redb_err)?;
-        let table = txn.open_table(RETAINED).map_err(redb_err)?;
-        let mut out = Vec::new();
-        for item in table.iter().map_err(redb_err)? {
-            let (_, v) = item.map_err(redb_err)?;
-            out.push(record::decode(0, v.value())?);
-        }
-        Ok(out)
-    }
 }
 
 /// Applies `change` inside the writer's transaction.
-pub(super) fn apply(
-    txn: &redb::WriteTransaction,
-    change: &StateChange,
-    scratch: &mut Vec<u8>,
-) -> Result<(), StoreError> {
+pub(super) fn apply(txn: &redb::WriteTransaction, change: &StateChange) -> Result<(), StoreError> {
     match change {
         StateChange::PutSession { client_id, record } => {
             let mut t = txn.open_table(SESSIONS).map_err(redb_err)?;
@@ -140,16 +117,6 @@ pub(super) fn apply(
             let mut t = txn.open_table(SESSION_SUBS).map_err(redb_err)?;
             t.remove((client_id.as_str(), filter.as_str()))
                 .map_err(redb_err)?;
-        }
-        StateChange::PutRetained { event } => {
-            record::encode(event, 0, scratch)?;
-            let mut t = txn.open_table(RETAINED).map_err(redb_err)?;
-            t.insert(&*event.topic, scratch.as_slice())
-                .map_err(redb_err)?;
-        }
-        StateChange::DeleteRetained { topic } => {
-            let mut t = txn.open_table(RETAINED).map_err(redb_err)?;
-            t.remove(&**topic).map_err(redb_err)?;
         }
     }
     Ok(())

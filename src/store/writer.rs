@@ -36,6 +36,11 @@ pub(super) enum Command {
         seq: u64,
     },
     State(super::StateChange),
+    Retained {
+        change: super::RetainedChange,
+        /// Store-queue budget held until the command is done with (dropped).
+        _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    },
     Shutdown,
 }
 
@@ -60,6 +65,8 @@ pub(super) struct Writer {
     pub limits: Limits,
     pub live_bytes: u64,
     pub live_count: u64,
+    /// The `retained` table's accounting, apart from the log's.
+    pub retained: super::retained::Tally,
     /// Index of the oldest log segment at open.
     pub oldest_segment: u64,
     pub metrics: Arc<Metrics>,
@@ -122,9 +129,12 @@ impl Writer {
             // written without fsync too (a crash of ferry loses nothing; a power cut
             // can only bring back an older cursor, i.e. resends, never a loss) and is
             // fsynced at least every CURSOR_SYNC.
-            let acks_publishers = batch
-                .iter()
-                .any(|c| matches!(c, Command::Append { .. } | Command::State(_)));
+            let acks_publishers = batch.iter().any(|c| {
+                matches!(
+                    c,
+                    Command::Append { .. } | Command::State(_) | Command::Retained { .. }
+                )
+            });
             let durable = stop
                 || match self.limits.fsync {
                     Fsync::Always if acks_publishers => true,
@@ -238,6 +248,10 @@ impl Writer {
     fn publish_gauges(&self) {
         self.metrics.store_bytes.set(self.live_bytes as i64);
         self.metrics.store_events.set(self.live_count as i64);
+        self.metrics
+            .store_retained_bytes
+            .set(self.retained.bytes as i64);
+        self.metrics.store_retained.set(self.retained.count as i64);
         self.metrics.store_file_bytes.set(self.db.file_len() as i64);
     }
 
@@ -288,6 +302,7 @@ impl Writer {
         };
         let mut live = self.live_bytes;
         let mut count = self.live_count;
+        let mut retained = self.retained;
         let mut seq = self.next_seq;
         let incoming: u64 = encoded.iter().map(|e| retention::cost(e.len())).sum();
         let min = self.cursors.iter().map(|s| s.cursor).min().unwrap_or(0);
@@ -331,9 +346,14 @@ impl Writer {
             drop(log);
             for c in batch {
                 if let Command::State(change) = c {
-                    super::state::apply(&txn, change, &mut Vec::new())?;
+                    super::state::apply(&txn, change)?;
                 }
             }
+            let retained_changes = batch.iter().filter_map(|c| match c {
+                Command::Retained { change, .. } => Some(change),
+                _ => None,
+            });
+            super::retained::apply(&txn, retained_changes, &mut retained)?;
             if dirty_cursors {
                 let mut table = txn.open_table(CURSORS).map_err(super::redb_err)?;
                 for s in &self.cursors {
@@ -350,6 +370,7 @@ impl Writer {
         self.next_seq = seq;
         self.live_bytes = live;
         self.live_count = count;
+        self.retained = retained;
         Ok(out)
     }
 }
