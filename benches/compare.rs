@@ -15,6 +15,8 @@
 mod drain;
 #[path = "compare/durable.rs"]
 mod durable;
+#[path = "compare/hostile.rs"]
+mod hostile;
 #[path = "compare/memory.rs"]
 mod memory;
 #[path = "compare/mqtt5_load.rs"]
@@ -72,6 +74,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     }),
     ("drain", |s, d| Box::pin(drain::run(s, d))),
     ("memory", |s, d| Box::pin(memory::run(s, d))),
+    ("hostile", |s, d| Box::pin(hostile::run(s, d))),
 ];
 
 fn target_dir() -> PathBuf {

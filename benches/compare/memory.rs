@@ -32,7 +32,7 @@ fn mib(kib: u64) -> f64 {
 
 /// Opens `n` MQTT 3.1.1 connections (clean session, keep-alive off) and returns them
 /// once every one has its CONNACK.
-async fn idle_connections(port: u16, n: usize) -> Result<Vec<TcpStream>> {
+pub async fn idle_connections(port: u16, n: usize) -> Result<Vec<TcpStream>> {
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         let id = format!("idle-{i:05}");

@@ -221,10 +221,31 @@ pub struct Mosquitto {
     pub port: u16,
     dir: PathBuf,
     persistence: bool,
+    limits: String,
 }
+
+/// The limits that make mosquitto a fair peer in throughput runs: no message limit per
+/// queue (ferry's limits are far above what a bench queues), 100 QoS 1 messages in flight
+/// per client.
+const MOSQUITTO_THROUGHPUT: &str = "max_queued_messages 0\nmax_inflight_messages 100\n";
 
 impl Mosquitto {
     pub fn start(dir: &Path, port: u16, persistence: bool) -> Result<Mosquitto> {
+        Mosquitto::start_configured(dir, port, persistence, MOSQUITTO_THROUGHPUT)
+    }
+
+    /// Without persistence, with `limits` (config lines) instead of the throughput
+    /// settings.
+    pub fn start_with(dir: &Path, port: u16, limits: &str) -> Result<Mosquitto> {
+        Mosquitto::start_configured(dir, port, false, limits)
+    }
+
+    fn start_configured(
+        dir: &Path,
+        port: u16,
+        persistence: bool,
+        limits: &str,
+    ) -> Result<Mosquitto> {
         let dir = dir.join(format!("mosquitto-{port}"));
         std::fs::create_dir_all(&dir)?;
         let mut m = Mosquitto {
@@ -232,14 +253,14 @@ impl Mosquitto {
             port,
             dir,
             persistence,
+            limits: limits.to_string(),
         };
         m.restart()?;
         Ok(m)
     }
 
-    /// Starts (again) on the same port and database. The settings are the ones that make
-    /// mosquitto a fair peer: no message limit per queue (ferry's limits are far above
-    /// what a bench queues), Nagle off like ferry, 100 QoS 1 messages in flight per client.
+    /// Starts (again) on the same port and database, with Nagle off like ferry and the
+    /// limits it was started with.
     pub fn restart(&mut self) -> Result<()> {
         if self.child.is_some() {
             bail!("mosquitto already running");
@@ -249,11 +270,11 @@ impl Mosquitto {
             &conf,
             format!(
                 "listener {} 127.0.0.1\nallow_anonymous true\npersistence {}\npersistence_location {}/\n\
-                 max_queued_messages 0\nmax_inflight_messages 100\nset_tcp_nodelay true\n\
-                 user root\nlog_dest none\n",
+                 {}set_tcp_nodelay true\nuser root\nlog_dest none\n",
                 self.port,
                 self.persistence,
-                self.dir.display()
+                self.dir.display(),
+                self.limits
             ),
         )?;
         let child = Command::new(bin("mosquitto"))
@@ -268,6 +289,13 @@ impl Mosquitto {
         wait_until(Duration::from_secs(10), "mosquitto to listen", || {
             TcpStream::connect(("127.0.0.1", port)).is_ok()
         })
+    }
+
+    /// False once the process has exited (or was stopped).
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     pub fn pid(&self) -> Result<u32> {

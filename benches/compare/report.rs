@@ -21,6 +21,8 @@ pub struct Row {
     /// Minimum ferry/peer ratio the issue asks for (for `Better::Higher` figures).
     pub target: Option<f64>,
     pub bound: Option<f64>,
+    /// An absolute bound on ferry's figure, in the row's unit (met while ferry <= it).
+    pub at_most: Option<f64>,
     pub note: String,
 }
 
@@ -41,6 +43,7 @@ impl Row {
             peer: None,
             target: None,
             bound: None,
+            at_most: None,
             note: String::new(),
         }
     }
@@ -64,6 +67,12 @@ impl Row {
     /// A bound rather than a goal: met while ferry / peer stays at or under `max_ratio`.
     pub fn bound(mut self, max_ratio: f64) -> Row {
         self.bound = Some(max_ratio);
+        self
+    }
+
+    /// A bound on ferry's own figure (not a ratio): met while ferry stays at or under `max`.
+    pub fn at_most(mut self, max: f64) -> Row {
+        self.at_most = Some(max);
         self
     }
 
@@ -109,15 +118,22 @@ pub fn table(rows: &[Row]) -> String {
             Some(x) => format!("{x:.2}x"),
             None => "-".to_string(),
         };
-        let target = match (r.target, ratio) {
-            (Some(t), Some(x)) if x >= t => format!(">= {t:.2}x: **met**"),
-            (Some(t), Some(_)) => format!(">= {t:.2}x: **NOT met**"),
-            (Some(t), None) => format!(">= {t:.2}x: not measured"),
-            (None, _) => match (r.bound, ratio) {
-                (Some(b), Some(x)) if x <= b => format!("<= {b:.2}x: **met**"),
-                (Some(b), Some(_)) => format!("<= {b:.2}x: **NOT met**"),
-                (Some(b), None) => format!("<= {b:.2}x: not measured"),
-                (None, _) => String::new(),
+        let target = match (r.at_most, r.ferry) {
+            (Some(m), Some(f)) if f <= m => {
+                format!("<= {} {}: **met**", num(Some(m), r.unit), r.unit)
+            }
+            (Some(m), Some(_)) => format!("<= {} {}: **NOT met**", num(Some(m), r.unit), r.unit),
+            (Some(m), None) => format!("<= {} {}: not measured", num(Some(m), r.unit), r.unit),
+            (None, _) => match (r.target, ratio) {
+                (Some(t), Some(x)) if x >= t => format!(">= {t:.2}x: **met**"),
+                (Some(t), Some(_)) => format!(">= {t:.2}x: **NOT met**"),
+                (Some(t), None) => format!(">= {t:.2}x: not measured"),
+                (None, _) => match (r.bound, ratio) {
+                    (Some(b), Some(x)) if x <= b => format!("<= {b:.2}x: **met**"),
+                    (Some(b), Some(_)) => format!("<= {b:.2}x: **NOT met**"),
+                    (Some(b), None) => format!("<= {b:.2}x: not measured"),
+                    (None, _) => String::new(),
+                },
             },
         };
         let mut metric = format!("{} {arrow}", r.metric);

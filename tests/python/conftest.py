@@ -11,6 +11,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.request
 
 import pytest
 
@@ -69,6 +70,11 @@ class Ferry:
         self.mqtt_tls = self._addr("MQTT TLS listener ready")
         self.mqtt_ws = self._addr("MQTT WebSocket listener ready")
         self.mqtt_wss = self._addr("MQTT secure WebSocket listener ready")
+        # The metrics endpoint, when `[metrics] listen` is configured (None otherwise).
+        self.metrics = None
+        if "[metrics]" in extra:
+            wait_until(lambda: self._addr("metrics endpoint ready"), "the metrics endpoint", 20)
+            self.metrics = self._addr("metrics endpoint ready")
 
     def _drain(self):
         for line in self.proc.stderr:
@@ -86,6 +92,18 @@ class Ferry:
     @property
     def nats_url(self):
         return f"nats://{self.nats[0]}:{self.nats[1]}"
+
+    def metric(self, series):
+        """The value of one series of /metrics (`name{labels}` exactly as rendered)."""
+        if self.metrics is None:
+            raise RuntimeError("no [metrics] listen in this ferry's config")
+        host, port = self.metrics
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        for line in text.splitlines():
+            if line.startswith(series + " "):
+                return float(line.split()[-1])
+        raise KeyError(f"{series} not in /metrics:\n{text}")
 
     def stop(self):
         self.proc.kill()
