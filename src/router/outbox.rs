@@ -5,7 +5,7 @@
 //! limits) asks the publisher to wait a little instead ([`Offer::Stall`]): the publisher
 //! waits in [`Outbox::wait_room`], outside the router, for at most the configured stall.
 //! So a burst into a healthy subscriber is slowed, not dropped, and a subscriber that
-//! stops reading costs each publisher one stall per episode, then drops
+//! stops reading costs each publisher one stall until it moves again, then drops
 //! (invariants 4 and 5 in docs/ARCHITECTURE.md).
 
 use crate::budget::MemoryPool;
@@ -85,8 +85,8 @@ pub struct Outbox {
     overflowed: AtomicBool,
     /// Set while an MQTT persistent session has no connection: QoS 0 is not queued then.
     offline: AtomicBool,
-    /// Set when a stall ran out: publishers stop waiting for this subscriber until it has
-    /// drained to a quarter of its limits.
+    /// Set when a stall ran out: publishers stop waiting for this subscriber until its
+    /// connection takes a delivery again.
     lagging: AtomicBool,
     /// Publishers waiting in `wait_room`, so `taken` wakes them only when someone waits.
     waiters: AtomicUsize,
@@ -240,7 +240,9 @@ impl Outbox {
 
     /// Waits until the queue is back under its high-water mark, or `deadline`. A wait
     /// that runs out marks the subscriber as lagging: publishers stop waiting for it
-    /// until it has drained to a quarter of its limits. Returns false when it ran out.
+    /// until its connection takes a delivery again (so a stuck subscriber costs each
+    /// publisher one stall, and a slow one is waited for again as soon as it moves).
+    /// Returns false when it ran out.
     pub async fn wait_room(&self, deadline: tokio::time::Instant) -> bool {
         let _waiting = Waiting::new(&self.waiters);
         loop {
@@ -265,12 +267,9 @@ impl Outbox {
         let weight = delivery.weight();
         let (bytes, count) = self.unqueue(weight);
         self.give_back(weight);
-        if self.lagging.load(Ordering::Relaxed)
-            && bytes <= self.max_bytes / 4
-            && count <= self.max_count / 4
-        {
-            self.lagging.store(false, Ordering::Relaxed);
-        }
+        // Taking anything shows the subscriber is alive, only slow: publishers wait for
+        // it again (a stuck one takes nothing and stays lagging).
+        self.lagging.store(false, Ordering::Relaxed);
         if self.waiters.load(Ordering::SeqCst) > 0
             && bytes <= self.max_bytes / 2
             && count <= self.max_count / 2

@@ -171,8 +171,18 @@ async fn accept(
     };
     // Acks and small deliveries must not wait for Nagle (writes are coalesced by hand).
     let _ = stream.set_nodelay(true);
+    // A small kernel send buffer keeps what a slow reader has not taken in ferry's
+    // outbox, where it is counted and where publishers see that the subscriber is behind
+    // (the stall), instead of in up to 4 MiB of autotuned socket buffer that only turns
+    // writable again after half of it drained: seconds for a slow client, long past any
+    // stall. It also bounds the kernel memory each client costs.
+    let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER);
     Some((stream, peer, permit))
 }
+
+/// The kernel send buffer of a client connection (Linux doubles it for its own
+/// bookkeeping): enough for a LAN's bandwidth-delay product.
+const SEND_BUFFER: usize = 64 * 1024;
 
 /// Why a transport handshake failed.
 #[derive(Debug, thiserror::Error)]
