@@ -167,9 +167,11 @@ fn init_logging(level: &str) {
     let filter = from_env
         .or_else(|| level.parse::<Targets>().ok())
         .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    // Plain text, never colours: logs go to journald or a file, and the ANSI support
+    // would cost binary size.
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+        .with_ansi(false);
     tracing_subscriber::registry()
         .with(fmt.with_filter(filter))
         .init();
