@@ -4,27 +4,25 @@
 //! router -> store: it routes to local subscribers first (never waiting for disk), then
 //! queues the event for the store if a forwarding rule selects it.
 
+use super::durable::Durable;
 use super::retained::Retained;
 use crate::budget::Budget;
 use crate::event::Event;
 use crate::forward::Forwarding;
 use crate::metrics::Metrics;
 use crate::policy::Policy;
-use crate::router::{Outbox, Routed, Router};
+use crate::router::{Delivery, Outbox, Routed, Router};
 use crate::store::{Store, StoreError};
 use crate::transport::listen::RateLimitedLog;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::sync::oneshot;
-
-/// Resolves to the event's store seq once it is durable.
-pub type Durable = oneshot::Receiver<Result<u64, StoreError>>;
 
 /// The outcome of [`Hub::publish`].
 pub struct Published {
     /// Local deliveries made and refused.
     pub routed: Routed,
-    /// Set when a forwarding rule selected the event: resolves once it is durable.
+    /// Set when the event was written to the store (a forwarding rule selected it, or
+    /// it was queued for persistent sessions): resolves once all of that is durable.
     pub durable: Option<Durable>,
 }
 
@@ -117,13 +115,53 @@ impl Hub {
         let mut routed = self.router.route(&event, echo_conn);
         self.metrics.deliveries.add(routed.delivered as u64);
         let dests = self.forwarding.destinations(&event.topic);
-        let durable = match &self.store {
+        let log = match &self.store {
             Some(store) if dests != 0 => Some(store.append(event, dests).await?),
             _ => None,
         };
+        let spooled = std::mem::take(&mut routed.spooled);
+        let queued = self.spool(spooled).await?;
         let stalled = std::mem::take(&mut routed.stalled);
         self.stall(stalled, own_conn).await;
+        let durable = Durable::build(log, queued);
         Ok(Published { routed, durable })
+    }
+
+    /// Queues the QoS 1/2 deliveries to persistent sessions in the store: the publisher
+    /// is acknowledged once they are durable.
+    async fn spool(
+        &self,
+        spooled: Vec<(Arc<Outbox>, Delivery)>,
+    ) -> Result<
+        Vec<tokio::sync::oneshot::Receiver<Result<crate::store::Queued, StoreError>>>,
+        StoreError,
+    > {
+        let mut queued = Vec::with_capacity(spooled.len());
+        let Some(store) = &self.store else {
+            return Ok(queued);
+        };
+        for (outbox, delivery) in spooled {
+            let Some(spool) = outbox.spool() else {
+                continue;
+            };
+            let row = match crate::store::encode_queued(&delivery) {
+                Ok(row) => row,
+                Err(e) => {
+                    tracing::warn!(client_id = %spool.client_id, error = %e, "delivery not queued: it does not encode");
+                    continue;
+                }
+            };
+            let rx = store
+                .enqueue(
+                    spool.client_id.clone(),
+                    row,
+                    spool.bound,
+                    spool.signal.clone(),
+                )
+                .await?;
+            queued.push(rx);
+        }
+        Ok(queued)
     }
 
     /// Keeps `event` as its topic's retained message (or clears it), and the store in

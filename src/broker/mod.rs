@@ -1,10 +1,12 @@
 //! Starting and stopping the whole broker: store, hub, listeners, upstream links.
 
+mod durable;
 mod http;
 mod hub;
 mod retained;
 
-pub use hub::{Durable, Hub, Published};
+pub use durable::Durable;
+pub use hub::{Hub, Published};
 
 use crate::budget::Budget;
 use crate::config::Config;

@@ -139,6 +139,9 @@ pub struct Metrics {
     /// Bytes (records and keys) and messages in the store's `retained` table.
     pub store_retained_bytes: Gauge,
     pub store_retained: Gauge,
+    /// Bytes (rows, keys, overhead) and deliveries in the store's `session_queue` table.
+    pub store_queued_bytes: Gauge,
+    pub store_queued: Gauge,
     pub store_rejected: Counter,
     pub commit_seconds: Histogram,
     pub dropped_slow_subscriber: Counter,
@@ -247,18 +250,22 @@ impl Metrics {
         );
         let _ = writeln!(
             s,
-            "# HELP ferry_store_bytes Bytes of stored records and their keys: the log's events (no label), retained messages (table=\"retained\").\n\
+            "# HELP ferry_store_bytes Bytes of stored records and their keys: the log's events (no label), retained messages (table=\"retained\"), deliveries queued for persistent sessions (table=\"session_queue\").\n\
              # TYPE ferry_store_bytes gauge\n\
              ferry_store_bytes {}\n\
              ferry_store_bytes{{table=\"retained\"}} {}\n\
-             # HELP ferry_store_events Records in the store: the log's events (no label), retained messages (table=\"retained\").\n\
+             ferry_store_bytes{{table=\"session_queue\"}} {}\n\
+             # HELP ferry_store_events Records in the store: the log's events (no label), retained messages (table=\"retained\"), deliveries queued for persistent sessions (table=\"session_queue\").\n\
              # TYPE ferry_store_events gauge\n\
              ferry_store_events {}\n\
-             ferry_store_events{{table=\"retained\"}} {}",
+             ferry_store_events{{table=\"retained\"}} {}\n\
+             ferry_store_events{{table=\"session_queue\"}} {}",
             self.store_bytes.get(),
             self.store_retained_bytes.get(),
+            self.store_queued_bytes.get(),
             self.store_events.get(),
-            self.store_retained.get()
+            self.store_retained.get(),
+            self.store_queued.get()
         );
         g(
             &mut s,

@@ -8,7 +8,6 @@ use super::session::SessionState;
 use crate::broker::Durable;
 use crate::store::StoreError;
 use std::collections::VecDeque;
-use tokio::sync::oneshot;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum AckKind {
@@ -31,10 +30,9 @@ impl Conn {
         while let Some(front) = self.pending.front_mut() {
             let done = match front.durable.as_mut() {
                 None => Ok(0),
-                Some(rx) => match rx.try_recv() {
-                    Ok(result) => result,
-                    Err(oneshot::error::TryRecvError::Empty) => return Ok(()),
-                    Err(oneshot::error::TryRecvError::Closed) => Err(StoreError::Closed),
+                Some(durable) => match durable.try_done() {
+                    Some(result) => result,
+                    None => return Ok(()),
                 },
             };
             self.ack_front(done, state)?;
@@ -100,10 +98,7 @@ impl Conn {
 /// Resolves when the oldest owed ack may be sent: at once if it needed no commit.
 pub(super) async fn first_durable(pending: &mut VecDeque<PendingAck>) -> Result<u64, StoreError> {
     match pending.front_mut().and_then(|p| p.durable.as_mut()) {
-        Some(rx) => match rx.await {
-            Ok(result) => result,
-            Err(_) => Err(StoreError::Closed),
-        },
+        Some(durable) => durable.await,
         None => Ok(0),
     }
 }

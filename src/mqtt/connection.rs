@@ -145,6 +145,8 @@ pub(super) struct Conn {
     pub pending: VecDeque<PendingAck>,
     /// Deliveries generated here (retained on subscribe) waiting for an inflight slot.
     pub local: VecDeque<Delivery>,
+    /// Store queue rows the client acknowledged, to remove (`mqtt/queued.rs`).
+    pub acked: Vec<u64>,
     pub will: Option<codec::LastWill>,
 }
 
@@ -174,6 +176,7 @@ pub async fn serve(accepted: Accepted, ctx: Arc<MqttCtx>, mut shutdown: watch::R
         rbuf_bytes,
         pending: VecDeque::new(),
         local: VecDeque::new(),
+        acked: Vec::new(),
         will: None,
     };
     let timeout = conn.ctx.config.mqtt.connect_timeout;
@@ -382,6 +385,8 @@ impl Conn {
             None
         };
         let expiry = opened.state.expiry;
+        // Acks read with the packet that ended the connection (a PUBACK then DISCONNECT).
+        self.remove_acked(&opened.state).await;
         // The session before the goodbye: a connection taking it over waits for it to be
         // parked, and must not wait on our DISCONNECT to a client that stopped reading.
         let owned = Box::pin(sessions.close(*opened, self.conn_id)).await;
@@ -427,10 +432,18 @@ impl Conn {
     /// Resends what the previous connection left unacknowledged (DUP set; PUBREL for
     /// deliveries already past PUBREC), in the original order.
     fn resume(&mut self, state: &mut SessionState) {
+        if let Some(spool) = state.spool.as_mut() {
+            spool.more = true;
+        }
         for (pkid, out) in state.resume() {
             match out.stage {
                 super::session::Stage::Released => self.encode(&Packet::PubRel(PubAck::new(pkid))),
-                _ => self.write_publish(&out.delivery, pkid, true),
+                _ => {
+                    // Too large for the client as it connected this time: discarded.
+                    if !self.write_publish(&out.delivery, pkid, true) {
+                        self.acked.push(state.abandon(pkid));
+                    }
+                }
             }
         }
     }
@@ -468,11 +481,19 @@ impl Conn {
                 return close;
             }
             self.drain_local(state);
+            self.fill_from_queue(state);
+            self.remove_acked(state).await;
             if let Err(close) = self.flush_or_kicked(&opened.kick).await {
                 return close;
             }
             let can_read = v5 || self.pending.len() < max_pending;
             let can_send = state.can_send(self.client_receive_max);
+            // Woken when a row for this session was committed to its store queue.
+            let queue_wake = state
+                .spool
+                .as_ref()
+                .filter(|s| !s.more)
+                .map(|s| s.signal.clone());
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => return Close::Shutdown,
@@ -490,6 +511,11 @@ impl Conn {
                             Ok(d) => self.deliver(d, state),
                             Err(_) => break,
                         }
+                    }
+                }
+                _ = notified(queue_wake.as_ref().map(|s| &s.wake)), if queue_wake.is_some() => {
+                    if let Some(spool) = state.spool.as_mut() {
+                        spool.more = true;
                     }
                 }
                 r = self.stream.read_some(&mut self.rbuf, READ_CHUNK), if can_read => match r {
@@ -568,5 +594,13 @@ impl Conn {
             Ok(Err(e)) => Err(Close::Io(e)),
             Err(_) => Err(Close::protocol("client stopped reading (write timeout)")),
         }
+    }
+}
+
+/// Resolves when `n` is notified (never without one).
+async fn notified(n: Option<&Notify>) {
+    match n {
+        Some(n) => n.notified().await,
+        None => std::future::pending().await,
     }
 }

@@ -20,10 +20,13 @@ impl Conn {
         match packet {
             Packet::Publish(p) => self.publish(p, state).await?,
             Packet::PubAck(a) => {
-                state.puback(a.pkid);
+                if let Some(qseq) = state.puback(a.pkid) {
+                    self.acked.push(qseq);
+                }
             }
             Packet::PubRec(r) => {
-                if state.pubrec(r.pkid) {
+                if let Some(qseq) = state.pubrec(r.pkid) {
+                    self.acked.push(qseq);
                     self.encode(&Packet::PubRel(PubAck::new(r.pkid)));
                 } else if self.protocol.is_v5() {
                     let mut rel = PubAck::new(r.pkid);
@@ -305,9 +308,12 @@ impl Conn {
 
     /// Queues the retained messages `filter` matches, through the session's outbox so
     /// they count against its queue limits and the memory budget like any delivery
-    /// (what does not fit is dropped and counted there).
+    /// (what does not fit is dropped and counted there). A persistent session whose
+    /// deliveries go to the store takes its QoS 1/2 ones in the connection's local
+    /// queue instead: they are the retained set's, sent again at the next SUBSCRIBE,
+    /// not publishes anyone was acknowledged for.
     fn queue_retained(
-        &self,
+        &mut self,
         outbox: &Outbox,
         filter: &str,
         opts: &SubOptions,
@@ -321,6 +327,10 @@ impl Conn {
             d.retain = true;
             if opts.sub_id != 0 {
                 let _ = d.sub_ids.push(opts.sub_id);
+            }
+            if d.qos > 0 && outbox.spool().is_some() {
+                self.local.push_back(d);
+                continue;
             }
             // This connection drains its own outbox: never a reason to wait.
             let _ = outbox.offer(d);

@@ -8,6 +8,7 @@ mod connection;
 mod inbound;
 mod listener;
 mod outbound;
+mod queued;
 mod session;
 mod sessions;
 mod will;

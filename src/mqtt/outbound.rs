@@ -38,7 +38,11 @@ impl Conn {
         }
         let copy = d.clone();
         match state.start(d) {
-            Ok(pkid) => self.write_publish(&copy, pkid, false),
+            Ok(pkid) => {
+                if !self.write_publish(&copy, pkid, false) {
+                    state.abandon(pkid);
+                }
+            }
             Err(d) => {
                 // Full: the caller checks `can_send` first, so this is a local retained
                 // delivery racing the outbox; keep it for the next round.
@@ -47,8 +51,9 @@ impl Conn {
         }
     }
 
-    /// Encodes a PUBLISH for `d` with packet id `pkid`.
-    pub(super) fn write_publish(&mut self, d: &Delivery, pkid: u16, dup: bool) {
+    /// Encodes a PUBLISH for `d` with packet id `pkid`; false when it is too large for
+    /// the client and was discarded (counted) instead.
+    pub(super) fn write_publish(&mut self, d: &Delivery, pkid: u16, dup: bool) -> bool {
         let event = &d.event;
         let qos = QoS::from_u8(d.qos.min(2)).unwrap_or(QoS::AtMostOnce);
         let mut topic = event.topic.to_string();
@@ -95,7 +100,7 @@ impl Conn {
         if codec::encoded_len(&packet, self.protocol) > self.client_max_packet {
             // MQTT 5 section 3.1.2.11.4: too large for the client, so it is discarded.
             self.ctx.hub.metrics.dropped_too_large.inc();
-            return;
+            return false;
         }
         // The alias is defined only once the packet defining it is really sent; when its
         // topic does not fit the budget the publish goes out with the topic and no alias.
@@ -115,5 +120,6 @@ impl Conn {
             }
         }
         self.encode(&packet);
+        true
     }
 }

@@ -34,6 +34,22 @@ pub enum Stage {
 pub struct Outgoing {
     pub delivery: Delivery,
     pub stage: Stage,
+    /// Its row in the session's store queue (0: it came from memory); removed from the
+    /// store once the client acknowledged it.
+    pub qseq: u64,
+}
+
+/// Where a persistent session reads its queued QoS 1/2 deliveries back from the store
+/// (`store/queue.rs`): rows past `after`, as in-flight slots allow.
+#[derive(Debug)]
+pub struct SpoolReader {
+    pub client_id: Arc<str>,
+    /// Told by the store writer when a row for this session was committed or refused.
+    pub signal: Arc<crate::store::QueueSignal>,
+    /// The last qseq read: rows up to it are in flight (or acknowledged).
+    pub after: u64,
+    /// Rows past `after` may exist: read when a slot is free.
+    pub more: bool,
 }
 
 /// A subscription as the session remembers it (and persists it).
@@ -61,11 +77,15 @@ pub struct SessionState {
     inflight: heapless::FnvIndexMap<u16, Outgoing, OUTBOUND_INFLIGHT>,
     next_pkid: u16,
     inbound_qos2: HashSet<u16>,
-    /// `outbox.dropped()` when the session was parked, to report drops while offline.
+    /// [`SessionState::dropped`] when the session was parked, to report drops while
+    /// offline.
     pub dropped_at_park: u64,
     /// The user whose session this is: `Some(None)` anonymous, `None` unknown (restored
     /// from a record written before owners were kept). Only its owner may resume it.
     pub owner: Option<Option<String>>,
+    /// Set for a persistent session when there is a store: its QoS 1/2 deliveries wait
+    /// there (the outbox sends them there) and are read back from there.
+    pub spool: Option<SpoolReader>,
 }
 
 impl SessionState {
@@ -86,7 +106,16 @@ impl SessionState {
             owner: None,
             inbound_qos2: HashSet::new(),
             dropped_at_park: 0,
+            spool: None,
         }
+    }
+
+    /// Deliveries dropped so far: by its outbox, and by its store queue's bounds.
+    pub fn dropped(&self) -> u64 {
+        let refused = self.spool.as_ref().map_or(0, |s| {
+            s.signal.refused.load(std::sync::atomic::Ordering::Relaxed)
+        });
+        self.outbox.dropped() + refused
     }
 
     /// The router identity of this session (stable across reconnects).
@@ -99,9 +128,21 @@ impl SessionState {
         self.inflight.len() < OUTBOUND_INFLIGHT.min(receive_maximum)
     }
 
+    /// How many more QoS > 0 deliveries may be sent now.
+    pub fn room(&self, receive_maximum: usize) -> usize {
+        OUTBOUND_INFLIGHT
+            .min(receive_maximum)
+            .saturating_sub(self.inflight.len())
+    }
+
     /// Registers `delivery` (QoS 1 or 2) as in flight and returns its packet id, or gives
     /// the delivery back when the table is full.
     pub fn start(&mut self, delivery: Delivery) -> Result<u16, Delivery> {
+        self.start_queued(delivery, 0)
+    }
+
+    /// [`SessionState::start`] for a delivery read from row `qseq` of the store queue.
+    pub fn start_queued(&mut self, delivery: Delivery, qseq: u64) -> Result<u16, Delivery> {
         if self.inflight.len() >= OUTBOUND_INFLIGHT {
             return Err(delivery);
         }
@@ -116,37 +157,53 @@ impl SessionState {
         } else {
             Stage::Qos1Sent
         };
-        match self.inflight.insert(pkid, Outgoing { delivery, stage }) {
+        match self.inflight.insert(
+            pkid,
+            Outgoing {
+                delivery,
+                stage,
+                qseq,
+            },
+        ) {
             Ok(_) => Ok(pkid),
             Err((_, o)) => Err(o.delivery),
         }
     }
 
-    /// PUBACK from the client; false if we were not waiting for it.
-    pub fn puback(&mut self, pkid: u16) -> bool {
+    /// PUBACK from the client: `Some(qseq)` if we were waiting for it (the store queue
+    /// row to remove, 0 for none).
+    pub fn puback(&mut self, pkid: u16) -> Option<u64> {
         self.finish(pkid, Stage::Qos1Sent)
     }
 
-    /// PUBREC from the client: true if a PUBREL must follow.
-    pub fn pubrec(&mut self, pkid: u16) -> bool {
+    /// PUBREC from the client: `Some(qseq)` if a PUBREL must follow. The client has the
+    /// message now, so its store queue row (qseq, 0 for none or already done) goes; only
+    /// the release is left to finish.
+    pub fn pubrec(&mut self, pkid: u16) -> Option<u64> {
         match self.inflight.get_mut(&pkid) {
             Some(o) if o.stage == Stage::Qos2Sent || o.stage == Stage::Released => {
                 o.stage = Stage::Released;
-                true
+                Some(std::mem::take(&mut o.qseq))
             }
-            _ => false,
+            _ => None,
         }
     }
 
     /// PUBCOMP from the client; false if we were not waiting for it.
     pub fn pubcomp(&mut self, pkid: u16) -> bool {
-        self.finish(pkid, Stage::Released)
+        self.finish(pkid, Stage::Released).is_some()
     }
 
-    fn finish(&mut self, pkid: u16, stage: Stage) -> bool {
+    /// Forgets a delivery that was never sent (too large for the client): its store
+    /// queue row to remove (0 for none).
+    pub fn abandon(&mut self, pkid: u16) -> u64 {
+        self.inflight.remove(&pkid).map_or(0, |o| o.qseq)
+    }
+
+    fn finish(&mut self, pkid: u16, stage: Stage) -> Option<u64> {
         match self.inflight.get(&pkid) {
-            Some(o) if o.stage == stage => self.inflight.remove(&pkid).is_some(),
-            _ => false,
+            Some(o) if o.stage == stage => self.inflight.remove(&pkid).map(|o| o.qseq),
+            _ => None,
         }
     }
 
@@ -297,12 +354,12 @@ mod tests {
         let b = s.start(delivery(2)).unwrap();
         assert_eq!((a, b), (1, 2));
         assert!(!s.pubcomp(b), "PUBCOMP before PUBREC is ignored");
-        assert!(s.pubrec(b));
-        assert!(s.pubrec(b), "a repeated PUBREC gets PUBREL again");
-        assert!(!s.puback(b));
+        assert_eq!(s.pubrec(b), Some(0));
+        assert!(s.pubrec(b).is_some(), "a repeated PUBREC gets PUBREL again");
+        assert!(s.puback(b).is_none());
         let resume: Vec<(u16, Stage)> = s.resume().iter().map(|(k, o)| (*k, o.stage)).collect();
         assert_eq!(resume, vec![(1, Stage::Qos1Sent), (2, Stage::Released)]);
-        assert!(s.puback(a));
+        assert_eq!(s.puback(a), Some(0));
         assert!(s.pubcomp(b));
         assert!(s.resume().is_empty());
     }
@@ -315,7 +372,7 @@ mod tests {
         }
         assert!(!s.can_send(usize::MAX));
         assert!(s.start(delivery(1)).is_err());
-        assert!(s.puback(10));
+        assert_eq!(s.puback(10), Some(0));
         assert!(s.can_send(usize::MAX));
         assert!(!s.can_send(10), "client receive maximum also caps");
     }

@@ -14,12 +14,14 @@
 //! evicted for a newcomer. Only when every counted session is online is a new persistent
 //! session refused.
 
-use super::session::{SessionState, SubOptions, decode_record, decode_sub, encode_sub};
+use super::session::{
+    SessionState, SpoolReader, SubOptions, decode_record, decode_sub, encode_sub,
+};
 use crate::broker::Hub;
 use crate::config::MqttConfig;
 use crate::policy::ReadGuard;
-use crate::router::{NoRoom, Outbox, Subscription};
-use crate::store::{StateChange, StoredSession};
+use crate::router::{NoRoom, Outbox, Spool, Subscription};
+use crate::store::{QueueBound, QueueSignal, StateChange, StoredSession};
 use crate::transport::listen::RateLimitedLog;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -185,6 +187,8 @@ impl Sessions {
         requested.min(self.max_expiry)
     }
 
+    /// A new session. A persistent one (expiry > 0) queues its QoS 1/2 deliveries in the
+    /// store when there is one, bounded there by `max_queued_bytes`.
     fn fresh(&self, client_id: &str, expiry: u32) -> SessionState {
         let (outbox, rx) = Outbox::new(
             self.hub.conn_id(),
@@ -193,7 +197,26 @@ impl Sessions {
             self.hub.budget.outboxes.clone(),
             self.hub.metrics.clone(),
         );
-        SessionState::new(client_id.to_string(), outbox, rx, expiry)
+        let mut state = SessionState::new(client_id.to_string(), outbox, rx, expiry);
+        if expiry > 0 && self.hub.store.is_some() {
+            let client_id: Arc<str> = Arc::from(client_id);
+            let signal = Arc::new(QueueSignal::default());
+            state.outbox.set_spool(Spool {
+                client_id: client_id.clone(),
+                bound: QueueBound {
+                    bytes: self.max_queued_bytes as u64,
+                    count: self.max_queued as u64,
+                },
+                signal: signal.clone(),
+            });
+            state.spool = Some(SpoolReader {
+                client_id,
+                signal,
+                after: 0,
+                more: true,
+            });
+        }
+        state
     }
 
     /// Opens the session of `client_id` for connection `conn_id`: resumes it when it exists
@@ -309,7 +332,7 @@ impl Sessions {
         state.owner = Some(owner);
         state.outbox.set_offline(false);
         if present {
-            let dropped = state.outbox.dropped() - state.dropped_at_park;
+            let dropped = state.dropped() - state.dropped_at_park;
             if dropped > 0 {
                 tracing::warn!(
                     client_id,
@@ -382,7 +405,7 @@ impl Sessions {
                 }
                 Some(connected) => {
                     state.outbox.set_offline(true);
-                    state.dropped_at_park = state.outbox.dropped();
+                    state.dropped_at_park = state.dropped();
                     let expires = Instant::now() + Duration::from_secs(u64::from(state.expiry));
                     reg.insert(
                         client_id,

@@ -488,11 +488,7 @@ async fn write_or_flush(wr: &mut WriteHalf<'_>, buf: &[u8]) -> std::io::Result<O
 /// Resolves when the oldest owed reply can be sent.
 async fn first_reply(pending: &mut VecDeque<PendingReply>) -> Result<u64, String> {
     match pending.front_mut().map(|p| &mut p.outcome) {
-        Some(Outcome::Durable(rx)) => match rx.await {
-            Ok(Ok(seq)) => Ok(seq),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("store writer stopped".into()),
-        },
+        Some(Outcome::Durable(rx)) => rx.await.map_err(|e| e.to_string()),
         Some(Outcome::Failed(why)) => Err(why.clone()),
         None => std::future::pending().await,
     }

@@ -7,7 +7,7 @@
 mod outbox;
 mod trie;
 
-pub use outbox::{Deliveries, Delivery, Offer, Outbox, SubIds};
+pub use outbox::{Deliveries, Delivery, Offer, Outbox, Spool, SubIds};
 pub use trie::Subscription;
 
 use crate::budget::MemoryPool;
@@ -49,6 +49,9 @@ pub struct Routed {
     /// Subscribers whose queue this event took past its high-water mark: the publisher
     /// should wait for them (`Outbox::wait_room`) before publishing more.
     pub stalled: Vec<Arc<Outbox>>,
+    /// QoS 1/2 deliveries to persistent sessions, for the hub to queue in the store
+    /// (counted in `delivered`).
+    pub spooled: Vec<(Arc<Outbox>, Delivery)>,
 }
 
 impl Router {
@@ -129,6 +132,11 @@ impl Router {
                 retain: sub.retain_as_published && event.retain,
                 sub_ids,
             };
+            if delivery.qos > 0 && sub.outbox.spool().is_some() {
+                routed.delivered += 1;
+                routed.spooled.push((sub.outbox, delivery));
+                continue;
+            }
             match sub.outbox.offer(delivery) {
                 Offer::Queued => routed.delivered += 1,
                 Offer::Stall => {

@@ -67,6 +67,21 @@ pub enum Offer {
     Dropped,
 }
 
+/// Where the QoS 1/2 deliveries of a persistent MQTT session go instead of the
+/// in-memory queue: the store's queue of that session (`store/queue.rs`), so they
+/// survive a restart and an offline session holds no memory. The router hands them to
+/// the hub ([`super::Routed::spooled`]), which writes them; the session's connection
+/// reads them back as its in-flight window allows.
+#[derive(Debug)]
+pub struct Spool {
+    /// The session's client id: the key of its queue.
+    pub client_id: Arc<str>,
+    /// `mqtt.max_queued_bytes` and `mqtt.max_queued`: the queue's bounds on disk.
+    pub bound: crate::store::QueueBound,
+    /// Told by the store writer when a row of this session was committed or refused.
+    pub signal: Arc<crate::store::QueueSignal>,
+}
+
 /// The sending side of a connection's delivery queue, bounded in messages (`max_count`,
 /// 0: none) and in bytes (`max_bytes`, at most a quarter of the shared pool; an offline
 /// session at most a quarter of the offline part).
@@ -97,6 +112,9 @@ pub struct Outbox {
     /// Bytes of client-made state (subscriptions) this connection holds in the state
     /// share of the budget; at most an eighth of that share (`charge`).
     state_bytes: AtomicUsize,
+    /// Set for a persistent session when there is a store: its QoS 1/2 deliveries are
+    /// queued there, not here.
+    spool: std::sync::OnceLock<Spool>,
 }
 
 impl Outbox {
@@ -132,12 +150,24 @@ impl Outbox {
             pool,
             metrics,
             state_bytes: AtomicUsize::new(0),
+            spool: std::sync::OnceLock::new(),
         };
         (Arc::new(outbox), rx)
     }
 
     pub fn conn_id(&self) -> u64 {
         self.conn_id
+    }
+
+    /// Sends this outbox's QoS 1/2 deliveries to the store queue `spool` from now on
+    /// (once; later calls are ignored).
+    pub fn set_spool(&self, spool: Spool) {
+        let _ = self.spool.set(spool);
+    }
+
+    /// The store queue of a persistent session, if its deliveries go there.
+    pub fn spool(&self) -> Option<&Spool> {
+        self.spool.get()
     }
 
     /// Queues a delivery without waiting.

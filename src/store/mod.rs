@@ -11,10 +11,13 @@
 //! - `sessions`: MQTT client id -> persistent session record (subscriptions, expiry)
 //! - `retained`: topic -> the retained message, as a log record; its bytes and count are
 //!   kept in `meta` ("retained_bytes", "retained_count"), apart from the log's
+//! - `session_subs`: (client id, filter) -> one subscription of a persistent session
+//! - `session_queue`: (client id, qseq) -> a delivery queued for a persistent session
 //!
 //! All writes go through one thread ([`writer`]); readers open their own read transactions.
 
 mod db;
+mod queue;
 mod record;
 mod retained;
 mod retention;
@@ -26,6 +29,7 @@ mod writer;
 pub use db::{BackendFactory, Location};
 pub use writer::Limits;
 
+pub use queue::{QueueBound, QueueSignal, Queued, QueuedRow, encode as encode_queued};
 pub use record::{RecordError, StoredEvent};
 pub use retained::{RetainedChange, retained_cost};
 pub use state::{StateChange, StoredSession};
@@ -48,6 +52,10 @@ pub(crate) const RETAINED: TableDefinition<&str, &[u8]> = TableDefinition::new("
 /// instead of rewriting the whole session record.
 pub(crate) const SESSION_SUBS: TableDefinition<(&str, &str), &[u8]> =
     TableDefinition::new("session_subs");
+/// The queued QoS 1/2 deliveries of persistent sessions, by (client id, qseq): see
+/// [`queue`].
+pub(crate) const SESSION_QUEUE: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("session_queue");
 
 /// At most this many upstreams can ever be registered in one store (bits of a u64 mask).
 pub const MAX_UPSTREAMS: usize = 64;
@@ -158,6 +166,8 @@ impl Store {
         metrics.store_events.set(init.live_count as i64);
         metrics.store_retained_bytes.set(init.retained.bytes as i64);
         metrics.store_retained.set(init.retained.count as i64);
+        metrics.store_queued_bytes.set(init.queues.bytes as i64);
+        metrics.store_queued.set(init.queues.count as i64);
         let (tx, rx) = mpsc::channel(opts.queue.max(1));
         let (committed_tx, committed) = watch::channel(init.next_seq - 1);
         let upstream_metrics = init
@@ -178,6 +188,8 @@ impl Store {
             live_bytes: init.live_bytes,
             live_count: init.live_count,
             retained: init.retained,
+            queues: init.queues,
+            queue_full_log: Default::default(),
             oldest_segment: init.oldest,
             metrics: metrics.clone(),
         })
@@ -290,6 +302,7 @@ struct Init {
     live_bytes: u64,
     live_count: u64,
     retained: retained::Tally,
+    queues: queue::Queues,
     /// Index of the oldest segment table that may exist.
     oldest: u64,
 }
@@ -308,11 +321,13 @@ fn init(db: &Database, upstreams: &[String]) -> Result<Init, StoreError> {
     let (live_bytes, live_count);
     let oldest;
     let retained;
+    let queues;
     {
         let migrated = segments::migrate_legacy(&txn)?;
         txn.open_table(SESSIONS).map_err(redb_err)?;
         txn.open_table(SESSION_SUBS).map_err(redb_err)?;
         txn.open_table(RETAINED).map_err(redb_err)?;
+        queues = queue::init(&txn)?;
         retained = retained::init(&txn)?;
         let mut meta = txn.open_table(META).map_err(redb_err)?;
         let mut bits = txn.open_table(UPSTREAM_BITS).map_err(redb_err)?;
@@ -395,6 +410,7 @@ fn init(db: &Database, upstreams: &[String]) -> Result<Init, StoreError> {
         live_bytes,
         live_count,
         retained,
+        queues,
         oldest,
     })
 }
@@ -403,5 +419,7 @@ fn init(db: &Database, upstreams: &[String]) -> Result<Init, StoreError> {
 mod crash_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_queue;
 #[cfg(test)]
 mod tests_segments;

@@ -2,7 +2,7 @@
 //! subscribed to what). Small, keyed tables written through the same writer as the log,
 //! so they share its group commit. A session is one record (its expiry and owner) plus
 //! one row per subscription, so a SUBSCRIBE or an UNSUBSCRIBE writes one row, never the
-//! whole session. Retained messages, which have their own accounting, are in
+//! whole session. Its queued deliveries are rows of [`super::queue`]. Retained messages, which have their own accounting, are in
 //! [`super::retained`].
 
 use super::{SESSION_SUBS, SESSIONS, Store, StoreError, redb_err};
@@ -37,6 +37,13 @@ pub enum StateChange {
     DeleteSubscription {
         client_id: String,
         filter: String,
+    },
+    /// Removes one queued delivery of a persistent session: the subscriber acknowledged
+    /// it. Committed without waiting for an fsync (a crash can only bring the row back,
+    /// and the delivery is made again).
+    Dequeue {
+        client_id: String,
+        qseq: u64,
     },
 }
 
@@ -79,7 +86,11 @@ impl Store {
 }
 
 /// Applies `change` inside the writer's transaction.
-pub(super) fn apply(txn: &redb::WriteTransaction, change: &StateChange) -> Result<(), StoreError> {
+pub(super) fn apply(
+    txn: &redb::WriteTransaction,
+    change: &StateChange,
+    queues: &mut super::queue::Queues,
+) -> Result<(), StoreError> {
     match change {
         StateChange::PutSession { client_id, record } => {
             let mut t = txn.open_table(SESSIONS).map_err(redb_err)?;
@@ -103,7 +114,9 @@ pub(super) fn apply(txn: &redb::WriteTransaction, change: &StateChange) -> Resul
                 subs.remove((client_id.as_str(), filter.as_str()))
                     .map_err(redb_err)?;
             }
+            queues.clear(txn, client_id)?;
         }
+        StateChange::Dequeue { client_id, qseq } => queues.remove(txn, client_id, *qseq)?,
         StateChange::PutSubscription {
             client_id,
             filter,

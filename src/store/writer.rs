@@ -36,6 +36,18 @@ pub(super) enum Command {
         seq: u64,
     },
     State(super::StateChange),
+    /// A delivery queued for a persistent session ([`super::queue`]).
+    Enqueue {
+        client_id: Arc<str>,
+        row: Vec<u8>,
+        bound: super::QueueBound,
+        /// Told once the row is committed (the session's connection reads it then) or
+        /// refused.
+        signal: Arc<super::QueueSignal>,
+        done: oneshot::Sender<Result<super::Queued, StoreError>>,
+        /// Store-queue budget held until the command is done with (dropped).
+        _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    },
     Retained {
         change: super::RetainedChange,
         /// Store-queue budget held until the command is done with (dropped).
@@ -67,6 +79,10 @@ pub(super) struct Writer {
     pub live_count: u64,
     /// The `retained` table's accounting, apart from the log's.
     pub retained: super::retained::Tally,
+    /// The session queues' accounting.
+    pub queues: super::queue::Queues,
+    /// Session queues at their bound: refusals are logged at most once a second.
+    pub queue_full_log: crate::transport::listen::RateLimitedLog,
     /// Index of the oldest log segment at open.
     pub oldest_segment: u64,
     pub metrics: Arc<Metrics>,
@@ -82,6 +98,8 @@ pub(super) fn spawn(writer: Writer) -> std::io::Result<std::thread::JoinHandle<(
 struct Outcome {
     /// Per append in batch order: its seq, or why it was refused.
     results: Vec<Result<u64, StoreError>>,
+    /// Per enqueue in batch order.
+    queued: Vec<super::Queued>,
     dropped_full: Dropped,
     dropped_age: Dropped,
 }
@@ -129,11 +147,15 @@ impl Writer {
             // written without fsync too (a crash of ferry loses nothing; a power cut
             // can only bring back an older cursor, i.e. resends, never a loss) and is
             // fsynced at least every CURSOR_SYNC.
-            let acks_publishers = batch.iter().any(|c| {
-                matches!(
-                    c,
-                    Command::Append { .. } | Command::State(_) | Command::Retained { .. }
-                )
+            // Removing an acknowledged queue row acknowledges nothing either: a crash
+            // can only bring it back, i.e. deliver it again.
+            let acks_publishers = batch.iter().any(|c| match c {
+                Command::State(super::StateChange::Dequeue { .. }) => false,
+                Command::Append { .. }
+                | Command::State(_)
+                | Command::Retained { .. }
+                | Command::Enqueue { .. } => true,
+                Command::Cursor { .. } | Command::Shutdown => false,
             });
             let durable = stop
                 || match self.limits.fsync {
@@ -158,14 +180,22 @@ impl Writer {
                     tracing::error!(error = %e, events = appends, "store commit failed; these events are refused");
                     let msg = e.to_string();
                     for c in batch.drain(..) {
-                        if let Command::Append {
-                            done: Some(done), ..
-                        } = c
-                        {
-                            let _ = done.send(Err(StoreError::Commit(msg.clone())));
+                        match c {
+                            Command::Append {
+                                done: Some(done), ..
+                            } => {
+                                let _ = done.send(Err(StoreError::Commit(msg.clone())));
+                            }
+                            Command::Enqueue { done, .. } => {
+                                let _ = done.send(Err(StoreError::Commit(msg.clone())));
+                            }
+                            _ => {}
                         }
                     }
                     self.recover();
+                    // The queue figures may count rows that were not written: count
+                    // them again from what the store holds.
+                    self.queues.reload(&self.db);
                 }
             }
         }
@@ -232,15 +262,43 @@ impl Writer {
         self.metrics.events_stored.add(stored);
         self.publish_gauges();
         let mut results = outcome.results.into_iter();
+        let mut queued = outcome.queued.into_iter();
         for c in batch.drain(..) {
-            if let Command::Append { done, .. } = c {
-                let result = results.next().unwrap_or(Err(StoreError::Unavailable));
-                if result.is_err() {
-                    self.metrics.store_rejected.inc();
+            match c {
+                Command::Append { done, .. } => {
+                    let result = results.next().unwrap_or(Err(StoreError::Unavailable));
+                    if result.is_err() {
+                        self.metrics.store_rejected.inc();
+                    }
+                    if let Some(done) = done {
+                        let _ = done.send(result);
+                    }
                 }
-                if let Some(done) = done {
-                    let _ = done.send(result);
+                Command::Enqueue {
+                    client_id,
+                    bound,
+                    signal,
+                    done,
+                    ..
+                } => {
+                    let result = queued.next().unwrap_or(super::Queued::NoSession);
+                    match result {
+                        super::Queued::Stored(_) => signal.wake.notify_one(),
+                        super::Queued::Full => {
+                            signal
+                                .refused
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            self.metrics.dropped_offline_overflow.inc();
+                            if let Some(suppressed) = self.queue_full_log.allow() {
+                                tracing::warn!(%client_id, max_bytes = bound.bytes, max_messages = bound.count, suppressed,
+                                    "message for a persistent session not queued: its queue is at mqtt.max_queued_bytes (or mqtt.max_queued)");
+                            }
+                        }
+                        super::Queued::NoSession => {}
+                    }
+                    let _ = done.send(Ok(result));
                 }
+                _ => {}
             }
         }
     }
@@ -252,6 +310,10 @@ impl Writer {
             .store_retained_bytes
             .set(self.retained.bytes as i64);
         self.metrics.store_retained.set(self.retained.count as i64);
+        self.metrics
+            .store_queued_bytes
+            .set(self.queues.bytes as i64);
+        self.metrics.store_queued.set(self.queues.count as i64);
         self.metrics.store_file_bytes.set(self.db.file_len() as i64);
     }
 
@@ -296,6 +358,7 @@ impl Writer {
                 .fold(0, |m, (bit, _)| m | (1u64 << bit))
         };
         let mut out = Outcome {
+            queued: Vec::new(),
             results: Vec::with_capacity(encoded.len()),
             dropped_full: Dropped::default(),
             dropped_age: Dropped::default(),
@@ -344,9 +407,21 @@ impl Writer {
                 seq += 1;
             }
             drop(log);
+            // State changes and queue rows in the order they arrived: a row queued
+            // after its session was deleted finds no session record.
             for c in batch {
-                if let Command::State(change) = c {
-                    super::state::apply(&txn, change)?;
+                match c {
+                    Command::State(change) => super::state::apply(&txn, change, &mut self.queues)?,
+                    Command::Enqueue {
+                        client_id,
+                        row,
+                        bound,
+                        ..
+                    } => {
+                        let queued = self.queues.push(&txn, client_id, row, *bound)?;
+                        out.queued.push(queued);
+                    }
+                    _ => {}
                 }
             }
             let retained_changes = batch.iter().filter_map(|c| match c {
