@@ -5,9 +5,10 @@
 //! - events waiting for the store writer: an eighth, in bytes; publishers wait for room
 //!   (backpressure: their sockets are not read meanwhile). Retained messages on their
 //!   way to the store wait for the same room;
-//! - deliveries queued to subscribers and offline sessions: three eighths, shared by all
-//!   outboxes; a delivery that does not fit is dropped and counted, never buffered.
-//!   Of that half, offline sessions together may hold at most a quarter
+//! - deliveries queued to subscribers: a quarter, shared by all outboxes; a delivery
+//!   that does not fit is dropped and counted, never buffered. (Persistent sessions
+//!   queue their QoS 1/2 deliveries in the store, so an offline one holds nothing
+//!   here.) Offline sessions together may hold at most a quarter
 //!   ([`MemoryPool::offline_limit`]), so sessions nobody reads can never take what
 //!   online subscribers need; one subscriber holds at most a quarter of the pool, one
 //!   offline session a quarter of the offline part ([`MemoryPool::per_subscriber`]).
@@ -20,6 +21,10 @@
 //!   one connection at most an eighth of the share;
 //! - half-read packets: an eighth ([`Budget::packets`]) for the bytes of packets still
 //!   arriving beyond one read chunk, across all connections;
+//! - connections: an eighth ([`Budget::connections`]), [`CONNECTION_COST`] each from
+//!   accept to close; a connection that does not fit is closed at once (counted), so
+//!   idle connections cannot grow memory past the budget whatever `max_connections`
+//!   says;
 //! - retained messages: a sixteenth ([`Budget::retained`]), capped further by
 //!   `mqtt.max_retained_bytes`. Their own share rather than part of the client-state
 //!   one, so a client retaining big messages cannot stop everyone else subscribing; a
@@ -178,6 +183,13 @@ impl Drop for Account {
     }
 }
 
+/// What one open connection is charged in [`Budget::connections`], from accept to
+/// close, whatever it does: its task, buffers, session and queue handles while idle
+/// (measured on x86_64: an idle MQTT connection 12 KiB, an idle NATS one 9 KiB; see
+/// `tests/memory_limits.rs`). What it holds beyond that (queued deliveries,
+/// subscriptions, half-read packets) is charged to the other shares.
+pub const CONNECTION_COST: usize = 16 * 1024;
+
 /// The budget split, built once at start.
 #[derive(Debug)]
 pub struct Budget {
@@ -188,6 +200,8 @@ pub struct Budget {
     pub state: Arc<MemoryPool>,
     /// Bytes of packets still arriving, beyond one read chunk per connection.
     pub packets: Arc<MemoryPool>,
+    /// Connections themselves: each holds [`CONNECTION_COST`] from accept to close.
+    pub connections: Arc<MemoryPool>,
     /// The most retained messages may hold together (each weighed as the retained table
     /// weighs it); `mqtt.max_retained_bytes` may lower it. A plain number, not a pool:
     /// the retained table keeps its own sum under its own lock.
@@ -206,9 +220,10 @@ impl Budget {
         Budget {
             total,
             cache: cache_cap.min(total / 16 * 3),
-            outboxes: MemoryPool::new(total / 8 * 3),
+            outboxes: MemoryPool::new(total / 4),
             state: MemoryPool::new(total / 8),
             packets: MemoryPool::new(total / 8),
+            connections: MemoryPool::new(total / 8),
             retained: total / 16,
             ingest: Arc::new(Semaphore::new(ingest_limit)),
             ingest_limit,
@@ -277,6 +292,7 @@ mod tests {
             + b.outboxes.limit()
             + b.state.limit()
             + b.packets.limit()
+            + b.connections.limit()
             + b.retained;
         assert_eq!(parts, total);
         assert_eq!(b.retained, 2 << 20);

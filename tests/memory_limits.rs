@@ -216,10 +216,12 @@ fn half_sent_packets_are_bounded_across_all_connections() {
             held.push(s);
         }
     }
+    // Each connection is refused either at accept (the connections' share, 256 at
+    // 32 MiB, is full) or once its half-read packet passes the packets' share.
     common::wait_until(
         Duration::from_secs(60),
         "most half-sent packets refused",
-        || refusals(&ferry, "packet") >= 390,
+        || refusals(&ferry, "packet") + refusals(&ferry, "connection") >= 390,
     );
     well_behaved_round_trip(&ferry, "good-p");
     let peak = ferry.peak_rss();
@@ -229,6 +231,100 @@ fn half_sent_packets_are_bounded_across_all_connections() {
         peak >> 20
     );
     drop(held);
+}
+
+/// Opens a plain MQTT 3.1.1 connection and sends CONNECT: the stream if CONNACK came
+/// back, None if ferry closed it instead (refused at accept).
+fn idle_mqtt(ferry: &Ferry, i: usize) -> Option<TcpStream> {
+    use std::io::Read;
+    let mut s = TcpStream::connect(ferry.mqtt).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let id = format!("idle{i:04}");
+    let mut connect = vec![0x10, (12 + id.len()) as u8, 0, 4];
+    connect.extend_from_slice(b"MQTT\x04\x02\x00\x3c\x00");
+    connect.push(id.len() as u8);
+    connect.extend_from_slice(id.as_bytes());
+    let _ = s.write_all(&connect);
+    let mut ack = [0u8; 4];
+    match s.read_exact(&mut ack) {
+        Ok(()) if ack == [0x20, 2, 0, 0] => Some(s),
+        Ok(()) => panic!("unexpected answer to CONNECT: {ack:?}"),
+        Err(_) => None,
+    }
+}
+
+/// Opens a NATS connection and sends CONNECT and PING: the socket if PONG came back,
+/// None if ferry refused it (`-ERR 'maximum connections exceeded'`, best effort, and a
+/// close).
+fn idle_nats(ferry: &Ferry) -> Option<TcpStream> {
+    use std::io::{BufRead, BufReader};
+    let s = TcpStream::connect(ferry.nats.unwrap()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut line = String::new();
+    let _ = r.read_line(&mut line);
+    if line.is_empty() || line.starts_with("-ERR 'maximum connections exceeded'") {
+        return None;
+    }
+    assert!(line.starts_with("INFO "), "unexpected first line {line:?}");
+    (&s).write_all(b"CONNECT {\"verbose\":false}\r\nPING\r\n")
+        .unwrap();
+    line.clear();
+    r.read_line(&mut line).unwrap();
+    assert_eq!(line, "PONG\r\n");
+    Some(s)
+}
+
+/// Connections are inside the budget: each holds 16 KiB of the connections' share (an
+/// eighth: 256 at 32 MiB) from accept to close, MQTT and NATS alike; beyond it a new
+/// connection is closed at once and counted, while the open ones keep being served; and
+/// an idle connection really costs less than what it is charged.
+#[test]
+fn connections_past_their_share_are_refused() {
+    const CHARGE: u64 = 16 * 1024;
+    const FIT: usize = (32 << 20) / 8 / (16 * 1024);
+    let dir = tempfile::tempdir().unwrap();
+    let ferry = Ferry::start(dir.path(), &config(dir.path()));
+    let (mut keeper, _) = Raw::connect(ferry.mqtt, "keeper", true, 60);
+    keeper.subscribe(1, "ok/keeper", rumqttc::QoS::AtMostOnce);
+    let (mut publisher, _) = Raw::connect(ferry.mqtt, "publisher", true, 60);
+    let before = ferry.rss();
+    let (mut mqtt, mut nats) = (Vec::new(), Vec::new());
+    for i in 0..200 {
+        mqtt.extend(idle_mqtt(&ferry, i));
+        nats.extend(idle_nats(&ferry));
+    }
+    let open = mqtt.len() + nats.len();
+    assert_eq!(
+        open,
+        FIT - 2,
+        "the share holds 256 connections, 2 of them from before"
+    );
+    assert!(
+        mqtt.len() >= 100 && !nats.is_empty(),
+        "{} MQTT, {} NATS",
+        mqtt.len(),
+        nats.len()
+    );
+    assert_eq!(refusals(&ferry, "connection"), 400 - open as u64);
+    let per = ferry.rss().saturating_sub(before) / open as u64;
+    eprintln!("an idle connection: {per} bytes of RSS");
+    assert!(
+        per <= CHARGE,
+        "an idle connection costs {per} bytes of RSS, more than the {CHARGE} it is charged"
+    );
+    // Those already connected keep being served.
+    publisher.publish("ok/keeper", rumqttc::QoS::AtMostOnce, 0, false, b"still");
+    assert_eq!(
+        &keeper.next_publish(Duration::from_secs(10)).payload[..],
+        b"still"
+    );
+    // A connection that ends gives its place back.
+    drop(mqtt.pop());
+    common::wait_until(Duration::from_secs(10), "a place is free again", || {
+        idle_mqtt(&ferry, 999).map(|s| mqtt.push(s)).is_some()
+    });
+    assert!(ferry.peak_rss() < MEMORY + (16 << 20));
 }
 
 /// Retained messages: a config for them, with `[mqtt]` keys `mqtt` added.

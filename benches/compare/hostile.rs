@@ -163,6 +163,18 @@ async fn mqtt_open(port: u16, id: &str, v5: bool) -> Result<TcpStream> {
 }
 
 /// A connected NATS client (its CONNECT answered by PONG).
+/// Opens a NATS connection and waits for PONG; `None` when ferry refused it at accept
+/// (closed it before any PONG).
+async fn nats_try_open(port: u16) -> Result<Option<TcpStream>> {
+    match nats_open(port).await {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if format!("{e:#}").contains("closed") || format!("{e:#}").contains("reset") => {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 async fn nats_open(port: u16) -> Result<TcpStream> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
     s.set_nodelay(true)?;
@@ -455,18 +467,21 @@ async fn run_kind(kind: Kind, t: &Target, scale: &Scale) -> Result<(Mem, String)
         }
         Kind::Idle => {
             let before = mem_of(t.pid)?;
-            let mqtt = crate::memory::idle_connections(t.mqtt, 2000).await?;
+            let (mqtt, mut refused) = crate::memory::idle_connections(t.mqtt, 2000).await?;
             let mut nats = Vec::new();
             if let Some(port) = t.nats {
                 for _ in 0..2000 {
-                    nats.push(nats_open(port).await?);
+                    match nats_try_open(port).await? {
+                        Some(s) => nats.push(s),
+                        None => refused += 1,
+                    }
                 }
             }
             let mem = mem_of(t.pid)?;
             Ok((
                 mem,
                 format!(
-                    "{} MQTT and {} NATS connections open, {:.1} KiB each (RSS {:.1} MiB before)",
+                    "{} MQTT and {} NATS connections open, {refused} refused, {:.1} KiB each (RSS {:.1} MiB before)",
                     mqtt.len(),
                     nats.len(),
                     mem.hwm_kib.saturating_sub(before.rss_kib) as f64
@@ -521,11 +536,16 @@ fn ferry_counts(kind: Kind, ferry: &Ferry) -> String {
         Kind::Subscriptions | Kind::NatsSubscriptions => {
             format!("refusals counted: {}", refusals("subscription"))
         }
-        Kind::HalfSent => format!("refusals counted: {}", refusals("packet")),
+        Kind::HalfSent => format!(
+            "refusals counted: {} (and {} at accept)",
+            refusals("packet"),
+            refusals("connection")
+        ),
         Kind::Aliases => format!("refusals counted: {}", refusals("topic_alias")),
-        Kind::Idle => {
-            "idle connections are not in the budget yet (bounded by max_connections)".into()
-        }
+        Kind::Idle => format!(
+            "refused at the connections' share: {}",
+            refusals("connection")
+        ),
         Kind::Offline => format!(
             "offline overflow dropped and counted: {}, offline sessions hold {} B",
             m("ferry_events_dropped_total{reason=\"offline_overflow\"}"),

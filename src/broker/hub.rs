@@ -109,8 +109,10 @@ impl Hub {
         own_conn: u64,
     ) -> Result<Published, StoreError> {
         self.metrics.events_received.inc();
+        // The rarer steps are boxed: their futures would otherwise be part of the state
+        // of every connection's task for its whole life.
         if event.retain {
-            self.retain(&event).await?;
+            Box::pin(self.retain(&event)).await?;
         }
         let mut routed = self.router.route(&event, echo_conn);
         self.metrics.deliveries.add(routed.delivered as u64);
@@ -120,9 +122,15 @@ impl Hub {
             _ => None,
         };
         let spooled = std::mem::take(&mut routed.spooled);
-        let queued = self.spool(spooled).await?;
+        let queued = if spooled.is_empty() {
+            Vec::new()
+        } else {
+            Box::pin(self.spool(spooled)).await?
+        };
         let stalled = std::mem::take(&mut routed.stalled);
-        self.stall(stalled, own_conn).await;
+        if !stalled.is_empty() {
+            Box::pin(self.stall(stalled, own_conn)).await;
+        }
         let durable = Durable::build(log, queued);
         Ok(Published { routed, durable })
     }

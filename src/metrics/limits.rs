@@ -18,6 +18,8 @@ pub struct LimitMetrics {
     /// Retained publishes not kept: beyond `mqtt.max_retained` or the retained byte limit
     /// (delivered live all the same).
     pub retained: Counter,
+    /// Connections refused at accept: the connections' share of the budget was full.
+    pub connections: Counter,
 }
 
 impl LimitMetrics {
@@ -29,11 +31,13 @@ impl LimitMetrics {
              ferry_limit_refusals_total{{kind=\"subscription\"}} {}\n\
              ferry_limit_refusals_total{{kind=\"topic_alias\"}} {}\n\
              ferry_limit_refusals_total{{kind=\"packet\"}} {}\n\
-             ferry_limit_refusals_total{{kind=\"retained\"}} {}",
+             ferry_limit_refusals_total{{kind=\"retained\"}} {}\n\
+             ferry_limit_refusals_total{{kind=\"connection\"}} {}",
             self.subscriptions.get(),
             self.aliases.get(),
             self.packets.get(),
-            self.retained.get()
+            self.retained.get(),
+            self.connections.get()
         );
     }
 }

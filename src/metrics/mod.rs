@@ -350,13 +350,17 @@ impl Metrics {
                  ferry_memory_budget_bytes{{part=\"offline_sessions\"}} {}\n\
                  ferry_memory_budget_bytes{{part=\"client_state\"}} {}\n\
                  ferry_memory_budget_bytes{{part=\"retained\"}} {}\n\
+                 ferry_memory_budget_bytes{{part=\"packets\"}} {}\n\
+                 ferry_memory_budget_bytes{{part=\"connections\"}} {}\n\
                  # HELP ferry_memory_used_bytes Budget in use, by part.\n\
                  # TYPE ferry_memory_used_bytes gauge\n\
                  ferry_memory_used_bytes{{part=\"store_queue\"}} {queued}\n\
                  ferry_memory_used_bytes{{part=\"subscriber_queues\"}} {}\n\
                  ferry_memory_used_bytes{{part=\"offline_sessions\"}} {}\n\
                  ferry_memory_used_bytes{{part=\"client_state\"}} {}\n\
-                 ferry_memory_used_bytes{{part=\"retained\"}} {}",
+                 ferry_memory_used_bytes{{part=\"retained\"}} {}\n\
+                 ferry_memory_used_bytes{{part=\"packets\"}} {}\n\
+                 ferry_memory_used_bytes{{part=\"connections\"}} {}",
                 b.total,
                 b.cache,
                 b.ingest_limit,
@@ -364,10 +368,14 @@ impl Metrics {
                 b.outboxes.offline_limit(),
                 b.state.limit(),
                 b.retained,
+                b.packets.limit(),
+                b.connections.limit(),
                 b.outboxes.used(),
                 b.outboxes.offline_used(),
                 b.state.used(),
-                self.retained_bytes.get()
+                self.retained_bytes.get(),
+                b.packets.used(),
+                b.connections.used()
             );
         }
         c(

@@ -465,7 +465,14 @@ impl Conn {
                 match codec::decode(&mut self.rbuf, Some(self.protocol), self.max_packet) {
                     Ok(Some(packet)) => {
                         deadline = Instant::now() + keep_alive;
-                        if let Err(close) = self.handle(packet, state).await {
+                        // Only PUBLISH is common enough to stay inline; the other
+                        // packets' futures are boxed, so their state is not part of
+                        // every connection's task.
+                        let handled = match packet {
+                            Packet::Publish(p) => self.publish(p, state).await,
+                            other => Box::pin(self.handle(other, state)).await,
+                        };
+                        if let Err(close) = handled {
                             return close;
                         }
                     }

@@ -75,7 +75,11 @@ impl Conn {
         Ok(())
     }
 
-    async fn publish(&mut self, p: Publish, state: &mut SessionState) -> Result<(), Close> {
+    pub(super) async fn publish(
+        &mut self,
+        p: Publish,
+        state: &mut SessionState,
+    ) -> Result<(), Close> {
         let ctx = self.ctx.clone();
         let cfg = &ctx.config.mqtt;
         let qos = p.qos as u8;

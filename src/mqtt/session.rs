@@ -3,7 +3,9 @@
 //! client's unreleased QoS 2 ids. Pure bookkeeping; the connection does the I/O.
 //!
 //! Hard caps: at most [`OUTBOUND_INFLIGHT`] unacknowledged deliveries (a `heapless` map,
-//! no allocation on the delivery path) and at most `max_inflight` unreleased QoS 2 ids.
+//! no allocation on the delivery path, itself allocated at the session's first QoS > 0
+//! delivery so an idle connection does not carry its 5 KiB) and at most `max_inflight`
+//! unreleased QoS 2 ids.
 
 use crate::router::{Deliveries, Delivery, Outbox};
 use serde::{Deserialize, Serialize};
@@ -74,7 +76,7 @@ pub struct SessionState {
     /// Seconds the session outlives its connection: 0 (clean), else at most
     /// `mqtt.max_session_expiry`.
     pub expiry: u32,
-    inflight: heapless::FnvIndexMap<u16, Outgoing, OUTBOUND_INFLIGHT>,
+    inflight: Inflight,
     next_pkid: u16,
     inbound_qos2: HashSet<u16>,
     /// [`SessionState::dropped`] when the session was parked, to report drops while
@@ -101,7 +103,7 @@ impl SessionState {
             deliveries,
             subs: HashMap::new(),
             expiry,
-            inflight: heapless::FnvIndexMap::new(),
+            inflight: Inflight::default(),
             next_pkid: 0,
             owner: None,
             inbound_qos2: HashSet::new(),
@@ -148,7 +150,7 @@ impl SessionState {
         }
         let pkid = loop {
             self.next_pkid = self.next_pkid.wrapping_add(1);
-            if self.next_pkid != 0 && !self.inflight.contains_key(&self.next_pkid) {
+            if self.next_pkid != 0 && self.inflight.get_mut(self.next_pkid).is_none() {
                 break self.next_pkid;
             }
         };
@@ -157,7 +159,7 @@ impl SessionState {
         } else {
             Stage::Qos1Sent
         };
-        match self.inflight.insert(
+        match self.inflight.table().insert(
             pkid,
             Outgoing {
                 delivery,
@@ -180,7 +182,7 @@ impl SessionState {
     /// message now, so its store queue row (qseq, 0 for none or already done) goes; only
     /// the release is left to finish.
     pub fn pubrec(&mut self, pkid: u16) -> Option<u64> {
-        match self.inflight.get_mut(&pkid) {
+        match self.inflight.get_mut(pkid) {
             Some(o) if o.stage == Stage::Qos2Sent || o.stage == Stage::Released => {
                 o.stage = Stage::Released;
                 Some(std::mem::take(&mut o.qseq))
@@ -197,19 +199,22 @@ impl SessionState {
     /// Forgets a delivery that was never sent (too large for the client): its store
     /// queue row to remove (0 for none).
     pub fn abandon(&mut self, pkid: u16) -> u64 {
-        self.inflight.remove(&pkid).map_or(0, |o| o.qseq)
+        self.inflight.remove(pkid).map_or(0, |o| o.qseq)
     }
 
     fn finish(&mut self, pkid: u16, stage: Stage) -> Option<u64> {
-        match self.inflight.get(&pkid) {
-            Some(o) if o.stage == stage => self.inflight.remove(&pkid).map(|o| o.qseq),
+        match self.inflight.get_mut(pkid) {
+            Some(o) if o.stage == stage => self.inflight.remove(pkid).map(|o| o.qseq),
             _ => None,
         }
     }
 
     /// What to resend when the session resumes on a new connection, in the original order.
     pub fn resume(&self) -> Vec<(u16, Outgoing)> {
-        self.inflight.iter().map(|(k, v)| (*k, v.clone())).collect()
+        match &self.inflight.0 {
+            Some(t) => t.iter().map(|(k, v)| (*k, v.clone())).collect(),
+            None => Vec::new(),
+        }
     }
 
     /// A QoS 2 PUBLISH arrived: true if new (route and store it), false if it is a
@@ -245,6 +250,29 @@ impl SessionState {
         // Encoding plain owned data into a Vec cannot fail; an empty record would simply
         // not decode at restore time.
         postcard::to_extend(&rec, vec![SESSION_FORMAT_V3]).unwrap_or_default()
+    }
+}
+
+/// The deliveries in flight, by packet id: a fixed-capacity table, allocated when the
+/// session first sends a QoS > 0 delivery.
+#[derive(Default)]
+struct Inflight(Option<Box<heapless::FnvIndexMap<u16, Outgoing, OUTBOUND_INFLIGHT>>>);
+
+impl Inflight {
+    fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |t| t.len())
+    }
+
+    fn table(&mut self) -> &mut heapless::FnvIndexMap<u16, Outgoing, OUTBOUND_INFLIGHT> {
+        self.0.get_or_insert_with(Default::default)
+    }
+
+    fn get_mut(&mut self, pkid: u16) -> Option<&mut Outgoing> {
+        self.0.as_mut()?.get_mut(&pkid)
+    }
+
+    fn remove(&mut self, pkid: u16) -> Option<Outgoing> {
+        self.0.as_mut()?.remove(&pkid)
     }
 }
 

@@ -2,8 +2,9 @@
 //!
 //! A session is online while one connection owns its [`SessionState`]. When that
 //! connection ends, a persistent session (expiry > 0) is parked here offline: its outbox
-//! stays subscribed, so QoS 1/2 messages queue for it (bounded by `max_queued` and
-//! `max_queued_bytes`; QoS 0 is not queued), until the client returns or it expires.
+//! stays subscribed, so QoS 1/2 messages queue for it in the store (`store/queue.rs`,
+//! bounded by `max_queued` and `max_queued_bytes`; QoS 0 is not queued), until the
+//! client returns or it expires.
 //! A second connection with the same client id kicks the first and waits for it to park
 //! the state (MQTT 3.1.4 takeover), then resumes it.
 //!

@@ -26,7 +26,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -164,9 +164,9 @@ pub async fn serve(accepted: Accepted, ctx: Arc<NatsCtx>, mut shutdown: watch::R
         peer,
         conn_id,
         outbox,
-        rbuf: BytesMut::with_capacity(READ_CHUNK),
+        rbuf: BytesMut::new(),
         rbuf_bytes: Account::new(ctx.hub.budget.packets.clone()),
-        wbuf: BytesMut::with_capacity(8 * 1024),
+        wbuf: BytesMut::new(),
         pending: VecDeque::new(),
         max_pending,
         identity,
@@ -263,8 +263,13 @@ impl Conn {
             if self.wbuf.is_empty() {
                 write_progress = Instant::now();
             }
-            if self.rbuf.capacity() - self.rbuf.len() < 1024 {
-                self.rbuf.reserve(READ_CHUNK);
+            if self.rbuf.is_empty() {
+                // An idle connection holds no read buffer (`ReadHalf::read_some` grows
+                // it once the socket is readable).
+                self.rbuf = BytesMut::new();
+            }
+            if self.wbuf.is_empty() && self.wbuf.capacity() > WBUF_HIGH {
+                self.wbuf = BytesMut::new(); // a burst is over: give the memory back
             }
             let can_read = self.pending.len() < MAX_PENDING_REPLIES;
             tokio::select! {
@@ -299,7 +304,7 @@ impl Conn {
                         }
                     }
                 }
-                r = rd.read_buf(&mut self.rbuf), if can_read => match r {
+                r = rd.read_some(&mut self.rbuf, READ_CHUNK), if can_read => match r {
                     Ok(0) => return Close::Peer,
                     Ok(_) => last_in = Instant::now(),
                     Err(e) => return Close::Io(e),

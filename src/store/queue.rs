@@ -9,8 +9,9 @@
 //! reader that has read up to some qseq never misses a later row (even one queued after
 //! a restart, when every earlier row is gone). A row is
 //! written only while the client has a session record (a publisher that routed to a
-//! session as it was discarded adds nothing), is bounded per client in bytes (the
-//! overflow is refused and counted), and leaves when the subscriber acknowledges it
+//! session as it was discarded adds nothing), is bounded per client in bytes and count
+//! and all together at a quarter of `store.max_bytes` (the overflow is refused and
+//! counted), and leaves when the subscriber acknowledges it
 //! (PUBACK, or PUBREC for QoS 2) or with its session.
 //!
 //! Invariant: an enqueue's `done` fires with `Ok(Queued(qseq))` only after the
@@ -195,14 +196,15 @@ impl Queues {
             .ok_or(StoreError::Unavailable)
     }
 
-    /// Stores `row` for `client_id` unless its queue would pass `bound` or the client
-    /// has no session record.
+    /// Stores `row` for `client_id` unless its queue would pass `bound`, all queues
+    /// together would pass `total` bytes, or the client has no session record.
     pub(super) fn push(
         &mut self,
         txn: &WriteTransaction,
         client_id: &Arc<str>,
         row: &[u8],
         bound: QueueBound,
+        total: u64,
     ) -> Result<Queued, StoreError> {
         let sessions = txn.open_table(SESSIONS).map_err(redb_err)?;
         if sessions.get(&**client_id).map_err(redb_err)?.is_none() {
@@ -210,6 +212,9 @@ impl Queues {
         }
         drop(sessions);
         let c = cost(client_id, row.len());
+        if self.bytes + c > total {
+            return Ok(Queued::Full);
+        }
         let held = self.client(txn, client_id)?;
         if held.0 + c > bound.bytes || (bound.count > 0 && held.1 >= bound.count) {
             return Ok(Queued::Full);

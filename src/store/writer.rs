@@ -418,7 +418,8 @@ impl Writer {
                         bound,
                         ..
                     } => {
-                        let queued = self.queues.push(&txn, client_id, row, *bound)?;
+                        let total = self.limits.max_bytes / 4;
+                        let queued = self.queues.push(&txn, client_id, row, *bound, total)?;
                         out.queued.push(queued);
                     }
                     _ => {}

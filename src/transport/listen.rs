@@ -4,6 +4,7 @@
 //! never runs in the accept loop, so one stalled client cannot hold up the others.
 
 use super::Stream;
+use crate::budget::{Account, CONNECTION_COST};
 use crate::metrics::Metrics;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -59,6 +60,10 @@ pub struct ListenOptions {
     /// The largest WebSocket frame payload accepted.
     pub ws_max_frame: usize,
     pub metrics: Arc<Metrics>,
+    /// The budget's share for connections: each holds `budget::CONNECTION_COST` of it.
+    pub memory: Arc<crate::budget::MemoryPool>,
+    /// Refusals for want of memory are logged at most once a second.
+    pub memory_log: Arc<RateLimitedLog>,
     /// Called (without waiting) on a connection refused at the cap, to tell the client.
     pub on_refused: Option<fn(&TcpStream)>,
 }
@@ -114,12 +119,16 @@ where
                 _ = stop.changed() => break,
                 Some(_) = conns.join_next(), if !conns.is_empty() => {}
                 accepted = accept(&listener, &opts) => {
-                    let Some((tcp, peer, permit)) = accepted else { continue };
+                    let Some((tcp, peer, permit, _held)) = accepted else { continue };
                     let (opts, serve, log) = (opts.clone(), serve.clone(), handshake_log.clone());
                     let shutdown = shutdown.clone();
                     conns.spawn(async move {
                         let _permit: OwnedSemaphorePermit = permit;
-                        let handshake = tokio::time::timeout(opts.handshake_timeout, upgrade(tcp, peer, &opts));
+                        let _held = _held;
+                        // Boxed: the TLS and WebSocket handshakes run once, and inline their
+                        // state (about 15 KiB) would be part of every connection's task
+                        // for its whole life.
+                        let handshake = tokio::time::timeout(opts.handshake_timeout, Box::pin(upgrade(tcp, peer, &opts)));
                         let accepted = match handshake.await {
                             Ok(Ok(a)) => a,
                             Ok(Err(e)) => {
@@ -147,11 +156,12 @@ where
     })
 }
 
-/// One accepted socket under the cap; None when refused or failed (already handled).
+/// One accepted socket under the cap and inside the budget, with its place in both;
+/// None when refused or failed (already handled).
 async fn accept(
     listener: &TcpListener,
     opts: &ListenOptions,
-) -> Option<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
+) -> Option<(TcpStream, SocketAddr, OwnedSemaphorePermit, Account)> {
     let (stream, peer) = match listener.accept().await {
         Ok(a) => a,
         Err(e) => {
@@ -169,6 +179,19 @@ async fn accept(
         }
         return None;
     };
+    let mut held = Account::new(opts.memory.clone());
+    if !held.charge(CONNECTION_COST, usize::MAX) {
+        opts.metrics.connections_refused.inc();
+        opts.metrics.limits.connections.inc();
+        if let Some(suppressed) = opts.memory_log.allow() {
+            tracing::warn!(%peer, open = opts.memory.used() / CONNECTION_COST, suppressed,
+                "{} connection refused: connections would pass their share of the memory budget ([limits] memory)", opts.protocol);
+        }
+        if let Some(tell) = opts.on_refused {
+            tell(&stream);
+        }
+        return None;
+    }
     // Acks and small deliveries must not wait for Nagle (writes are coalesced by hand).
     let _ = stream.set_nodelay(true);
     // A small kernel send buffer keeps what a slow reader has not taken in ferry's
@@ -177,7 +200,7 @@ async fn accept(
     // writable again after half of it drained: seconds for a slow client, long past any
     // stall. It also bounds the kernel memory each client costs.
     let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER);
-    Some((stream, peer, permit))
+    Some((stream, peer, permit, held))
 }
 
 /// The kernel send buffer of a client connection (Linux doubles it for its own

@@ -52,23 +52,75 @@ impl Stream {
     /// connection holds no read buffer; other transports keep their own buffers anyway.
     /// Cancel-safe. `Ok(0)` is end of stream.
     pub async fn read_some(&mut self, buf: &mut BytesMut, chunk: usize) -> io::Result<usize> {
-        let reserve = |buf: &mut BytesMut| {
-            if buf.capacity() - buf.len() < chunk / 4 {
-                buf.reserve(chunk);
-            }
-        };
         match self {
-            Stream::Tcp(s) => loop {
-                s.readable().await?;
-                reserve(buf);
-                match s.try_read_buf(buf) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    r => return r,
-                }
-            },
+            Stream::Tcp(s) => tcp_read_some(s, buf, chunk).await,
             other => {
-                reserve(buf);
+                reserve(buf, chunk);
                 tokio::io::AsyncReadExt::read_buf(other, buf).await
+            }
+        }
+    }
+}
+
+/// Makes room for `chunk` more bytes when less than a quarter of it is free.
+fn reserve(buf: &mut BytesMut, chunk: usize) {
+    if buf.capacity() - buf.len() < chunk / 4 {
+        buf.reserve(chunk);
+    }
+}
+
+/// Reads from a plain TCP socket into `buf`, growing it only once the socket is
+/// readable. Readiness can be stale (left by a read that did not drain the socket to
+/// WouldBlock): then the chunk is given back rather than held while the connection
+/// idles.
+async fn tcp_read_some<S: TcpRead>(s: &S, buf: &mut BytesMut, chunk: usize) -> io::Result<usize> {
+    loop {
+        s.readable().await?;
+        reserve(buf, chunk);
+        match s.try_read_buf(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if buf.is_empty() {
+                    *buf = BytesMut::new();
+                }
+            }
+            r => return r,
+        }
+    }
+}
+
+/// A TCP socket or its read half: readiness, then a non-blocking read.
+trait TcpRead {
+    async fn readable(&self) -> io::Result<()>;
+    fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize>;
+}
+
+impl TcpRead for TcpStream {
+    async fn readable(&self) -> io::Result<()> {
+        TcpStream::readable(self).await
+    }
+    fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
+        TcpStream::try_read_buf(self, buf)
+    }
+}
+
+impl TcpRead for tokio::net::tcp::ReadHalf<'_> {
+    async fn readable(&self) -> io::Result<()> {
+        tokio::net::tcp::ReadHalf::readable(self).await
+    }
+    fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
+        tokio::net::tcp::ReadHalf::try_read_buf(self, buf)
+    }
+}
+
+impl ReadHalf<'_> {
+    /// [`Stream::read_some`] for the read half: an idle plain-TCP connection holds no
+    /// read buffer.
+    pub async fn read_some(&mut self, buf: &mut BytesMut, chunk: usize) -> io::Result<usize> {
+        match self {
+            ReadHalf::Tcp(r) => tcp_read_some(r, buf, chunk).await,
+            ReadHalf::Shared(r) => {
+                reserve(buf, chunk);
+                tokio::io::AsyncReadExt::read_buf(r, buf).await
             }
         }
     }

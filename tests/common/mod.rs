@@ -160,13 +160,22 @@ impl Ferry {
 
     /// The peak resident set size of the ferry process so far (VmHWM), in bytes.
     pub fn peak_rss(&self) -> u64 {
+        self.status_bytes("VmHWM:")
+    }
+
+    /// The resident set size of the ferry process now.
+    pub fn rss(&self) -> u64 {
+        self.status_bytes("VmRSS:")
+    }
+
+    fn status_bytes(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .expect("/proc/<ferry>/status");
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .expect("VmHWM in /proc/<ferry>/status")
+            .unwrap_or_else(|| panic!("{field} in /proc/<ferry>/status"))
             * 1024
     }
 
