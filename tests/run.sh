@@ -29,9 +29,26 @@ if [ -f tests/python/requirements.txt ]; then
     | grep -v -i "running pip as the 'root' user" || true
 fi
 
+# Formatting and lints first: they take seconds once the tests are built, and a red
+# lint is as much a failure as a red test. Skipped (said so) where the components are
+# not installed.
+echo "== cargo fmt --check"
+if cargo fmt --version >/dev/null 2>&1; then
+  cargo fmt --check
+else
+  echo "rustfmt not installed: skipped"
+fi
+
 echo "== cargo test"
 cargo build --locked --bins
 cargo test --locked --all-targets   # includes a 2 s per target run of the fuzz harness
+
+echo "== cargo clippy"
+if cargo clippy --version >/dev/null 2>&1; then
+  cargo clippy --locked --all-targets -- -D warnings
+else
+  echo "clippy not installed: skipped"
+fi
 
 # The parser fuzzers (fuzz/README.md) for longer: 20 s per target, under two minutes in all.
 echo "== fuzz"
