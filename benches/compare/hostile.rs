@@ -162,7 +162,6 @@ async fn mqtt_open(port: u16, id: &str, v5: bool) -> Result<TcpStream> {
     Ok(s)
 }
 
-/// A connected NATS client (its CONNECT answered by PONG).
 /// Opens a NATS connection and waits for PONG; `None` when ferry refused it at accept
 /// (closed it before any PONG).
 async fn nats_try_open(port: u16) -> Result<Option<TcpStream>> {
@@ -175,6 +174,7 @@ async fn nats_try_open(port: u16) -> Result<Option<TcpStream>> {
     }
 }
 
+/// A connected NATS client (its CONNECT answered by PONG).
 async fn nats_open(port: u16) -> Result<TcpStream> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
     s.set_nodelay(true)?;
@@ -230,11 +230,20 @@ async fn settled_closes(held: &mut [TcpStream]) -> usize {
     }
 }
 
-/// A well-behaved client subscribes, publishes and receives its own message.
+/// A well-behaved client subscribes, publishes and receives its own message. It may
+/// have to wait up to a few seconds for the hostile clients' places to be given back
+/// (their connections were just closed).
 async fn served(port: u16) -> Result<()> {
     let id = unique("healthy");
     let topic = format!("ok/{id}");
-    let mut s = mqtt_open(port, &id, false).await?;
+    let end = Instant::now() + Duration::from_secs(5);
+    let mut s = loop {
+        match mqtt_open(port, &id, false).await {
+            Ok(s) => break s,
+            Err(_) if Instant::now() < end => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(e) => return Err(e),
+        }
+    };
     s.write_all(&subscribe_packet(1, &topic)).await?;
     let (first, body) = within("SUBACK", read_packet(&mut s)).await?;
     if first != 0x90 || body.get(2).is_none_or(|c| *c >= 0x80) {
