@@ -118,7 +118,16 @@ fn run(path: Option<PathBuf>) -> ExitCode {
     }
     init_logging(&cfg.log.level);
     warn_if_readable(path.as_deref(), &cfg);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // One event-loop thread, as mosquitto has: every connection, the router and the
+    // forwarders run on it, and the store writer and the blocking pool (redb reads,
+    // password hashing) on their own threads. Tasks woken together run in the order the
+    // kernel reported their sockets readable (FIFO), so packets sent on different
+    // connections are handled in the order they arrived: a SUBSCRIBE written just before
+    // another client's PUBLISH takes effect first (the Paho case test_subscribe_options
+    // relies on it). A multi-threaded runtime runs the task woken last first (its LIFO
+    // slot) or on another core, and lost that PUBLISH in 1 to 4 runs of 10. On 2 cores
+    // it was no faster (docs/benchmarks.md).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -527,12 +527,11 @@ impl Conn {
                 }
                 r = self.stream.read_some(&mut self.rbuf, READ_CHUNK), if can_read => match r {
                     Ok(0) => return Close::Peer,
-                    // Let the other connections that became readable in the same wake-up
-                    // go first: tokio runs the task woken last first (its LIFO slot), so
-                    // without this a PUBLISH could be routed before a SUBSCRIBE that
-                    // reached its socket earlier, on another connection. One yield per
-                    // read (not per packet) costs nothing measurable.
-                    Ok(_) => tokio::task::yield_now().await,
+                    // No yield here: on the one event-loop thread (main.rs) connections
+                    // run in the order their sockets turned readable, and what was read is
+                    // handled at once. A yield would let a PUBLISH read later on another
+                    // connection be routed before this SUBSCRIBE.
+                    Ok(_) => {}
                     Err(e) => return Close::Io(e),
                 },
                 _ = tokio::time::sleep_until(deadline), if !keep_alive.is_zero() => return Close::KeepAlive,

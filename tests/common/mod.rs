@@ -123,9 +123,17 @@ impl Ferry {
     /// The /metrics text (needs `[metrics] listen`).
     pub fn metrics(&self) -> String {
         use std::io::{Read, Write};
-        let addr = self
-            .addr_of("metrics endpoint ready")
-            .expect("metrics endpoint in the config");
+        // The endpoint may report ready just after the listeners did.
+        let mut addr = None;
+        wait_until(
+            Duration::from_secs(10),
+            "metrics endpoint in the config",
+            || {
+                addr = self.addr_of("metrics endpoint ready");
+                addr.is_some()
+            },
+        );
+        let addr = addr.expect("metrics endpoint");
         let mut s = TcpStream::connect(addr).unwrap();
         s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
         let mut out = String::new();
