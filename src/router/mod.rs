@@ -4,6 +4,7 @@
 //! parallel; only (un)subscribe takes the write lock. Fan-out clones an `Arc<Event>` per
 //! subscriber, never the payload.
 
+mod deliveries;
 mod outbox;
 mod trie;
 

@@ -13,10 +13,9 @@ use crate::event::Event;
 use crate::metrics::Metrics;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
-/// The receiving side of an outbox, owned by the subscriber's connection.
-pub type Deliveries = mpsc::UnboundedReceiver<Delivery>;
+pub use super::deliveries::Deliveries;
 
 /// One message on its way to one subscriber connection.
 #[derive(Debug, Clone)]
@@ -88,7 +87,7 @@ pub struct Spool {
 #[derive(Debug)]
 pub struct Outbox {
     conn_id: u64,
-    tx: mpsc::UnboundedSender<Delivery>,
+    tx: super::deliveries::Sender,
     pending_bytes: AtomicUsize,
     pending_count: AtomicUsize,
     max_bytes: usize,
@@ -127,7 +126,7 @@ impl Outbox {
         pool: Arc<MemoryPool>,
         metrics: Arc<Metrics>,
     ) -> (Arc<Outbox>, Deliveries) {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = super::deliveries::channel();
         let outbox = Outbox {
             conn_id,
             tx,
