@@ -543,3 +543,44 @@ fn stored_retained_messages_beyond_lowered_limits_are_deleted_at_startup() {
     assert_eq!(topics(&ferry, "c"), ["low/0", "low/1"]);
     assert_eq!(ferry.metric("ferry_store_events{table=\"retained\"}"), 2);
 }
+
+/// Offline persistent sessions are inside the budget, not only under `max_sessions`
+/// (10,000 by default, about 11 MiB of them): together they hold at most half of the
+/// client-state share, `OFFLINE_SESSION_COST` (1.5 KiB) each, 1,365 at 32 MiB. A flood of
+/// persistent sessions evicts the ones that connected least recently (counted) and
+/// newcomers keep being admitted; after a restart all that were kept come back.
+#[test]
+fn offline_sessions_past_their_part_are_evicted_oldest_first() {
+    const FIT: u64 = (32 << 20) / 16 / 1536;
+    const FLOOD: u64 = FIT + 135;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let ferry = Ferry::start(dir.path(), &config);
+    let park = |ferry: &Ferry, n: u64| -> bool {
+        let (mut c, ack) = Raw::connect(ferry.mqtt, &format!("flood-{n}"), false, 60);
+        c.subscribe(1, &format!("flood/{n}"), rumqttc::QoS::AtLeastOnce);
+        c.send(rumqttc::Packet::Disconnect);
+        c.drain_until_closed(Duration::from_secs(10));
+        ack.session_present
+    };
+    for n in 0..FLOOD {
+        assert!(!park(&ferry, n));
+    }
+    common::wait_until(Duration::from_secs(10), "the flood parked", || {
+        ferry.metric("ferry_mqtt_sessions") == FIT
+    });
+    assert_eq!(refusals(&ferry, "offline_session"), FLOOD - FIT);
+    assert_eq!(
+        ferry.metric("ferry_mqtt_sessions_evicted_total"),
+        FLOOD - FIT
+    );
+    well_behaved_round_trip(&ferry, "after-the-flood");
+    assert!(ferry.peak_rss() < MEMORY + (16 << 20));
+    assert_eq!(ferry.terminate(), Some(0));
+
+    let ferry = Ferry::start(dir.path(), &config);
+    assert_eq!(ferry.metric("ferry_mqtt_sessions"), FIT);
+    assert_eq!(ferry.metric("ferry_mqtt_sessions_evicted_total"), 0);
+    assert!(park(&ferry, FLOOD - 1), "the newest kept its session");
+    assert!(!park(&ferry, 0), "the oldest was evicted");
+}

@@ -20,6 +20,9 @@ pub struct LimitMetrics {
     pub retained: Counter,
     /// Connections refused at accept: the connections' share of the budget was full.
     pub connections: Counter,
+    /// Offline MQTT sessions evicted because the offline part of the client-state share
+    /// could not hold one more (also in `ferry_mqtt_sessions_evicted_total`).
+    pub offline_sessions: Counter,
 }
 
 impl LimitMetrics {
@@ -32,12 +35,14 @@ impl LimitMetrics {
              ferry_limit_refusals_total{{kind=\"topic_alias\"}} {}\n\
              ferry_limit_refusals_total{{kind=\"packet\"}} {}\n\
              ferry_limit_refusals_total{{kind=\"retained\"}} {}\n\
-             ferry_limit_refusals_total{{kind=\"connection\"}} {}",
+             ferry_limit_refusals_total{{kind=\"connection\"}} {}\n\
+             ferry_limit_refusals_total{{kind=\"offline_session\"}} {}",
             self.subscriptions.get(),
             self.aliases.get(),
             self.packets.get(),
             self.retained.get(),
-            self.connections.get()
+            self.connections.get(),
+            self.offline_sessions.get()
         );
     }
 }

@@ -334,7 +334,7 @@ impl Metrics {
         c(
             &mut s,
             "ferry_mqtt_sessions_evicted_total",
-            "Offline MQTT sessions discarded to make room for a new persistent session at mqtt.max_sessions (the least recently connected first).",
+            "Offline MQTT sessions discarded (the least recently connected first) to make room for a new persistent session at mqtt.max_sessions, or for one more offline session in their part of the memory budget.",
             self.sessions_evicted.get(),
         );
         if let Some(b) = self.budget.get() {
@@ -349,6 +349,7 @@ impl Metrics {
                  ferry_memory_budget_bytes{{part=\"subscriber_queues\"}} {}\n\
                  ferry_memory_budget_bytes{{part=\"offline_sessions\"}} {}\n\
                  ferry_memory_budget_bytes{{part=\"client_state\"}} {}\n\
+                 ferry_memory_budget_bytes{{part=\"offline_session_state\"}} {}\n\
                  ferry_memory_budget_bytes{{part=\"retained\"}} {}\n\
                  ferry_memory_budget_bytes{{part=\"packets\"}} {}\n\
                  ferry_memory_budget_bytes{{part=\"connections\"}} {}\n\
@@ -358,6 +359,7 @@ impl Metrics {
                  ferry_memory_used_bytes{{part=\"subscriber_queues\"}} {}\n\
                  ferry_memory_used_bytes{{part=\"offline_sessions\"}} {}\n\
                  ferry_memory_used_bytes{{part=\"client_state\"}} {}\n\
+                 ferry_memory_used_bytes{{part=\"offline_session_state\"}} {}\n\
                  ferry_memory_used_bytes{{part=\"retained\"}} {}\n\
                  ferry_memory_used_bytes{{part=\"packets\"}} {}\n\
                  ferry_memory_used_bytes{{part=\"connections\"}} {}",
@@ -367,12 +369,14 @@ impl Metrics {
                 b.outboxes.limit(),
                 b.outboxes.offline_limit(),
                 b.state.limit(),
+                b.state.offline_limit(),
                 b.retained,
                 b.packets.limit(),
                 b.connections.limit(),
                 b.outboxes.used(),
                 b.outboxes.offline_used(),
                 b.state.used(),
+                b.state.offline_used(),
                 self.retained_bytes.get(),
                 b.packets.used(),
                 b.connections.used()

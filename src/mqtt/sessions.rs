@@ -19,6 +19,7 @@ use super::session::{
     SessionState, SpoolReader, SubOptions, decode_record, decode_sub, encode_sub,
 };
 use crate::broker::Hub;
+use crate::budget::{MemoryPool, OFFLINE_SESSION_COST};
 use crate::config::MqttConfig;
 use crate::policy::ReadGuard;
 use crate::router::{NoRoom, Outbox, Spool, Subscription};
@@ -55,8 +56,9 @@ enum Slot {
 
 /// The slots and the bookkeeping that must change with them, under one lock: every
 /// slot goes in and out through [`Registry::insert`] and [`Registry::remove`], which
-/// keep `persistent` and `offline` true to `slots`.
-#[derive(Default)]
+/// keep `persistent` and `offline` true to `slots`, and the memory of offline slots
+/// charged: every offline slot holds [`OFFLINE_SESSION_COST`] of `pool`'s offline part,
+/// reserved by [`Registry::make_room`] before it goes in and given back when it leaves.
 struct Registry {
     slots: HashMap<String, Slot>,
     /// Slots of persistent sessions, online or offline: what `max_sessions` caps.
@@ -67,6 +69,8 @@ struct Registry {
     /// Sessions opened (or restored) so far. A counter rather than a clock: it orders
     /// the connects strictly, even two within one clock tick.
     connects: u64,
+    /// The client-state share of the memory budget.
+    pool: Arc<MemoryPool>,
 }
 
 pub struct Sessions {
@@ -91,6 +95,15 @@ pub struct Opened {
     /// Fires when another connection takes the session over.
     pub kick: Arc<Notify>,
     parked: Arc<Notify>,
+}
+
+/// Why an offline session was evicted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Evicted {
+    /// `max_sessions` persistent sessions existed and a new one came.
+    MaxSessions,
+    /// The offline part of the client-state share could not hold one more.
+    Memory,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -123,6 +136,32 @@ impl Slot {
 }
 
 impl Registry {
+    fn new(pool: Arc<MemoryPool>) -> Registry {
+        Registry {
+            slots: HashMap::new(),
+            persistent: 0,
+            offline: BTreeMap::new(),
+            connects: 0,
+            pool,
+        }
+    }
+
+    /// Reserves the memory of one more offline slot, evicting the offline sessions that
+    /// connected least recently (into `evicted`, for the caller to discard) until it
+    /// fits. False when it does not fit even with no offline session left.
+    fn make_room(&mut self, evicted: &mut Vec<SessionState>) -> bool {
+        loop {
+            if self.pool.reserve_offline(OFFLINE_SESSION_COST) {
+                return true;
+            }
+            match self.evict_oldest() {
+                Some(state) => evicted.push(state),
+                None => return false,
+            }
+        }
+    }
+
+    /// Puts `slot` in; an offline one must have its memory reserved ([`Registry::make_room`]).
     fn insert(&mut self, client_id: String, slot: Slot) {
         self.remove(&client_id);
         if slot.counted() {
@@ -141,6 +180,7 @@ impl Registry {
         }
         if let Slot::Offline { connected, .. } = &slot {
             self.offline.remove(connected);
+            self.pool.release_offline(OFFLINE_SESSION_COST);
         }
         Some(slot)
     }
@@ -165,7 +205,7 @@ impl Sessions {
     pub fn new(hub: Arc<Hub>, cfg: &MqttConfig) -> Sessions {
         let never = super::session::NEVER;
         Sessions {
-            registry: Mutex::new(Registry::default()),
+            registry: Mutex::new(Registry::new(hub.budget.state.clone())),
             hub,
             max_sessions: cfg.max_sessions,
             max_expiry: u32::try_from(cfg.max_session_expiry.as_secs())
@@ -312,7 +352,7 @@ impl Sessions {
                 Ok((previous, kick, parked))
             }
         };
-        self.evicted(evicted, client_id).await;
+        self.evicted(evicted, client_id, Evicted::MaxSessions).await;
         let (previous, kick, parked) = taken?;
         if replaced {
             // The replaced connection leaves the store alone when it ends (the record is
@@ -353,17 +393,34 @@ impl Sessions {
     }
 
     /// Discards the sessions evicted to make room for `for_client`, like expired ones.
-    async fn evicted(&self, evicted: Vec<SessionState>, for_client: &str) {
-        if evicted.is_empty() {
-            return;
-        }
-        self.hub.metrics.sessions_evicted.add(evicted.len() as u64);
+    async fn evicted(&self, evicted: Vec<SessionState>, for_client: &str, why: Evicted) {
         for state in evicted {
-            if let Some(suppressed) = self.evict_log.allow() {
-                tracing::warn!(client_id = %state.client_id, for_client, max_sessions = self.max_sessions, suppressed,
-                    "offline MQTT session evicted (least recently connected): mqtt.max_sessions reached");
-            }
+            self.count_eviction(&state.client_id, for_client, why);
             self.discard(state).await;
+        }
+    }
+
+    fn count_eviction(&self, client_id: &str, for_client: &str, why: Evicted) {
+        self.hub.metrics.sessions_evicted.inc();
+        if why == Evicted::Memory {
+            self.hub.metrics.limits.offline_sessions.inc();
+        }
+        if let Some(suppressed) = self.evict_log.allow() {
+            match why {
+                Evicted::MaxSessions => tracing::warn!(
+                    client_id,
+                    for_client,
+                    max_sessions = self.max_sessions,
+                    suppressed,
+                    "offline MQTT session evicted (least recently connected): mqtt.max_sessions reached"
+                ),
+                Evicted::Memory => tracing::warn!(
+                    client_id,
+                    for_client,
+                    suppressed,
+                    "offline MQTT session evicted (least recently connected): the offline sessions' part of the memory budget ([limits] memory) is full"
+                ),
+            }
         }
     }
 
@@ -386,6 +443,7 @@ impl Sessions {
             mut state, parked, ..
         } = opened;
         let client_id = state.client_id.clone();
+        let mut evicted = Vec::new();
         let then = {
             let mut reg = self.lock();
             let (ours, held) = match reg.slots.get(&client_id) {
@@ -404,12 +462,19 @@ impl Sessions {
                     reg.remove(&client_id);
                     Then::Discard(state)
                 }
+                Some(_) if !reg.make_room(&mut evicted) => {
+                    // Not reached with a budget of a few MiB: the offline part holds
+                    // hundreds of sessions.
+                    reg.remove(&client_id);
+                    self.count_eviction(&client_id, &client_id, Evicted::Memory);
+                    Then::Discard(state)
+                }
                 Some(connected) => {
                     state.outbox.set_offline(true);
                     state.dropped_at_park = state.dropped();
                     let expires = Instant::now() + Duration::from_secs(u64::from(state.expiry));
                     reg.insert(
-                        client_id,
+                        client_id.clone(),
                         Slot::Offline {
                             state: Box::new(state),
                             expires,
@@ -422,6 +487,7 @@ impl Sessions {
             self.hub.metrics.sessions.set(reg.slots.len() as i64);
             then
         };
+        self.evicted(evicted, &client_id, Evicted::Memory).await;
         let owned = match then {
             Then::Parked => true,
             Then::Discard(state) => {
@@ -588,17 +654,34 @@ impl Sessions {
             }
             state.outbox.set_offline(true);
             let expires = Instant::now() + Duration::from_secs(u64::from(expiry));
+            let mut evicted = Vec::new();
             let mut reg = self.lock();
-            let connected = reg.next_connect();
-            reg.insert(
-                client_id,
-                Slot::Offline {
-                    state: Box::new(state),
-                    expires,
-                    connected,
-                },
-            );
-            restored += 1;
+            let fits = reg.make_room(&mut evicted);
+            // Those were restored before this one.
+            restored -= evicted.len();
+            if fits {
+                let connected = reg.next_connect();
+                reg.insert(
+                    client_id,
+                    Slot::Offline {
+                        state: Box::new(state),
+                        expires,
+                        connected,
+                    },
+                );
+                restored += 1;
+            } else {
+                evicted.push(state);
+            }
+            drop(reg);
+            // Evicted as at run time: the ones restored first (their records' order).
+            for state in evicted {
+                self.count_eviction(&state.client_id, &state.client_id, Evicted::Memory);
+                self.unsubscribe_all(&state);
+                migrate.push(StateChange::DeleteSession {
+                    client_id: state.client_id.clone(),
+                });
+            }
         }
         self.hub
             .metrics
@@ -707,6 +790,10 @@ mod tests {
     const NEVER: u32 = super::super::session::NEVER;
 
     fn hub(store: Option<Store>) -> Arc<Hub> {
+        hub_with_budget(store, 32 << 20)
+    }
+
+    fn hub_with_budget(store: Option<Store>, memory: usize) -> Arc<Hub> {
         let metrics = Arc::new(Metrics::default());
         let config = crate::config::Config::default();
         let policy = crate::policy::Policy::new(&config, metrics.clone()).unwrap();
@@ -717,7 +804,7 @@ mod tests {
             100,
             policy,
             Arc::new(crate::budget::Budget::new(
-                32 << 20,
+                memory,
                 4 << 20,
                 std::time::Duration::ZERO,
             )),
@@ -832,6 +919,40 @@ mod tests {
         assert_eq!(hub.metrics.sessions_evicted.get(), 2, "c went for d");
         assert!(!s.lock().slots.contains_key("c"));
         drop((a, d));
+    }
+
+    /// Offline sessions hold at most the offline part of the client-state share: past
+    /// it, the one that connected least recently goes (counted), whatever `max_sessions`
+    /// allows; what they held is given back when they go.
+    #[tokio::test]
+    async fn offline_sessions_stay_inside_their_part_of_the_budget() {
+        // 2 MiB: a 256 KiB client-state share, 128 KiB of it for offline sessions.
+        let hub = hub_with_budget(None, 2 << 20);
+        let fit = hub.budget.state.offline_limit() / OFFLINE_SESSION_COST;
+        assert_eq!(fit, 85);
+        let s = sessions(&hub, 10_000, 3600);
+        for n in 0..fit + 10 {
+            let mut o = open(&s, &format!("s{n}"), NEVER, n as u64).await.unwrap();
+            sub(&hub, &mut o, &format!("t/{n}"));
+            assert!(s.close(o, n as u64).await);
+        }
+        assert_eq!(s.lock().offline.len(), fit);
+        assert_eq!(hub.budget.state.offline_used(), fit * OFFLINE_SESSION_COST);
+        assert_eq!(hub.metrics.sessions_evicted.get(), 10);
+        assert_eq!(hub.metrics.limits.offline_sessions.get(), 10);
+        for n in 0..10 {
+            assert_eq!(reached(&hub, &format!("t/{n}")), 0, "s{n} was evicted");
+        }
+        assert_eq!(reached(&hub, "t/10"), 1, "s10 stayed");
+        // Back online, a session holds its connection's cost instead.
+        let o = open(&s, "s10", NEVER, 1000).await.unwrap();
+        assert!(o.present);
+        assert_eq!(
+            hub.budget.state.offline_used(),
+            (fit - 1) * OFFLINE_SESSION_COST
+        );
+        assert_eq!(s.reap().await, 0);
+        drop(o);
     }
 
     /// A record of an older ferry (subscriptions inside) is restored with them, and the
