@@ -21,7 +21,7 @@
 //!   one connection at most an eighth of the share; and offline persistent sessions,
 //!   [`OFFLINE_SESSION_COST`] each, at most half of the share together: when a session
 //!   goes offline and its place does not fit, the offline sessions that connected least
-//!   recently are evicted (`mqtt/sessions.rs`);
+//!   recently are evicted (`mqtt/sessions/registry.rs`);
 //! - half-read packets: an eighth ([`Budget::packets`]) for the bytes of packets still
 //!   arriving beyond one read chunk, across all connections;
 //! - connections: an eighth ([`Budget::connections`]), [`CONNECTION_COST`] each from
