@@ -27,7 +27,8 @@
 //! - connections: an eighth ([`Budget::connections`]), [`CONNECTION_COST`] each from
 //!   accept to close; a connection that does not fit is closed at once (counted), so
 //!   idle connections cannot grow memory past the budget whatever `max_connections`
-//!   says;
+//!   says. Connections whose client is not admitted yet hold at most half of it
+//!   (`transport/admission.rs`);
 //! - retained messages: a sixteenth ([`Budget::retained`]), capped further by
 //!   `mqtt.max_retained_bytes`. Their own share rather than part of the client-state
 //!   one, so a client retaining big messages cannot stop everyone else subscribing; a
@@ -102,6 +103,12 @@ impl MemoryPool {
             return false;
         }
         true
+    }
+
+    /// Moves `bytes` taken with [`MemoryPool::reserve_offline`] out of the offline
+    /// part; they stay taken in the pool.
+    pub fn settle_offline(&self, bytes: usize) {
+        self.offline_used.fetch_sub(bytes, Ordering::Relaxed);
     }
 
     /// Gives back `bytes` taken with [`MemoryPool::reserve_offline`].
@@ -241,7 +248,8 @@ impl Budget {
             // half is always there for online clients' subscriptions.
             state: MemoryPool::with_offline_part(total / 8, total / 16),
             packets: MemoryPool::new(total / 8),
-            connections: MemoryPool::new(total / 8),
+            // Half of it at most for connections not yet admitted (transport/admission.rs).
+            connections: MemoryPool::with_offline_part(total / 8, total / 16),
             retained: total / 16,
             ingest: Arc::new(Semaphore::new(ingest_limit)),
             ingest_limit,

@@ -327,6 +327,57 @@ fn connections_past_their_share_are_refused() {
     assert!(ferry.peak_rss() < MEMORY + (16 << 20));
 }
 
+/// Connections whose client has not been admitted (no CONNECT yet) hold at most half of
+/// the connections' share (128 at 32 MiB). Past that, each new connection takes the place
+/// of the silent one accepted longest ago, which is closed (counted): a flood of silent
+/// connections, MQTT and NATS, never keeps out clients that do connect, and they get
+/// their places at once, without waiting for the flood's `connect_timeout`.
+#[test]
+fn silent_connections_make_room_for_clients_that_connect() {
+    const HALF: usize = (32 << 20) / 16 / (16 * 1024);
+    const FLOOD: usize = 300;
+    const CLIENTS: usize = 100;
+    let dir = tempfile::tempdir().unwrap();
+    let ferry = Ferry::start(dir.path(), &config(dir.path()));
+    let nats = ferry.nats.unwrap();
+    let silent: Vec<TcpStream> = (0..FLOOD)
+        .map(|i| TcpStream::connect(if i % 2 == 0 { ferry.mqtt } else { nats }).unwrap())
+        .collect();
+    common::wait_until(Duration::from_secs(10), "the flood accepted", || {
+        refusals(&ferry, "waiting_connection") == (FLOOD - HALF) as u64
+    });
+    let admitted: Vec<TcpStream> = (0..CLIENTS)
+        .map(|i| idle_mqtt(&ferry, i).expect("a client that connects gets a place"))
+        .collect();
+    well_behaved_round_trip(&ferry, "beside-the-flood");
+    // The first client made room (the half was full); once admitted, a client's place
+    // leaves the waiting half, so the next one finds room there without closing anyone.
+    let evicted = FLOOD - HALF + 1;
+    assert_eq!(refusals(&ferry, "waiting_connection"), evicted as u64);
+    assert_eq!(refusals(&ferry, "connection"), 0);
+    // Exactly that many silent sockets were closed (read end of file); the rest are open.
+    // Which ones: those ferry accepted first (its two listeners accept in batches, so not
+    // exactly in the order the test connected).
+    let closed = silent
+        .iter()
+        .filter(|s| {
+            use std::io::Read;
+            s.set_nonblocking(true).unwrap();
+            let mut buf = [0u8; 4096];
+            loop {
+                match (&**s).read(&mut buf) {
+                    Ok(0) => return true,
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+                    Err(_) => return true,
+                }
+            }
+        })
+        .count();
+    assert_eq!(closed, evicted);
+    drop((silent, admitted));
+}
+
 /// Retained messages: a config for them, with `[mqtt]` keys `mqtt` added.
 fn retained_config(dir: &std::path::Path, mqtt: &str) -> String {
     config(dir).replacen("[mqtt]\n", &format!("[mqtt]\n{mqtt}"), 1)

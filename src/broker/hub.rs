@@ -30,6 +30,8 @@ pub struct Hub {
     /// Authentication and access: private, asked through [`Hub::policy`].
     policy: Policy,
     pub budget: Arc<Budget>,
+    /// Places in the budget's connections share, for every listener of both protocols.
+    pub admission: Arc<crate::transport::admission::Admission>,
     pub router: Router,
     pub retained: Retained,
     pub forwarding: Forwarding,
@@ -57,6 +59,7 @@ impl Hub {
             policy,
             router: Router::with_pool(budget.state.clone()),
             retained: Retained::new(max_retained, budget.retained, metrics.clone()),
+            admission: crate::transport::admission::Admission::new(budget.connections.clone()),
             budget,
             forwarding,
             store,

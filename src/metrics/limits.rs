@@ -23,6 +23,9 @@ pub struct LimitMetrics {
     /// Offline MQTT sessions evicted because the offline part of the client-state share
     /// could not hold one more (also in `ferry_mqtt_sessions_evicted_total`).
     pub offline_sessions: Counter,
+    /// Connections that had not been admitted yet (no CONNECT) closed to make room for a
+    /// newcomer: their half of the connections' share was full.
+    pub waiting_evicted: Counter,
 }
 
 impl LimitMetrics {
@@ -36,13 +39,15 @@ impl LimitMetrics {
              ferry_limit_refusals_total{{kind=\"packet\"}} {}\n\
              ferry_limit_refusals_total{{kind=\"retained\"}} {}\n\
              ferry_limit_refusals_total{{kind=\"connection\"}} {}\n\
-             ferry_limit_refusals_total{{kind=\"offline_session\"}} {}",
+             ferry_limit_refusals_total{{kind=\"offline_session\"}} {}\n\
+             ferry_limit_refusals_total{{kind=\"waiting_connection\"}} {}",
             self.subscriptions.get(),
             self.aliases.get(),
             self.packets.get(),
             self.retained.get(),
             self.connections.get(),
-            self.offline_sessions.get()
+            self.offline_sessions.get(),
+            self.waiting_evicted.get()
         );
     }
 }

@@ -142,6 +142,8 @@ pub(super) struct Conn {
     /// Bytes of a packet still arriving beyond one read chunk, charged to the budget's
     /// half-read-packets share.
     rbuf_bytes: Account,
+    /// Its place in the connections' share, admitted once CONNECT is accepted.
+    charge: crate::transport::admission::ConnectionCharge,
     pub pending: VecDeque<PendingAck>,
     /// Deliveries generated here (retained on subscribe) waiting for an inflight slot.
     pub local: VecDeque<Delivery>,
@@ -174,6 +176,7 @@ pub async fn serve(accepted: Accepted, ctx: Arc<MqttCtx>, mut shutdown: watch::R
         aliases_out: HashMap::new(),
         alias_bytes,
         rbuf_bytes,
+        charge: accepted.charge,
         pending: VecDeque::new(),
         local: VecDeque::new(),
         acked: Vec::new(),
@@ -348,6 +351,7 @@ impl Conn {
         };
         self.will = connect.will.clone();
         self.identity = Some(identity);
+        self.charge.admit();
         let max_ka =
             u16::try_from(self.ctx.config.mqtt.max_keep_alive.as_secs()).unwrap_or(u16::MAX);
         let mut keep_alive = connect.keep_alive;

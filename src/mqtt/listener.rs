@@ -104,7 +104,7 @@ pub async fn listen(
             ws_path: config.mqtt.ws_path.clone(),
             ws_max_frame: (config.mqtt.max_packet_size.0 as usize).saturating_add(WS_FRAME_SLACK),
             metrics: hub.metrics.clone(),
-            memory: hub.budget.connections.clone(),
+            admission: hub.admission.clone(),
             memory_log: Default::default(),
             on_refused: None,
         };

@@ -95,6 +95,9 @@ pub(super) struct Conn {
     /// Bytes of a message still arriving beyond one read chunk, charged to the budget's
     /// half-read-packets share.
     rbuf_bytes: Account,
+    /// Its place in the connections' share, admitted once the client may act (it
+    /// authenticated, or needs not).
+    charge: crate::transport::admission::ConnectionCharge,
     parser: Parser,
     pending: VecDeque<PendingReply>,
     max_pending: usize,
@@ -143,6 +146,7 @@ pub async fn serve(accepted: Accepted, ctx: Arc<NatsCtx>, mut shutdown: watch::R
         }
     };
     let mut stream = negotiated.stream;
+    let charge = accepted.charge;
     let policy = ctx.hub.policy();
     let identity = (!policy.auth_required()).then(|| policy.identity(None, ""));
     let max_pending = cfg.max_pending.0 as usize;
@@ -166,6 +170,7 @@ pub async fn serve(accepted: Accepted, ctx: Arc<NatsCtx>, mut shutdown: watch::R
         outbox,
         rbuf: BytesMut::new(),
         rbuf_bytes: Account::new(ctx.hub.budget.packets.clone()),
+        charge,
         wbuf: BytesMut::new(),
         pending: VecDeque::new(),
         max_pending,
@@ -381,6 +386,7 @@ impl Conn {
         );
         self.identity = Some(who);
         self.authenticated = true;
+        self.charge.admit();
         self.ok();
         Ok(())
     }
@@ -389,6 +395,9 @@ impl Conn {
         if self.identity.is_none() && !matches!(op, ClientOp::Connect(_)) {
             // nats-server: nothing but CONNECT before the client has authenticated.
             return Err(self.fail(ProtoError::AuthViolation));
+        }
+        if !matches!(op, ClientOp::Connect(_)) {
+            self.charge.admit();
         }
         match op {
             ClientOp::Connect(opts) => self.connect(opts).await?,

@@ -102,7 +102,7 @@ pub async fn listen(
         ws_path: String::new(),
         ws_max_frame: 0,
         metrics: hub.metrics.clone(),
-        memory: hub.budget.connections.clone(),
+        admission: hub.admission.clone(),
         memory_log: Default::default(),
         on_refused: Some(|stream| {
             // Best effort, never waiting: tell the client why, as nats-server does.

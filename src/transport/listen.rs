@@ -4,7 +4,7 @@
 //! never runs in the accept loop, so one stalled client cannot hold up the others.
 
 use super::Stream;
-use crate::budget::{Account, CONNECTION_COST};
+use super::admission::{Admission, ConnectionCharge, NoPlace};
 use crate::metrics::Metrics;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -42,6 +42,9 @@ pub struct Accepted {
     /// The user a verified client certificate names (`tls.identity_from_cert`).
     pub cert_user: Option<String>,
     pub transport: Transport,
+    /// The connection's place in the budget; the protocol admits it once the client
+    /// proved itself (`ConnectionCharge::admit`).
+    pub charge: ConnectionCharge,
 }
 
 /// What a listener needs besides its socket.
@@ -60,8 +63,8 @@ pub struct ListenOptions {
     /// The largest WebSocket frame payload accepted.
     pub ws_max_frame: usize,
     pub metrics: Arc<Metrics>,
-    /// The budget's share for connections: each holds `budget::CONNECTION_COST` of it.
-    pub memory: Arc<crate::budget::MemoryPool>,
+    /// The budget's share for connections, shared by every listener.
+    pub admission: Arc<Admission>,
     /// Refusals for want of memory are logged at most once a second.
     pub memory_log: Arc<RateLimitedLog>,
     /// Called (without waiting) on a connection refused at the cap, to tell the client.
@@ -119,16 +122,15 @@ where
                 _ = stop.changed() => break,
                 Some(_) = conns.join_next(), if !conns.is_empty() => {}
                 accepted = accept(&listener, &opts) => {
-                    let Some((tcp, peer, permit, _held)) = accepted else { continue };
+                    let Some((tcp, peer, permit, charge)) = accepted else { continue };
                     let (opts, serve, log) = (opts.clone(), serve.clone(), handshake_log.clone());
                     let shutdown = shutdown.clone();
                     conns.spawn(async move {
                         let _permit: OwnedSemaphorePermit = permit;
-                        let _held = _held;
                         // Boxed: the TLS and WebSocket handshakes run once, and inline their
                         // state (about 15 KiB) would be part of every connection's task
                         // for its whole life.
-                        let handshake = tokio::time::timeout(opts.handshake_timeout, Box::pin(upgrade(tcp, peer, &opts)));
+                        let handshake = tokio::time::timeout(opts.handshake_timeout, Box::pin(upgrade(tcp, peer, charge, &opts)));
                         let accepted = match handshake.await {
                             Ok(Ok(a)) => a,
                             Ok(Err(e)) => {
@@ -161,7 +163,12 @@ where
 async fn accept(
     listener: &TcpListener,
     opts: &ListenOptions,
-) -> Option<(TcpStream, SocketAddr, OwnedSemaphorePermit, Account)> {
+) -> Option<(
+    TcpStream,
+    SocketAddr,
+    OwnedSemaphorePermit,
+    ConnectionCharge,
+)> {
     let (stream, peer) = match listener.accept().await {
         Ok(a) => a,
         Err(e) => {
@@ -179,19 +186,36 @@ async fn accept(
         }
         return None;
     };
-    let mut held = Account::new(opts.memory.clone());
-    if !held.charge(CONNECTION_COST, usize::MAX) {
-        opts.metrics.connections_refused.inc();
-        opts.metrics.limits.connections.inc();
-        if let Some(suppressed) = opts.memory_log.allow() {
-            tracing::warn!(%peer, open = opts.memory.used() / CONNECTION_COST, suppressed,
-                "{} connection refused: connections would pass their share of the memory budget ([limits] memory)", opts.protocol);
+    let charge = match opts.admission.enter(&stream) {
+        Ok(admitted) => {
+            if admitted.evicted {
+                opts.metrics.limits.waiting_evicted.inc();
+                if let Some(suppressed) = opts.memory_log.allow() {
+                    let (open, waiting) = opts.admission.counts();
+                    tracing::warn!(%peer, open, waiting, suppressed,
+                        "{} connection that had not sent CONNECT yet closed to make room: connections not yet admitted hold their half of the connections' share of the memory budget ([limits] memory)", opts.protocol);
+                }
+            }
+            admitted.charge
         }
-        if let Some(tell) = opts.on_refused {
-            tell(&stream);
+        Err(why) => {
+            opts.metrics.connections_refused.inc();
+            opts.metrics.limits.connections.inc();
+            if let Some(suppressed) = opts.memory_log.allow() {
+                let (open, waiting) = opts.admission.counts();
+                match why {
+                    NoPlace::Full => tracing::warn!(%peer, open, waiting, suppressed,
+                        "{} connection refused: connections would pass their share of the memory budget ([limits] memory)", opts.protocol),
+                    NoPlace::NoDescriptor => tracing::warn!(%peer, open, waiting, suppressed,
+                        "{} connection refused: out of file descriptors", opts.protocol),
+                }
+            }
+            if let Some(tell) = opts.on_refused {
+                tell(&stream);
+            }
+            return None;
         }
-        return None;
-    }
+    };
     // Acks and small deliveries must not wait for Nagle (writes are coalesced by hand).
     let _ = stream.set_nodelay(true);
     // A small kernel send buffer keeps what a slow reader has not taken in ferry's
@@ -200,7 +224,7 @@ async fn accept(
     // writable again after half of it drained: seconds for a slow client, long past any
     // stall. It also bounds the kernel memory each client costs.
     let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER);
-    Some((stream, peer, permit, held))
+    Some((stream, peer, permit, charge))
 }
 
 /// The kernel send buffer of a client connection (Linux doubles it for its own
@@ -221,6 +245,7 @@ enum UpgradeError {
 async fn upgrade(
     tcp: TcpStream,
     peer: SocketAddr,
+    charge: ConnectionCharge,
     opts: &ListenOptions,
 ) -> Result<Accepted, UpgradeError> {
     let mut cert_user = None;
@@ -253,6 +278,7 @@ async fn upgrade(
         peer,
         cert_user,
         transport: opts.transport,
+        charge,
     })
 }
 

@@ -6,6 +6,7 @@
 //! the listener that accepted it (NATS also upgrades a plain stream to TLS in place, as
 //! nats-server does).
 
+pub mod admission;
 pub mod listen;
 #[cfg(feature = "tls")]
 pub mod tls;
