@@ -135,3 +135,39 @@ async fn qos2_publishes_are_durable_at_pubrec() {
     let got = checker.received.lock().unwrap().clone();
     assert_exact_in_order(&got, 500, TOPICS);
 }
+
+/// While the upstream is down, the age of the oldest event owed to it keeps growing in
+/// `ferry_upstream_oldest_backlog_seconds` (it stayed 0 while the link waited out its
+/// backoff, which is when an operator needs it).
+#[test]
+fn the_oldest_backlog_age_grows_while_the_upstream_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let dead = free_port();
+    let config = base_config(dir.path())
+        + "[metrics]\nlisten = \"127.0.0.1:0\"\n"
+        + &forward_config(dead)
+            .replace("backoff_min = \"50ms\"", "backoff_min = \"30s\"")
+            .replace("backoff_max = \"500ms\"", "backoff_max = \"30s\"");
+    let ferry = Ferry::start(dir.path(), &config);
+    ferry.wait_log(&["upstream down", "cloud"], Duration::from_secs(20));
+    let (mut device, _) = Raw::connect(ferry.mqtt, "dev-age", true, 30);
+    device.publish("sensors/age", rumqttc::QoS::AtLeastOnce, 1, false, b"x");
+    assert!(matches!(
+        device.recv(Duration::from_secs(10)),
+        Ok(rumqttc::Packet::PubAck(_))
+    ));
+    let age = || -> f64 {
+        let series = "ferry_upstream_oldest_backlog_seconds{upstream=\"cloud\"} ";
+        ferry
+            .metrics()
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    common::wait_until(
+        Duration::from_secs(10),
+        "the backlog age passes 2 s",
+        || age() >= 2.0,
+    );
+    assert!(age() < 30.0);
+}

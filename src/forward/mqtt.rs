@@ -73,9 +73,17 @@ impl Link {
                     } else {
                         tracing::debug!(upstream = %self.config.name, %reason, retry_in = ?delay, "upstream still down");
                     }
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = self.shutdown.changed() => {}
+                    // While down, the age of the oldest owed event keeps growing: measure
+                    // it every second (it is what an operator alarms on).
+                    let retry = tokio::time::sleep(delay);
+                    tokio::pin!(retry);
+                    let mut age_tick = tokio::time::interval(Duration::from_secs(1));
+                    loop {
+                        tokio::select! {
+                            _ = &mut retry => break,
+                            _ = self.shutdown.changed() => break,
+                            _ = age_tick.tick() => self.measure_oldest(persisted).await,
+                        }
                     }
                     if *self.shutdown.borrow() {
                         tracing::info!(upstream = %self.config.name, cursor = persisted, "upstream link stopped");

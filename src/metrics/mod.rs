@@ -132,6 +132,8 @@ pub struct Metrics {
     pub events_stored: Counter,
     pub store_commits: Counter,
     pub store_errors: Counter,
+    /// Stored records that failed their checksum or did not decode, skipped (each once).
+    pub store_corrupt: Counter,
     pub store_queue: Gauge,
     pub store_bytes: Gauge,
     pub store_events: Gauge,
@@ -241,6 +243,12 @@ impl Metrics {
             "ferry_store_errors_total",
             "Store write transactions that failed.",
             self.store_errors.get(),
+        );
+        c(
+            &mut s,
+            "ferry_store_corrupt_total",
+            "Stored records that failed their checksum or did not decode: skipped, never forwarded.",
+            self.store_corrupt.get(),
         );
         g(
             &mut s,

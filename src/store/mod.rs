@@ -16,6 +16,7 @@
 //!
 //! All writes go through one thread ([`writer`]); readers open their own read transactions.
 
+mod crc32c;
 mod db;
 mod queue;
 mod record;
@@ -120,7 +121,12 @@ pub struct Store {
     committed: watch::Receiver<u64>,
     upstreams: Arc<Vec<UpstreamSlot>>,
     metrics: Arc<Metrics>,
+    /// Seqs of damaged records already reported (the most recent ones).
+    damaged_seen: Arc<std::sync::Mutex<std::collections::BTreeSet<u64>>>,
 }
+
+/// How many damaged seqs `Store::report_damage` remembers, to report each once.
+const DAMAGED_REMEMBERED: usize = 4096;
 
 /// Waits for the writer thread to finish; returned by [`Store::open`].
 pub struct WriterJoin(std::thread::JoinHandle<()>);
@@ -203,6 +209,7 @@ impl Store {
                 committed,
                 upstreams: Arc::new(init.slots),
                 metrics,
+                damaged_seen: Arc::default(),
             },
             WriterJoin(join),
         ))
@@ -280,7 +287,29 @@ impl Store {
     ) -> Result<(Vec<StoredEvent>, u64), StoreError> {
         let upto = *self.committed.borrow();
         let txn = self.db.get()?.begin_read().map_err(redb_err)?;
-        segments::read_after(&txn, after, upto, max, bit)
+        let mut damaged = Vec::new();
+        let read = segments::read_after(&txn, after, upto, max, bit, &mut damaged)?;
+        for d in damaged {
+            self.report_damage(&d);
+        }
+        Ok(read)
+    }
+
+    /// A record that failed its checksum or does not decode was skipped: counted and
+    /// logged once per record (each upstream's reader meets it, and again after a
+    /// restart until the log's front passes it).
+    fn report_damage(&self, d: &segments::Damaged) {
+        let mut seen = self.damaged_seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.contains(&d.seq) {
+            return;
+        }
+        if seen.len() >= DAMAGED_REMEMBERED {
+            seen.pop_first();
+        }
+        seen.insert(d.seq);
+        self.metrics.store_corrupt.inc();
+        tracing::error!(seq = d.seq, error = %d.error,
+            "stored record damaged (checksum or format): skipped, not forwarded (counted in ferry_store_corrupt_total)");
     }
 
     /// True when no record is waiting for any upstream.

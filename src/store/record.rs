@@ -1,14 +1,22 @@
-//! The on-disk record: a format byte, then the postcard encoding of that format's struct.
+//! The on-disk record: a format byte, then the postcard encoding of that format's struct,
+//! then (from format 2) the CRC-32C of everything before it, little-endian.
 //!
 //! The format byte is what lets a newer ferry open a store written by an older one: a new
 //! layout gets a new byte and a new struct, and `decode` keeps reading every old one.
+//! Format 2 is format 1's fields with the checksum after them, so a flipped bit in a
+//! payload (which would still decode) is caught on every read; format 1 records, written
+//! before checksums, are read as they are.
 
 use crate::event::Event;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-/// Format byte of [`RecordV1`].
+/// Format byte of [`RecordV1`] without a checksum (stores written before format 2).
 pub const FORMAT_V1: u8 = 1;
+/// Format byte of [`RecordV1`]'s fields followed by their CRC-32C: what `encode` writes.
+pub const FORMAT_V2: u8 = 2;
+/// Bytes of the checksum at the end of a format 2 record.
+const CHECKSUM_LEN: usize = 4;
 
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
 struct RecordV1<'a> {
@@ -45,12 +53,14 @@ pub enum RecordError {
     UnknownFormat(u8),
     #[error("record does not decode: {0}")]
     Corrupt(#[from] postcard::Error),
+    #[error("record checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    Checksum { stored: u32, computed: u32 },
 }
 
 /// Encodes `event` for the log into `out` (cleared first, reused across a batch).
 pub fn encode(event: &Event, dests: u64, out: &mut Vec<u8>) -> Result<(), RecordError> {
     out.clear();
-    out.push(FORMAT_V1);
+    out.push(FORMAT_V2);
     let rec = RecordV1 {
         received_ms: event.received_ms,
         topic: &event.topic,
@@ -65,34 +75,53 @@ pub fn encode(event: &Event, dests: u64, out: &mut Vec<u8>) -> Result<(), Record
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect(),
     };
-    let encoded = postcard::to_extend(&rec, std::mem::take(out))?;
+    let mut encoded = postcard::to_extend(&rec, std::mem::take(out))?;
+    let crc = super::crc32c::checksum(&encoded);
+    encoded.extend_from_slice(&crc.to_le_bytes());
     *out = encoded;
     Ok(())
 }
 
+/// The body of a format 2 record (between the format byte and the checksum), once its
+/// checksum matched.
+fn checked_body(bytes: &[u8]) -> Result<&[u8], RecordError> {
+    if bytes.len() < 1 + CHECKSUM_LEN {
+        return Err(RecordError::Corrupt(
+            postcard::Error::DeserializeUnexpectedEnd,
+        ));
+    }
+    let (covered, tail) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
+    let stored = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]);
+    let computed = super::crc32c::checksum(covered);
+    if stored != computed {
+        return Err(RecordError::Checksum { stored, computed });
+    }
+    Ok(&covered[1..])
+}
+
 pub fn decode(seq: u64, bytes: &[u8]) -> Result<StoredEvent, RecordError> {
     let (&format, body) = bytes.split_first().ok_or(RecordError::Empty)?;
-    match format {
-        FORMAT_V1 => {
-            let r: RecordV1 = postcard::from_bytes(body)?;
-            Ok(StoredEvent {
-                seq,
-                received_ms: r.received_ms,
-                topic: r.topic.to_string(),
-                payload: Bytes::copy_from_slice(r.payload),
-                qos: r.qos,
-                retain: r.retain,
-                origin: r.origin,
-                dests: r.dests,
-                user_properties: r
-                    .user_properties
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            })
-        }
-        other => Err(RecordError::UnknownFormat(other)),
-    }
+    let body = match format {
+        FORMAT_V1 => body,
+        FORMAT_V2 => checked_body(bytes)?,
+        other => return Err(RecordError::UnknownFormat(other)),
+    };
+    let r: RecordV1 = postcard::from_bytes(body)?;
+    Ok(StoredEvent {
+        seq,
+        received_ms: r.received_ms,
+        topic: r.topic.to_string(),
+        payload: Bytes::copy_from_slice(r.payload),
+        qos: r.qos,
+        retain: r.retain,
+        origin: r.origin,
+        dests: r.dests,
+        user_properties: r
+            .user_properties
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    })
 }
 
 #[cfg(test)]
@@ -112,7 +141,7 @@ mod tests {
         e.user_properties.push(("k".into(), "v".into()));
         let mut buf = Vec::new();
         encode(&e, 0b101, &mut buf).unwrap();
-        assert_eq!(buf[0], FORMAT_V1);
+        assert_eq!(buf[0], FORMAT_V2);
         let back = decode(42, &buf).unwrap();
         assert_eq!(back.seq, 42);
         assert_eq!(back.topic, "a/b");
@@ -127,16 +156,55 @@ mod tests {
         );
     }
 
-    /// The exact bytes of a V1 record are frozen: a store written today must decode in
-    /// every later version.
+    /// The exact bytes of both formats are frozen: a store written by any version must
+    /// decode in every later one. Format 1 is what ferry wrote before checksums.
     #[test]
-    fn v1_bytes_are_stable() {
+    fn v1_and_v2_bytes_are_stable() {
+        let v1 = [1, 0xac, 0x02, 1, b't', 1, b'p', 1, 0, 0, 1, 0];
+        let old = decode(1, &v1).unwrap();
+        assert_eq!(
+            (old.received_ms, old.topic.as_str(), &old.payload[..]),
+            (300, "t", &b"p"[..])
+        );
+        assert_eq!(
+            (old.qos, old.retain, old.origin, old.dests),
+            (1, false, 0, 1)
+        );
+
         let mut e = Event::new("t".into(), Bytes::from_static(b"p"), 1, false, Origin::Mqtt);
         e.received_ms = 300;
         let mut buf = Vec::new();
         encode(&e, 1, &mut buf).unwrap();
-        assert_eq!(buf, vec![1, 0xac, 0x02, 1, b't', 1, b'p', 1, 0, 0, 1, 0]);
-        assert!(decode(1, &buf).is_ok());
+        let mut v2 = vec![2];
+        v2.extend_from_slice(&v1[1..]);
+        v2.extend_from_slice(&crate::store::crc32c::checksum(&v2).to_le_bytes());
+        assert_eq!(buf, v2);
+        assert_eq!(decode(1, &buf).unwrap(), old);
+    }
+
+    /// Any single flipped bit of a format 2 record is caught; in the payload it would
+    /// still have decoded.
+    #[test]
+    fn a_flipped_bit_anywhere_is_caught() {
+        let e = Event::new(
+            "a/b".into(),
+            Bytes::from_static(b"payload"),
+            1,
+            false,
+            Origin::Mqtt,
+        );
+        let mut buf = Vec::new();
+        encode(&e, 1, &mut buf).unwrap();
+        for byte in 1..buf.len() {
+            for bit in 0..8 {
+                let mut bad = buf.clone();
+                bad[byte] ^= 1 << bit;
+                assert!(
+                    decode(1, &bad).is_err(),
+                    "byte {byte} bit {bit} went unnoticed"
+                );
+            }
+        }
     }
 
     #[test]
@@ -149,6 +217,11 @@ mod tests {
         assert!(matches!(
             decode(1, &[1, 0xff]),
             Err(RecordError::Corrupt(_))
+        ));
+        assert!(matches!(decode(1, &[2, 0]), Err(RecordError::Corrupt(_))));
+        assert!(matches!(
+            decode(1, &[2, 0, 0, 0, 0, 0]),
+            Err(RecordError::Checksum { .. })
         ));
     }
 }

@@ -175,12 +175,21 @@ pub fn extent(txn: &WriteTransaction, with_size: bool) -> Result<Extent, StoreEr
 /// Reads up to `max` records destined for the upstream with mask bit `bit` with
 /// seq > `after` and <= `upto`, scanning at most `4 * max` records. Returns them and
 /// the last seq scanned.
+/// A record that failed its checksum or does not decode: skipped by every reader, never
+/// sent upstream.
+#[derive(Debug)]
+pub struct Damaged {
+    pub seq: u64,
+    pub error: super::RecordError,
+}
+
 pub fn read_after(
     txn: &ReadTransaction,
     after: u64,
     upto: u64,
     max: usize,
     bit: u8,
+    damaged: &mut Vec<Damaged>,
 ) -> Result<(Vec<StoredEvent>, u64), StoreError> {
     let mut out = Vec::with_capacity(max.min(1024));
     let mut last = after;
@@ -205,9 +214,12 @@ pub fn read_after(
             let (k, v) = item.map_err(redb_err)?;
             let seq = k.value();
             last = seq;
-            let rec = record::decode(seq, v.value())?;
-            if rec.dests & mask != 0 {
-                out.push(rec);
+            // A damaged record counts as read (`last` passes it), so the reader's cursor
+            // moves on instead of stopping there for good.
+            match record::decode(seq, v.value()) {
+                Ok(rec) if rec.dests & mask != 0 => out.push(rec),
+                Ok(_) => {}
+                Err(error) => damaged.push(Damaged { seq, error }),
             }
         }
     }
