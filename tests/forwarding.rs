@@ -142,7 +142,7 @@ async fn qos2_publishes_are_durable_at_pubrec() {
 #[test]
 fn the_oldest_backlog_age_grows_while_the_upstream_is_down() {
     let dir = tempfile::tempdir().unwrap();
-    let dead = free_port();
+    let (dead, _held) = common::dead_port();
     let config = base_config(dir.path())
         + "[metrics]\nlisten = \"127.0.0.1:0\"\n"
         + &forward_config(dead)

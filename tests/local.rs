@@ -3,7 +3,7 @@
 mod common;
 
 use common::upstream::{Device, wait_for};
-use common::{Ferry, base_config, forward_config, free_port};
+use common::{Ferry, base_config, forward_config};
 use rumqttc::QoS;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -324,7 +324,7 @@ fn metric(page: &str, name: &str) -> Option<i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backlog_gauges_while_the_upstream_is_down() {
     let dir = tempfile::tempdir().unwrap();
-    let dead = free_port();
+    let (dead, _held) = common::dead_port();
     let config =
         base_config(dir.path()) + &forward_config(dead) + "[metrics]\nlisten = \"127.0.0.1:0\"\n";
     let ferry = Ferry::start(dir.path(), &config);

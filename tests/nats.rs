@@ -322,7 +322,8 @@ async fn unsub_with_max_delivers_exactly_n() {
 async fn durable_request_gets_puback_with_increasing_seq() {
     let dir = tempfile::tempdir().unwrap();
     // The upstream need not be up: the PubAck means "stored", not "forwarded".
-    let config = base_config(dir.path()) + &forward_config(free_port());
+    let (dead, _held) = common::dead_port();
+    let config = base_config(dir.path()) + &forward_config(dead);
     let ferry = Ferry::start(dir.path(), &config);
     let c = client(&ferry).await;
     let mut last = 0u64;

@@ -35,6 +35,24 @@ pub fn free_port() -> u16 {
         .expect("no free port")
 }
 
+/// A loopback port where no upstream runs, for tests that need one down: bound (not
+/// listening) for as long as the returned socket lives, so connecting is refused and no
+/// listener of a test running beside (a ferry on port 0, a mosquitto) can take it, as
+/// it could take a port `free_port` only found free a moment ago.
+pub fn dead_port() -> (u16, socket2::Socket) {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    socket.bind(&any.into()).expect("bind a loopback port");
+    let port = socket
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .map(|a| a.port())
+        .expect("bound port");
+    (port, socket)
+}
+
 /// A running ferry process with its log captured.
 pub struct Ferry {
     child: Child,
