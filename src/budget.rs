@@ -50,11 +50,17 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// A shared byte pool with a hard limit: reservations fail rather than wait.
+///
+/// Its "offline part" is a restricted part for holders that have not earned the rest:
+/// offline sessions in the subscriber pool and the client-state share, connections not
+/// yet admitted in the connections' share (`transport/admission.rs`). What they hold
+/// there counts in the pool too, so the others always keep what is left.
 #[derive(Debug)]
 pub struct MemoryPool {
     limit: usize,
     used: AtomicUsize,
-    /// Part of `used` held for offline sessions; never more than `offline_limit`.
+    /// Part of `used` held in the restricted part (offline sessions, or connections not
+    /// yet admitted); never more than `offline_limit`.
     offline_used: AtomicUsize,
     offline_limit: usize,
 }
