@@ -86,6 +86,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             max_age: config.store.max_age,
             on_full: config.store.on_full,
             fsync: config.store.fsync,
+            dead_letter_bytes: config.store.dead_letter_max_bytes.0,
+            quarantine_bytes: config.store.quarantine_max_bytes.0,
         },
     };
     let dir = config.store.dir.clone();

@@ -138,6 +138,9 @@ fn upstream(c: &mut Checker, i: usize, spanned: &Spanned<RawUpstream>) -> Upstre
     up.inflight = c
         .uint(&p("inflight"), &r.inflight, Bound::Between(1, 65_535))
         .unwrap_or(up.inflight);
+    up.max_attempts = c
+        .uint(&p("max_attempts"), &r.max_attempts, Bound::Between(1, 100))
+        .unwrap_or(up.max_attempts);
     up.batch = c
         .uint(&p("batch"), &r.batch, Bound::AtLeast(1))
         .unwrap_or(up.batch);

@@ -102,6 +102,8 @@ pub(crate) struct RawStore {
     pub max_age: Leaf,
     pub on_full: Leaf,
     pub fsync: Leaf,
+    pub dead_letter_max_bytes: Leaf,
+    pub quarantine_max_bytes: Leaf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -121,6 +123,7 @@ pub(crate) struct RawUpstream {
     pub ca_file: Leaf,
     pub protocol: Leaf,
     pub max_rate: Leaf,
+    pub max_attempts: Leaf,
 }
 
 #[derive(Debug, Deserialize)]

@@ -319,6 +319,12 @@ pub struct StoreConfig {
     pub on_full: OnFull,
     /// When a commit reaches the disk.
     pub fsync: Fsync,
+    /// Disk quota of the dead-letter table (events upstreams refused); the oldest dead
+    /// letters are dropped past it (counted).
+    pub dead_letter_max_bytes: ByteSize,
+    /// Disk quota of the quarantine (damaged records moved out of the way); the oldest
+    /// entries are dropped past it (counted).
+    pub quarantine_max_bytes: ByteSize,
 }
 
 /// `store.on_full`.
@@ -360,6 +366,8 @@ impl Default for StoreConfig {
             max_age: Duration::ZERO,
             on_full: OnFull::DropOldest,
             fsync: Fsync::Always,
+            dead_letter_max_bytes: ByteSize::mib(16),
+            quarantine_max_bytes: ByteSize::mib(4),
         }
     }
 }
@@ -394,6 +402,9 @@ pub struct UpstreamConfig {
     /// Events per second at most while draining (metered links); None: as fast as the
     /// upstream acknowledges.
     pub max_rate: Option<u32>,
+    /// Times an event the upstream refuses is sent before it moves to the dead-letter
+    /// table; 1..=100.
+    pub max_attempts: u32,
 }
 
 /// `[[upstream]] protocol`.
@@ -430,6 +441,7 @@ impl UpstreamConfig {
             ca_file: None,
             protocol: UpstreamProtocol::V5,
             max_rate: None,
+            max_attempts: 3,
         }
     }
 }

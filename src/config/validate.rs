@@ -318,6 +318,22 @@ fn store(c: &mut Checker, raw: Option<&RawStore>, base: &StoreConfig) -> StoreCo
     s.max_bytes = c
         .size("store.max_bytes", &r.max_bytes, ByteSize::mib(1), MAX_BYTES)
         .unwrap_or(s.max_bytes);
+    s.dead_letter_max_bytes = c
+        .size(
+            "store.dead_letter_max_bytes",
+            &r.dead_letter_max_bytes,
+            ByteSize::kib(64),
+            MAX_BYTES,
+        )
+        .unwrap_or(s.dead_letter_max_bytes);
+    s.quarantine_max_bytes = c
+        .size(
+            "store.quarantine_max_bytes",
+            &r.quarantine_max_bytes,
+            ByteSize::kib(64),
+            MAX_BYTES,
+        )
+        .unwrap_or(s.quarantine_max_bytes);
     s.max_age = c
         .duration("store.max_age", &r.max_age, Duration::ZERO, None)
         .unwrap_or(s.max_age);

@@ -88,6 +88,11 @@ impl Config {
             super::types::Fsync::Always => w.str("fsync", "always"),
             super::types::Fsync::Interval(d) => w.dur("fsync", d),
         }
+        w.str(
+            "dead_letter_max_bytes",
+            &s.dead_letter_max_bytes.to_string(),
+        );
+        w.str("quarantine_max_bytes", &s.quarantine_max_bytes.to_string());
 
         for u in &self.upstream {
             w.array_table("upstream");
@@ -102,6 +107,7 @@ impl Config {
             }
             w.dur("keep_alive", u.keep_alive);
             w.raw("inflight", u.inflight);
+            w.raw("max_attempts", u.max_attempts);
             w.raw("batch", u.batch);
             w.dur("backoff_min", u.backoff_min);
             w.dur("backoff_max", u.backoff_max);

@@ -10,10 +10,34 @@ use bytes::Bytes;
 use rumqttc::v5::mqttbytes::v5 as v5p;
 use rumqttc::{NetworkOptions, Outgoing};
 
+/// The largest packet ferry writes to an MQTT 3.1.1 upstream (that protocol has no way
+/// for a server to say what it takes).
+const V311_MAX_PACKET: u32 = 256 << 20;
+
+/// Bytes of the PUBLISH packet that forwards `payload_len` bytes on `topic` at QoS 1 with
+/// the `ferry-id` property `ferry_id` (MQTT 5; a 3.1.1 packet is smaller): fixed header,
+/// topic, packet id, properties, payload.
+pub(super) fn publish_size(topic: &str, payload_len: usize, ferry_id: &str) -> usize {
+    let varint = |n: usize| match n {
+        0..=127 => 1,
+        128..=16_383 => 2,
+        16_384..=2_097_151 => 3,
+        _ => 4,
+    };
+    // User property: identifier byte, then two length-prefixed strings.
+    let props = 1 + 2 + "ferry-id".len() + 2 + ferry_id.len();
+    let len = 2 + topic.len() + 2 + varint(props) + props + payload_len;
+    1 + varint(len) + len
+}
+
 /// What the client reports.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum LinkEvent {
-    Connected,
+    /// CONNACK accepted; `max_packet` is the largest packet the upstream takes (MQTT 5
+    /// servers may say; rumqttc refuses to write a larger one and drops the link).
+    Connected {
+        max_packet: Option<u32>,
+    },
     /// The next publish handed over was written with this packet id (0 for QoS 0).
     Written(u16),
     /// The upstream acknowledged `pkid`; `refused` holds a failure reason code (MQTT 5).
@@ -52,7 +76,7 @@ pub(super) fn connect(c: &UpstreamConfig) -> Result<(Client, Connection), String
                 opts.set_keep_alive(c.keep_alive);
                 opts.set_clean_session(true);
                 opts.set_inflight(c.inflight);
-                opts.set_max_packet_size(1 << 20, 256 << 20);
+                opts.set_max_packet_size(1 << 20, V311_MAX_PACKET as usize);
                 if let Some(u) = &c.username {
                     opts.set_credentials(u.clone(), c.password.clone().unwrap_or_default());
                 }
@@ -95,7 +119,9 @@ impl Connection {
             Connection::V4(el) => match el.poll().await.map_err(|e| e.to_string())? {
                 rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(ack)) => {
                     if ack.code == rumqttc::ConnectReturnCode::Success {
-                        Ok(LinkEvent::Connected)
+                        Ok(LinkEvent::Connected {
+                            max_packet: Some(V311_MAX_PACKET),
+                        })
                     } else {
                         Err(format!("connection refused: {:?}", ack.code))
                     }
@@ -110,7 +136,8 @@ impl Connection {
             Connection::V5(el) => match el.poll().await.map_err(|e| e.to_string())? {
                 rumqttc::v5::Event::Incoming(v5p::Packet::ConnAck(ack)) => {
                     if ack.code == v5p::ConnectReturnCode::Success {
-                        Ok(LinkEvent::Connected)
+                        let max_packet = ack.properties.as_ref().and_then(|p| p.max_packet_size);
+                        Ok(LinkEvent::Connected { max_packet })
                     } else {
                         Err(format!("connection refused: {:?}", ack.code))
                     }
@@ -181,6 +208,20 @@ impl Client {
     }
 }
 
+/// The name MQTT 5 gives a PUBACK reason code, for logs and dead letters.
+pub(super) fn reason_name(code: u8) -> &'static str {
+    match code {
+        0x80 => "unspecified error",
+        0x83 => "implementation specific error",
+        0x87 => "not authorized",
+        0x90 => "topic name invalid",
+        0x91 => "packet identifier in use",
+        0x97 => "quota exceeded",
+        0x99 => "payload format invalid",
+        _ => "unknown reason",
+    }
+}
+
 fn pub_ack_code(r: v5p::PubAckReason) -> u8 {
     match r {
         v5p::PubAckReason::Success => 0x00,
@@ -209,4 +250,35 @@ fn transport(c: &UpstreamConfig) -> Result<Option<rumqttc::Transport>, String> {
 #[cfg(not(feature = "tls"))]
 fn transport(_c: &UpstreamConfig) -> Result<Option<rumqttc::Transport>, String> {
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// ferry's own count must match what rumqttc will check against the upstream's
+    /// maximum packet size, or an event that fits would be dead-lettered (or one that does
+    /// not would drop the link at every resend).
+    #[test]
+    fn publish_size_is_what_rumqttc_writes() {
+        for (topic_len, payload_len) in [(1, 0), (9, 100), (200, 16_000), (3, 2_000_000)] {
+            let topic = "t".repeat(topic_len);
+            let id = "gateway-7-123456789";
+            let mut p = v5p::Publish::new(
+                topic.clone(),
+                rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+                vec![0u8; payload_len],
+                Some(v5p::PublishProperties {
+                    user_properties: vec![("ferry-id".into(), id.into())],
+                    ..Default::default()
+                }),
+            );
+            p.pkid = 1;
+            assert_eq!(
+                publish_size(&topic, payload_len, id),
+                p.size(),
+                "{topic_len} {payload_len}"
+            );
+        }
+    }
 }

@@ -117,6 +117,7 @@ pub fn spawn_all(
             metrics: metrics.upstream(&upstream.name),
             shutdown: shutdown.clone(),
             gateway: gateway.clone(),
+            max_packet: usize::MAX,
         };
         tasks.push(tokio::spawn(link.run()));
     }

@@ -34,6 +34,34 @@ pub(super) struct Link {
     pub shutdown: watch::Receiver<bool>,
     /// Prefix of the `ferry-id` idempotency key (MQTT 5 upstreams).
     pub gateway: Arc<str>,
+    /// The largest packet the upstream takes, as its CONNACK said (usize::MAX: no limit).
+    pub max_packet: usize,
+}
+
+/// What became of one stored event handed to [`Link::publish`].
+enum Published {
+    Sent(u8),
+    NoRoute,
+    /// The publish would be this many bytes, over the upstream's maximum packet size.
+    TooLarge(usize),
+}
+
+/// How many times each event in flight was refused on this connection. Holds only
+/// refused events still in flight, so it is bounded by `upstream.inflight`.
+#[derive(Default)]
+struct Refusals(std::collections::HashMap<u64, u32>);
+
+impl Refusals {
+    /// One more refusal of `seq`; returns how many it has had.
+    fn count(&mut self, seq: u64) -> u32 {
+        let n = self.0.entry(seq).or_insert(0);
+        *n += 1;
+        *n
+    }
+
+    fn forget(&mut self, seq: u64) {
+        self.0.remove(&seq);
+    }
 }
 
 /// Why a connection ended.
@@ -111,6 +139,8 @@ impl Link {
         let capacity = usize::from(self.config.inflight);
         let mut rate = self.config.max_rate.map(Rate::new);
         let mut connected = false;
+        // Times each refused event in flight was refused on this connection.
+        let mut refusals = Refusals::default();
         loop {
             // Refill in chunks (a quarter window, or when empty), not one read per ack:
             // each read is a store transaction and a hop to the blocking pool.
@@ -147,8 +177,9 @@ impl Link {
                     return End::Shutdown;
                 }
                 event = conn.poll() => match event {
-                    Ok(LinkEvent::Connected) => {
+                    Ok(LinkEvent::Connected { max_packet }) => {
                         connected = true;
+                        self.max_packet = max_packet.map_or(usize::MAX, |m| m as usize);
                         *was_up = true;
                         backoff.reset();
                         self.metrics.connected.set(1);
@@ -157,15 +188,18 @@ impl Link {
                     }
                     Ok(LinkEvent::Written(pkid)) => window.written(pkid),
                     Ok(LinkEvent::Acked { pkid, refused }) => {
-                        if window.acked(pkid) {
+                        if let Some(seq) = window.answered(pkid) {
                             match refused {
-                                // The upstream decided; sending it again would be refused
-                                // again and block everything behind it.
-                                Some(code) => {
-                                    self.metrics.refused.inc();
-                                    tracing::warn!(upstream = %self.config.name, code, "upstream refused a forwarded event (PUBACK reason); not resent");
+                                None => {
+                                    refusals.forget(seq);
+                                    window.mark(seq);
+                                    self.metrics.forwarded.inc();
                                 }
-                                None => self.metrics.forwarded.inc(),
+                                Some(code) => {
+                                    if let Err(reason) = self.refused(&client, window, &mut refusals, seq, code).await {
+                                        return End::Lost(reason);
+                                    }
+                                }
                             }
                         }
                         // Never let more than one window of acknowledged events go
@@ -234,33 +268,119 @@ impl Link {
         };
         let mut sent = 0;
         for rec in records {
-            let Some(route) = self
-                .routes
-                .iter()
-                .find(|r| crate::topic::matches(&r.filter, &rec.topic))
-            else {
+            let seq = rec.seq;
+            match self.publish(client, rec).await? {
+                Published::Sent(qos) => {
+                    window.push(seq, qos);
+                    sent += 1;
+                }
                 // The rule that selected it is gone from the config: nothing to send.
-                continue;
-            };
-            let StoredEvent {
-                seq,
-                topic,
-                payload,
-                ..
-            } = rec;
-            client
-                .publish(
-                    route.remote_topic(&topic),
-                    route.qos,
-                    payload,
-                    format!("{}-{seq}", self.gateway),
-                )
-                .await?;
-            window.push(seq, route.qos);
-            sent += 1;
+                Published::NoRoute => {}
+                Published::TooLarge(size) => {
+                    let detail = format!(
+                        "publish of {size} bytes is larger than the upstream's maximum packet size ({} bytes)",
+                        self.max_packet
+                    );
+                    self.give_up(seq, "too_large", detail, 0).await?;
+                    window.settled(seq);
+                }
+            }
         }
         window.scanned_to(last);
         Ok(sent)
+    }
+
+    /// Routes and hands one stored event to the client (or says why not).
+    async fn publish(&self, client: &Client, rec: StoredEvent) -> Result<Published, String> {
+        let Some(route) = self
+            .routes
+            .iter()
+            .find(|r| crate::topic::matches(&r.filter, &rec.topic))
+        else {
+            return Ok(Published::NoRoute);
+        };
+        let StoredEvent {
+            seq,
+            topic,
+            payload,
+            ..
+        } = rec;
+        let remote = route.remote_topic(&topic);
+        let ferry_id = format!("{}-{seq}", self.gateway);
+        let size = client::publish_size(&remote, payload.len(), &ferry_id);
+        if size > self.max_packet {
+            // rumqttc would refuse to write it and drop the link, again at every resend.
+            return Ok(Published::TooLarge(size));
+        }
+        client.publish(remote, route.qos, payload, ferry_id).await?;
+        Ok(Published::Sent(route.qos))
+    }
+
+    /// The upstream refused `seq` with reason `code`: send it again while it has attempts
+    /// left, then move it to the dead letters so the rest of the backlog goes on.
+    async fn refused(
+        &self,
+        client: &Client,
+        window: &mut Window,
+        refusals: &mut Refusals,
+        seq: u64,
+        code: u8,
+    ) -> Result<(), String> {
+        self.metrics.refused.inc();
+        let attempts = refusals.count(seq);
+        if attempts < self.config.max_attempts {
+            tracing::debug!(upstream = %self.config.name, seq, code, attempts, "upstream refused a forwarded event; sending it again");
+            let store = self.store.clone();
+            let read = tokio::task::spawn_blocking(move || store.read_seq(seq))
+                .await
+                .map_err(|e| format!("store read task failed: {e}"))?
+                .map_err(|e| format!("store read failed: {e}"))?;
+            if let Some(rec) = read {
+                if let Published::Sent(qos) = self.publish(client, rec).await? {
+                    window.resend(seq, qos);
+                    return Ok(());
+                }
+            }
+            // Gone (retention) or no longer routed: nothing to send again.
+            refusals.forget(seq);
+            window.mark(seq);
+            return Ok(());
+        }
+        refusals.forget(seq);
+        let reason = format!("{code:#04x}");
+        let detail = format!(
+            "PUBACK reason code {code:#04x} ({})",
+            client::reason_name(code)
+        );
+        self.give_up(seq, &reason, detail, attempts).await?;
+        window.mark(seq);
+        Ok(())
+    }
+
+    /// Moves `seq` to the dead-letter table; returns once that is committed (the cursor
+    /// may pass it then). An error is a reason to drop the link: the event is sent again
+    /// from the cursor, nothing is skipped.
+    async fn give_up(
+        &self,
+        seq: u64,
+        reason: &str,
+        detail: String,
+        attempts: u32,
+    ) -> Result<(), String> {
+        tracing::warn!(upstream = %self.config.name, seq, reason, %detail, attempts,
+            "upstream refused an event: moved to the dead letters (`ferry store dlq list`); the backlog goes on");
+        let refusal = crate::store::deadletter::Refusal {
+            upstream: self.config.name.as_str().into(),
+            seq,
+            reason: reason.to_string(),
+            detail,
+            attempts,
+        };
+        self.store
+            .dead_letter(refusal)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("cannot store a dead letter: {e}"))
     }
 
     async fn persist(&self, cursor: u64, persisted: &mut u64) {

@@ -58,6 +58,15 @@ impl Window {
         self.scanned = seq;
     }
 
+    /// `seq` was read and is done with without being sent (moved to the dead letters).
+    /// Seqs must be pushed in increasing order.
+    pub fn settled(&mut self, seq: u64) {
+        debug_assert!(seq > self.scanned);
+        self.inflight.push_back(Sent { seq, acked: true });
+        self.scanned = seq;
+        self.fold();
+    }
+
     /// The store was read up to `seq`; records not pushed were not for this link.
     pub fn scanned_to(&mut self, seq: u64) {
         if seq > self.scanned {
@@ -80,8 +89,9 @@ impl Window {
     }
 
     /// The upstream acknowledged `pkid`. Returns false for an id we do not know.
+    #[cfg(test)]
     pub fn acked(&mut self, pkid: u16) -> bool {
-        match self.by_pkid.remove(&pkid) {
+        match self.answered(pkid) {
             Some(seq) => {
                 self.mark(seq);
                 true
@@ -90,7 +100,20 @@ impl Window {
         }
     }
 
-    fn mark(&mut self, seq: u64) {
+    /// The upstream answered `pkid` (an acknowledgement that may be a refusal): the seq
+    /// it was for, which stays in flight until [`Window::mark`] (delivered, or set aside
+    /// as a dead letter) or [`Window::resend`]. None for an id we do not know.
+    pub fn answered(&mut self, pkid: u16) -> Option<u64> {
+        self.by_pkid.remove(&pkid)
+    }
+
+    /// `seq`, in flight and answered, was handed to the client again at `qos`.
+    pub fn resend(&mut self, seq: u64, qos: u8) {
+        self.awaiting_pkid.push_back((seq, qos));
+    }
+
+    /// `seq` is done with: acknowledged, or moved to the dead letters.
+    pub fn mark(&mut self, seq: u64) {
         if let Ok(i) = self.inflight.binary_search_by_key(&seq, |s| s.seq) {
             if let Some(s) = self.inflight.get_mut(i) {
                 s.acked = true;
@@ -149,6 +172,25 @@ mod tests {
         w.written(7);
         assert!(w.acked(7));
         assert_eq!((w.cursor(), w.scanned(), w.len()), (2, 2, 0));
+    }
+
+    #[test]
+    fn a_refused_event_holds_the_cursor_until_resent_and_marked() {
+        let mut w = Window::new(0);
+        w.push(1, 1);
+        w.push(2, 1);
+        w.written(5);
+        w.written(6);
+        assert_eq!(w.answered(5), Some(1)); // refused
+        assert!(w.acked(6));
+        assert_eq!(w.cursor(), 0);
+        w.resend(1, 1);
+        w.written(7);
+        assert_eq!(w.answered(7), Some(1)); // refused again: dead-lettered
+        assert_eq!(w.cursor(), 0);
+        w.mark(1);
+        assert_eq!((w.cursor(), w.len()), (2, 0));
+        assert_eq!(w.answered(7), None);
     }
 
     #[test]

@@ -5,10 +5,12 @@
 
 mod auth;
 mod delivery;
+mod integrity;
 mod limits;
 
 pub use auth::{AuthFailure, AuthMetrics};
 pub use delivery::DeliveryMetrics;
+pub use integrity::IntegrityMetrics;
 pub use limits::LimitMetrics;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -166,6 +168,8 @@ pub struct Metrics {
     pub auth: AuthMetrics,
     pub delivery: DeliveryMetrics,
     pub limits: LimitMetrics,
+    /// The quarantine and the dead-letter table.
+    pub integrity: IntegrityMetrics,
     pub upstreams: Mutex<Vec<Arc<UpstreamMetrics>>>,
     budget: std::sync::OnceLock<Arc<crate::budget::Budget>>,
 }
@@ -220,6 +224,7 @@ impl Metrics {
         self.auth.render(&mut s);
         self.delivery.render(&mut s);
         self.limits.render(&mut s);
+        self.integrity.render(&mut s);
         c(
             &mut s,
             "ferry_events_received_total",

@@ -45,8 +45,9 @@ impl Conn {
                 let d = match row.delivery {
                     Ok(d) => d,
                     Err(e) => {
-                        tracing::warn!(client_id = %state.client_id, qseq = row.qseq, error = %e,
-                            "queued delivery does not decode; removed");
+                        // The store counted, logged and quarantined it: skip it.
+                        tracing::debug!(client_id = %state.client_id, qseq = row.qseq, error = %e,
+                            "queued delivery damaged; skipped");
                         self.acked.push(row.qseq);
                         continue;
                     }

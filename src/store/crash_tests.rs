@@ -139,6 +139,8 @@ fn options() -> StoreOptions {
             max_age: std::time::Duration::ZERO,
             on_full: OnFull::DropOldest,
             fsync: Fsync::Always,
+            dead_letter_bytes: 16 << 20,
+            quarantine_bytes: 4 << 20,
         },
     }
 }

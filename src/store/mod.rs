@@ -13,15 +13,25 @@
 //!   kept in `meta` ("retained_bytes", "retained_count"), apart from the log's
 //! - `session_subs`: (client id, filter) -> one subscription of a persistent session
 //! - `session_queue`: (client id, qseq) -> a delivery queued for a persistent session
+//! - `dead_letters`: (seq, upstream) -> an event that upstream refused ([`deadletter`])
+//! - `quarantine`: id -> a damaged entry moved out of the way ([`quarantine`])
+//!
+//! Log records carry their own CRC-32C ([`record`]); every other row that holds data
+//! (sessions, subscriptions, queued deliveries, dead letters, quarantine entries) is
+//! sealed with one ([`seal`]). A damaged record or row is skipped, counted and moved to
+//! the quarantine, never used.
 //!
 //! All writes go through one thread ([`writer`]); readers open their own read transactions.
 
 mod crc32c;
 mod db;
+pub mod deadletter;
+pub mod quarantine;
 mod queue;
 mod record;
 mod retained;
 mod retention;
+mod seal;
 mod segments;
 mod state;
 mod trim;
@@ -174,6 +184,12 @@ impl Store {
         metrics.store_retained.set(init.retained.count as i64);
         metrics.store_queued_bytes.set(init.queues.bytes as i64);
         metrics.store_queued.set(init.queues.count as i64);
+        let integrity = &metrics.integrity;
+        integrity.quarantined.set(init.quarantine.count as i64);
+        integrity.dead_letters.set(init.dead_letters.count as i64);
+        integrity
+            .dead_letter_bytes
+            .set(init.dead_letters.bytes as i64);
         let (tx, rx) = mpsc::channel(opts.queue.max(1));
         let (committed_tx, committed) = watch::channel(init.next_seq - 1);
         let upstream_metrics = init
@@ -197,6 +213,8 @@ impl Store {
             queues: init.queues,
             queue_full_log: Default::default(),
             oldest_segment: init.oldest,
+            dead_letters: init.dead_letters,
+            quarantine: init.quarantine,
             metrics: metrics.clone(),
         })
         .map_err(|e| StoreError::Commit(format!("cannot start writer thread: {e}")))?;
@@ -290,26 +308,59 @@ impl Store {
         let mut damaged = Vec::new();
         let read = segments::read_after(&txn, after, upto, max, bit, &mut damaged)?;
         for d in damaged {
-            self.report_damage(&d);
+            self.report_damage(d);
         }
         Ok(read)
     }
 
     /// A record that failed its checksum or does not decode was skipped: counted and
-    /// logged once per record (each upstream's reader meets it, and again after a
-    /// restart until the log's front passes it).
-    fn report_damage(&self, d: &segments::Damaged) {
-        let mut seen = self.damaged_seen.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.contains(&d.seq) {
-            return;
+    /// logged once per record (each upstream's reader meets it), and handed to the writer
+    /// to be moved into the quarantine, after which nobody meets it again.
+    fn report_damage(&self, d: segments::Damaged) {
+        {
+            let mut seen = self.damaged_seen.lock().unwrap_or_else(|e| e.into_inner());
+            if seen.contains(&d.seq) {
+                return;
+            }
+            if seen.len() >= DAMAGED_REMEMBERED {
+                seen.pop_first();
+            }
+            seen.insert(d.seq);
         }
-        if seen.len() >= DAMAGED_REMEMBERED {
-            seen.pop_first();
-        }
-        seen.insert(d.seq);
         self.metrics.store_corrupt.inc();
         tracing::error!(seq = d.seq, error = %d.error,
-            "stored record damaged (checksum or format): skipped, not forwarded (counted in ferry_store_corrupt_total)");
+            "stored record damaged (checksum or format): skipped, never forwarded, moved to the quarantine (counted in ferry_store_corrupt_total)");
+        let entry =
+            quarantine::Entry::new(quarantine::Source::Log { seq: d.seq }, &d.error, &d.bytes);
+        self.set_aside(entry);
+    }
+
+    /// Hands a damaged entry (already counted and logged) to the writer for the
+    /// quarantine. Never waits: when the writer's queue is full the entry stays where it
+    /// is, skipped, and is met (and handed over) again after a restart.
+    pub(crate) fn set_aside(&self, entry: quarantine::Entry) {
+        if self.tx.try_send(Command::Quarantine(entry)).is_err() {
+            tracing::debug!("store writer busy: damaged entry left in place for now");
+        }
+    }
+
+    /// Copies the record at `refusal.seq` into the dead-letter table. Resolves once that
+    /// is committed: true if it was copied, false if the record was no longer stored
+    /// (retention dropped it). The caller moves its cursor past the record only after.
+    pub async fn dead_letter(&self, refusal: deadletter::Refusal) -> Result<bool, StoreError> {
+        let (done, rx) = oneshot::channel();
+        self.tx
+            .send(Command::DeadLetter { refusal, done })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// The stored event at `seq`, if there is one and it is sound (a resend after a
+    /// refusal). Blocking: call from a blocking context.
+    pub fn read_seq(&self, seq: u64) -> Result<Option<StoredEvent>, StoreError> {
+        let txn = self.db.get()?.begin_read().map_err(redb_err)?;
+        segments::read_one(&txn, seq)
     }
 
     /// True when no record is waiting for any upstream.
@@ -334,6 +385,8 @@ struct Init {
     queues: queue::Queues,
     /// Index of the oldest segment table that may exist.
     oldest: u64,
+    dead_letters: deadletter::Tally,
+    quarantine: quarantine::Tally,
 }
 
 /// Layout of the log, in `meta` as "log_layout": 2 = segment tables (1, implicit: the
@@ -351,6 +404,8 @@ fn init(db: &Database, upstreams: &[String]) -> Result<Init, StoreError> {
     let oldest;
     let retained;
     let queues;
+    let dead_letters;
+    let quarantined;
     {
         let migrated = segments::migrate_legacy(&txn)?;
         txn.open_table(SESSIONS).map_err(redb_err)?;
@@ -358,6 +413,8 @@ fn init(db: &Database, upstreams: &[String]) -> Result<Init, StoreError> {
         txn.open_table(RETAINED).map_err(redb_err)?;
         queues = queue::init(&txn)?;
         retained = retained::init(&txn)?;
+        dead_letters = deadletter::init(&txn)?;
+        quarantined = quarantine::init(&txn)?;
         let mut meta = txn.open_table(META).map_err(redb_err)?;
         let mut bits = txn.open_table(UPSTREAM_BITS).map_err(redb_err)?;
         let mut cursors = txn.open_table(CURSORS).map_err(redb_err)?;
@@ -441,6 +498,8 @@ fn init(db: &Database, upstreams: &[String]) -> Result<Init, StoreError> {
         retained,
         queues,
         oldest,
+        dead_letters,
+        quarantine: quarantined,
     })
 }
 
@@ -448,6 +507,8 @@ fn init(db: &Database, upstreams: &[String]) -> Result<Init, StoreError> {
 mod crash_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_integrity;
 #[cfg(test)]
 mod tests_queue;
 #[cfg(test)]

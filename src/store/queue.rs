@@ -78,11 +78,15 @@ pub fn encode(d: &Delivery) -> Result<Vec<u8>, RecordError> {
         sub_ids: d.sub_ids.to_vec(),
         tag: d.tag,
     };
-    Ok(postcard::to_extend(&row, vec![QUEUED_FORMAT_V1])?)
+    Ok(super::seal::seal(&postcard::to_extend(
+        &row,
+        vec![QUEUED_FORMAT_V1],
+    )?))
 }
 
 /// Decodes a queue row back into the delivery it was.
 pub fn decode(bytes: &[u8]) -> Result<Delivery, RecordError> {
+    let bytes = super::seal::open(bytes)?;
     let (&format, body) = bytes.split_first().ok_or(RecordError::Empty)?;
     if format != QUEUED_FORMAT_V1 {
         return Err(RecordError::UnknownFormat(format));
@@ -375,10 +379,17 @@ impl Store {
             .take(max)
         {
             let (k, v) = row.map_err(redb_err)?;
+            let qseq = k.value().1;
+            let delivery = decode(v.value());
+            if let Err(error) = &delivery {
+                let client_id = client_id.to_string();
+                let source = super::quarantine::Source::QueueRow { client_id, qseq };
+                self.damaged(source, error, v.value());
+            }
             out.push(QueuedRow {
-                qseq: k.value().1,
+                qseq,
                 cost: cost(client_id, v.value().len()),
-                delivery: decode(v.value()),
+                delivery,
             });
         }
         Ok(out)
@@ -438,8 +449,17 @@ mod tests {
         d.tag = 9;
         d.sub_ids.push(4).unwrap();
         let row = encode(&d).unwrap();
-        assert_eq!(row[0], QUEUED_FORMAT_V1);
+        assert_eq!(row[0], super::super::seal::SEALED);
+        assert_eq!(row[5], QUEUED_FORMAT_V1);
         let back = decode(&row).unwrap();
+        // A row written before checksums (no seal) still reads.
+        let unsealed = decode(&row[5..]).unwrap();
+        assert_eq!(unsealed.tag, 9);
+        // A flipped payload byte is caught.
+        let mut bad = row.clone();
+        let at = bad.windows(2).position(|w| w == b"hi").unwrap();
+        bad[at] ^= 1;
+        assert!(matches!(decode(&bad), Err(RecordError::Checksum { .. })));
         assert_eq!((back.qos, back.retain, back.tag), (1, true, 9));
         assert_eq!(back.sub_ids.as_slice(), &[4]);
         let b = &back.event;

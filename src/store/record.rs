@@ -99,6 +99,23 @@ fn checked_body(bytes: &[u8]) -> Result<&[u8], RecordError> {
     Ok(&covered[1..])
 }
 
+/// `bytes` (a record of any format, checked) written again as a format 2 record with
+/// `dests` as its destinations: how a dead letter goes back into the log.
+pub fn redirect(bytes: &[u8], dests: u64) -> Result<Vec<u8>, RecordError> {
+    let (&format, body) = bytes.split_first().ok_or(RecordError::Empty)?;
+    let body = match format {
+        FORMAT_V1 => body,
+        FORMAT_V2 => checked_body(bytes)?,
+        other => return Err(RecordError::UnknownFormat(other)),
+    };
+    let mut r: RecordV1 = postcard::from_bytes(body)?;
+    r.dests = dests;
+    let mut out = postcard::to_extend(&r, vec![FORMAT_V2])?;
+    let crc = super::crc32c::checksum(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    Ok(out)
+}
+
 pub fn decode(seq: u64, bytes: &[u8]) -> Result<StoredEvent, RecordError> {
     let (&format, body) = bytes.split_first().ok_or(RecordError::Empty)?;
     let body = match format {

@@ -72,9 +72,9 @@ impl Store {
             match record::decode(0, v.value()) {
                 Ok(e) => out.push(e),
                 Err(error) => {
-                    self.metrics.store_corrupt.inc();
-                    tracing::error!(topic = %k.value(), %error,
-                        "stored retained message damaged (checksum or format): not loaded (counted in ferry_store_corrupt_total)");
+                    let topic = k.value().to_string();
+                    let source = super::quarantine::Source::Retained { topic };
+                    self.damaged(source, &error, v.value());
                 }
             }
         }

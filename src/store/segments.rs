@@ -181,6 +181,8 @@ pub fn extent(txn: &WriteTransaction, with_size: bool) -> Result<Extent, StoreEr
 pub struct Damaged {
     pub seq: u64,
     pub error: super::RecordError,
+    /// The record's bytes as found, for the quarantine.
+    pub bytes: Vec<u8>,
 }
 
 pub fn read_after(
@@ -219,11 +221,26 @@ pub fn read_after(
             match record::decode(seq, v.value()) {
                 Ok(rec) if rec.dests & mask != 0 => out.push(rec),
                 Ok(_) => {}
-                Err(error) => damaged.push(Damaged { seq, error }),
+                Err(error) => damaged.push(Damaged {
+                    seq,
+                    error,
+                    bytes: v.value().to_vec(),
+                }),
             }
         }
     }
     Ok((out, last))
+}
+
+/// The record at `seq`, if it is stored and sound.
+pub fn read_one(txn: &ReadTransaction, seq: u64) -> Result<Option<StoredEvent>, StoreError> {
+    let t = match txn.open_table(def(&name(index(seq)))) {
+        Ok(t) => t,
+        Err(TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(redb_err(e)),
+    };
+    let v = t.get(seq).map_err(redb_err)?;
+    Ok(v.and_then(|v| record::decode(seq, v.value()).ok()))
 }
 
 /// Records in the log, over all segments.

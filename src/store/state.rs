@@ -2,10 +2,12 @@
 //! subscribed to what). Small, keyed tables written through the same writer as the log,
 //! so they share its group commit. A session is one record (its expiry and owner) plus
 //! one row per subscription, so a SUBSCRIBE or an UNSUBSCRIBE writes one row, never the
-//! whole session. Its queued deliveries are rows of [`super::queue`]. Retained messages, which have their own accounting, are in
-//! [`super::retained`].
+//! whole session. Its queued deliveries are rows of [`super::queue`]. Retained messages,
+//! which have their own accounting, are in [`super::retained`]. Rows are sealed with a
+//! checksum ([`super::seal`]); a damaged one is left out at load and quarantined.
 
-use super::{SESSION_SUBS, SESSIONS, Store, StoreError, redb_err};
+use super::quarantine::{Entry, Source};
+use super::{RecordError, SESSION_SUBS, SESSIONS, Store, StoreError, redb_err, seal};
 use redb::ReadableTable;
 
 /// A stored session: its record and its subscription rows (filter, encoded options).
@@ -66,6 +68,14 @@ impl Store {
         for item in table.iter().map_err(redb_err)? {
             let (k, v) = item.map_err(redb_err)?;
             let client_id = k.value().to_string();
+            let record = match seal::open(v.value()) {
+                Ok(r) => r.to_vec(),
+                Err(error) => {
+                    let source = Source::Session { client_id };
+                    self.damaged(source, &error, v.value());
+                    continue;
+                }
+            };
             let mut rows = Vec::new();
             for row in subs.range((client_id.as_str(), "")..).map_err(redb_err)? {
                 let (key, options) = row.map_err(redb_err)?;
@@ -73,15 +83,34 @@ impl Store {
                 if client != client_id {
                     break;
                 }
-                rows.push((filter.to_string(), options.value().to_vec()));
+                match seal::open(options.value()) {
+                    Ok(o) => rows.push((filter.to_string(), o.to_vec())),
+                    Err(error) => {
+                        let source = Source::Subscription {
+                            client_id: client_id.clone(),
+                            filter: filter.to_string(),
+                        };
+                        self.damaged(source, &error, options.value());
+                    }
+                }
             }
             out.push(StoredSession {
                 client_id,
-                record: v.value().to_vec(),
+                record,
                 subs: rows,
             });
         }
         Ok(out)
+    }
+
+    /// A damaged row other than a log record (session, subscription, queued delivery,
+    /// retained message): counted in `ferry_store_corrupt_total`, logged, and moved to
+    /// the quarantine; the caller leaves it out.
+    pub(crate) fn damaged(&self, source: Source, error: &RecordError, bytes: &[u8]) {
+        self.metrics.store_corrupt.inc();
+        tracing::error!(%source, %error,
+            "stored entry damaged (checksum or format): not used, moved to the quarantine (counted in ferry_store_corrupt_total)");
+        self.set_aside(Entry::new(source, error, bytes));
     }
 }
 
@@ -94,7 +123,7 @@ pub(super) fn apply(
     match change {
         StateChange::PutSession { client_id, record } => {
             let mut t = txn.open_table(SESSIONS).map_err(redb_err)?;
-            t.insert(client_id.as_str(), record.as_slice())
+            t.insert(client_id.as_str(), seal::seal(record).as_slice())
                 .map_err(redb_err)?;
         }
         StateChange::DeleteSession { client_id } => {
@@ -123,7 +152,8 @@ pub(super) fn apply(
             options,
         } => {
             let mut t = txn.open_table(SESSION_SUBS).map_err(redb_err)?;
-            t.insert((client_id.as_str(), filter.as_str()), options.as_slice())
+            let row = seal::seal(options);
+            t.insert((client_id.as_str(), filter.as_str()), row.as_slice())
                 .map_err(redb_err)?;
         }
         StateChange::DeleteSubscription { client_id, filter } => {

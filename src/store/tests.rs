@@ -14,6 +14,8 @@ pub(super) fn opts() -> StoreOptions {
             max_age: std::time::Duration::ZERO,
             on_full: crate::config::OnFull::DropOldest,
             fsync: crate::config::Fsync::Always,
+            dead_letter_bytes: 16 << 20,
+            quarantine_bytes: 4 << 20,
         },
     }
 }

@@ -48,6 +48,15 @@ pub(super) enum Command {
         /// Store-queue budget held until the command is done with (dropped).
         _permit: Option<tokio::sync::OwnedSemaphorePermit>,
     },
+    /// Moves a damaged entry into the quarantine ([`super::quarantine`]).
+    Quarantine(super::quarantine::Entry),
+    /// Copies an event an upstream refused into the dead-letter table
+    /// ([`super::deadletter`]); `done` learns whether it is there (false: the record was
+    /// already gone) once committed.
+    DeadLetter {
+        refusal: super::deadletter::Refusal,
+        done: oneshot::Sender<Result<bool, StoreError>>,
+    },
     Retained {
         change: super::RetainedChange,
         /// Store-queue budget held until the command is done with (dropped).
@@ -63,6 +72,9 @@ pub struct Limits {
     pub max_age: Duration,
     pub on_full: OnFull,
     pub fsync: Fsync,
+    /// Disk quotas of the dead-letter table and the quarantine.
+    pub dead_letter_bytes: u64,
+    pub quarantine_bytes: u64,
 }
 
 pub(super) struct Writer {
@@ -85,6 +97,8 @@ pub(super) struct Writer {
     pub queue_full_log: crate::transport::listen::RateLimitedLog,
     /// Index of the oldest log segment at open.
     pub oldest_segment: u64,
+    pub dead_letters: super::deadletter::Tally,
+    pub quarantine: super::quarantine::Tally,
     pub metrics: Arc<Metrics>,
 }
 
@@ -100,6 +114,11 @@ struct Outcome {
     results: Vec<Result<u64, StoreError>>,
     /// Per enqueue in batch order.
     queued: Vec<super::Queued>,
+    /// Per dead-letter command in batch order: whether its record was copied.
+    dead_lettered: Vec<bool>,
+    /// Rows the quotas of the dead-letter table and the quarantine pushed out.
+    dead_letters_dropped: u64,
+    quarantine_dropped: u64,
     dropped_full: Dropped,
     dropped_age: Dropped,
 }
@@ -149,8 +168,12 @@ impl Writer {
             // fsynced at least every CURSOR_SYNC.
             // Removing an acknowledged queue row acknowledges nothing either: a crash
             // can only bring it back, i.e. deliver it again.
+            // Dead letters and quarantine moves acknowledge nothing either, and are
+            // always in the same or an earlier commit than the cursor that passes them.
             let acks_publishers = batch.iter().any(|c| match c {
-                Command::State(super::StateChange::Dequeue { .. }) => false,
+                Command::State(super::StateChange::Dequeue { .. })
+                | Command::Quarantine(_)
+                | Command::DeadLetter { .. } => false,
                 Command::Append { .. }
                 | Command::State(_)
                 | Command::Retained { .. }
@@ -187,6 +210,9 @@ impl Writer {
                                 let _ = done.send(Err(StoreError::Commit(msg.clone())));
                             }
                             Command::Enqueue { done, .. } => {
+                                let _ = done.send(Err(StoreError::Commit(msg.clone())));
+                            }
+                            Command::DeadLetter { done, .. } => {
                                 let _ = done.send(Err(StoreError::Commit(msg.clone())));
                             }
                             _ => {}
@@ -258,13 +284,42 @@ impl Writer {
                 }
             }
         }
+        let integrity = &self.metrics.integrity;
+        if outcome.dead_letters_dropped > 0 {
+            integrity
+                .dead_letters_dropped
+                .add(outcome.dead_letters_dropped);
+            tracing::warn!(
+                dropped = outcome.dead_letters_dropped,
+                quota = self.limits.dead_letter_bytes,
+                "oldest dead letters dropped: the table is at store.dead_letter_max_bytes"
+            );
+        }
+        if outcome.quarantine_dropped > 0 {
+            integrity.quarantine_dropped.add(outcome.quarantine_dropped);
+            tracing::warn!(
+                dropped = outcome.quarantine_dropped,
+                quota = self.limits.quarantine_bytes,
+                "oldest quarantined entries dropped: the quarantine is at store.quarantine_max_bytes"
+            );
+        }
         self.metrics.store_commits.inc();
         self.metrics.events_stored.add(stored);
         self.publish_gauges();
         let mut results = outcome.results.into_iter();
         let mut queued = outcome.queued.into_iter();
+        let mut dead_lettered = outcome.dead_lettered.into_iter();
         for c in batch.drain(..) {
             match c {
+                Command::DeadLetter { refusal, done } => {
+                    let added = dead_lettered.next().unwrap_or(false);
+                    if added {
+                        self.metrics
+                            .integrity
+                            .dead_lettered(&refusal.upstream, &refusal.reason);
+                    }
+                    let _ = done.send(Ok(added));
+                }
                 Command::Append { done, .. } => {
                     let result = results.next().unwrap_or(Err(StoreError::Unavailable));
                     if result.is_err() {
@@ -314,6 +369,12 @@ impl Writer {
             .store_queued_bytes
             .set(self.queues.bytes as i64);
         self.metrics.store_queued.set(self.queues.count as i64);
+        let integrity = &self.metrics.integrity;
+        integrity.quarantined.set(self.quarantine.count as i64);
+        integrity.dead_letters.set(self.dead_letters.count as i64);
+        integrity
+            .dead_letter_bytes
+            .set(self.dead_letters.bytes as i64);
         self.metrics.store_file_bytes.set(self.db.file_len() as i64);
     }
 
@@ -359,6 +420,9 @@ impl Writer {
         };
         let mut out = Outcome {
             queued: Vec::new(),
+            dead_lettered: Vec::new(),
+            dead_letters_dropped: 0,
+            quarantine_dropped: 0,
             results: Vec::with_capacity(encoded.len()),
             dropped_full: Dropped::default(),
             dropped_age: Dropped::default(),
@@ -371,7 +435,35 @@ impl Writer {
         let min = self.cursors.iter().map(|s| s.cursor).min().unwrap_or(0);
         // Changed only once the transaction has committed.
         let mut new_front = *front;
+        let mut dead_letters = self.dead_letters;
+        let mut quarantine = self.quarantine;
         {
+            // Set aside first: a refused record must be copied before the cursor that
+            // passes it lets it be reclaimed below.
+            let refusals = batch.iter().filter_map(|c| match c {
+                Command::DeadLetter { refusal, .. } => Some(refusal),
+                _ => None,
+            });
+            let quota = self.limits.dead_letter_bytes;
+            let applied = super::deadletter::apply(&txn, refusals, &mut dead_letters, quota)?;
+            out.dead_lettered = applied.added;
+            out.dead_letters_dropped = applied.dropped;
+            let damaged = batch.iter().filter_map(|c| match c {
+                Command::Quarantine(entry) => Some(entry),
+                _ => None,
+            });
+            let quota = self.limits.quarantine_bytes;
+            let moved = super::quarantine::apply(
+                &txn,
+                damaged,
+                &mut quarantine,
+                quota,
+                &mut retained,
+                &mut self.queues,
+            )?;
+            live = live.saturating_sub(moved.log_bytes);
+            count = count.saturating_sub(moved.log_count);
+            out.quarantine_dropped = moved.dropped;
             // Acknowledged records go first, before retention looks for room.
             let short = live + incoming > self.limits.max_bytes;
             let freed = trim::reclaim(&txn, &mut new_front, min, seq, short)?;
@@ -447,6 +539,8 @@ impl Writer {
         self.live_bytes = live;
         self.live_count = count;
         self.retained = retained;
+        self.dead_letters = dead_letters;
+        self.quarantine = quarantine;
         Ok(out)
     }
 }

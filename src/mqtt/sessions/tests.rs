@@ -263,6 +263,8 @@ async fn a_replaced_connection_leaves_the_new_owners_session_alone() {
             max_age: Duration::ZERO,
             on_full: crate::config::OnFull::DropOldest,
             fsync: crate::config::Fsync::Always,
+            dead_letter_bytes: 16 << 20,
+            quarantine_bytes: 4 << 20,
         },
     };
     let (store, join) = Store::open(dir.path(), &[], opts, Arc::new(Metrics::default())).unwrap();
