@@ -49,6 +49,16 @@ enum Command {
     /// first line of stdin when that is not a terminal: `echo secret | ferry passwd FILE
     /// USER`. Exit status: 0 ok, 1 failure, 2 usage or a malformed FILE (left unchanged).
     Passwd(ferry::policy::passwd_cli::PasswdArgs),
+    /// Look into, check, repair or replay a store, with ferry stopped: info, check, dump,
+    /// dlq list|replay|purge, salvage.
+    ///
+    /// Exit status: 0 done and nothing wrong, 1 damage found (check; salvage could not
+    /// copy everything), 2 usage, 3 the store cannot be opened (none there, in use by a
+    /// running ferry, or too damaged to open).
+    Store {
+        #[command(subcommand)]
+        command: ferry::store::cli::StoreCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -60,6 +70,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Command::Passwd(args)) => ferry::policy::passwd_cli::run(&args),
+        Some(Command::Store { command }) => ferry::store::cli::run(command),
         Some(Command::Run) | None => run(cli.config),
     }
 }

@@ -46,14 +46,16 @@ enum Published {
     TooLarge(usize),
 }
 
-/// How many times each event in flight was refused on this connection. Holds only
-/// refused events still in flight, so it is bounded by `upstream.inflight`.
+/// How many times each refused event not yet past the cursor was refused, over
+/// connections. Entries at or below the cursor are dropped as it passes them, so it holds
+/// at most the events between the cursor and the scan position (the window).
 #[derive(Default)]
 struct Refusals(std::collections::HashMap<u64, u32>);
 
 impl Refusals {
-    /// One more refusal of `seq`; returns how many it has had.
-    fn count(&mut self, seq: u64) -> u32 {
+    /// One more refusal of `seq` (above `cursor`); returns how many it has had.
+    fn count(&mut self, seq: u64, cursor: u64) -> u32 {
+        self.0.retain(|s, _| *s > cursor);
         let n = self.0.entry(seq).or_insert(0);
         *n += 1;
         *n
@@ -77,10 +79,19 @@ impl Link {
         let mut persisted = self.cursor;
         self.metrics.cursor.set(self.cursor as i64);
         let mut was_up = true; // so the first failure is logged
+        // Kept across connections: an upstream that drops the link after refusing (as
+        // mosquitto 2.0 does with max_queued_messages 0) still counts toward max_attempts.
+        let mut refusals = Refusals::default();
         loop {
             let mut window = Window::new(persisted);
             let end = self
-                .connection(&mut window, &mut persisted, &mut backoff, &mut was_up)
+                .connection(
+                    &mut window,
+                    &mut persisted,
+                    &mut backoff,
+                    &mut was_up,
+                    &mut refusals,
+                )
                 .await;
             self.persist(window.cursor(), &mut persisted).await;
             self.metrics.connected.set(0);
@@ -128,6 +139,7 @@ impl Link {
         persisted: &mut u64,
         backoff: &mut Backoff,
         was_up: &mut bool,
+        refusals: &mut Refusals,
     ) -> End {
         let (client, mut conn) = match client::connect(&self.config) {
             Ok(c) => c,
@@ -139,8 +151,6 @@ impl Link {
         let capacity = usize::from(self.config.inflight);
         let mut rate = self.config.max_rate.map(Rate::new);
         let mut connected = false;
-        // Times each refused event in flight was refused on this connection.
-        let mut refusals = Refusals::default();
         loop {
             // Refill in chunks (a quarter window, or when empty), not one read per ack:
             // each read is a store transaction and a hop to the blocking pool.
@@ -196,7 +206,7 @@ impl Link {
                                     self.metrics.forwarded.inc();
                                 }
                                 Some(code) => {
-                                    if let Err(reason) = self.refused(&client, window, &mut refusals, seq, code).await {
+                                    if let Err(reason) = self.refused(&client, window, refusals, seq, code).await {
                                         return End::Lost(reason);
                                     }
                                 }
@@ -327,7 +337,7 @@ impl Link {
         code: u8,
     ) -> Result<(), String> {
         self.metrics.refused.inc();
-        let attempts = refusals.count(seq);
+        let attempts = refusals.count(seq, window.cursor());
         if attempts < self.config.max_attempts {
             tracing::debug!(upstream = %self.config.name, seq, code, attempts, "upstream refused a forwarded event; sending it again");
             let store = self.store.clone();

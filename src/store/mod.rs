@@ -23,14 +23,17 @@
 //!
 //! All writes go through one thread ([`writer`]); readers open their own read transactions.
 
+pub mod cli;
 mod crc32c;
 mod db;
 pub mod deadletter;
+pub mod inspect;
 pub mod quarantine;
 mod queue;
 mod record;
 mod retained;
 mod retention;
+pub mod salvage;
 mod seal;
 mod segments;
 mod state;

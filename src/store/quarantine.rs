@@ -89,7 +89,7 @@ pub struct Tally {
 }
 
 /// Bytes an entry is counted for: its row, key and redb's per-entry overhead.
-fn cost(row_len: usize) -> u64 {
+pub(super) fn cost(row_len: usize) -> u64 {
     row_len as u64 + 8 + 32
 }
 

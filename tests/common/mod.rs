@@ -239,17 +239,25 @@ impl Drop for Ferry {
 pub struct Mosquitto {
     child: Option<Child>,
     pub port: u16,
-    dir: PathBuf,
+    pub dir: PathBuf,
+    /// Lines added to the generated mosquitto.conf (e.g. an `acl_file`).
+    extra: String,
 }
 
 impl Mosquitto {
     pub fn start(dir: &Path, port: u16) -> Mosquitto {
+        Mosquitto::start_with(dir, port, "")
+    }
+
+    /// Like [`Mosquitto::start`], with `extra` lines in its config.
+    pub fn start_with(dir: &Path, port: u16, extra: &str) -> Mosquitto {
         let dir = dir.join(format!("mosquitto-{port}"));
         std::fs::create_dir_all(&dir).unwrap();
         let mut m = Mosquitto {
             child: None,
             port,
             dir,
+            extra: extra.to_string(),
         };
         m.restart();
         m
@@ -263,9 +271,10 @@ impl Mosquitto {
             &conf,
             format!(
                 "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n\
-                 max_queued_messages 0\nmax_inflight_messages 100\nuser root\nlog_dest stderr\n",
+                 max_queued_messages 0\nmax_inflight_messages 100\nuser root\nlog_dest stderr\n{}",
                 self.port,
-                self.dir.display()
+                self.dir.display(),
+                self.extra
             ),
         )
         .unwrap();
