@@ -371,7 +371,9 @@ async fn metrics_and_health_endpoints() {
         .await
         .unwrap();
     assert!(
-        health.starts_with("HTTP/1.1 200 OK") && health.ends_with("ok\n"),
+        health.starts_with("HTTP/1.1 200 OK")
+            && health.contains("Content-Type: application/json")
+            && health.ends_with("{\"status\":\"ok\",\"store\":\"ok\",\"upstreams\":[]}\n"),
         "{health}"
     );
     let metrics = tokio::task::spawn_blocking(move || get("/metrics"))

@@ -1,9 +1,11 @@
-//! A minimal HTTP/1.1 endpoint for `/metrics` (Prometheus text) and `/health`.
+//! A minimal HTTP/1.1 endpoint for `/metrics` (Prometheus text) and `/health` (JSON,
+//! 503 while the store is unusable: see [`super::health`]).
 //!
 //! Hand-rolled because it serves two fixed GET routes on a loopback port: a request is at
 //! most 8 KiB and must arrive within 5 s, and the connection closes after one response.
 
 use crate::metrics::Metrics;
+use crate::store::Store;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +19,7 @@ const MAX_REQUEST: usize = 8 * 1024;
 pub async fn serve(
     listen: SocketAddr,
     metrics: Arc<Metrics>,
+    store: Store,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = TcpListener::bind(listen).await?;
@@ -27,9 +30,9 @@ pub async fn serve(
                 _ = shutdown.changed() => return,
                 accepted = listener.accept() => {
                     if let Ok((stream, _)) = accepted {
-                        let m = metrics.clone();
+                        let (m, st) = (metrics.clone(), store.clone());
                         tokio::spawn(async move {
-                            let _ = tokio::time::timeout(Duration::from_secs(5), answer(stream, m)).await;
+                            let _ = tokio::time::timeout(Duration::from_secs(5), answer(stream, m, st)).await;
                         });
                     }
                 }
@@ -39,7 +42,7 @@ pub async fn serve(
     Ok((addr, task))
 }
 
-async fn answer(mut stream: TcpStream, metrics: Arc<Metrics>) -> std::io::Result<()> {
+async fn answer(mut stream: TcpStream, metrics: Arc<Metrics>, store: Store) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -53,7 +56,18 @@ async fn answer(mut stream: TcpStream, metrics: Arc<Metrics>) -> std::io::Result
     let (status, ctype, body) = if line.starts_with(b"GET /metrics ") {
         ("200 OK", "text/plain; version=0.0.4", metrics.render())
     } else if line.starts_with(b"GET /health ") {
-        ("200 OK", "text/plain", "ok\n".to_string())
+        let upstreams = metrics
+            .upstreams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let h = super::health::render(store.is_usable(), &upstreams, crate::event::now_ms());
+        let status = if h.code == 200 {
+            "200 OK"
+        } else {
+            "503 Service Unavailable"
+        };
+        (status, "application/json", h.body)
     } else {
         ("404 Not Found", "text/plain", "not found\n".to_string())
     };

@@ -1,6 +1,7 @@
 //! Starting and stopping the whole broker: store, hub, listeners, upstream links.
 
 mod durable;
+mod health;
 mod http;
 mod hub;
 mod retained;
@@ -159,7 +160,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     warn_if_open(&config, &mqtt_addrs, nats_addr);
     let mut metrics_addr = None;
     if let Some(listen) = config.metrics.listen {
-        let (addr, task) = http::serve(listen, metrics.clone(), shutdown_rx.clone())
+        let (addr, task) = http::serve(listen, metrics.clone(), store.clone(), shutdown_rx.clone())
             .await
             .with_context(|| format!("cannot listen for metrics on {listen}"))?;
         tracing::info!(%addr, "metrics endpoint ready");

@@ -148,6 +148,7 @@ fn upstream(c: &mut Checker, i: usize, spanned: &Spanned<RawUpstream>) -> Upstre
     up.backoff_max = positive(c, &p("backoff_max"), &r.backoff_max).unwrap_or(up.backoff_max);
     up.connect_timeout =
         positive(c, &p("connect_timeout"), &r.connect_timeout).unwrap_or(up.connect_timeout);
+    up.stall_timeout = stall_timeout(c, &p("stall_timeout"), r).unwrap_or(up.stall_timeout);
     if let Some((path, at)) = c.string(&p("ca_file"), &r.ca_file) {
         if path.is_empty() || path.contains('\0') {
             c.at(
@@ -220,6 +221,26 @@ fn mqtt_string(c: &mut Checker, path: &str, leaf: &super::raw::Leaf) -> Option<S
         return None;
     }
     Some(s.to_string())
+}
+
+/// `"0s"` (off) or at least 1 s: a shorter one would drop links whose acknowledgements
+/// merely queue behind a window of publishes on a slow network.
+fn stall_timeout(c: &mut Checker, path: &str, r: &RawUpstream) -> Option<Duration> {
+    let d = c.duration(path, &r.stall_timeout, Duration::ZERO, None)?;
+    if !d.is_zero() && d < Duration::from_secs(1) {
+        if let Some(v) = &r.stall_timeout {
+            c.bad(
+                v,
+                path,
+                format!(
+                    "{} is out of range: expected \"0s\" (off) or at least 1s",
+                    super::units::format_duration(d)
+                ),
+            );
+        }
+        return None;
+    }
+    Some(d)
 }
 
 /// MQTT carries keep-alive as whole seconds in a u16.

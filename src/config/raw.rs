@@ -120,6 +120,7 @@ pub(crate) struct RawUpstream {
     pub backoff_min: Leaf,
     pub backoff_max: Leaf,
     pub connect_timeout: Leaf,
+    pub stall_timeout: Leaf,
     pub ca_file: Leaf,
     pub protocol: Leaf,
     pub max_rate: Leaf,

@@ -87,6 +87,7 @@ fn upstream_and_forward_defaults() {
     assert_eq!(u.backoff_min, Duration::from_millis(100));
     assert_eq!(u.backoff_max, Duration::from_secs(30));
     assert_eq!(u.connect_timeout, Duration::from_secs(10));
+    assert_eq!(u.stall_timeout, Duration::from_secs(60));
     let f = &c.forward[0];
     assert_eq!(f.upstream, "cloud");
     assert_eq!(f.filter, "a/#");
@@ -161,10 +162,12 @@ batch = 1
 backoff_min = "1ms"
 backoff_max = "7d"
 connect_timeout = "2m"
+stall_timeout = "90s"
 
 [[upstream]]
 name = "backup_2"
 url = "mqtt://10.0.0.2"
+stall_timeout = "0s"
 
 [[forward]]
 upstream = "cloud"
@@ -222,6 +225,8 @@ fn to_toml_round_trips() {
     assert!(full.contains("ping_interval = \"45s\""), "{full}");
     assert!(full.contains("max_payload = \"10000000B\""), "{full}");
     assert!(full.contains("url = \"mqtt://[fe80::1]:8883\""), "{full}");
+    assert!(full.contains("stall_timeout = \"90s\""), "{full}");
+    assert!(full.contains("stall_timeout = \"0ms\""), "{full}");
     assert!(Config::default().to_toml().contains("linger = \"0ms\""));
 }
 

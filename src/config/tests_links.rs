@@ -68,6 +68,17 @@ fn upstream_rules() {
         "connect_timeout",
         "0ms is out of range",
     );
+    at4(
+        "stall_timeout = \"500ms\"",
+        "stall_timeout",
+        "500ms is out of range: expected \"0s\" (off) or at least 1s",
+    );
+    at4(
+        "stall_timeout = \"soon\"",
+        "stall_timeout",
+        "invalid duration \"soon\"",
+    );
+    at4("stall_timeout = -1", "stall_timeout", "invalid duration -1");
 
     assert_eq!(
         one_error("[[upstream]]\nname = \"my cloud\"\nurl = \"mqtt://h\"\n"),

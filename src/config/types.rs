@@ -394,6 +394,9 @@ pub struct UpstreamConfig {
     pub backoff_max: Duration,
     /// > 0.
     pub connect_timeout: Duration,
+    /// Connected with publishes in flight and none acknowledged for this long: the link
+    /// is dropped and re-established (forward/watchdog.rs). Zero: off; else >= 1s.
+    pub stall_timeout: Duration,
     /// PEM file of CA certificates to trust for an `mqtts://` upstream instead of the
     /// system's roots (a private CA). Only set with a TLS url; read at each connect.
     pub ca_file: Option<PathBuf>,
@@ -438,6 +441,7 @@ impl UpstreamConfig {
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
+            stall_timeout: Duration::from_secs(60),
             ca_file: None,
             protocol: UpstreamProtocol::V5,
             max_rate: None,

@@ -112,6 +112,7 @@ impl Config {
             w.dur("backoff_min", u.backoff_min);
             w.dur("backoff_max", u.backoff_max);
             w.dur("connect_timeout", u.connect_timeout);
+            w.dur("stall_timeout", u.stall_timeout);
             w.str("protocol", u.protocol.as_str());
             if let Some(rate) = u.max_rate {
                 w.raw("max_rate", rate);

@@ -11,6 +11,7 @@ mod mqtt;
 mod rate;
 #[cfg(feature = "tls")]
 pub mod tls;
+mod watchdog;
 mod window;
 
 use crate::config::{Config, ForwardRule, UpstreamConfig};

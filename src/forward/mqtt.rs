@@ -10,6 +10,7 @@ use super::Route;
 use super::backoff::Backoff;
 use super::client::{self, Client, LinkEvent};
 use super::rate::Rate;
+use super::watchdog::Watchdog;
 use super::window::Window;
 use crate::config::UpstreamConfig;
 use crate::metrics::UpstreamMetrics;
@@ -151,6 +152,8 @@ impl Link {
         let capacity = usize::from(self.config.inflight);
         let mut rate = self.config.max_rate.map(Rate::new);
         let mut connected = false;
+        let mut watchdog = Watchdog::new(self.config.stall_timeout);
+        let mut stall_check = tokio::time::interval(watchdog.check_every());
         loop {
             // Refill in chunks (a quarter window, or when empty), not one read per ack:
             // each read is a store transaction and a hop to the blocking pool.
@@ -168,6 +171,9 @@ impl Link {
             if pending && allowed > 0 {
                 match self.send_batch(&client, window, allowed).await {
                     Ok(sent) => {
+                        if sent > 0 {
+                            watchdog.sent(Instant::now());
+                        }
                         if let Some(r) = rate.as_mut() {
                             r.take(sent);
                         }
@@ -180,13 +186,17 @@ impl Link {
                 && (room >= chunk || window.len() == 0)
                 && window.scanned() < *committed.borrow();
             let throttle = rate.as_ref().map(Rate::wait).filter(|_| more);
+            // Until CONNACK only shutdown may interrupt `conn.poll()`: rumqttc's connect
+            // is not cancel-safe, and a timer firing mid-handshake would drop the half-open
+            // connection and start over (forever, when a handshake takes longer than
+            // CURSOR_FLUSH). The attempt is bounded by connect_timeout.
             tokio::select! {
                 biased;
                 _ = self.shutdown.changed() => {
                     client.disconnect();
                     return End::Shutdown;
                 }
-                event = conn.poll() => match event {
+                event = conn.poll() => match self.progress(&mut watchdog, event) {
                     Ok(LinkEvent::Connected { max_packet }) => {
                         connected = true;
                         self.max_packet = max_packet.map_or(usize::MAX, |m| m as usize);
@@ -222,17 +232,50 @@ impl Link {
                     Ok(LinkEvent::Other) => {}
                     Err(e) => return End::Lost(e),
                 },
-                _ = committed.changed() => {}
-                _ = flush.tick() => {
+                _ = committed.changed(), if connected => {}
+                _ = flush.tick(), if connected => {
                     self.persist(window.cursor(), persisted).await;
                     let backlog = committed.borrow().saturating_sub(*persisted);
                     self.set_backlog(backlog);
                 }
-                _ = age_tick.tick() => self.measure_oldest(window.cursor()).await,
+                _ = age_tick.tick(), if connected => self.measure_oldest(window.cursor()).await,
+                _ = stall_check.tick(), if connected && watchdog.enabled() => {
+                    if let Some(silent) = watchdog.stalled(Instant::now(), window.len() > 0) {
+                        return self.stalled(window, silent);
+                    }
+                }
                 _ = tokio::time::sleep(throttle.unwrap_or_default()), if throttle.is_some() => {}
                 _ = std::future::ready(()), if more && throttle.is_none() => {}
             }
         }
+    }
+
+    /// Notes acknowledged progress (for the watchdog and `/health`) before `event` is
+    /// handled: a PUBACK of any packet id, refused or not (the upstream answered), or a
+    /// QoS 0 publish written (the only delivery QoS 0 has).
+    fn progress(
+        &self,
+        watchdog: &mut Watchdog,
+        event: Result<LinkEvent, String>,
+    ) -> Result<LinkEvent, String> {
+        if let Ok(LinkEvent::Acked { .. } | LinkEvent::Written(0)) = &event {
+            watchdog.acked(Instant::now());
+            self.metrics.last_ack_ms.set(crate::event::now_ms() as i64);
+        }
+        event
+    }
+
+    /// The watchdog tripped: the connection is dropped (`End::Lost`), so the link
+    /// reconnects with backoff and resends from the cursor.
+    fn stalled(&self, window: &Window, silent: Duration) -> End {
+        self.metrics.stalls.inc();
+        tracing::warn!(upstream = %self.config.name, cursor = window.cursor(), in_flight = window.len(),
+            without_progress = ?silent, stall_timeout = ?self.config.stall_timeout,
+            "upstream stalled: connected but nothing acknowledged; dropping the connection to re-establish it");
+        End::Lost(format!(
+            "stalled: nothing acknowledged for {silent:?} with {} in flight",
+            window.len()
+        ))
     }
 
     fn set_backlog(&self, events: u64) {

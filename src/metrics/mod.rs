@@ -122,6 +122,11 @@ pub struct UpstreamMetrics {
     /// Events this upstream never got because retention dropped them.
     pub dropped_full: Counter,
     pub dropped_age: Counter,
+    /// Connections dropped by the progress watchdog (`stall_timeout`).
+    pub stalls: Counter,
+    /// Wall-clock ms of the last acknowledged progress (0: none since start), for
+    /// `/health`'s `last_ack_age_seconds`.
+    pub last_ack_ms: Gauge,
 }
 
 #[derive(Debug, Default)]
@@ -491,6 +496,18 @@ impl Metrics {
         }
         let _ = writeln!(
             s,
+            "# HELP ferry_upstream_stalls_total Connections dropped and re-established because nothing was acknowledged for stall_timeout while publishes were in flight.\n# TYPE ferry_upstream_stalls_total counter"
+        );
+        for m in list.iter() {
+            let _ = writeln!(
+                s,
+                "ferry_upstream_stalls_total{{upstream=\"{}\"}} {}",
+                m.name,
+                m.stalls.get()
+            );
+        }
+        let _ = writeln!(
+            s,
             "# HELP ferry_upstream_dropped_total Stored events an upstream never got, dropped by retention.\n\
              # TYPE ferry_upstream_dropped_total counter"
         );
@@ -521,7 +538,9 @@ mod tests {
         let m = Metrics::default();
         m.events_received.add(3);
         m.upstream("cloud").forwarded.add(2);
+        m.upstream("cloud").stalls.inc();
         let text = m.render();
+        assert!(text.contains("ferry_upstream_stalls_total{upstream=\"cloud\"} 1\n"));
         assert!(text.contains("ferry_events_received_total 3\n"));
         assert!(text.contains("ferry_upstream_forwarded_total{upstream=\"cloud\"} 2\n"));
     }

@@ -419,3 +419,32 @@ async fn every_durable_queue_row_survives_a_crash_at_any_sync() {
         shut(store, join).await;
     }
 }
+
+/// `Store::is_usable` (what `/health` answers 503 on): false while the database cannot
+/// be reopened after an I/O error, true again once it is, false once the writer stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_usable_while_reopening_nor_after_the_writer_stopped() {
+    let disk = SimDisk(Arc::new(Mutex::new(Disk::default())));
+    let (store, join) = open(&disk).unwrap();
+    assert!(store.is_usable());
+    disk.lock().crashed = true;
+    let refused = store.append(event(1), 1).await.unwrap().await.unwrap();
+    assert!(refused.is_err(), "the commit failed");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.is_usable() {
+        assert!(std::time::Instant::now() < deadline, "still usable");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // The disk works again: the writer's next reopen attempt (every second) succeeds.
+    disk.lock().crashed = false;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !store.is_usable() {
+        assert!(std::time::Instant::now() < deadline, "not usable again");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let seq = store.append(event(2), 1).await.unwrap().await.unwrap();
+    assert!(seq.is_ok(), "appends work again: {seq:?}");
+    let probe = store.clone();
+    shut(store, join).await;
+    assert!(!probe.is_usable(), "the writer has stopped");
+}

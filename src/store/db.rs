@@ -42,6 +42,14 @@ impl DbSlot {
             .ok_or(StoreError::Unavailable)
     }
 
+    /// False while the database is being reopened (or could not be).
+    pub fn is_open(&self) -> bool {
+        self.cell
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
     /// Closes the database (waiting up to 5 s for readers to let go) and opens it again.
     pub fn reopen(&self) -> Result<(), StoreError> {
         let old = self.cell.write().unwrap_or_else(|e| e.into_inner()).take();

@@ -292,6 +292,13 @@ impl Store {
         self.committed.clone()
     }
 
+    /// Whether the store can take writes and serve reads now: false once the writer has
+    /// stopped, and while the database is being reopened after an I/O error (appends
+    /// wait or fail meanwhile). Cheap: for `/health`.
+    pub fn is_usable(&self) -> bool {
+        !self.tx.is_closed() && self.db.is_open()
+    }
+
     /// Asks the writer to finish what is queued and stop.
     pub async fn close(&self) {
         let _ = self.tx.send(Command::Shutdown).await;

@@ -4,6 +4,7 @@
 
 pub mod nats_raw;
 pub mod pki;
+pub mod proxy;
 pub mod raw;
 pub mod raw5;
 pub mod upstream;
