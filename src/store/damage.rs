@@ -72,7 +72,7 @@ pub(super) fn guarded<T>(
             Err(StoreError::Damaged {
                 path: path.to_string(),
                 reason: format!(
-                    "redb panicked at {at}: {}",
+                    "redb gave up on it in an internal check at {at}: {}",
                     message.lines().collect::<Vec<_>>().join(" ")
                 ),
             })
