@@ -1,6 +1,6 @@
 //! The durable log: redb tables, the handle the rest of ferry uses, and batch reads.
 //!
-//! Layout (one redb file, `<store.dir>/ferry.redb`):
+//! Layout (one redb file, `<store.dir>/ferry.redb`, with `ferry.redb.marker` beside it: `marker.rs`):
 //! - `log.<n>`: seq (u64, strictly increasing, never reused) -> [`record`] bytes, one
 //!   table per 65,536 seqs ([`segments`])
 //! - `cursors`: upstream name -> highest seq such that every record at or below it that
@@ -183,7 +183,7 @@ impl WriterJoin {
 impl Store {
     /// Opens (or creates) the store in `dir`, registers `upstreams` and starts the writer.
     /// A damaged store file is [`StoreError::Damaged`]; a missing or empty one where the
-    /// marker says a store was is [`StoreError::Lost`] ([`marker`]).
+    /// marker says a store was is [`StoreError::Lost`] (`marker.rs`).
     pub fn open(
         dir: &Path,
         upstreams: &[String],
