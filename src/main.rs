@@ -21,7 +21,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
         With no --config, ferry runs on built-in defaults: MQTT on 0.0.0.0:1883, NATS on \
         0.0.0.0:4222, store in ./data, no upstreams. `ferry defaults` prints them as TOML.\n\
         RUST_LOG (e.g. RUST_LOG=debug) overrides [log] level.",
-    after_help = "Exit status: 0 ok, 1 runtime failure, 2 invalid configuration."
+    after_help = "Exit status: 0 ok, 1 runtime failure, 2 invalid configuration, 3 damaged or \
+        missing store (restarting cannot help: see the message, and docs/operations.md)."
 )]
 struct Cli {
     /// TOML configuration file.
@@ -158,7 +159,7 @@ fn run(path: Option<PathBuf>) -> ExitCode {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!("{e:#}");
-                return ExitCode::FAILURE;
+                return start_failure(&e);
             }
         };
         let notifier = service_ready();
@@ -173,6 +174,21 @@ fn run(path: Option<PathBuf>) -> ExitCode {
         tracing::info!("ferry stopped");
         ExitCode::SUCCESS
     })
+}
+
+/// The exit status for a failed start: 3 when the store needs an operator (damaged, or
+/// missing where the marker says it was), so that systemd's `RestartPreventExitStatus`
+/// stops there instead of restarting into the same failure every 2 s; 1 otherwise (a
+/// port in use, say, may well be free at the next attempt).
+fn start_failure(e: &anyhow::Error) -> ExitCode {
+    let store = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<ferry::store::StoreError>());
+    if store.is_some_and(|s| s.needs_operator()) {
+        ExitCode::from(3)
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// Logs to stderr at `[log] level`, or RUST_LOG when set. `Targets` rather than

@@ -112,7 +112,7 @@ fn deb_holds_binary_unit_conffile_and_state_dir() {
         "ProtectSystem=strict",
         "WatchdogSec=30",
         "Restart=on-failure",
-        "RestartPreventExitStatus=2",
+        "RestartPreventExitStatus=2 3",
         "User=ferry",
     ] {
         assert!(unit.lines().any(|l| l == line), "{line} missing:\n{unit}");

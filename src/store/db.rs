@@ -2,7 +2,7 @@
 //! (a full disk, a failing SD card) redb refuses every further operation until the
 //! database is closed and opened again, which also runs its recovery.
 
-use super::{StoreError, redb_err};
+use super::{StoreError, damage, redb_err};
 use redb::{Database, StorageBackend};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -15,6 +15,16 @@ pub type BackendFactory = Box<dyn Fn() -> Box<dyn StorageBackend> + Send + Sync>
 pub enum Location {
     File(PathBuf),
     Backend(BackendFactory),
+}
+
+impl Location {
+    /// The file, for messages (a custom backend has none).
+    pub fn describe(&self) -> String {
+        match self {
+            Location::File(p) => p.display().to_string(),
+            Location::Backend(_) => "(storage backend)".into(),
+        }
+    }
 }
 
 pub struct DbSlot {
@@ -51,6 +61,8 @@ impl DbSlot {
     }
 
     /// Closes the database (waiting up to 5 s for readers to let go) and opens it again.
+    /// A file that turned out damaged (redb panicking included) is a failed reopen
+    /// ([`StoreError::Damaged`]), never a panic of the writer thread.
     pub fn reopen(&self) -> Result<(), StoreError> {
         let old = self.cell.write().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(mut old) = old {
@@ -83,13 +95,17 @@ impl DbSlot {
     }
 }
 
+/// Opens (creating it when missing or empty) the database; damage, a panic inside redb
+/// included, is [`StoreError::Damaged`].
 fn open_db(location: &Location, cache_size: usize) -> Result<Database, StoreError> {
-    let mut builder = Database::builder();
-    builder.set_cache_size(cache_size);
-    match location {
-        Location::File(path) => builder.create(path).map_err(redb_err),
-        Location::Backend(make) => builder.create_with_backend(Boxed(make())).map_err(redb_err),
-    }
+    damage::guarded(&location.describe(), || {
+        let mut builder = Database::builder();
+        builder.set_cache_size(cache_size);
+        match location {
+            Location::File(path) => builder.create(path).map_err(redb_err),
+            Location::Backend(make) => builder.create_with_backend(Boxed(make())).map_err(redb_err),
+        }
+    })
 }
 
 /// Lets a boxed backend be handed to redb, which wants a concrete type.
@@ -111,5 +127,60 @@ impl StorageBackend for Boxed {
     }
     fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
         self.0.write(offset, data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redb::TableDefinition;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    const T: TableDefinition<u64, &[u8]> = TableDefinition::new("t");
+
+    /// The writer reopens the store after an I/O error; a file damaged meanwhile must
+    /// fail that reopen (the writer retries), not panic the writer thread.
+    #[test]
+    fn reopening_a_file_damaged_meanwhile_fails_without_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ferry.redb");
+        let damage = Arc::new(AtomicBool::new(false));
+        let (p, d) = (path.clone(), damage.clone());
+        // The file is cut in half between closing and opening it again, as a failing
+        // card could leave it; the backend is the plain file one.
+        let factory: BackendFactory = Box::new(move || {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&p)
+                .unwrap();
+            if d.load(Ordering::SeqCst) {
+                let len = file.metadata().unwrap().len();
+                file.set_len(len / 2).unwrap();
+            }
+            Box::new(redb::backends::FileBackend::new(file).unwrap())
+        });
+        let slot = DbSlot::open(Location::Backend(factory), 1 << 20).unwrap();
+        let db = slot.get().unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(T).unwrap();
+            for i in 0..2_000u64 {
+                t.insert(i, [7u8; 500].as_slice()).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+        drop(db);
+        damage.store(true, Ordering::SeqCst);
+        match slot.reopen() {
+            Err(StoreError::Damaged { reason, .. }) => {
+                assert!(reason.contains("redb"), "{reason}");
+            }
+            Err(other) => panic!("not reported as damage: {other}"),
+            Ok(()) => panic!("a file cut in half reopened"),
+        }
+        assert!(matches!(slot.get(), Err(StoreError::Unavailable)));
     }
 }

@@ -13,7 +13,6 @@ use super::{
     CURSORS, META, RETAINED, SESSION_QUEUE, SESSION_SUBS, SESSIONS, UPSTREAM_BITS, record, seal,
 };
 use redb::{Database, ReadTransaction, ReadableTable, ReadableTableMetadata, TableHandle};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
 /// Why a store could not be looked into.
@@ -60,19 +59,9 @@ pub fn open(dir: &Path) -> Result<Database, InspectError> {
     }
 }
 
-/// Runs `f`, turning a panic into its message (without the default hook's backtrace
-/// text on stderr: the caller reports it).
+/// Runs `f`, turning a panic into its message (not printed: the caller reports it).
 pub fn quietly<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let r = catch_unwind(AssertUnwindSafe(f));
-    std::panic::set_hook(hook);
-    r.map_err(|p| {
-        p.downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "panic".into())
-    })
+    super::damage::caught(f)
 }
 
 /// One thing found wrong.

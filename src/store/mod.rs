@@ -1,6 +1,6 @@
 //! The durable log: redb tables, the handle the rest of ferry uses, and batch reads.
 //!
-//! Layout (one redb file, `<store.dir>/ferry.redb`):
+//! Layout (one redb file, `<store.dir>/ferry.redb`, with `ferry.redb.marker` beside it: `marker.rs`):
 //! - `log.<n>`: seq (u64, strictly increasing, never reused) -> [`record`] bytes, one
 //!   table per 65,536 seqs ([`segments`])
 //! - `cursors`: upstream name -> highest seq such that every record at or below it that
@@ -25,9 +25,11 @@
 
 pub mod cli;
 mod crc32c;
+mod damage;
 mod db;
 pub mod deadletter;
 pub mod inspect;
+mod marker;
 pub mod quarantine;
 mod queue;
 mod record;
@@ -41,6 +43,7 @@ mod trim;
 mod writer;
 
 pub use db::{BackendFactory, Location};
+pub use marker::MARKER_FILE;
 pub use writer::Limits;
 
 pub use queue::{QueueBound, QueueSignal, Queued, QueuedRow, encode as encode_queued};
@@ -98,6 +101,46 @@ pub enum StoreError {
     Unavailable,
     #[error("commit failed: {0}")]
     Commit(String),
+    /// The store file is there but redb cannot open it (it reports corruption, or panics
+    /// on it). Restarting cannot fix that: ferry stops with exit status 3.
+    #[error(
+        "store file {path} is damaged and cannot be opened ({reason}). ferry will not start \
+         on it (exit status 3). To keep what can still be read, copy it into a new store \
+         directory with `ferry store salvage {dir} NEWDIR` and point store.dir at NEWDIR; \
+         to start with an empty store instead, move {path} aside and remove {dir}/{MARKER_FILE}",
+        dir = parent_dir(.path)
+    )]
+    Damaged { path: String, reason: String },
+    /// The marker says the directory held a store, but the store file is missing or
+    /// empty: ferry will not put an empty store in its place (exit status 3).
+    #[error(
+        "store file {path} is {what}, but {marker} says it held a store: ferry will not \
+         start an empty store in its place (exit status 3). Restore {path} (e.g. from a \
+         backup), or remove {marker} to start with an empty store",
+        what = if *.empty { "empty (0 bytes)" } else { "missing" }
+    )]
+    Lost {
+        path: String,
+        marker: String,
+        empty: bool,
+    },
+}
+
+impl StoreError {
+    /// True when the store itself is unusable as it is ([`StoreError::Damaged`],
+    /// [`StoreError::Lost`]): an operator has to act, restarting cannot help.
+    pub fn needs_operator(&self) -> bool {
+        matches!(self, StoreError::Damaged { .. } | StoreError::Lost { .. })
+    }
+}
+
+/// The directory of a store file, for messages.
+fn parent_dir(path: &str) -> String {
+    Path::new(path)
+        .parent()
+        .map(|d| d.display().to_string())
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| ".".into())
 }
 
 fn redb_err<E: Into<redb::Error>>(e: E) -> StoreError {
@@ -152,6 +195,8 @@ impl WriterJoin {
 
 impl Store {
     /// Opens (or creates) the store in `dir`, registers `upstreams` and starts the writer.
+    /// A damaged store file is [`StoreError::Damaged`]; a missing or empty one where the
+    /// marker says a store was is [`StoreError::Lost`] (`marker.rs`).
     pub fn open(
         dir: &Path,
         upstreams: &[String],
@@ -162,12 +207,20 @@ impl Store {
             path: dir.display().to_string(),
             source,
         })?;
-        Store::open_at(
-            Location::File(dir.join("ferry.redb")),
-            upstreams,
-            opts,
-            metrics,
-        )
+        let file = dir.join("ferry.redb");
+        let marker = marker::Marker::new(dir);
+        let found = marker.check(&file)?;
+        let opened = Store::open_at(Location::File(file), upstreams, opts, metrics)?;
+        // Only a safety net for the next start: a store that cannot be marked still runs.
+        match marker.write() {
+            Ok(true) if found == marker::Found::New => {
+                tracing::info!(dir = %dir.display(), "store: new, empty store created")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(dir = %dir.display(), error = %e,
+                "cannot write the store marker {MARKER_FILE}: a store file lost later would not be noticed"),
+        }
+        Ok(opened)
     }
 
     /// Like [`Store::open`], at any location (tests use fault-injecting backends).
@@ -177,9 +230,11 @@ impl Store {
         opts: StoreOptions,
         metrics: Arc<Metrics>,
     ) -> Result<(Store, WriterJoin), StoreError> {
+        let path = location.describe();
         let db = Arc::new(DbSlot::open(location, opts.cache_size)?);
         let handle = db.get()?;
-        let init = init(&handle, upstreams)?;
+        // The first reads of the file's tables meet damage the open itself did not.
+        let init = damage::guarded(&path, || init(&handle, upstreams))?;
         drop(handle);
         metrics.store_bytes.set(init.live_bytes as i64);
         metrics.store_events.set(init.live_count as i64);
