@@ -332,3 +332,86 @@ async fn damaged_records_are_skipped_counted_and_the_rest_arrive_in_order() {
     assert_eq!(ferry.terminate(), Some(0));
     checker.close().await;
 }
+
+/// A page of a log segment zeroed in the middle of an intact file: redb panics when it
+/// reads that page. Only the records on it are lost (counted), every other one arrives in
+/// order, the link never stalls on it, and once every cursor has passed the segment it is
+/// set aside instead of deleted (redb would read the page to delete it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zeroed_log_page_loses_only_its_records_and_never_stops_the_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let (down, held) = dead_port();
+    let store_config = base_config(dir.path()) + &forward_config(down);
+    let d = dir.path().to_path_buf();
+    let file = tokio::task::spawn_blocking(move || store_with_events(&d, &store_config))
+        .await
+        .unwrap();
+    drop(held);
+    let bytes = std::fs::read(&file).unwrap();
+    let needle = payload(150).into_bytes();
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle.as_slice())
+        .expect("event 150 in the file");
+    zero(&file, at / 4096 * 4096, 4096);
+
+    let port = free_port();
+    let _mosq = Mosquitto::start(dir.path(), port);
+    Checker::register(port, "checker", "site-a/#").await;
+    let checker = Checker::connect(port, "checker", "site-a/#").await;
+    let config =
+        base_config(dir.path()) + &forward_config(port) + "[metrics]\nlisten = \"127.0.0.1:0\"\n";
+    let ferry = Ferry::start(dir.path(), &config);
+    // The marker comes after the whole backlog: once it is there, the link went past the page.
+    let addr = ferry.mqtt;
+    tokio::task::spawn_blocking(move || {
+        let (mut dev, _) = Raw::connect(addr, "marker-dev", true, 30);
+        dev.publish("sensors/marker", QoS::AtLeastOnce, 1, false, b"marker");
+        assert!(matches!(
+            dev.recv(Duration::from_secs(10)),
+            Ok(Packet::PubAck(_))
+        ));
+    })
+    .await
+    .unwrap();
+    common::upstream::wait_for(Duration::from_secs(30), "the marker upstream", || {
+        let got = checker.received.lock().unwrap();
+        got.last()
+            .is_some_and(|(t, _)| t == "site-a/sensors/marker")
+    })
+    .await;
+    let got = checker.received.lock().unwrap().clone();
+    let arrived: Vec<usize> = got[..got.len() - 1]
+        .iter()
+        .map(|(_, body)| {
+            let text = String::from_utf8_lossy(body);
+            text["store-damage-event-".len()..]
+                .split('-')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("unexpected payload {text}"))
+        })
+        .collect();
+    assert!(
+        arrived.windows(2).all(|w| w[0] < w[1]),
+        "in order, once: {arrived:?}"
+    );
+    assert!(!arrived.contains(&150), "event 150 was on the zeroed page");
+    let lost: Vec<usize> = (0..EVENTS).filter(|i| !arrived.contains(i)).collect();
+    assert!(
+        lost.windows(2).all(|w| w[1] == w[0] + 1) && lost.len() < 100,
+        "only one page's run of records is lost: {lost:?}"
+    );
+    let ferry = tokio::task::spawn_blocking(move || {
+        assert_eq!(ferry.metric("ferry_store_corrupt_total"), lost.len() as u64);
+        ferry
+    })
+    .await
+    .unwrap();
+    ferry.wait_log(&["set aside, not deleted"], Duration::from_secs(20));
+    let log = ferry.log_text();
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(!log.contains("store read failed"), "{log}");
+    assert_eq!(ferry.terminate(), Some(0));
+    checker.close().await;
+}

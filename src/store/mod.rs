@@ -371,7 +371,23 @@ impl Store {
         let upto = *self.committed.borrow();
         let txn = self.db.get()?.begin_read().map_err(redb_err)?;
         let mut damaged = Vec::new();
-        let read = segments::read_after(&txn, after, upto, max, bit, &mut damaged)?;
+        // A damaged page of a segment table makes redb panic in the range read (or fail
+        // it): read that stretch again key by key, losing only the records on that page.
+        let ranged = damage::caught(|| {
+            let mut found = Vec::new();
+            segments::read_after(&txn, after, upto, max, bit, &mut found).map(|r| (r, found))
+        });
+        let read = match ranged {
+            Ok(Ok((read, found))) => {
+                damaged = found;
+                read
+            }
+            Ok(Err(StoreError::Redb(e))) if matches!(*e, redb::Error::Corrupted(_)) => {
+                segments::read_by_key(&txn, after, upto, max, bit, &mut damaged)
+            }
+            Ok(Err(e)) => return Err(e),
+            Err(_) => segments::read_by_key(&txn, after, upto, max, bit, &mut damaged),
+        };
         for d in damaged {
             self.report_damage(d);
         }
@@ -393,6 +409,13 @@ impl Store {
             seen.insert(d.seq);
         }
         self.metrics.store_corrupt.inc();
+        if d.bytes.is_empty() {
+            // redb cannot read it: there is nothing to move (and the writer must not
+            // read that page either); the cursor passes it, and the segment goes whole.
+            tracing::error!(seq = d.seq, error = %d.error,
+                "stored record unreadable (a damaged page of the store file): skipped, never forwarded (counted in ferry_store_corrupt_total); `ferry store check` with ferry stopped lists the damage");
+            return;
+        }
         tracing::error!(seq = d.seq, error = %d.error,
             "stored record damaged (checksum or format): skipped, never forwarded, moved to the quarantine (counted in ferry_store_corrupt_total)");
         let entry =

@@ -55,6 +55,9 @@ pub enum RecordError {
     Corrupt(#[from] postcard::Error),
     #[error("record checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
     Checksum { stored: u32, computed: u32 },
+    /// The database could not read the record at all (a damaged page of its table).
+    #[error("record unreadable: {0}")]
+    Unreadable(String),
 }
 
 /// Encodes `event` for the log into `out` (cleared first, reused across a batch).

@@ -28,6 +28,9 @@ const LEGACY: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 
 const PREFIX: &str = "log.";
 
+/// Prefix of a segment table set aside because it could not be deleted (a damaged page).
+pub const DAMAGED_PREFIX: &str = "damaged.";
+
 /// Index of the segment holding `seq`.
 pub fn index(seq: u64) -> u64 {
     seq / SEGMENT
@@ -86,11 +89,55 @@ fn size(t: &impl ReadableTable<u64, &'static [u8]>) -> Result<(u64, u64), StoreE
     Ok((count, bytes))
 }
 
+/// Like [`size`] for a table with a damaged page: the count from the table's own header,
+/// the bytes of every record that can be read, and the mean of those for the others.
+fn size_by_key(
+    t: &redb::Table<'_, u64, &'static [u8]>,
+    idx: u64,
+) -> Result<(u64, u64), StoreError> {
+    let count = t.len().map_err(redb_err)?;
+    let (mut read, mut bytes) = (0u64, 0u64);
+    for seq in idx * SEGMENT..=last_seq(idx) {
+        if read >= count {
+            break;
+        }
+        let got = super::damage::caught(|| t.get(seq).map(|v| v.map(|v| v.value().len())));
+        if let Ok(Ok(Some(len))) = got {
+            read += 1;
+            bytes += retention::cost(len);
+        }
+    }
+    let unread = count - read.min(count);
+    Ok((count, bytes + unread * bytes.checked_div(read).unwrap_or(0)))
+}
+
 /// Deletes segment `idx` whole; returns the records and bytes it held (for the
 /// accounting), or zeros when it did not exist.
 pub fn delete(txn: &WriteTransaction, idx: u64) -> Result<(u64, u64), StoreError> {
-    let held = size(&open(txn, idx)?)?;
-    txn.delete_table(def(&name(idx))).map_err(redb_err)?;
+    let (held, damaged) = {
+        let t = open(txn, idx)?;
+        match super::damage::caught(|| size(&t)) {
+            Ok(held) => (held?, None),
+            // A damaged page: count what can be read key by key.
+            Err(panic) => (size_by_key(&t, idx)?, Some(panic)),
+        }
+    };
+    match damaged {
+        None => {
+            txn.delete_table(def(&name(idx))).map_err(redb_err)?;
+        }
+        Some(why) => {
+            // redb walks every page of a table it deletes, and panics on the damaged one:
+            // the segment is set aside under another name instead (a change of the table
+            // directory only). Its pages stay allocated until `ferry store salvage`
+            // copies the store, which leaves it behind.
+            let aside = format!("{DAMAGED_PREFIX}{}", name(idx));
+            txn.rename_table(def(&name(idx)), def(&aside))
+                .map_err(redb_err)?;
+            tracing::error!(segment = %name(idx), table = %aside, error = %why,
+                "a damaged log segment was passed by every cursor: set aside, not deleted (its space comes back with `ferry store salvage`)");
+        }
+    }
     Ok(held)
 }
 
@@ -230,6 +277,78 @@ pub fn read_after(
         }
     }
     Ok((out, last))
+}
+
+/// Like [`read_after`], one key at a time, each read under `catch_unwind`: for a log
+/// whose range read failed (redb panics on a damaged page of the table). A record that
+/// cannot be read is damaged (its bytes unknown), a missing one was deleted; either way
+/// the reader moves past it, so only the records on the damaged page are lost.
+pub fn read_by_key(
+    txn: &ReadTransaction,
+    after: u64,
+    upto: u64,
+    max: usize,
+    bit: u8,
+    damaged: &mut Vec<Damaged>,
+) -> (Vec<StoredEvent>, u64) {
+    let mut out = Vec::new();
+    let mut last = after;
+    let mask = 1u64 << bit;
+    let mut probed = 0usize;
+    let budget = max.saturating_mul(4);
+    if after >= upto {
+        return (out, last);
+    }
+    for idx in index(after + 1)..=index(upto) {
+        let first = (idx * SEGMENT).max(after + 1);
+        let end = last_seq(idx).min(upto);
+        let table = match super::damage::caught(|| txn.open_table(def(&name(idx)))) {
+            Ok(Ok(t)) => t,
+            Ok(Err(TableError::TableDoesNotExist(_))) => continue,
+            Ok(Err(e)) => {
+                damaged.push(unreadable(first, format!("table {}: {e}", name(idx))));
+                last = end;
+                continue;
+            }
+            Err(panic) => {
+                damaged.push(unreadable(first, format!("table {}: {panic}", name(idx))));
+                last = end;
+                continue;
+            }
+        };
+        for seq in first..=end {
+            if out.len() >= max || probed >= budget {
+                return (out, last);
+            }
+            probed += 1;
+            last = seq;
+            let read = super::damage::caught(|| {
+                table
+                    .get(seq)
+                    .map(|v| v.map(|v| v.value().to_vec()))
+                    .map_err(|e| e.to_string())
+            });
+            match read {
+                Ok(Ok(Some(bytes))) => match record::decode(seq, &bytes) {
+                    Ok(rec) if rec.dests & mask != 0 => out.push(rec),
+                    Ok(_) => {}
+                    Err(error) => damaged.push(Damaged { seq, error, bytes }),
+                },
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => damaged.push(unreadable(seq, e)),
+                Err(panic) => damaged.push(unreadable(seq, panic)),
+            }
+        }
+    }
+    (out, last)
+}
+
+fn unreadable(seq: u64, why: String) -> Damaged {
+    Damaged {
+        seq,
+        error: super::RecordError::Unreadable(why),
+        bytes: Vec::new(),
+    }
 }
 
 /// The record at `seq`, if it is stored and sound.

@@ -270,3 +270,75 @@ async fn the_dead_letter_quota_drops_the_oldest_and_counts_them() {
         .collect();
     assert_eq!(seqs, [3, 4, 5]);
 }
+
+/// Zeroes the 4 KiB page of `file` holding the first copy of `needle`; returns its offset.
+fn zero_page_with(file: &Path, needle: &[u8]) -> usize {
+    let mut bytes = std::fs::read(file).unwrap();
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("needle in the file");
+    let page = at / 4096 * 4096;
+    bytes[page..page + 4096].fill(0);
+    std::fs::write(file, bytes).unwrap();
+    page
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zeroed_log_page_costs_only_its_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let names = vec!["a".to_string()];
+    let (store, join) = Store::open(dir.path(), &names, opts(), Arc::default()).unwrap();
+    for i in 0..2000u32 {
+        let payload = Bytes::from(format!("payload-{i:05}-{}", "x".repeat(180)));
+        let e = Event::new("s/zero".into(), payload, 1, false, Origin::Mqtt);
+        stored(&store, Arc::new(e), 1).await;
+    }
+    close(store, join).await;
+    zero_page_with(&dir.path().join("ferry.redb"), b"payload-01000-");
+
+    let metrics = Arc::new(Metrics::default());
+    let (store, join) = Store::open(dir.path(), &names, opts(), metrics.clone()).unwrap();
+    let s = store.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        let mut seqs = Vec::new();
+        let mut after = 0;
+        loop {
+            let (recs, last) = s.read_after(after, 256, 0).unwrap();
+            seqs.extend(recs.iter().map(|r| r.seq));
+            if last == after {
+                break;
+            }
+            after = last;
+        }
+        seqs
+    })
+    .await
+    .unwrap();
+    let lost = 2000 - read.len();
+    assert!(lost > 0 && lost < 40, "lost {lost}");
+    assert_eq!(metrics.store_corrupt.get(), lost as u64);
+    assert!(read.windows(2).all(|w| w[0] < w[1]));
+    // Once the cursor passes it, the damaged segment goes whole like any other.
+    store.advance_cursor(0, 2000).await.unwrap();
+    stored(&store, ev(1), 1).await;
+    stored(&store, ev(2), 1).await;
+    assert_eq!(store.len().unwrap(), 2);
+    assert_eq!(
+        metrics.store_events.get(),
+        2,
+        "the accounting let go of the segment"
+    );
+    let txn = store.db.get().unwrap().begin_read().unwrap();
+    let tables: Vec<String> = txn
+        .list_tables()
+        .unwrap()
+        .map(|h| redb::TableHandle::name(&h).to_string())
+        .collect();
+    assert!(
+        tables.contains(&format!("{}log.{:013}", segments::DAMAGED_PREFIX, 0)),
+        "{tables:?}"
+    );
+    drop(txn);
+    close(store, join).await;
+}

@@ -187,7 +187,18 @@ impl Writer {
                     Fsync::Interval(d) => last_sync.elapsed() >= d,
                 };
             let started = Instant::now();
-            match self.commit(&batch, dirty_cursors, &mut front, durable) {
+            // A damaged page of the file can make redb panic inside the transaction: that
+            // is a failed commit like an I/O error (refused, reopened, counted), not the
+            // end of the writer thread and of every publish after it.
+            let outcome =
+                super::damage::caught(|| self.commit(&batch, dirty_cursors, &mut front, durable))
+                    .unwrap_or_else(|panic| {
+                        Err(StoreError::Damaged {
+                            path: "the store file".into(),
+                            reason: format!("redb gave up in an internal check at {panic}"),
+                        })
+                    });
+            match outcome {
                 Ok(outcome) => {
                     if durable {
                         last_sync = Instant::now();
