@@ -318,6 +318,10 @@ async fn damaged_records_are_skipped_counted_and_the_rest_arrive_in_order() {
             ferry.metric("ferry_store_corrupt_total"),
             victims.len() as u64
         );
+        // Moved out of the log into the quarantine, with their bytes.
+        common::wait_until(Duration::from_secs(10), "the quarantine", || {
+            ferry.metric("ferry_store_quarantined") == victims.len() as u64
+        });
         ferry
     })
     .await
