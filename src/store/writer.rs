@@ -5,7 +5,9 @@
 //! only after the transaction holding it has committed (fsynced before `commit` returns
 //! with `fsync = "always"`). Invariant 2 too: records are deleted only at or below the
 //! smallest cursor of the configured upstreams, in the transaction that persists those
-//! cursors or a later one, or by retention, which counts every drop per upstream.
+//! cursors or a later one, or by retention, which counts every drop per upstream, or
+//! (damaged, never deliverable) by a move into the quarantine. A dead letter is copied
+//! before anything in its commit is reclaimed.
 
 use super::db::DbSlot;
 use super::retention::{self, Dropped};
