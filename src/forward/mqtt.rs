@@ -232,7 +232,13 @@ impl Link {
                     Ok(LinkEvent::Other) => {}
                     Err(e) => return End::Lost(e),
                 },
-                _ = committed.changed(), if connected => {}
+                changed = committed.changed(), if connected => {
+                    // The writer is gone (ferry is stopping): a closed channel would be
+                    // ready at once on every turn of this loop.
+                    if changed.is_err() {
+                        return End::Lost("the store writer has stopped".into());
+                    }
+                }
                 _ = flush.tick(), if connected => {
                     self.persist(window.cursor(), persisted).await;
                     let backlog = committed.borrow().saturating_sub(*persisted);
