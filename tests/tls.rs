@@ -42,6 +42,11 @@ struct TlsMosquitto {
 
 impl TlsMosquitto {
     fn start(dir: &Path, pki: &Pki) -> TlsMosquitto {
+        TlsMosquitto::start_with(dir, pki, "")
+    }
+
+    /// With `tls_extra` lines after the TLS listener's (e.g. `require_certificate true`).
+    fn start_with(dir: &Path, pki: &Pki, tls_extra: &str) -> TlsMosquitto {
         let (plain, tls) = (free_port(), free_port());
         let conf = dir.join("mosquitto-tls.conf");
         std::fs::write(
@@ -50,7 +55,7 @@ impl TlsMosquitto {
                 "per_listener_settings false\nallow_anonymous true\nuser root\n\
                  persistence true\npersistence_location {dir}/\nmax_queued_messages 0\n\
                  listener {plain} 127.0.0.1\n\
-                 listener {tls} 127.0.0.1\ncafile {ca}\ncertfile {cert}\nkeyfile {key}\n",
+                 listener {tls} 127.0.0.1\ncafile {ca}\ncertfile {cert}\nkeyfile {key}\n{tls_extra}",
                 dir = dir.display(),
                 ca = pki.ca.display(),
                 cert = pki.cert.display(),
@@ -149,4 +154,89 @@ async fn an_untrusted_server_certificate_is_refused() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(checker.count(), 0, "nothing crosses an untrusted link");
     assert!(!ferry.log_text().contains("upstream connected"));
+}
+
+fn mtls_config(dir: &Path, url: &str, ca: &Path, client: &common::pki::Issued) -> String {
+    mqtts_config(dir, url, ca).replace(
+        "backoff_min",
+        &format!(
+            "cert_file = \"{}\"\nkey_file = \"{}\"\nalpn = [\"x-amzn-mqtt-ca\", \"mqtt\"]\nbackoff_min",
+            client.cert.display(),
+            client.key.display()
+        ),
+    )
+}
+
+/// An upstream that requires a client certificate (mosquitto `require_certificate true`),
+/// as AWS IoT Core does: ferry presents `cert_file`/`key_file` (and offers ALPN, which
+/// mosquitto ignores) and forwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_upstream_with_a_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = common::pki::Ca::new(dir.path(), "mtls");
+    let server = ca.server();
+    let pki = Pki {
+        ca: ca.cert.clone(),
+        cert: server.cert,
+        key: server.key,
+    };
+    let mosq = TlsMosquitto::start_with(dir.path(), &pki, "require_certificate true\n");
+    Checker::register(mosq.plain, "checker", "site-a/#").await;
+    let checker = Checker::connect(mosq.plain, "checker", "site-a/#").await;
+    let client = ca.client("gateway-7", "gateway-7.example");
+    let url = format!("mqtts://localhost:{}", mosq.tls);
+    let ferry = Ferry::start(dir.path(), &mtls_config(dir.path(), &url, &pki.ca, &client));
+    ferry.wait_log(&["upstream connected", "mqtts://"], Duration::from_secs(20));
+    let device = Device::connect(ferry.mqtt, "dev-mtls").await;
+    device
+        .publish_acked(500, topic, Duration::from_secs(60))
+        .await;
+    checker.wait_count(500, Duration::from_secs(60)).await;
+    let got = checker.received.lock().unwrap().clone();
+    assert_exact_in_order(&got, 500, TOPICS);
+    assert_eq!(ferry.terminate(), Some(0));
+}
+
+/// A client certificate the upstream does not trust keeps the link down and every event
+/// stored (shown by `ferry store info` once ferry is stopped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_the_upstream_does_not_trust_keeps_events_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = common::pki::Ca::new(dir.path(), "trusted");
+    let server = ca.server();
+    let pki = Pki {
+        ca: ca.cert.clone(),
+        cert: server.cert,
+        key: server.key,
+    };
+    let mosq = TlsMosquitto::start_with(dir.path(), &pki, "require_certificate true\n");
+    Checker::register(mosq.plain, "checker", "site-a/#").await;
+    let checker = Checker::connect(mosq.plain, "checker", "site-a/#").await;
+    let rogue = common::pki::Ca::new(dir.path(), "rogue").client("gateway-7", "gateway-7.example");
+    let url = format!("mqtts://localhost:{}", mosq.tls);
+    let ferry = Ferry::start(dir.path(), &mtls_config(dir.path(), &url, &pki.ca, &rogue));
+    ferry.wait_log(&["upstream down", "cloud"], Duration::from_secs(20));
+    let device = Device::connect(ferry.mqtt, "dev-rogue").await;
+    device
+        .publish_acked(10, topic, Duration::from_secs(20))
+        .await;
+    device.abort();
+    assert!(
+        !ferry.log_text().contains("upstream connected"),
+        "{}",
+        ferry.log_text()
+    );
+    assert_eq!(ferry.terminate(), Some(0));
+    assert_eq!(
+        checker.count(),
+        0,
+        "nothing crosses without a trusted certificate"
+    );
+    let info = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["store", "info", "--json"])
+        .arg(dir.path().join("store"))
+        .output()
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(info["upstreams"][0]["backlog"], 10, "{info}");
 }

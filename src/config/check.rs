@@ -87,6 +87,36 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// An array of strings, each with its offset in the file.
+    pub fn strings(&mut self, path: &str, leaf: &Leaf) -> Option<Vec<(String, usize)>> {
+        let v = leaf.as_ref()?;
+        let Value::Array(items) = v.get_ref() else {
+            let found = describe(v.get_ref());
+            self.bad(
+                v,
+                path,
+                format!("expected an array of strings, found {found}"),
+            );
+            return None;
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            match item {
+                Value::String(s) => out.push((s.clone(), v.span().start)),
+                other => {
+                    let found = describe(other);
+                    self.bad(
+                        v,
+                        path,
+                        format!("expected an array of strings, found {found} in it"),
+                    );
+                    return None;
+                }
+            }
+        }
+        Some(out)
+    }
+
     pub fn uint<T: TryFrom<u64>>(&mut self, path: &str, leaf: &Leaf, bound: Bound) -> Option<T> {
         let v = leaf.as_ref()?;
         let expected = match bound {

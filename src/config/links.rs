@@ -6,7 +6,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::check::{Bound, Checker};
-use super::raw::{RawConfig, RawForward, RawUpstream};
+use super::raw::{Leaf, RawConfig, RawForward, RawUpstream};
 use super::topic::{check_filter, check_template};
 use super::types::{ForwardRule, UpstreamConfig, default_client_id};
 use super::url::{UpstreamScheme, UpstreamUrl};
@@ -168,6 +168,7 @@ fn upstream(c: &mut Checker, i: usize, spanned: &Spanned<RawUpstream>) -> Upstre
             up.ca_file = Some(std::path::PathBuf::from(path));
         }
     }
+    client_identity(c, &p, r, &mut up);
     if let Some((v, at)) = c.string(&p("protocol"), &r.protocol) {
         match v {
             "5" | "5.0" => up.protocol = super::types::UpstreamProtocol::V5,
@@ -334,4 +335,80 @@ fn forward(
         }
     }
     rule
+}
+
+/// `cert_file`, `key_file` (mutual TLS: both or neither) and `alpn`, for TLS urls only.
+fn client_identity(
+    c: &mut Checker,
+    p: &dyn Fn(&str) -> String,
+    r: &RawUpstream,
+    up: &mut UpstreamConfig,
+) {
+    let plain = r.url.is_some() && !up.url.scheme.is_tls() && !up.url.host.is_empty();
+    let mut file = |key: &str, leaf: &Leaf| -> Option<(std::path::PathBuf, usize)> {
+        let (path, at) = c.string(&p(key), leaf)?;
+        if path.is_empty() || path.contains('\0') {
+            c.at(
+                at,
+                format!("{}: invalid path {path:?}: expected a PEM file path like \"/etc/ferry/{key}.pem\"", p(key)),
+            );
+            return None;
+        }
+        if plain {
+            c.at(
+                at,
+                format!(
+                    "{}: set for a plain {} url: expected an mqtts:// url ({key} is for TLS only)",
+                    p(key),
+                    up.url.scheme.as_str()
+                ),
+            );
+            return None;
+        }
+        Some((std::path::PathBuf::from(path), at))
+    };
+    let cert = file("cert_file", &r.cert_file);
+    let key = file("key_file", &r.key_file);
+    match (cert, key) {
+        (Some((cert, _)), Some((key, _))) => {
+            up.cert_file = Some(cert);
+            up.key_file = Some(key);
+        }
+        (Some((_, at)), None) if r.key_file.is_none() => c.at(
+            at,
+            format!(
+                "{}: set without key_file: a client certificate needs its private key",
+                p("cert_file")
+            ),
+        ),
+        (None, Some((_, at))) if r.cert_file.is_none() => c.at(
+            at,
+            format!(
+                "{}: set without cert_file: a private key needs its client certificate",
+                p("key_file")
+            ),
+        ),
+        _ => {}
+    }
+    if let Some(list) = c.strings(&p("alpn"), &r.alpn) {
+        for (proto, at) in list {
+            if proto.is_empty() || proto.len() > 255 {
+                c.at(
+                    at,
+                    format!("{}: invalid protocol {proto:?}: expected 1 to 255 bytes like \"x-amzn-mqtt-ca\"", p("alpn")),
+                );
+            } else if plain {
+                c.at(
+                    at,
+                    format!(
+                        "{}: set for a plain url: expected an mqtts:// url (ALPN is part of TLS)",
+                        p("alpn")
+                    ),
+                );
+                return;
+            } else {
+                up.alpn.push(proto);
+            }
+        }
+    }
 }

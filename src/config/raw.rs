@@ -125,6 +125,9 @@ pub(crate) struct RawUpstream {
     pub protocol: Leaf,
     pub max_rate: Leaf,
     pub max_attempts: Leaf,
+    pub cert_file: Leaf,
+    pub key_file: Leaf,
+    pub alpn: Leaf,
 }
 
 #[derive(Debug, Deserialize)]

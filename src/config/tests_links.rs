@@ -205,3 +205,56 @@ fn ca_file_belongs_to_mqtts_upstreams() {
         assert_eq!(parse(&out, "out.toml").unwrap(), c);
     }
 }
+
+#[test]
+fn client_certificates_and_alpn_belong_to_mqtts_upstreams() {
+    let got = one_error(&format!("{UP}cert_file = \"/c.pem\"\n"));
+    assert!(
+        got.contains("upstream[0].cert_file: set for a plain mqtt url"),
+        "{got}"
+    );
+    let got = one_error(&format!("{UP}alpn = [\"mqtt\"]\n"));
+    assert!(
+        got.starts_with("f.toml:4:8: upstream[0].alpn: set for a plain url"),
+        "{got}"
+    );
+    if !cfg!(feature = "tls") {
+        return;
+    }
+    let tls = "[[upstream]]\nname = \"cloud\"\nurl = \"mqtts://iot.example.com:443\"\n";
+    let got = one_error(&format!("{tls}cert_file = \"/c.pem\"\n"));
+    assert_eq!(
+        got,
+        "f.toml:4:13: upstream[0].cert_file: set without key_file: a client certificate needs its private key"
+    );
+    let got = one_error(&format!("{tls}key_file = \"/k.pem\"\n"));
+    assert!(got.contains("set without cert_file"), "{got}");
+    let got = one_error(&format!("{tls}alpn = \"mqtt\"\n"));
+    assert!(
+        got.contains("upstream[0].alpn: expected an array of strings, found string \"mqtt\""),
+        "{got}"
+    );
+    let got = one_error(&format!("{tls}alpn = [\"\"]\n"));
+    assert!(
+        got.contains("upstream[0].alpn: invalid protocol \"\""),
+        "{got}"
+    );
+    let text = format!(
+        "{tls}cert_file = \"/etc/ferry/gw.pem\"\nkey_file = \"/etc/ferry/gw.key\"\n\
+         alpn = [\"x-amzn-mqtt-ca\"]\n"
+    );
+    let c = parse(&text, "f.toml").unwrap();
+    let u = &c.upstream[0];
+    assert_eq!(
+        u.cert_file.as_deref(),
+        Some(std::path::Path::new("/etc/ferry/gw.pem"))
+    );
+    assert_eq!(
+        u.key_file.as_deref(),
+        Some(std::path::Path::new("/etc/ferry/gw.key"))
+    );
+    assert_eq!(u.alpn, ["x-amzn-mqtt-ca"]);
+    let out = c.to_toml();
+    assert!(out.contains("alpn = [\"x-amzn-mqtt-ca\"]"), "{out}");
+    assert_eq!(parse(&out, "out.toml").unwrap(), c);
+}

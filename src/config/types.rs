@@ -400,6 +400,13 @@ pub struct UpstreamConfig {
     /// PEM file of CA certificates to trust for an `mqtts://` upstream instead of the
     /// system's roots (a private CA). Only set with a TLS url; read at each connect.
     pub ca_file: Option<PathBuf>,
+    /// Client certificate chain and its key (PEM) for mutual TLS: both or neither, TLS
+    /// urls only; read at each connect, so a renewed certificate needs no restart.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// ALPN protocols offered in the TLS handshake (e.g. "x-amzn-mqtt-ca" for AWS IoT
+    /// Core on port 443); empty: none.
+    pub alpn: Vec<String>,
     /// MQTT version spoken upstream; 5 adds the `ferry-id` idempotency key.
     pub protocol: UpstreamProtocol,
     /// Events per second at most while draining (metered links); None: as fast as the
@@ -443,6 +450,9 @@ impl UpstreamConfig {
             connect_timeout: Duration::from_secs(10),
             stall_timeout: Duration::from_secs(60),
             ca_file: None,
+            cert_file: None,
+            key_file: None,
+            alpn: Vec::new(),
             protocol: UpstreamProtocol::V5,
             max_rate: None,
             max_attempts: 3,

@@ -120,6 +120,16 @@ impl Config {
             if let Some(ca) = &u.ca_file {
                 w.str("ca_file", &ca.to_string_lossy());
             }
+            if let Some(cert) = &u.cert_file {
+                w.str("cert_file", &cert.to_string_lossy());
+            }
+            if let Some(key) = &u.key_file {
+                w.str("key_file", &key.to_string_lossy());
+            }
+            if !u.alpn.is_empty() {
+                let list: Vec<String> = u.alpn.iter().map(|a| quote(a)).collect();
+                w.raw("alpn", format!("[{}]", list.join(", ")));
+            }
         }
 
         for f in &self.forward {

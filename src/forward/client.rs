@@ -241,7 +241,13 @@ fn transport(c: &UpstreamConfig) -> Result<Option<rumqttc::Transport>, String> {
     if !c.url.scheme.is_tls() {
         return Ok(None);
     }
-    let tls = super::tls::client_config(c.ca_file.as_deref()).map_err(|e| e.to_string())?;
+    let identity = c.cert_file.as_deref().zip(c.key_file.as_deref());
+    let tls = super::tls::client_config(super::tls::ClientTls {
+        ca_file: c.ca_file.as_deref(),
+        identity,
+        alpn: &c.alpn,
+    })
+    .map_err(|e| e.to_string())?;
     Ok(Some(rumqttc::Transport::tls_with_config(
         rumqttc::TlsConfiguration::Rustls(tls),
     )))

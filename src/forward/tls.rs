@@ -1,4 +1,6 @@
-//! TLS for `mqtts://` upstreams: a rustls client configuration with the ring provider.
+//! TLS for `mqtts://` upstreams: a rustls client configuration with the ring provider,
+//! with a client certificate for mutual TLS and ALPN when the upstream asks for them
+//! (AWS IoT Core: mTLS on 8883, or on 443 with ALPN "x-amzn-mqtt-ca").
 //!
 //! The provider is passed explicitly instead of being installed process-wide, so nothing
 //! depends on which crate calls `CryptoProvider::install_default` first. Roots are the
@@ -6,8 +8,8 @@
 //! store. Both are read at every connection attempt, so a rotated CA file or an updated
 //! ca-certificates package takes effect on the next reconnect without a restart.
 
-use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore};
 use std::path::Path;
 use std::sync::Arc;
@@ -20,21 +22,73 @@ pub enum TlsError {
         "no usable CA certificate in the system store ({0}): install ca-certificates or set ca_file"
     )]
     NoSystemRoots(String),
+    #[error("cert_file {path}: {reason}")]
+    CertFile { path: String, reason: String },
+    #[error("key_file {path}: {reason}")]
+    KeyFile { path: String, reason: String },
+    #[error("key_file {key} does not belong to cert_file {cert}")]
+    KeyMismatch { cert: String, key: String },
     #[error("TLS setup failed: {0}")]
     Rustls(#[from] rustls::Error),
 }
 
-/// The client configuration for one connection attempt.
-pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, TlsError> {
-    let roots = match ca_file {
+/// What an upstream's TLS connection is made with, from its `[[upstream]]` keys.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientTls<'a> {
+    /// `ca_file`: trust only these roots; None: the system's.
+    pub ca_file: Option<&'a Path>,
+    /// `cert_file` and `key_file`: present a client certificate (mutual TLS).
+    pub identity: Option<(&'a Path, &'a Path)>,
+    /// `alpn`: protocols offered in the handshake.
+    pub alpn: &'a [String],
+}
+
+/// The client configuration for one connection attempt. Every file is read again at each
+/// attempt: a rotated CA, a renewed client certificate take effect on the next reconnect.
+pub fn client_config(tls: ClientTls<'_>) -> Result<Arc<ClientConfig>, TlsError> {
+    let roots = match tls.ca_file {
         Some(path) => roots_from_file(path)?,
         None => system_roots()?,
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
+    let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let mut config = match tls.identity {
+        None => builder.with_no_client_auth(),
+        Some((cert_path, key_path)) => {
+            let shown = |p: &Path| p.display().to_string();
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
+                .and_then(|certs| certs.collect::<Result<_, _>>())
+                .map_err(|e| TlsError::CertFile {
+                    path: shown(cert_path),
+                    reason: pem_reason(e),
+                })?;
+            if certs.is_empty() {
+                return Err(TlsError::CertFile {
+                    path: shown(cert_path),
+                    reason: "no certificate (expected PEM \"BEGIN CERTIFICATE\" blocks)".into(),
+                });
+            }
+            let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| TlsError::KeyFile {
+                path: shown(key_path),
+                reason: pem_reason(e),
+            })?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| match e {
+                    rustls::Error::InconsistentKeys(_) => TlsError::KeyMismatch {
+                        cert: shown(cert_path),
+                        key: shown(key_path),
+                    },
+                    other => TlsError::KeyFile {
+                        path: shown(key_path),
+                        reason: other.to_string(),
+                    },
+                })?
+        }
+    };
+    config.alpn_protocols = tls.alpn.iter().map(|a| a.as_bytes().to_vec()).collect();
     Ok(Arc::new(config))
 }
 
@@ -85,7 +139,11 @@ mod tests {
 
     #[test]
     fn missing_or_empty_ca_file_is_a_clear_error() {
-        let e = client_config(Some(Path::new("/nonexistent/ca.pem"))).unwrap_err();
+        let ca = |p| ClientTls {
+            ca_file: Some(p),
+            ..Default::default()
+        };
+        let e = client_config(ca(Path::new("/nonexistent/ca.pem"))).unwrap_err();
         assert!(
             e.to_string().starts_with("ca_file /nonexistent/ca.pem: "),
             "{e}"
@@ -93,7 +151,42 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ca.pem");
         std::fs::write(&path, "not a certificate\n").unwrap();
-        let e = client_config(Some(&path)).unwrap_err().to_string();
+        let e = client_config(ca(&path)).unwrap_err().to_string();
         assert!(e.contains("no usable CA certificate"), "{e}");
+    }
+
+    #[test]
+    fn alpn_is_offered_and_a_client_key_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        // A self-signed certificate (rcgen is not a dependency: a fixed test vector).
+        let missing = ClientTls {
+            ca_file: Some(&ca),
+            ..Default::default()
+        };
+        assert!(client_config(missing).is_err(), "no CA file");
+        let roots = rustls_native_certs::load_native_certs();
+        if roots.certs.is_empty() {
+            return; // no system CA store here: nothing to build a config from
+        }
+        let alpn = ["x-amzn-mqtt-ca".to_string()];
+        let c = client_config(ClientTls {
+            alpn: &alpn,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.alpn_protocols, [b"x-amzn-mqtt-ca".to_vec()]);
+        let key = dir.path().join("k.pem");
+        std::fs::write(&key, "not a key\n").unwrap();
+        let e = client_config(ClientTls {
+            identity: Some((&key, &key)),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with(&format!("cert_file {}: ", key.display())),
+            "{e}"
+        );
     }
 }
