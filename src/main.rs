@@ -51,14 +51,19 @@ enum Command {
     /// USER`. Exit status: 0 ok, 1 failure, 2 usage or a malformed FILE (left unchanged).
     Passwd(ferry::policy::passwd_cli::PasswdArgs),
     /// Look into, check, repair or replay a store, with ferry stopped: info, check, dump,
-    /// dlq list|replay|purge, salvage.
+    /// dlq list|replay|purge, salvage (`ferry store --help` for their forms).
     ///
     /// Exit status: 0 done and nothing wrong, 1 damage found (check; salvage could not
     /// copy everything), 2 usage, 3 the store cannot be opened (none there, in use by a
     /// running ferry, or too damaged to open).
+    #[command(disable_help_flag = true)]
     Store {
-        #[command(subcommand)]
-        command: ferry::store::cli::StoreCommand,
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGS"
+        )]
+        args: Vec<String>,
     },
 }
 
@@ -71,7 +76,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Command::Passwd(args)) => ferry::policy::passwd_cli::run(&args),
-        Some(Command::Store { command }) => ferry::store::cli::run(command),
+        Some(Command::Store { args }) => ferry::store::cli::main(&args),
         Some(Command::Run) | None => run(cli.config),
     }
 }

@@ -430,6 +430,7 @@ impl Link {
             "upstream refused an event: moved to the dead letters (`ferry store dlq list`); the backlog goes on");
         let refusal = crate::store::deadletter::Refusal {
             upstream: self.config.name.as_str().into(),
+            bit: self.bit,
             seq,
             reason: reason.to_string(),
             detail,

@@ -4,92 +4,180 @@
 //! copy everything); 2 usage; 3 the store cannot be opened (no store there, in use by a
 //! running ferry, or too damaged for the database library to open).
 
-use super::inspect::{self, DumpFilter, InspectError};
+use super::inspect::{self, DumpFilter, InspectError, Obj};
 use super::salvage::{self, SalvageError};
 use super::{deadletter, record};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// `ferry store` subcommands.
-#[derive(Debug, clap::Subcommand)]
+/// How `ferry store` is used (printed for `--help` and after a usage error).
+pub const USAGE: &str = "\
+Usage: ferry store COMMAND DIR [OPTIONS]   (DIR: the store directory, store.dir; ferry stopped)
+
+  info DIR [--json]        size, events, oldest and newest, each upstream's cursor,
+                           backlog and dead letters, quarantined entries
+  check DIR                read every record and row, report damage (exit 1 if any)
+  dump DIR [--upstream U] [--from SEQ] [--limit N]
+                           stored events as JSON lines (--upstream: U's backlog)
+  dlq list DIR [--upstream U]     dead letters as JSON lines, oldest first
+  dlq replay DIR [--upstream U]   put them back at the end of their upstream's backlog
+  dlq purge DIR [--upstream U]    delete them
+  salvage DIR NEWDIR       copy every readable record, cursor, retained message and
+                           session into a new store in NEWDIR; report what could not be read
+
+Exit status: 0 done and nothing wrong, 1 damage found (check; salvage could not copy
+everything), 2 usage, 3 the store cannot be opened (none there, in use by a running
+ferry, or too damaged to open).
+";
+
+/// One `ferry store` command, parsed.
+#[derive(Debug, PartialEq, Eq)]
 pub enum StoreCommand {
-    /// Size, events, oldest and newest, each upstream's cursor and backlog, dead letters
-    /// and quarantined entries.
+    Help,
     Info {
-        /// The store directory (`store.dir`).
         dir: PathBuf,
-        /// Print one JSON object instead of text.
-        #[arg(long)]
         json: bool,
     },
-    /// Read every record and row and report damage: exit 0 when clean, 1 when damaged.
-    Check { dir: PathBuf },
-    /// Print stored events as JSON lines.
+    Check {
+        dir: PathBuf,
+    },
     Dump {
         dir: PathBuf,
-        /// Only what this upstream has not acknowledged yet (its backlog).
-        #[arg(long, value_name = "U")]
-        upstream: Option<String>,
-        /// Only seqs at or above SEQ.
-        #[arg(long, value_name = "SEQ", default_value_t = 0)]
-        from: u64,
-        /// At most N events.
-        #[arg(long, value_name = "N")]
-        limit: Option<u64>,
+        filter: DumpFilter,
     },
-    /// Dead letters: events an upstream refused `max_attempts` times.
     Dlq {
-        #[command(subcommand)]
-        command: DlqCommand,
+        action: DlqAction,
+        dir: PathBuf,
+        upstream: Option<String>,
     },
-    /// Copy every readable record, cursor, retained message and session of DIR into a new
-    /// store in NEWDIR, and report what could not be read. DIR is only read.
-    Salvage { dir: PathBuf, new_dir: PathBuf },
+    Salvage {
+        dir: PathBuf,
+        new_dir: PathBuf,
+    },
 }
 
-#[derive(Debug, clap::Subcommand)]
-pub enum DlqCommand {
-    /// Print the dead letters as JSON lines, oldest first.
-    List {
-        dir: PathBuf,
-        #[arg(long, value_name = "U")]
-        upstream: Option<String>,
-    },
-    /// Put the dead letters back at the end of their upstream's backlog: ferry sends them
-    /// when it next runs.
-    Replay {
-        dir: PathBuf,
-        #[arg(long, value_name = "U")]
-        upstream: Option<String>,
-    },
-    /// Delete the dead letters.
-    Purge {
-        dir: PathBuf,
-        #[arg(long, value_name = "U")]
-        upstream: Option<String>,
-    },
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DlqAction {
+    List,
+    Replay,
+    Purge,
+}
+
+/// Parses the words after `ferry store`. By hand rather than with clap's derive: the
+/// derive's generated code for these few forms cost 40 KiB of the 5 MiB binary.
+pub fn parse(args: &[String]) -> Result<StoreCommand, String> {
+    let mut words = args.iter().map(String::as_str);
+    let mut positional = Vec::new();
+    let (mut json, mut upstream, mut from, mut limit) = (false, None, 0, None);
+    let command = match words.next() {
+        None | Some("-h" | "--help" | "help") => return Ok(StoreCommand::Help),
+        Some(c) => c,
+    };
+    let action = match command {
+        "dlq" => match words.next() {
+            Some("list") => Some(DlqAction::List),
+            Some("replay") => Some(DlqAction::Replay),
+            Some("purge") => Some(DlqAction::Purge),
+            Some(other) => {
+                return Err(format!(
+                    "unknown dlq command {other:?}: expected list, replay or purge"
+                ));
+            }
+            None => return Err("dlq: expected list, replay or purge".into()),
+        },
+        _ => None,
+    };
+    while let Some(w) = words.next() {
+        let mut value = |name: &str| {
+            words
+                .next()
+                .map(str::to_string)
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        let number = |name: &str, v: String| {
+            v.parse::<u64>()
+                .map_err(|_| format!("{name}: expected a whole number, found {v:?}"))
+        };
+        match w {
+            "-h" | "--help" => return Ok(StoreCommand::Help),
+            "--json" if command == "info" => json = true,
+            "--upstream" if command == "dump" || action.is_some() => {
+                upstream = Some(value("--upstream")?)
+            }
+            "--from" if command == "dump" => from = number("--from", value("--from")?)?,
+            "--limit" if command == "dump" => limit = Some(number("--limit", value("--limit")?)?),
+            flag if flag.starts_with('-') => {
+                return Err(format!("{command}: unknown option {flag:?}"));
+            }
+            word => positional.push(PathBuf::from(word)),
+        }
+    }
+    let wanted = if command == "salvage" { 2 } else { 1 };
+    if positional.len() != wanted {
+        let what = if wanted == 2 { "DIR and NEWDIR" } else { "DIR" };
+        return Err(format!("{command}: expected {what}"));
+    }
+    let mut positional = positional.into_iter();
+    let dir = positional.next().unwrap_or_default();
+    Ok(match (command, action) {
+        ("info", _) => StoreCommand::Info { dir, json },
+        ("check", _) => StoreCommand::Check { dir },
+        ("dump", _) => StoreCommand::Dump {
+            dir,
+            filter: DumpFilter {
+                upstream,
+                from,
+                limit,
+            },
+        },
+        ("dlq", Some(action)) => StoreCommand::Dlq {
+            action,
+            dir,
+            upstream,
+        },
+        ("salvage", _) => StoreCommand::Salvage {
+            dir,
+            new_dir: positional.next().unwrap_or_default(),
+        },
+        (other, _) => {
+            return Err(format!(
+                "unknown command {other:?}: expected info, check, dump, dlq or salvage"
+            ));
+        }
+    })
+}
+
+/// Runs `ferry store ARGS`; its outcome is the exit status.
+pub fn main(args: &[String]) -> ExitCode {
+    match parse(args) {
+        Ok(StoreCommand::Help) => {
+            print!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Ok(command) => run(command),
+        Err(e) => {
+            eprint!("ferry store: {e}\n\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 /// Runs one `ferry store` command; its outcome is the exit status.
 pub fn run(command: StoreCommand) -> ExitCode {
     let result = match command {
+        StoreCommand::Help => {
+            print!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
         StoreCommand::Info { dir, json } => info(&dir, json),
         StoreCommand::Check { dir } => check(&dir),
-        StoreCommand::Dump {
+        StoreCommand::Dump { dir, filter } => dump(&dir, filter),
+        StoreCommand::Dlq {
+            action,
             dir,
             upstream,
-            from,
-            limit,
-        } => dump(
-            &dir,
-            DumpFilter {
-                upstream,
-                from,
-                limit,
-            },
-        ),
-        StoreCommand::Dlq { command } => dlq(command),
+        } => dlq(action, &dir, upstream.as_deref()),
         StoreCommand::Salvage { dir, new_dir } => salvage_cmd(&dir, &new_dir),
     };
     match result {
@@ -145,25 +233,44 @@ fn time(ms: u64) -> String {
 fn info(dir: &Path, json: bool) -> Result<ExitCode, Failure> {
     let db = inspect::open(dir)?;
     let i = inspect::info(&db, &inspect::file(dir))?;
+    let dead_of = |name: &str| {
+        i.dead_letters
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, n)| *n)
+    };
     if json {
-        let v = serde_json::json!({
-            "file_bytes": i.file_bytes,
-            "events": i.events,
-            "oldest": i.oldest.map(|(seq, ms)| serde_json::json!({"seq": seq, "received_ms": ms})),
-            "newest": i.newest.map(|(seq, ms)| serde_json::json!({"seq": seq, "received_ms": ms})),
-            "next_seq": i.next_seq,
-            "upstreams": i.upstreams.iter().map(|u| serde_json::json!({
-                "name": u.name, "cursor": u.cursor, "backlog": u.backlog,
-                "backlog_bytes": u.backlog_bytes,
-                "dead_letters": i.dead_letters.iter().find(|(n, _)| *n == u.name).map_or(0, |(_, n)| *n),
-            })).collect::<Vec<_>>(),
-            "retained": i.retained,
-            "sessions": i.sessions,
-            "queued": i.queued,
-            "dead_letters": i.dead_letters.iter().map(|(_, n)| n).sum::<u64>(),
-            "quarantined": i.quarantined,
-            "damaged": i.damaged,
-        });
+        let point = |p: Option<(u64, u64)>| match p {
+            Some((seq, ms)) => Obj::default().num("seq", seq).num("received_ms", ms).done(),
+            None => "null".to_string(),
+        };
+        let upstreams: Vec<String> = i
+            .upstreams
+            .iter()
+            .map(|u| {
+                Obj::default()
+                    .str("name", &u.name)
+                    .num("cursor", u.cursor)
+                    .num("backlog", u.backlog)
+                    .num("backlog_bytes", u.backlog_bytes)
+                    .num("dead_letters", dead_of(&u.name))
+                    .done()
+            })
+            .collect();
+        let v = Obj::default()
+            .num("file_bytes", i.file_bytes)
+            .num("events", i.events)
+            .raw("oldest", &point(i.oldest))
+            .raw("newest", &point(i.newest))
+            .num("next_seq", i.next_seq)
+            .raw("upstreams", &format!("[{}]", upstreams.join(",")))
+            .num("retained", i.retained)
+            .num("sessions", i.sessions)
+            .num("queued", i.queued)
+            .num("dead_letters", i.dead_letters.iter().map(|(_, n)| n).sum())
+            .num("quarantined", i.quarantined)
+            .num("damaged", i.damaged)
+            .done();
         println!("{v}");
         return Ok(ExitCode::SUCCESS);
     }
@@ -179,11 +286,7 @@ fn info(dir: &Path, json: bool) -> Result<ExitCode, Failure> {
     }
     println!("next seq:     {}", i.next_seq);
     for u in &i.upstreams {
-        let dead = i
-            .dead_letters
-            .iter()
-            .find(|(n, _)| *n == u.name)
-            .map_or(0, |(_, n)| *n);
+        let dead = dead_of(&u.name);
         println!(
             "upstream {}: cursor {}, backlog {} events ({} bytes), {} dead letters",
             u.name, u.cursor, u.backlog, u.backlog_bytes, dead
@@ -241,44 +344,43 @@ fn dump(dir: &Path, filter: DumpFilter) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn dlq(command: DlqCommand) -> Result<ExitCode, Failure> {
-    match command {
-        DlqCommand::List { dir, upstream } => {
-            let db = inspect::open(&dir)?;
+fn dlq(action: DlqAction, dir: &Path, upstream: Option<&str>) -> Result<ExitCode, Failure> {
+    let db = inspect::open(dir)?;
+    match action {
+        DlqAction::List => {
             let txn = db.begin_read().map_err(other)?;
-            let letters = deadletter::list(&txn, upstream.as_deref()).map_err(other)?;
+            let letters = deadletter::list(&txn, upstream).map_err(other)?;
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
             for l in letters {
-                let v = match l.letter {
-                    Ok(letter) => {
-                        let mut v = match record::decode(l.seq, &letter.record) {
-                            Ok(r) => inspect::event_json(&r),
-                            Err(e) => serde_json::json!({"seq": l.seq, "damaged": e.to_string()}),
-                        };
-                        v["upstream"] = l.upstream.into();
-                        v["reason"] = letter.reason.into();
-                        v["detail"] = letter.detail.into();
-                        v["attempts"] = letter.attempts.into();
-                        v["dead_lettered_at"] = time(letter.at_ms).into();
-                        v
+                let line = match l.letter {
+                    Ok(letter) => match record::decode(l.seq, &letter.record) {
+                        Ok(r) => inspect::event_json(&r),
+                        Err(e) => Obj::default()
+                            .num("seq", l.seq)
+                            .str("damaged", &e.to_string()),
                     }
-                    Err(e) => serde_json::json!({
-                        "seq": l.seq, "upstream": l.upstream, "damaged": e.to_string(),
-                    }),
+                    .str("upstream", &l.upstream)
+                    .str("reason", &letter.reason)
+                    .str("detail", &letter.detail)
+                    .num("attempts", u64::from(letter.attempts))
+                    .str("dead_lettered_at", &time(letter.at_ms)),
+                    Err(e) => Obj::default()
+                        .num("seq", l.seq)
+                        .str("upstream", &l.upstream)
+                        .str("damaged", &e.to_string()),
                 };
-                writeln!(out, "{v}").map_err(other)?;
+                writeln!(out, "{}", line.done()).map_err(other)?;
             }
             out.flush().map_err(other)?;
             Ok(ExitCode::SUCCESS)
         }
-        DlqCommand::Replay { dir, upstream } => {
-            let db = inspect::open(&dir)?;
+        DlqAction::Replay => {
             let txn = db.begin_write().map_err(other)?;
-            let r = deadletter::replay(&txn, upstream.as_deref()).map_err(other)?;
+            let r = deadletter::replay(&txn, upstream).map_err(other)?;
             txn.commit().map_err(other)?;
             println!(
-                "{} dead letters put back at the end of their upstream's backlog ({} left in place: damaged or of an unknown upstream); ferry sends them when it next runs",
+                "{} dead letters put back at the end of their upstream's backlog ({} damaged, left in place); ferry sends them when it next runs",
                 r.replayed, r.skipped
             );
             Ok(if r.skipped == 0 {
@@ -287,10 +389,9 @@ fn dlq(command: DlqCommand) -> Result<ExitCode, Failure> {
                 ExitCode::FAILURE
             })
         }
-        DlqCommand::Purge { dir, upstream } => {
-            let db = inspect::open(&dir)?;
+        DlqAction::Purge => {
             let txn = db.begin_write().map_err(other)?;
-            let n = deadletter::purge(&txn, upstream.as_deref()).map_err(other)?;
+            let n = deadletter::purge(&txn, upstream).map_err(other)?;
             txn.commit().map_err(other)?;
             println!("{n} dead letters deleted");
             Ok(ExitCode::SUCCESS)
@@ -334,10 +435,72 @@ fn salvage_cmd(dir: &Path, new_dir: &Path) -> Result<ExitCode, Failure> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn the_forms_parse_and_mistakes_are_usage_errors() {
+        assert_eq!(parse(&words("")), Ok(StoreCommand::Help));
+        assert_eq!(
+            parse(&words("info /d --json")),
+            Ok(StoreCommand::Info {
+                dir: "/d".into(),
+                json: true
+            })
+        );
+        assert_eq!(
+            parse(&words("dump /d --upstream cloud --from 5 --limit 3")),
+            Ok(StoreCommand::Dump {
+                dir: "/d".into(),
+                filter: DumpFilter {
+                    upstream: Some("cloud".into()),
+                    from: 5,
+                    limit: Some(3)
+                }
+            })
+        );
+        assert_eq!(
+            parse(&words("dlq replay /d --upstream cloud")),
+            Ok(StoreCommand::Dlq {
+                action: DlqAction::Replay,
+                dir: "/d".into(),
+                upstream: Some("cloud".into())
+            })
+        );
+        assert_eq!(
+            parse(&words("salvage /a /b")),
+            Ok(StoreCommand::Salvage {
+                dir: "/a".into(),
+                new_dir: "/b".into()
+            })
+        );
+        for (bad, says) in [
+            ("info", "info: expected DIR"),
+            ("salvage /a", "salvage: expected DIR and NEWDIR"),
+            ("check /d --json", "check: unknown option \"--json\""),
+            (
+                "dump /d --from x",
+                "--from: expected a whole number, found \"x\"",
+            ),
+            ("dump /d --limit", "--limit needs a value"),
+            (
+                "dlq /d",
+                "unknown dlq command \"/d\": expected list, replay or purge",
+            ),
+            ("fsck /d", "unknown command \"fsck\""),
+        ] {
+            let e = parse(&words(bad)).unwrap_err();
+            assert!(e.starts_with(says), "{bad}: {e}");
+        }
+    }
+
     #[test]
     fn times_are_utc_dates() {
-        assert_eq!(super::time(0), "1970-01-01T00:00:00Z");
-        assert_eq!(super::time(1_795_996_800_000), "2026-11-30T00:00:00Z");
-        assert_eq!(super::time(951_786_123_000), "2000-02-29T01:02:03Z");
+        assert_eq!(time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(time(1_795_996_800_000), "2026-11-30T00:00:00Z");
+        assert_eq!(time(951_786_123_000), "2000-02-29T01:02:03Z");
     }
 }

@@ -2,10 +2,12 @@
 //! can be listed, replayed once the cause is fixed, or purged. They no longer hold up
 //! the rest of that upstream's backlog, which goes on in order.
 //!
-//! Table `dead_letters`: (seq, upstream name) -> a sealed [`DeadLetter`] holding the log
-//! record as it was stored (with its own checksum). Keyed by seq first, so the first row
-//! is the oldest (seqs only grow) and the quota drops from the front; an event refused
-//! again after a crash lands on its own row again, never twice. Bounded by
+//! Table `dead_letters`: `seq << 6 | upstream bit` -> a sealed [`DeadLetter`] holding the
+//! log record as it was stored (with its own checksum). One u64 key (the log's own key
+//! type, so no second B-tree instantiation in the binary): ordered by seq, so the first
+//! row is the oldest (seqs only grow) and the quota drops from the front; an event refused
+//! again after a crash lands on its own row again, never twice. The bit is the upstream's
+//! persistent bit (`upstream_bits`), as in a record's destinations. Bounded by
 //! `store.dead_letter_max_bytes` (oldest dropped, counted in
 //! `ferry_store_dead_letters_dropped_total`).
 //!
@@ -18,8 +20,17 @@ use super::{META, RecordError, StoreError, redb_err, seal, segments};
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-pub(crate) const DEAD_LETTERS: TableDefinition<(u64, &str), &[u8]> =
-    TableDefinition::new("dead_letters");
+pub(crate) const DEAD_LETTERS: TableDefinition<u64, &[u8]> = TableDefinition::new("dead_letters");
+
+/// The row key of `seq` refused by the upstream with persistent bit `bit` (< 64).
+pub fn key(seq: u64, bit: u8) -> u64 {
+    seq << 6 | u64::from(bit & 63)
+}
+
+/// (seq, bit) of a row key.
+pub fn split(key: u64) -> (u64, u8) {
+    (key >> 6, (key & 63) as u8)
+}
 
 /// Format byte of [`DeadLetter`] (inside its seal).
 const FORMAT_V1: u8 = 1;
@@ -51,7 +62,10 @@ impl DeadLetter {
 /// A request to dead-letter one event, from an upstream link to the writer.
 #[derive(Debug, Clone)]
 pub struct Refusal {
+    /// For the metric's label and logs.
     pub upstream: std::sync::Arc<str>,
+    /// The upstream's persistent bit: the row's key.
+    pub bit: u8,
     pub seq: u64,
     pub reason: String,
     pub detail: String,
@@ -66,8 +80,8 @@ pub struct Tally {
 }
 
 /// Bytes a row is counted for: its value, key and redb's per-entry overhead.
-pub fn cost(upstream: &str, row_len: usize) -> u64 {
-    (row_len + upstream.len() + 8 + 32) as u64
+pub fn cost(row_len: usize) -> u64 {
+    (row_len + 8 + 32) as u64
 }
 
 pub(super) fn init(txn: &WriteTransaction) -> Result<Tally, StoreError> {
@@ -133,14 +147,14 @@ pub(super) fn apply<'a>(
         .encode()?;
         let mut t = txn.open_table(DEAD_LETTERS).map_err(redb_err)?;
         let old = t
-            .insert((r.seq, &*r.upstream), row.as_slice())
+            .insert(key(r.seq, r.bit), row.as_slice())
             .map_err(redb_err)?
             .map(|v| v.value().len());
         if let Some(len) = old {
-            tally.bytes = tally.bytes.saturating_sub(cost(&r.upstream, len));
+            tally.bytes = tally.bytes.saturating_sub(cost(len));
             tally.count = tally.count.saturating_sub(1);
         }
-        tally.bytes += cost(&r.upstream, row.len());
+        tally.bytes += cost(row.len());
         tally.count += 1;
         out.added.push(true);
     }
@@ -153,11 +167,10 @@ fn enforce_quota(txn: &WriteTransaction, tally: &mut Tally, quota: u64) -> Resul
     let mut t = txn.open_table(DEAD_LETTERS).map_err(redb_err)?;
     let mut dropped = 0;
     while tally.bytes > quota {
-        let Some((k, v)) = t.pop_first().map_err(redb_err)? else {
+        let Some((_, v)) = t.pop_first().map_err(redb_err)? else {
             break;
         };
-        let (_, upstream) = k.value();
-        tally.bytes = tally.bytes.saturating_sub(cost(upstream, v.value().len()));
+        tally.bytes = tally.bytes.saturating_sub(cost(v.value().len()));
         tally.count = tally.count.saturating_sub(1);
         dropped += 1;
     }
@@ -172,6 +185,38 @@ pub struct Listed {
     pub letter: Result<DeadLetter, RecordError>,
 }
 
+/// The upstreams' persistent bits, by bit.
+fn names(txn_bits: impl Iterator<Item = (String, u8)>) -> [Option<String>; 64] {
+    let mut by_bit: [Option<String>; 64] = std::array::from_fn(|_| None);
+    for (name, bit) in txn_bits {
+        if let Some(slot) = by_bit.get_mut(usize::from(bit)) {
+            *slot = Some(name);
+        }
+    }
+    by_bit
+}
+
+fn bits_of(t: &impl ReadableTable<&'static str, u8>) -> Result<Vec<(String, u8)>, StoreError> {
+    let mut out = Vec::new();
+    for item in t.iter().map_err(redb_err)? {
+        let (k, v) = item.map_err(redb_err)?;
+        out.push((k.value().to_string(), v.value()));
+    }
+    Ok(out)
+}
+
+/// The bit of `upstream` (None: every upstream); Err if the store has no such upstream.
+fn wanted(by_bit: &[Option<String>; 64], upstream: Option<&str>) -> Result<Option<u8>, StoreError> {
+    let Some(name) = upstream else {
+        return Ok(None);
+    };
+    by_bit
+        .iter()
+        .position(|n| n.as_deref() == Some(name))
+        .map(|b| Some(b as u8))
+        .ok_or_else(|| StoreError::UnknownUpstream(name.to_string()))
+}
+
 /// The dead letters (of `upstream`, or all), oldest first.
 pub fn list(
     txn: &redb::ReadTransaction,
@@ -182,16 +227,21 @@ pub fn list(
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
         Err(e) => return Err(redb_err(e)),
     };
+    let by_bit =
+        names(bits_of(&txn.open_table(super::UPSTREAM_BITS).map_err(redb_err)?)?.into_iter());
+    let only = wanted(&by_bit, upstream)?;
     let mut out = Vec::new();
     for item in t.iter().map_err(redb_err)? {
         let (k, v) = item.map_err(redb_err)?;
-        let (seq, name) = k.value();
-        if upstream.is_some_and(|u| u != name) {
+        let (seq, bit) = split(k.value());
+        if only.is_some_and(|b| b != bit) {
             continue;
         }
         out.push(Listed {
             seq,
-            upstream: name.to_string(),
+            upstream: by_bit[usize::from(bit)]
+                .clone()
+                .unwrap_or_else(|| format!("(bit {bit})")),
             letter: DeadLetter::decode(v.value()),
         });
     }
@@ -200,17 +250,19 @@ pub fn list(
 
 /// Removes the dead letters (of `upstream`, or all); returns how many.
 pub fn purge(txn: &WriteTransaction, upstream: Option<&str>) -> Result<u64, StoreError> {
+    let by_bit =
+        names(bits_of(&txn.open_table(super::UPSTREAM_BITS).map_err(redb_err)?)?.into_iter());
+    let only = wanted(&by_bit, upstream)?;
     let mut tally = init(txn)?;
     let mut n = 0;
     {
         let mut t = txn.open_table(DEAD_LETTERS).map_err(redb_err)?;
         let mut removed = t
-            .extract_if(|(_, name), _| upstream.is_none_or(|u| u == name))
+            .extract_if(|k, _| only.is_none_or(|b| split(k).1 == b))
             .map_err(redb_err)?;
         for item in removed.by_ref() {
-            let (k, v) = item.map_err(redb_err)?;
-            let (_, name) = k.value();
-            tally.bytes = tally.bytes.saturating_sub(cost(name, v.value().len()));
+            let (_, v) = item.map_err(redb_err)?;
+            tally.bytes = tally.bytes.saturating_sub(cost(v.value().len()));
             tally.count = tally.count.saturating_sub(1);
             n += 1;
         }
@@ -224,7 +276,7 @@ pub fn purge(txn: &WriteTransaction, upstream: Option<&str>) -> Result<u64, Stor
 pub struct Replayed {
     /// Dead letters appended to the log again, at its end.
     pub replayed: u64,
-    /// Rows left where they were: damaged, or of an upstream this store does not know.
+    /// Rows left where they were: damaged.
     pub skipped: u64,
 }
 
@@ -233,15 +285,17 @@ pub struct Replayed {
 /// that upstream's cursor and everything already owed to it), and removes them from the
 /// table. Run with ferry stopped (the store's writer owns `next_seq` while it runs).
 pub fn replay(txn: &WriteTransaction, upstream: Option<&str>) -> Result<Replayed, StoreError> {
+    let by_bit =
+        names(bits_of(&txn.open_table(super::UPSTREAM_BITS).map_err(redb_err)?)?.into_iter());
+    let only = wanted(&by_bit, upstream)?;
     let mut out = Replayed::default();
     let rows = {
         let t = txn.open_table(DEAD_LETTERS).map_err(redb_err)?;
         let mut rows = Vec::new();
         for item in t.iter().map_err(redb_err)? {
             let (k, v) = item.map_err(redb_err)?;
-            let (seq, name) = k.value();
-            if upstream.is_none_or(|u| u == name) {
-                rows.push((seq, name.to_string(), v.value().to_vec()));
+            if only.is_none_or(|b| split(k.value()).1 == b) {
+                rows.push((k.value(), v.value().to_vec()));
             }
         }
         rows
@@ -249,15 +303,6 @@ pub fn replay(txn: &WriteTransaction, upstream: Option<&str>) -> Result<Replayed
     if rows.is_empty() {
         return Ok(out);
     }
-    let bits: std::collections::HashMap<String, u8> = {
-        let t = txn.open_table(super::UPSTREAM_BITS).map_err(redb_err)?;
-        let mut m = std::collections::HashMap::new();
-        for item in t.iter().map_err(redb_err)? {
-            let (k, v) = item.map_err(redb_err)?;
-            m.insert(k.value().to_string(), v.value());
-        }
-        m
-    };
     let mut tally = init(txn)?;
     let mut meta = txn.open_table(META).map_err(redb_err)?;
     let get = |meta: &redb::Table<&str, u64>, k: &str| -> Result<u64, StoreError> {
@@ -269,13 +314,11 @@ pub fn replay(txn: &WriteTransaction, upstream: Option<&str>) -> Result<Replayed
     {
         let mut log = segments::Appender::new(txn);
         let mut t = txn.open_table(DEAD_LETTERS).map_err(redb_err)?;
-        for (seq, name, row) in rows {
-            let letter = DeadLetter::decode(&row);
-            let (Ok(letter), Some(bit)) = (letter, bits.get(&name)) else {
-                out.skipped += 1;
-                continue;
-            };
-            let Ok(record) = super::record::redirect(&letter.record, 1u64 << bit) else {
+        for (k, row) in rows {
+            let bit = split(k).1;
+            let record = DeadLetter::decode(&row)
+                .and_then(|letter| super::record::redirect(&letter.record, 1u64 << bit));
+            let Ok(record) = record else {
                 out.skipped += 1;
                 continue;
             };
@@ -283,8 +326,8 @@ pub fn replay(txn: &WriteTransaction, upstream: Option<&str>) -> Result<Replayed
             next_seq += 1;
             live_bytes += super::retention::cost(record.len());
             live_count += 1;
-            t.remove((seq, name.as_str())).map_err(redb_err)?;
-            tally.bytes = tally.bytes.saturating_sub(cost(&name, row.len()));
+            t.remove(k).map_err(redb_err)?;
+            tally.bytes = tally.bytes.saturating_sub(cost(row.len()));
             tally.count = tally.count.saturating_sub(1);
             out.replayed += 1;
         }

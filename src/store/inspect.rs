@@ -298,18 +298,23 @@ pub fn check(db: &Database, path: &Path) -> Result<CheckReport, InspectError> {
         "retained",
         &mut rows,
         &mut damage,
-        |k, v| record::decode(0, v).err().map(|e| (format!("{k:?}"), e)),
+        &mut |k, v| record::decode(0, v).err().map(|e| (format!("{k:?}"), e)),
     );
-    check_rows(&txn, SESSIONS, "session", &mut rows, &mut damage, |k, v| {
-        seal::open(v).err().map(|e| (format!("{k:?}"), e))
-    });
+    check_rows(
+        &txn,
+        SESSIONS,
+        "session",
+        &mut rows,
+        &mut damage,
+        &mut |k, v| seal::open(v).err().map(|e| (format!("{k:?}"), e)),
+    );
     check_rows(
         &txn,
         SESSION_SUBS,
         "subscription",
         &mut rows,
         &mut damage,
-        |k, v| {
+        &mut |k, v| {
             seal::open(v)
                 .err()
                 .map(|e| (format!("{:?} of {:?}", k.1, k.0), e))
@@ -321,7 +326,7 @@ pub fn check(db: &Database, path: &Path) -> Result<CheckReport, InspectError> {
         "queued delivery",
         &mut rows,
         &mut damage,
-        |k, v| {
+        &mut |k, v| {
             super::queue::decode(v)
                 .err()
                 .map(|e| (format!("{} of {:?}", k.1, k.0), e))
@@ -333,11 +338,14 @@ pub fn check(db: &Database, path: &Path) -> Result<CheckReport, InspectError> {
         "dead letter",
         &mut rows,
         &mut damage,
-        |k, v| match deadletter::DeadLetter::decode(v) {
-            Ok(l) => record::decode(k.0, &l.record)
-                .err()
-                .map(|e| (format!("seq {} of {:?} (its record)", k.0, k.1), e)),
-            Err(e) => Some((format!("seq {} of {:?}", k.0, k.1), e)),
+        &mut |k, v| {
+            let (seq, bit) = deadletter::split(k);
+            match deadletter::DeadLetter::decode(v) {
+                Ok(l) => record::decode(seq, &l.record)
+                    .err()
+                    .map(|e| (format!("seq {seq} of upstream bit {bit} (its record)"), e)),
+                Err(e) => Some((format!("seq {seq} of upstream bit {bit}"), e)),
+            }
         },
     );
     let mut quarantined = 0;
@@ -347,7 +355,7 @@ pub fn check(db: &Database, path: &Path) -> Result<CheckReport, InspectError> {
         "quarantine entry",
         &mut quarantined,
         &mut damage,
-        |k, v| {
+        &mut |k, v| {
             quarantine::Entry::decode(v)
                 .err()
                 .map(|e| (k.to_string(), e))
@@ -359,6 +367,13 @@ pub fn check(db: &Database, path: &Path) -> Result<CheckReport, InspectError> {
     Ok(report)
 }
 
+/// A row check for [`check_rows`]: a complaint (where, what) or None.
+type RowCheck<'f, K, V> = dyn FnMut(
+        <K as redb::Value>::SelfType<'_>,
+        <V as redb::Value>::SelfType<'_>,
+    ) -> Option<(String, super::RecordError)>
+    + 'f;
+
 /// Walks one keyed table, calling `bad` on every row; a row it returns a complaint for,
 /// or the table failing, is added to `damage`.
 fn check_rows<K: redb::Key + 'static, V: redb::Value + 'static>(
@@ -367,7 +382,7 @@ fn check_rows<K: redb::Key + 'static, V: redb::Value + 'static>(
     what: &str,
     rows: &mut u64,
     damage: &mut Vec<Damage>,
-    mut bad: impl FnMut(K::SelfType<'_>, V::SelfType<'_>) -> Option<(String, super::RecordError)>,
+    bad: &mut RowCheck<'_, K, V>,
 ) {
     let walked = quietly(|| -> Result<(), String> {
         let t = match txn.open_table(def) {
@@ -396,7 +411,7 @@ fn check_rows<K: redb::Key + 'static, V: redb::Value + 'static>(
 }
 
 /// Which records `ferry store dump` prints.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct DumpFilter {
     /// Only this upstream's backlog: records destined for it above its cursor.
     pub upstream: Option<String>,
@@ -439,9 +454,12 @@ pub fn dump(
                 if bit.is_some_and(|b| r.dests & (1u64 << b) == 0 || seq <= cursor) {
                     return;
                 }
-                event_json(&r)
+                event_json(&r).done()
             }
-            Err(e) => serde_json::json!({"seq": seq, "damaged": e.to_string()}),
+            Err(e) => Obj::default()
+                .num("seq", seq)
+                .str("damaged", &e.to_string())
+                .done(),
         };
         written += 1;
         if let Err(e) = writeln!(out, "{line}") {
@@ -453,28 +471,75 @@ pub fn dump(
         return Err(read_err(path, e));
     }
     for d in damage {
-        let line = serde_json::json!({"damaged": d.place, "error": d.error});
+        let line = Obj::default()
+            .str("damaged", &d.place)
+            .str("error", &d.error)
+            .done();
         writeln!(out, "{line}").map_err(|e| read_err(path, e))?;
     }
     Ok(written)
 }
 
-/// A stored event as JSON: the payload as text when it is UTF-8, otherwise as hex.
-pub fn event_json(r: &super::StoredEvent) -> serde_json::Value {
-    let mut v = serde_json::json!({
-        "seq": r.seq,
-        "received_ms": r.received_ms,
-        "topic": r.topic,
-        "qos": r.qos,
-        "retain": r.retain,
-        "dests": r.dests,
-        "user_properties": r.user_properties,
-    });
-    match std::str::from_utf8(&r.payload) {
-        Ok(text) => v["payload"] = text.into(),
-        Err(_) => v["payload_hex"] = hex(&r.payload).into(),
+/// A JSON object written field by field: `ferry store` prints a few flat objects, and a
+/// `serde_json::Value` built with `json!` cost about ten times the code.
+#[derive(Default)]
+pub struct Obj(String);
+
+impl Obj {
+    fn key(&mut self, k: &str) -> &mut String {
+        self.0.push(if self.0.is_empty() { '{' } else { ',' });
+        self.0.push_str(&quote(k));
+        self.0.push(':');
+        &mut self.0
     }
-    v
+    pub fn str(mut self, k: &str, v: &str) -> Obj {
+        let q = quote(v);
+        self.key(k).push_str(&q);
+        self
+    }
+    pub fn num(mut self, k: &str, v: u64) -> Obj {
+        let n = v.to_string();
+        self.key(k).push_str(&n);
+        self
+    }
+    /// `v` already JSON (a nested object, an array, `null`, `true`).
+    pub fn raw(mut self, k: &str, v: &str) -> Obj {
+        self.key(k).push_str(v);
+        self
+    }
+    pub fn done(mut self) -> String {
+        if self.0.is_empty() {
+            self.0.push('{');
+        }
+        self.0.push('}');
+        self.0
+    }
+}
+
+/// `s` as a JSON string.
+pub fn quote(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+/// A stored event as JSON: the payload as text when it is UTF-8, otherwise as hex.
+pub fn event_json(r: &super::StoredEvent) -> Obj {
+    let props: Vec<String> = r
+        .user_properties
+        .iter()
+        .map(|(k, v)| format!("[{},{}]", quote(k), quote(v)))
+        .collect();
+    let o = Obj::default()
+        .num("seq", r.seq)
+        .num("received_ms", r.received_ms)
+        .str("topic", &r.topic)
+        .num("qos", u64::from(r.qos))
+        .raw("retain", if r.retain { "true" } else { "false" })
+        .num("dests", r.dests)
+        .raw("user_properties", &format!("[{}]", props.join(",")));
+    match std::str::from_utf8(&r.payload) {
+        Ok(text) => o.str("payload", text),
+        Err(_) => o.str("payload_hex", &hex(&r.payload)),
+    }
 }
 
 pub fn hex(bytes: &[u8]) -> String {

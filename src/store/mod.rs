@@ -93,6 +93,8 @@ pub enum StoreError {
     TooManyUpstreams(usize),
     #[error("store writer has stopped")]
     Closed,
+    #[error("no upstream named {0:?} in this store")]
+    UnknownUpstream(String),
     /// `on_full = "reject_new"` and the store is at `max_bytes`.
     #[error("store is full (store.max_bytes reached, on_full = \"reject_new\")")]
     Full,

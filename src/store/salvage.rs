@@ -112,43 +112,65 @@ fn copy_all(
         }
     }
     let lost = &mut out.lost;
-    out.upstreams = copy(rtxn, wtxn, UPSTREAM_BITS, "upstream bits", lost, |_, _| {
-        Ok(())
-    })?;
-    copy(rtxn, wtxn, CURSORS, "cursors", lost, |_, _| Ok(()))?;
-    copy(rtxn, wtxn, META, "meta", lost, |k, _| {
+    out.upstreams = copy(
+        rtxn,
+        wtxn,
+        UPSTREAM_BITS,
+        "upstream bits",
+        lost,
+        &mut |_, _| Ok(()),
+    )?;
+    copy(rtxn, wtxn, CURSORS, "cursors", lost, &mut |_, _| Ok(()))?;
+    copy(rtxn, wtxn, META, "meta", lost, &mut |k, _| {
         if RECOMPUTED.contains(&k) {
             Err(None)
         } else {
             Ok(())
         }
     })?;
-    out.retained = copy(rtxn, wtxn, RETAINED, "retained", lost, |_, v| {
+    out.retained = copy(rtxn, wtxn, RETAINED, "retained", lost, &mut |_, v| {
         record::decode(0, v).map(|_| ()).map_err(Some)
     })?;
-    out.sessions = copy(rtxn, wtxn, SESSIONS, "session", lost, |_, v| {
+    out.sessions = copy(rtxn, wtxn, SESSIONS, "session", lost, &mut |_, v| {
         seal::open(v).map(|_| ()).map_err(Some)
     })?;
-    out.subscriptions = copy(rtxn, wtxn, SESSION_SUBS, "subscription", lost, |_, v| {
-        seal::open(v).map(|_| ()).map_err(Some)
-    })?;
+    out.subscriptions = copy(
+        rtxn,
+        wtxn,
+        SESSION_SUBS,
+        "subscription",
+        lost,
+        &mut |_, v| seal::open(v).map(|_| ()).map_err(Some),
+    )?;
     out.queued = copy(
         rtxn,
         wtxn,
         SESSION_QUEUE,
         "queued delivery",
         lost,
-        |_, v| super::queue::decode(v).map(|_| ()).map_err(Some),
+        &mut |_, v| super::queue::decode(v).map(|_| ()).map_err(Some),
     )?;
-    out.dead_letters = copy(rtxn, wtxn, DEAD_LETTERS, "dead letter", lost, |_, v| {
-        deadletter::DeadLetter::decode(v)
-            .and_then(|l| record::decode(0, &l.record))
-            .map(|_| ())
-            .map_err(Some)
-    })?;
-    out.quarantined = copy(rtxn, wtxn, QUARANTINE, "quarantine entry", lost, |_, v| {
-        quarantine::Entry::decode(v).map(|_| ()).map_err(Some)
-    })?;
+    out.dead_letters = copy(
+        rtxn,
+        wtxn,
+        DEAD_LETTERS,
+        "dead letter",
+        lost,
+        &mut |_, v| {
+            deadletter::DeadLetter::decode(v)
+                .and_then(|l| record::decode(0, &l.record))
+                .map(|_| ())
+                .map_err(Some)
+        },
+    )?;
+    out.quarantined = copy(
+        rtxn,
+        wtxn,
+        QUARANTINE,
+        "quarantine entry",
+        lost,
+        &mut |_, v| quarantine::Entry::decode(v).map(|_| ()).map_err(Some),
+    )?;
     recount(wtxn)
 }
 
@@ -159,9 +181,9 @@ fn recount(wtxn: &WriteTransaction) -> Result<(), super::StoreError> {
     {
         let t = wtxn.open_table(DEAD_LETTERS).map_err(redb_err)?;
         for item in t.iter().map_err(redb_err)? {
-            let (k, v) = item.map_err(redb_err)?;
+            let (_, v) = item.map_err(redb_err)?;
             dl_count += 1;
-            dl_bytes += deadletter::cost(k.value().1, v.value().len());
+            dl_bytes += deadletter::cost(v.value().len());
         }
     }
     let (mut q_count, mut q_bytes, mut q_next) = (0u64, 0u64, 1u64);
@@ -190,6 +212,13 @@ fn recount(wtxn: &WriteTransaction) -> Result<(), super::StoreError> {
     Ok(())
 }
 
+/// Whether [`copy`] copies a row: `Err(Some(..))` damaged, `Err(None)` left out on purpose.
+type Keep<'f, K, V> = dyn FnMut(
+        <K as redb::Value>::SelfType<'_>,
+        <V as redb::Value>::SelfType<'_>,
+    ) -> Result<(), Option<super::RecordError>>
+    + 'f;
+
 /// Copies the rows of one table that `keep` accepts (`Err(Some(..))`: damaged, reported;
 /// `Err(None)`: left out on purpose). Returns how many were copied.
 fn copy<K, V>(
@@ -198,7 +227,7 @@ fn copy<K, V>(
     def: TableDefinition<K, V>,
     what: &str,
     lost: &mut Vec<Damage>,
-    mut keep: impl FnMut(K::SelfType<'_>, V::SelfType<'_>) -> Result<(), Option<super::RecordError>>,
+    keep: &mut Keep<'_, K, V>,
 ) -> Result<u64, super::StoreError>
 where
     K: redb::Key + 'static,

@@ -137,6 +137,7 @@ async fn damaged_session_rows_are_left_out_and_quarantined() {
 fn refusal(seq: u64, upstream: &str) -> deadletter::Refusal {
     deadletter::Refusal {
         upstream: upstream.into(),
+        bit: if upstream == "a" { 0 } else { 1 },
         seq,
         reason: "0x87".into(),
         detail: "PUBACK reason code 0x87 (not authorized)".into(),
