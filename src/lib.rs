@@ -7,6 +7,7 @@
 //! and [`store`] (group-committed log) -> [`forward`] (upstream links).
 //! docs/ARCHITECTURE.md describes it and its invariants.
 
+pub mod args;
 pub mod broker;
 pub mod budget;
 pub mod config;

@@ -1,6 +1,5 @@
 //! The `ferry` command: run the broker, or check a config file.
 
-use clap::{Parser, Subcommand};
 use ferry::config::{self, Config};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,74 +9,36 @@ use std::time::Duration;
 /// already durable, so cutting it short loses nothing that was promised.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-#[derive(Parser)]
-#[command(
-    name = "ferry",
-    version,
-    about = "Edge broker: MQTT and NATS in, durable store, batched forwarding upstream",
-    long_about = "Edge broker: MQTT (3.1.1) and NATS clients publish to it, local subscribers \
-        get events at once, and events selected by [[forward]] rules are stored durably and \
-        forwarded to upstream brokers, resuming where they stopped after an outage or crash.\n\n\
-        With no --config, ferry runs on built-in defaults: MQTT on 0.0.0.0:1883, NATS on \
-        0.0.0.0:4222, store in ./data, no upstreams. `ferry defaults` prints them as TOML.\n\
-        RUST_LOG (e.g. RUST_LOG=debug) overrides [log] level.",
-    after_help = "Exit status: 0 ok, 1 runtime failure, 2 invalid configuration, 3 damaged or \
-        missing store (restarting cannot help: see the message, and docs/operations.md)."
-)]
-struct Cli {
-    /// TOML configuration file.
-    #[arg(short, long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the broker (the default when no command is given).
-    Run,
-    /// Validate FILE: exit 0 and print the effective configuration, or print every
-    /// problem as file:line:column and exit 2.
-    Check {
-        /// The configuration file to check.
-        file: PathBuf,
-    },
-    /// Print the built-in default configuration, with comments.
-    Defaults,
-    /// Add a user to a password file or change its password; --delete removes one.
-    ///
-    /// The password is read from the terminal without echo (asked twice), or from the
-    /// first line of stdin when that is not a terminal: `echo secret | ferry passwd FILE
-    /// USER`. Exit status: 0 ok, 1 failure, 2 usage or a malformed FILE (left unchanged).
-    Passwd(ferry::policy::passwd_cli::PasswdArgs),
-    /// Look into, check, repair or replay a store, with ferry stopped: info, check, dump,
-    /// dlq list|replay|purge, salvage (`ferry store --help` for their forms).
-    ///
-    /// Exit status: 0 done and nothing wrong, 1 damage found (check; salvage could not
-    /// copy everything), 2 usage, 3 the store cannot be opened (none there, in use by a
-    /// running ferry, or too damaged to open).
-    #[command(disable_help_flag = true)]
-    Store {
-        #[arg(
-            trailing_var_arg = true,
-            allow_hyphen_values = true,
-            value_name = "ARGS"
-        )]
-        args: Vec<String>,
-    },
-}
-
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
-        Some(Command::Check { file }) => check(&file),
-        Some(Command::Defaults) => {
+    use ferry::args::Invocation;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match ferry::args::parse(&args) {
+        Ok(Invocation::Run { config }) => run(config),
+        Ok(Invocation::Check { file }) => check(&file),
+        Ok(Invocation::Defaults) => {
             print!("{}", config::DEFAULT_TOML);
             ExitCode::SUCCESS
         }
-        Some(Command::Passwd(args)) => ferry::policy::passwd_cli::run(&args),
-        Some(Command::Store { args }) => ferry::store::cli::main(&args),
-        Some(Command::Run) | None => run(cli.config),
+        Ok(Invocation::Passwd { delete, file, user }) => {
+            ferry::policy::passwd_cli::run(&ferry::policy::passwd_cli::PasswdArgs {
+                delete,
+                file,
+                user,
+            })
+        }
+        Ok(Invocation::Store { args }) => ferry::store::cli::main(&args),
+        Ok(Invocation::Help) => {
+            print!("{}", ferry::args::HELP);
+            ExitCode::SUCCESS
+        }
+        Ok(Invocation::Version) => {
+            println!("ferry {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ferry: {e}\nRun `ferry --help` for the forms.");
+            ExitCode::from(2)
+        }
     }
 }
 

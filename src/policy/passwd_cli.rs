@@ -16,17 +16,14 @@ use std::process::ExitCode;
 pub const MAX_PASSWORD_LEN: usize = 4096;
 
 /// Arguments of `ferry passwd`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug)]
 pub struct PasswdArgs {
     /// Delete USER instead of adding it or changing its password.
-    #[arg(short = 'D', long)]
     pub delete: bool,
     /// The password file (one user:argon2-hash per line); created with mode 0640 if it
     /// does not exist.
-    #[arg(value_name = "FILE")]
     pub file: PathBuf,
     /// The user to add, change or delete.
-    #[arg(value_name = "USER")]
     pub user: String,
 }
 
