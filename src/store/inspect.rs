@@ -125,7 +125,7 @@ fn segment_tables(txn: &ReadTransaction) -> Result<Vec<String>, redb::StorageErr
 pub fn walk_log(
     txn: &ReadTransaction,
     damage: &mut Vec<Damage>,
-    mut f: impl FnMut(u64, &[u8]),
+    f: &mut dyn FnMut(u64, &[u8]),
 ) -> Result<(), redb::StorageError> {
     for name in segment_tables(txn)? {
         let mut last = None;
@@ -224,8 +224,10 @@ pub fn info(db: &Database, path: &Path) -> Result<Info, InspectError> {
     let mut damage = Vec::new();
     let ups = &mut info.upstreams;
     let (mut events, mut oldest, mut newest, mut damaged) = (0, None, None, 0);
-    walk_log(&txn, &mut damage, |seq, bytes| {
-        match record::decode(seq, bytes) {
+    walk_log(
+        &txn,
+        &mut damage,
+        &mut |seq, bytes| match record::decode(seq, bytes) {
             Ok(r) => {
                 events += 1;
                 oldest.get_or_insert((seq, r.received_ms));
@@ -238,8 +240,8 @@ pub fn info(db: &Database, path: &Path) -> Result<Info, InspectError> {
                 }
             }
             Err(_) => damaged += 1,
-        }
-    })
+        },
+    )
     .map_err(|e| read_err(path, e))?;
     (info.events, info.oldest, info.newest) = (events, oldest, newest);
     info.damaged = damaged + damage.len() as u64;
@@ -279,7 +281,7 @@ pub fn check(db: &Database, path: &Path) -> Result<CheckReport, InspectError> {
     let mut damage = Vec::new();
     let mut bad = Vec::new();
     let mut records = 0;
-    walk_log(&txn, &mut damage, |seq, bytes| {
+    walk_log(&txn, &mut damage, &mut |seq, bytes| {
         records += 1;
         if let Err(e) = record::decode(seq, bytes) {
             bad.push(Damage {
@@ -445,7 +447,7 @@ pub fn dump(
     let mut written = 0u64;
     let mut io_error = None;
     let mut damage = Vec::new();
-    walk_log(&txn, &mut damage, |seq, bytes| {
+    walk_log(&txn, &mut damage, &mut |seq, bytes| {
         if written >= limit || seq < filter.from || io_error.is_some() {
             return;
         }

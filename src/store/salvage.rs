@@ -90,7 +90,7 @@ fn copy_all(
         let mut log = segments::Appender::new(wtxn);
         let mut failed = None;
         let mut bad = Vec::new();
-        inspect::walk_log(rtxn, &mut out.lost, |seq, bytes| {
+        inspect::walk_log(rtxn, &mut out.lost, &mut |seq, bytes| {
             if failed.is_some() {
                 return;
             }
