@@ -187,7 +187,8 @@ fn warn_if_readable(config: Option<&std::path::Path>, cfg: &Config) {
         .filter(|_| secret_config)
         .into_iter()
         .chain(cfg.auth.password_file.as_deref())
-        .chain(cfg.tls.key_file.as_deref());
+        .chain(cfg.tls.key_file.as_deref())
+        .chain(cfg.upstream.iter().filter_map(|u| u.key_file.as_deref()));
     for f in files {
         if ferry::policy::readable_by_others(f) {
             tracing::warn!(file = %f.display(), "this file holds secrets and is readable by every user on this machine: chmod 640 (owner root, group ferry)");
