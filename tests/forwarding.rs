@@ -171,3 +171,40 @@ fn the_oldest_backlog_age_grows_while_the_upstream_is_down() {
     );
     assert!(age() < 30.0);
 }
+
+/// A link waiting out a long backoff (30 s here, up to `backoff_max`) starts draining
+/// within about a second of its upstream coming back: a TCP probe ends the wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drain_starts_at_once_when_the_upstream_returns_during_a_long_backoff() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut mosq = Mosquitto::start(dir.path(), port);
+    Checker::register(port, "checker", "site-a/#").await;
+    mosq.stop();
+    let config = (base_config(dir.path()) + &forward_config(port))
+        .replace("backoff_min = \"50ms\"", "backoff_min = \"30s\"")
+        .replace("backoff_max = \"500ms\"", "backoff_max = \"60s\"");
+    let ferry = Ferry::start(dir.path(), &config);
+    ferry.wait_log(
+        &["upstream down", "cloud", "retry_in"],
+        Duration::from_secs(20),
+    );
+    let device = Device::connect(ferry.mqtt, "dev-probe").await;
+    device
+        .publish_acked(100, topic, Duration::from_secs(20))
+        .await;
+    // The link probed once as it began waiting (right after "upstream down"), long before
+    // these 100 PUBACKs: it has seen the upstream unreachable.
+    mosq.restart();
+    let back = std::time::Instant::now();
+    let checker = Checker::connect(port, "checker", "site-a/#").await;
+    checker.wait_count(100, Duration::from_secs(10)).await;
+    let took = back.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "drained {took:?} after the upstream returned; the backoff was 15 s or more"
+    );
+    let got = checker.received.lock().unwrap().clone();
+    assert_exact_in_order(&got, 100, TOPICS);
+    assert!(ferry.log_text().contains("upstream reachable again"));
+}

@@ -67,6 +67,9 @@ impl Refusals {
     }
 }
 
+/// How often a link waiting out a long backoff checks whether its upstream is back.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
 /// Why a connection ended.
 enum End {
     Shutdown,
@@ -118,11 +121,28 @@ impl Link {
                     let retry = tokio::time::sleep(delay);
                     tokio::pin!(retry);
                     let mut age_tick = tokio::time::interval(Duration::from_secs(1));
+                    // A long backoff must not delay the drain once the upstream is back:
+                    // a TCP connect probe every PROBE_EVERY ends the wait as soon as the
+                    // upstream turns reachable after having been unreachable. Only that
+                    // transition counts, so an upstream that is reachable but refuses
+                    // ferry (credentials, TLS) is still retried at the backoff's pace.
+                    let probing = delay > PROBE_EVERY * 2;
+                    let mut probe = tokio::time::interval(PROBE_EVERY);
+                    let mut seen_unreachable = false;
                     loop {
                         tokio::select! {
                             _ = &mut retry => break,
                             _ = self.shutdown.changed() => break,
                             _ = age_tick.tick() => self.measure_oldest(persisted).await,
+                            _ = probe.tick(), if probing => {
+                                if !self.reachable().await {
+                                    seen_unreachable = true;
+                                } else if seen_unreachable {
+                                    tracing::info!(upstream = %self.config.name, url = %self.config.url,
+                                        "upstream reachable again: reconnecting before the backoff ends");
+                                    break;
+                                }
+                            }
                         }
                     }
                     if *self.shutdown.borrow() {
@@ -132,6 +152,13 @@ impl Link {
                 }
             }
         }
+    }
+
+    /// Whether a TCP connection to the upstream can be opened now (closed at once).
+    async fn reachable(&self) -> bool {
+        let addr = (self.config.url.host.as_str(), self.config.url.port);
+        let connect = tokio::net::TcpStream::connect(addr);
+        matches!(tokio::time::timeout(PROBE_EVERY, connect).await, Ok(Ok(_)))
     }
 
     async fn connection(
