@@ -543,3 +543,32 @@ async fn slow_consumer_is_cut_off_without_slowing_others() {
     publisher.publish("after", "ok".into()).await.unwrap();
     assert_eq!(next(&mut sub).await.payload, "ok");
 }
+
+/// A durable request's PubAck goes to the requester's inbox and nowhere else: with a `#`
+/// forward rule it is neither counted as received nor stored (so never forwarded).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_reply_is_never_stored_nor_counted_as_received() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dead, _held) = common::dead_port();
+    let config = base_config(dir.path())
+        + &forward_config(dead).replace("filter = \"sensors/#\"", "filter = \"#\"")
+        + "[metrics]\nlisten = \"127.0.0.1:0\"\n";
+    let ferry = Ferry::start(dir.path(), &config);
+    let c = client(&ferry).await;
+    for i in 0..3 {
+        let m = c.request(format!("sensors.{i}"), "v".into()).await.unwrap();
+        assert!(
+            std::str::from_utf8(&m.payload)
+                .unwrap()
+                .starts_with("{\"stream\":\"ferry\"")
+        );
+    }
+    let ferry = tokio::task::spawn_blocking(move || {
+        assert_eq!(ferry.metric("ferry_events_received_total"), 3);
+        assert_eq!(ferry.metric("ferry_store_events"), 3, "the requests only");
+        ferry
+    })
+    .await
+    .unwrap();
+    drop(ferry);
+}

@@ -102,10 +102,20 @@ impl Hub {
         self.publish_as(event, from_conn, from_conn).await
     }
 
-    /// [`Hub::publish`] for a message the server makes on behalf of connection
-    /// `own_conn` (a NATS durable reply): nobody's no-local skips it (`echo_conn` 0), and
-    /// the connection still never waits for itself.
-    pub async fn publish_as(
+    /// The reply the server makes to a NATS durable request (its PubAck): delivered to the
+    /// subscribers of its subject (the requester's inbox) and nothing else. It is not an
+    /// event anyone published: never counted as received, never retained, stored or
+    /// forwarded (a `#` forward rule must not store every acknowledgement), and nobody's
+    /// no-local skips it (it comes from the server). A QoS 0 message: a persistent
+    /// session never queues it.
+    pub fn reply(&self, event: Arc<Event>) {
+        let routed = self.router.route(&event, 0);
+        self.metrics.deliveries.add(routed.delivered as u64);
+    }
+
+    /// [`Hub::publish`] with `echo_conn` (whose no-local subscriptions skip the event)
+    /// apart from `own_conn` (the connection that never waits for itself).
+    async fn publish_as(
         &self,
         event: Arc<Event>,
         echo_conn: u64,

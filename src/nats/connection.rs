@@ -462,15 +462,9 @@ impl Conn {
             tracing::warn!(peer = %self.peer, error = %e, "NATS request not stored");
         }
         let event = Event::new(r.reply, puback::json(&done), 0, false, Origin::Nats);
-        // Echo 0: the ack comes from the server, so echo=false must not hide it.
-        if let Err(e) = self
-            .ctx
-            .hub
-            .publish_as(Arc::new(event), 0, self.conn_id)
-            .await
-        {
-            tracing::warn!(peer = %self.peer, error = %e, "cannot publish NATS PubAck");
-        }
+        // To the requester's inbox only: not an event anyone published (never stored or
+        // forwarded), and echo=false must not hide it.
+        self.ctx.hub.reply(Arc::new(event));
     }
 
     /// Queues the durable reply for a request selected by a forwarding rule.
