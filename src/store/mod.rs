@@ -179,6 +179,8 @@ pub struct Store {
     committed: watch::Receiver<u64>,
     upstreams: Arc<Vec<UpstreamSlot>>,
     metrics: Arc<Metrics>,
+    /// Each upstream's latest acknowledged seq, by slot, for the writer to persist.
+    cursor_board: Arc<[std::sync::atomic::AtomicU64]>,
     /// Seqs of damaged records already reported (the most recent ones).
     damaged_seen: Arc<std::sync::Mutex<std::collections::BTreeSet<u64>>>,
 }
@@ -251,6 +253,11 @@ impl Store {
             .dead_letter_bytes
             .set(init.dead_letters.bytes as i64);
         let (tx, rx) = mpsc::channel(opts.queue.max(1));
+        let cursor_board: Arc<[std::sync::atomic::AtomicU64]> = init
+            .slots
+            .iter()
+            .map(|s| std::sync::atomic::AtomicU64::new(s.cursor))
+            .collect();
         let (committed_tx, committed) = watch::channel(init.next_seq - 1);
         let upstream_metrics = init
             .slots
@@ -275,6 +282,7 @@ impl Store {
             oldest_segment: init.oldest,
             dead_letters: init.dead_letters,
             quarantine: init.quarantine,
+            cursor_board: cursor_board.clone(),
             metrics: metrics.clone(),
         })
         .map_err(|e| StoreError::Commit(format!("cannot start writer thread: {e}")))?;
@@ -287,6 +295,7 @@ impl Store {
                 committed,
                 upstreams: Arc::new(init.slots),
                 metrics,
+                cursor_board,
                 damaged_seen: Arc::default(),
             },
             WriterJoin(join),
@@ -330,11 +339,20 @@ impl Store {
     /// Records that `upstream` (by slot index) has acknowledged everything up to `seq`.
     /// Persisted with the writer's next commit; records every upstream has passed are
     /// deleted in that same transaction.
+    ///
+    /// Never waits behind ingest: the cursor is written to a board the writer reads at
+    /// every batch, and the writer is only woken (a `Wake` command, not sent when its
+    /// queue is full: it is busy then and reads the board at its next batch). A drain that
+    /// waited in the bounded queue behind the publishes it should make room for would stop
+    /// polling its upstream meanwhile.
     pub async fn advance_cursor(&self, slot: usize, seq: u64) -> Result<(), StoreError> {
-        self.tx
-            .send(Command::Cursor { slot, seq })
-            .await
-            .map_err(|_| StoreError::Closed)
+        if let Some(cell) = self.cursor_board.get(slot) {
+            cell.fetch_max(seq, std::sync::atomic::Ordering::Release);
+        }
+        match self.tx.try_send(Command::Wake) {
+            Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(StoreError::Closed),
+        }
     }
 
     /// Mean bytes of a stored record (in the size accounting), 0 when the store is empty.

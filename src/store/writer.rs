@@ -33,10 +33,8 @@ pub(super) enum Command {
         /// Store-queue budget held until the command is done with (dropped).
         _permit: Option<tokio::sync::OwnedSemaphorePermit>,
     },
-    Cursor {
-        slot: usize,
-        seq: u64,
-    },
+    /// Cursors moved on the board ([`super::Store::advance_cursor`]): a reason to commit.
+    Wake,
     State(super::StateChange),
     /// A delivery queued for a persistent session ([`super::queue`]).
     Enqueue {
@@ -101,6 +99,8 @@ pub(super) struct Writer {
     pub oldest_segment: u64,
     pub dead_letters: super::deadletter::Tally,
     pub quarantine: super::quarantine::Tally,
+    /// Each upstream's latest acknowledged seq, by slot (read at every batch).
+    pub cursor_board: Arc<[std::sync::atomic::AtomicU64]>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -152,14 +152,11 @@ impl Writer {
                 .filter(|c| matches!(c, Command::Append { .. }))
                 .count();
             self.metrics.store_queue.add(-(appends as i64));
-            for c in &batch {
-                if let Command::Cursor { slot, seq } = c {
-                    if let Some(s) = self.cursors.get_mut(*slot) {
-                        if *seq > s.cursor {
-                            s.cursor = *seq;
-                            dirty_cursors = true;
-                        }
-                    }
+            for (s, cell) in self.cursors.iter_mut().zip(self.cursor_board.iter()) {
+                let seq = cell.load(std::sync::atomic::Ordering::Acquire);
+                if seq > s.cursor {
+                    s.cursor = seq;
+                    dirty_cursors = true;
                 }
             }
             // With an fsync interval, most commits are written without fsync and one
@@ -180,7 +177,7 @@ impl Writer {
                 | Command::State(_)
                 | Command::Retained { .. }
                 | Command::Enqueue { .. } => true,
-                Command::Cursor { .. } | Command::Shutdown => false,
+                Command::Wake | Command::Shutdown => false,
             });
             let durable = stop
                 || match self.limits.fsync {
