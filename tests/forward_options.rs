@@ -91,3 +91,53 @@ async fn mqtt311_upstream_and_max_rate() {
     let got = checker.received.lock().unwrap().clone();
     assert_exact_in_order(&got, 500, 4);
 }
+
+/// `max_bytes_rate`: 40 events of 1,000-byte payloads (about 40 KB) at 8 KiB/s, with a
+/// one-second burst, cannot drain in under 3.5 s; all arrive, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_bytes_rate_paces_the_drain_in_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut mosq = Mosquitto::start(dir.path(), port);
+    Checker::register(port, "checker", "site-a/#").await;
+    mosq.stop();
+    let upstream = forward_config(port).replace(
+        "client_id = \"gw-test\"\n",
+        "client_id = \"gw-test\"\nmax_bytes_rate = \"8KiB\"\n",
+    );
+    let ferry = Ferry::start(dir.path(), &(base_config(dir.path()) + &upstream));
+    let device = Device::connect(ferry.mqtt, "dev-bytes").await;
+    let payload = "x".repeat(1000);
+    for i in 0..40 {
+        device
+            .client
+            .publish(
+                format!("sensors/{}", i % 4),
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                format!("{i:04}{payload}"),
+            )
+            .await
+            .unwrap();
+    }
+    let acked = device.acked.clone();
+    common::upstream::wait_for(Duration::from_secs(20), "40 PUBACKs", || {
+        acked.load(std::sync::atomic::Ordering::SeqCst) >= 40
+    })
+    .await;
+    mosq.restart();
+    let checker = Checker::connect(port, "checker", "site-a/#").await;
+    let start = Instant::now();
+    checker.wait_count(40, Duration::from_secs(60)).await;
+    assert!(
+        start.elapsed() >= Duration::from_millis(3500),
+        "drained too fast for max_bytes_rate: {:?}",
+        start.elapsed()
+    );
+    let got = checker.received.lock().unwrap().clone();
+    for (i, (topic, body)) in got.iter().enumerate() {
+        assert_eq!(topic, &format!("site-a/sensors/{}", i % 4));
+        assert_eq!(&body[..4], format!("{i:04}").as_bytes(), "in order");
+    }
+    assert_eq!(got.len(), 40);
+}

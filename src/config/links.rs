@@ -182,6 +182,12 @@ fn upstream(c: &mut Checker, i: usize, spanned: &Spanned<RawUpstream>) -> Upstre
             ),
         }
     }
+    up.max_bytes_rate = c.size(
+        &p("max_bytes_rate"),
+        &r.max_bytes_rate,
+        super::units::ByteSize(1024),
+        super::units::ByteSize(u64::from(u32::MAX)),
+    );
     up.max_rate = c.uint(
         &p("max_rate"),
         &r.max_rate,

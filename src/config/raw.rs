@@ -124,6 +124,7 @@ pub(crate) struct RawUpstream {
     pub ca_file: Leaf,
     pub protocol: Leaf,
     pub max_rate: Leaf,
+    pub max_bytes_rate: Leaf,
     pub max_attempts: Leaf,
     pub cert_file: Leaf,
     pub key_file: Leaf,

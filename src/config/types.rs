@@ -412,6 +412,9 @@ pub struct UpstreamConfig {
     /// Events per second at most while draining (metered links); None: as fast as the
     /// upstream acknowledges.
     pub max_rate: Option<u32>,
+    /// Bytes (topic and payload of the events) per second at most while draining; None:
+    /// no limit.
+    pub max_bytes_rate: Option<ByteSize>,
     /// Times an event the upstream refuses is sent before it moves to the dead-letter
     /// table; 1..=100.
     pub max_attempts: u32,
@@ -455,6 +458,7 @@ impl UpstreamConfig {
             alpn: Vec::new(),
             protocol: UpstreamProtocol::V5,
             max_rate: None,
+            max_bytes_rate: None,
             max_attempts: 3,
         }
     }

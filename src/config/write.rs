@@ -117,6 +117,9 @@ impl Config {
             if let Some(rate) = u.max_rate {
                 w.raw("max_rate", rate);
             }
+            if let Some(rate) = u.max_bytes_rate {
+                w.str("max_bytes_rate", &rate.to_string());
+            }
             if let Some(ca) = &u.ca_file {
                 w.str("ca_file", &ca.to_string_lossy());
             }

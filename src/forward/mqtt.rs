@@ -178,6 +178,10 @@ impl Link {
         let mut age_tick = tokio::time::interval(Duration::from_secs(1));
         let capacity = usize::from(self.config.inflight);
         let mut rate = self.config.max_rate.map(Rate::new);
+        let mut byte_rate = self
+            .config
+            .max_bytes_rate
+            .map(|b| Rate::new(u32::try_from(b.0).unwrap_or(u32::MAX)));
         let mut connected = false;
         let mut watchdog = Watchdog::new(self.config.stall_timeout);
         let mut stall_check = tokio::time::interval(watchdog.check_every());
@@ -191,18 +195,24 @@ impl Link {
             } else {
                 0
             };
-            let allowed = rate
+            let now = Instant::now();
+            let allowed = rate.as_mut().map_or(room, |r| r.available(now).min(room));
+            let mean = self.store.mean_record_bytes();
+            let allowed = byte_rate
                 .as_mut()
-                .map_or(room, |r| r.available(Instant::now()).min(room));
+                .map_or(allowed, |r| r.events_of(now, mean).min(allowed));
             let pending = connected && window.scanned() < *committed.borrow();
             if pending && allowed > 0 {
                 match self.send_batch(&client, window, allowed).await {
-                    Ok(sent) => {
+                    Ok((sent, bytes)) => {
                         if sent > 0 {
                             watchdog.sent(Instant::now());
                         }
                         if let Some(r) = rate.as_mut() {
                             r.take(sent);
+                        }
+                        if let Some(r) = byte_rate.as_mut() {
+                            r.take(bytes);
                         }
                     }
                     Err(reason) => return End::Lost(reason),
@@ -212,7 +222,15 @@ impl Link {
             let more = connected
                 && (room >= chunk || window.len() == 0)
                 && window.scanned() < *committed.borrow();
-            let throttle = rate.as_ref().map(Rate::wait).filter(|_| more);
+            let throttle = match (rate.as_ref(), byte_rate.as_ref()) {
+                (None, None) => None,
+                (a, b) => Some(
+                    a.map(Rate::wait)
+                        .unwrap_or_default()
+                        .max(b.map(Rate::wait).unwrap_or_default()),
+                ),
+            }
+            .filter(|_| more);
             // Until CONNACK only shutdown may interrupt `conn.poll()`: rumqttc's connect
             // is not cancel-safe, and a timer firing mid-handshake would drop the half-open
             // connection and start over (forever, when a handshake takes longer than
@@ -332,13 +350,13 @@ impl Link {
     }
 
     /// Reads the next records after the window's scan position and hands them to the client.
-    /// Returns how many were sent.
+    /// Returns how many were sent, and their bytes (topics and payloads).
     async fn send_batch(
         &self,
         client: &Client,
         window: &mut Window,
         allowed: usize,
-    ) -> Result<usize, String> {
+    ) -> Result<(usize, usize), String> {
         let room = allowed.min(self.config.batch);
         let store = self.store.clone();
         let (after, bit) = (window.scanned(), self.bit);
@@ -352,13 +370,15 @@ impl Link {
                 return Err(format!("store read failed: {e}"));
             }
         };
-        let mut sent = 0;
+        let (mut sent, mut bytes) = (0, 0);
         for rec in records {
             let seq = rec.seq;
+            let size = rec.topic.len() + rec.payload.len();
             match self.publish(client, rec).await? {
                 Published::Sent(qos) => {
                     window.push(seq, qos);
                     sent += 1;
+                    bytes += size;
                 }
                 // The rule that selected it is gone from the config: nothing to send.
                 Published::NoRoute => {}
@@ -373,7 +393,7 @@ impl Link {
             }
         }
         window.scanned_to(last);
-        Ok(sent)
+        Ok((sent, bytes))
     }
 
     /// Routes and hands one stored event to the client (or says why not).

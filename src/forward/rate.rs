@@ -1,5 +1,6 @@
-//! A token bucket for `[[upstream]] max_rate`: a drain over a metered link sends at most
-//! `max_rate` events per second (bursts of up to one second's worth).
+//! Token buckets for `[[upstream]] max_rate` and `max_bytes_rate`: a drain over a metered
+//! link sends at most `max_rate` events and `max_bytes_rate` bytes per second (bursts of
+//! up to one second's worth).
 
 use std::time::{Duration, Instant};
 
@@ -36,7 +37,18 @@ impl Rate {
         self.tokens -= n as f64;
     }
 
-    /// How long until one more event may go.
+    /// For a bucket of bytes: how many events of `mean` bytes may go now. At least one
+    /// whenever any byte is left (an event is never split), so the bucket may go into
+    /// debt by one batch, which later waits repay.
+    pub fn events_of(&mut self, now: Instant, mean: u64) -> usize {
+        self.refill(now);
+        if self.tokens < 1.0 {
+            return 0;
+        }
+        ((self.tokens / mean.max(1) as f64).floor() as usize).max(1)
+    }
+
+    /// How long until one more event (or byte) may go.
     pub fn wait(&self) -> Duration {
         let missing = (1.0 - self.tokens).max(0.0);
         Duration::from_secs_f64(missing / self.per_sec)
@@ -61,5 +73,17 @@ mod tests {
             100,
             "burst capped at one second"
         );
+    }
+
+    #[test]
+    fn a_byte_bucket_lets_whole_events_through_and_repays_its_debt() {
+        let start = Instant::now();
+        let mut r = Rate::new(1000); // bytes per second
+        assert_eq!(r.events_of(start, 300), 3);
+        r.take(1200); // the batch was bigger than its mean: 200 bytes of debt
+        assert_eq!(r.events_of(start, 300), 0);
+        assert!(r.wait() >= Duration::from_millis(200));
+        assert_eq!(r.events_of(start + Duration::from_millis(201), 300), 1);
+        assert_eq!(r.events_of(start + Duration::from_secs(9), 0), 1000);
     }
 }
