@@ -448,3 +448,60 @@ async fn not_usable_while_reopening_nor_after_the_writer_stopped() {
     shut(store, join).await;
     assert!(!probe.is_usable(), "the writer has stopped");
 }
+
+/// A cursor advance never waits behind ingest: with the writer stuck inside a commit (its
+/// disk held) and its queue full of appends, `advance_cursor` completes on its first poll,
+/// and the cursor is persisted by the next commit all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_advance_never_waits_behind_a_full_writer_queue() {
+    use futures_util::FutureExt;
+    let disk = SimDisk(Arc::default());
+    let (store, join) = open(&disk).unwrap();
+    let first = store
+        .append(event(0), 1)
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+        .unwrap();
+    let mut pending = Vec::new();
+    {
+        let held = disk.lock(); // the writer blocks at its next write
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            assert!(
+                std::time::Instant::now() < end,
+                "the writer queue never filled"
+            );
+            match store.append(event(1), 1).now_or_never() {
+                Some(Ok(rx)) => pending.push(rx),
+                Some(Err(e)) => panic!("{e}"),
+                None => break, // the queue is full: this append would wait
+            }
+        }
+        assert!(
+            matches!(store.advance_cursor(0, first).now_or_never(), Some(Ok(()))),
+            "advance_cursor waited behind the full queue"
+        );
+        drop(held);
+    }
+    for rx in pending {
+        rx.await.unwrap().unwrap();
+    }
+    store.close().await;
+    drop(store);
+    tokio::task::spawn_blocking(move || join.join())
+        .await
+        .unwrap();
+    let (store, join) = open(&disk).unwrap();
+    assert_eq!(
+        store.upstreams()[0].cursor,
+        first,
+        "persisted by a later commit"
+    );
+    store.close().await;
+    drop(store);
+    tokio::task::spawn_blocking(move || join.join())
+        .await
+        .unwrap();
+}
