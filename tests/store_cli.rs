@@ -34,6 +34,17 @@ fn json_lines(o: &Output) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// What the checker received, as `topic=payload`, in order.
+fn arrived(checker: &Checker) -> Vec<String> {
+    checker
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(t, p)| format!("{t}={}", String::from_utf8_lossy(p)))
+        .collect()
+}
+
 fn upstream(port: u16, extra: &str) -> String {
     format!(
         "[[upstream]]\nname = \"cloud\"\nurl = \"mqtt://127.0.0.1:{port}\"\nclient_id = \"gw-dlq\"\n\
@@ -84,13 +95,7 @@ async fn refused_events_go_to_the_dead_letters_and_replay_delivers_them() {
     common::wait_until(Duration::from_secs(20), "3 dead letters", || {
         ferry.metric("ferry_store_dead_letters") == 3
     });
-    let got: Vec<String> = checker
-        .received
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(t, p)| format!("{t}={}", String::from_utf8_lossy(p)))
-        .collect();
+    let got = arrived(&checker);
     let want: Vec<String> = (0..12)
         .filter(|i| i % 4 != 1)
         .map(|i| format!("site-a/sensors/ok/{i}={i}"))
@@ -157,13 +162,7 @@ async fn refused_events_go_to_the_dead_letters_and_replay_delivers_them() {
         .publish_acked(1, |_| "sensors/ok/marker".into(), Duration::from_secs(20))
         .await;
     checker.wait_count(4, Duration::from_secs(30)).await;
-    let got: Vec<String> = checker
-        .received
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(t, p)| format!("{t}={}", String::from_utf8_lossy(p)))
-        .collect();
+    let got = arrived(&checker);
     assert_eq!(
         got,
         [

@@ -238,6 +238,21 @@ fn a_new_directory_and_an_unmarked_empty_file_start_as_a_new_store() {
 
 /// Flips one byte in the stored payload of a few events (every copy of it in the file,
 /// so the live one surely): each such record fails its CRC-32C.
+/// Publishes one QoS 1 event on `sensors/marker` and waits for its PUBACK: whatever the
+/// upstream gets after the backlog, it gets after it.
+async fn publish_marker(addr: std::net::SocketAddr) {
+    tokio::task::spawn_blocking(move || {
+        let (mut dev, _) = Raw::connect(addr, "marker-dev", true, 30);
+        dev.publish("sensors/marker", QoS::AtLeastOnce, 1, false, b"marker");
+        assert!(matches!(
+            dev.recv(Duration::from_secs(10)),
+            Ok(Packet::PubAck(_))
+        ));
+    })
+    .await
+    .unwrap();
+}
+
 fn flip_payloads(file: &Path, victims: &[usize]) {
     let mut bytes = std::fs::read(file).unwrap();
     for &i in victims {
@@ -287,17 +302,7 @@ async fn damaged_records_are_skipped_counted_and_the_rest_arrive_in_order() {
         .await;
     // Anything more (a damaged record after all, a duplicate) would arrive right behind:
     // a marker event sent now arrives after it.
-    let addr = ferry.mqtt;
-    tokio::task::spawn_blocking(move || {
-        let (mut dev, _) = Raw::connect(addr, "marker-dev", true, 30);
-        dev.publish("sensors/marker", QoS::AtLeastOnce, 1, false, b"marker");
-        assert!(matches!(
-            dev.recv(Duration::from_secs(10)),
-            Ok(Packet::PubAck(_))
-        ));
-    })
-    .await
-    .unwrap();
+    publish_marker(ferry.mqtt).await;
     checker
         .wait_count(expected.len() + 1, Duration::from_secs(20))
         .await;
@@ -367,17 +372,7 @@ async fn a_zeroed_log_page_loses_only_its_records_and_never_stops_the_link() {
         base_config(dir.path()) + &forward_config(port) + "[metrics]\nlisten = \"127.0.0.1:0\"\n";
     let ferry = Ferry::start(dir.path(), &config);
     // The marker comes after the whole backlog: once it is there, the link went past the page.
-    let addr = ferry.mqtt;
-    tokio::task::spawn_blocking(move || {
-        let (mut dev, _) = Raw::connect(addr, "marker-dev", true, 30);
-        dev.publish("sensors/marker", QoS::AtLeastOnce, 1, false, b"marker");
-        assert!(matches!(
-            dev.recv(Duration::from_secs(10)),
-            Ok(Packet::PubAck(_))
-        ));
-    })
-    .await
-    .unwrap();
+    publish_marker(ferry.mqtt).await;
     common::upstream::wait_for(Duration::from_secs(30), "the marker upstream", || {
         let got = checker.received.lock().unwrap();
         got.last()

@@ -156,6 +156,20 @@ async fn an_untrusted_server_certificate_is_refused() {
     assert!(!ferry.log_text().contains("upstream connected"));
 }
 
+/// A CA named `name` and a mosquitto whose TLS listener has a server certificate it
+/// signed and requires client certificates it signed (`require_certificate true`).
+fn mtls_upstream(dir: &Path, name: &str) -> (common::pki::Ca, TlsMosquitto) {
+    let ca = common::pki::Ca::new(dir, name);
+    let server = ca.server();
+    let pki = Pki {
+        ca: ca.cert.clone(),
+        cert: server.cert,
+        key: server.key,
+    };
+    let mosq = TlsMosquitto::start_with(dir, &pki, "require_certificate true\n");
+    (ca, mosq)
+}
+
 fn mtls_config(dir: &Path, url: &str, ca: &Path, client: &common::pki::Issued) -> String {
     mqtts_config(dir, url, ca).replace(
         "backoff_min",
@@ -173,19 +187,15 @@ fn mtls_config(dir: &Path, url: &str, ca: &Path, client: &common::pki::Issued) -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_upstream_with_a_client_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = common::pki::Ca::new(dir.path(), "mtls");
-    let server = ca.server();
-    let pki = Pki {
-        ca: ca.cert.clone(),
-        cert: server.cert,
-        key: server.key,
-    };
-    let mosq = TlsMosquitto::start_with(dir.path(), &pki, "require_certificate true\n");
+    let (ca, mosq) = mtls_upstream(dir.path(), "mtls");
     Checker::register(mosq.plain, "checker", "site-a/#").await;
     let checker = Checker::connect(mosq.plain, "checker", "site-a/#").await;
     let client = ca.client("gateway-7", "gateway-7.example");
     let url = format!("mqtts://localhost:{}", mosq.tls);
-    let ferry = Ferry::start(dir.path(), &mtls_config(dir.path(), &url, &pki.ca, &client));
+    let ferry = Ferry::start(
+        dir.path(),
+        &mtls_config(dir.path(), &url, &ca.cert, &client),
+    );
     ferry.wait_log(&["upstream connected", "mqtts://"], Duration::from_secs(20));
     let device = Device::connect(ferry.mqtt, "dev-mtls").await;
     device
@@ -202,19 +212,12 @@ async fn mutual_tls_upstream_with_a_client_certificate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_certificate_the_upstream_does_not_trust_keeps_events_stored() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = common::pki::Ca::new(dir.path(), "trusted");
-    let server = ca.server();
-    let pki = Pki {
-        ca: ca.cert.clone(),
-        cert: server.cert,
-        key: server.key,
-    };
-    let mosq = TlsMosquitto::start_with(dir.path(), &pki, "require_certificate true\n");
+    let (ca, mosq) = mtls_upstream(dir.path(), "trusted");
     Checker::register(mosq.plain, "checker", "site-a/#").await;
     let checker = Checker::connect(mosq.plain, "checker", "site-a/#").await;
     let rogue = common::pki::Ca::new(dir.path(), "rogue").client("gateway-7", "gateway-7.example");
     let url = format!("mqtts://localhost:{}", mosq.tls);
-    let ferry = Ferry::start(dir.path(), &mtls_config(dir.path(), &url, &pki.ca, &rogue));
+    let ferry = Ferry::start(dir.path(), &mtls_config(dir.path(), &url, &ca.cert, &rogue));
     ferry.wait_log(&["upstream down", "cloud"], Duration::from_secs(20));
     let device = Device::connect(ferry.mqtt, "dev-rogue").await;
     device

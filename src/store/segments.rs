@@ -219,9 +219,6 @@ pub fn extent(txn: &WriteTransaction, with_size: bool) -> Result<Extent, StoreEr
     Ok(out)
 }
 
-/// Reads up to `max` records destined for the upstream with mask bit `bit` with
-/// seq > `after` and <= `upto`, scanning at most `4 * max` records. Returns them and
-/// the last seq scanned.
 /// A record that failed its checksum or does not decode: skipped by every reader, never
 /// sent upstream.
 #[derive(Debug)]
@@ -232,6 +229,23 @@ pub struct Damaged {
     pub bytes: Vec<u8>,
 }
 
+/// Decodes the record `seq` read as `bytes`: kept in `out` when destined for `mask`,
+/// else skipped; one that does not decode (or fails its checksum) goes to `damaged`.
+fn sort(seq: u64, bytes: &[u8], mask: u64, out: &mut Vec<StoredEvent>, damaged: &mut Vec<Damaged>) {
+    match record::decode(seq, bytes) {
+        Ok(rec) if rec.dests & mask != 0 => out.push(rec),
+        Ok(_) => {}
+        Err(error) => damaged.push(Damaged {
+            seq,
+            error,
+            bytes: bytes.to_vec(),
+        }),
+    }
+}
+
+/// Reads up to `max` records destined for the upstream with mask bit `bit` with
+/// seq > `after` and <= `upto`, scanning at most `4 * max` records. Returns them and
+/// the last seq scanned.
 pub fn read_after(
     txn: &ReadTransaction,
     after: u64,
@@ -265,15 +279,7 @@ pub fn read_after(
             last = seq;
             // A damaged record counts as read (`last` passes it), so the reader's cursor
             // moves on instead of stopping there for good.
-            match record::decode(seq, v.value()) {
-                Ok(rec) if rec.dests & mask != 0 => out.push(rec),
-                Ok(_) => {}
-                Err(error) => damaged.push(Damaged {
-                    seq,
-                    error,
-                    bytes: v.value().to_vec(),
-                }),
-            }
+            sort(seq, v.value(), mask, &mut out, damaged);
         }
     }
     Ok((out, last))
@@ -329,11 +335,7 @@ pub fn read_by_key(
                     .map_err(|e| e.to_string())
             });
             match read {
-                Ok(Ok(Some(bytes))) => match record::decode(seq, &bytes) {
-                    Ok(rec) if rec.dests & mask != 0 => out.push(rec),
-                    Ok(_) => {}
-                    Err(error) => damaged.push(Damaged { seq, error, bytes }),
-                },
+                Ok(Ok(Some(bytes))) => sort(seq, &bytes, mask, &mut out, damaged),
                 Ok(Ok(None)) => {}
                 Ok(Err(e)) => damaged.push(unreadable(seq, e)),
                 Err(panic) => damaged.push(unreadable(seq, panic)),
