@@ -94,19 +94,7 @@ fn upstream(c: &mut Checker, i: usize, spanned: &Spanned<RawUpstream>) -> Upstre
     }
     let mut up = UpstreamConfig::new(&name, placeholder_url());
 
-    match c.string(&p("url"), &r.url) {
-        Some((u, at)) => match UpstreamUrl::parse(u) {
-            Ok(url) => up.url = url,
-            Err(e) => c.at(at, format!("{}: {e}", p("url"))),
-        },
-        None if r.url.is_none() => c.at(
-            header,
-            format!(
-                "upstream[{i}]: missing required key \"url\": expected url = \"mqtt://host[:port]\""
-            ),
-        ),
-        None => {}
-    }
+    addresses(c, &p, header, r, &mut up);
 
     up.client_id = default_client_id(&name);
     if let Some((id, at)) = c.string(&p("client_id"), &r.client_id) {
@@ -123,6 +111,14 @@ fn upstream(c: &mut Checker, i: usize, spanned: &Spanned<RawUpstream>) -> Upstre
         }
     }
     up.username = mqtt_string(c, &p("username"), &r.username);
+    up.token = mqtt_string(c, &p("token"), &r.token);
+    if let (Some(v), false) = (&r.token, up.url.scheme.is_nats() || up.url.host.is_empty()) {
+        c.bad(
+            v,
+            &p("token"),
+            "set for an MQTT url: expected a nats:// or tls:// url (MQTT has no token; use username and password)",
+        );
+    }
     up.password = mqtt_string(c, &p("password"), &r.password);
     if up.password.is_some() && up.username.is_none() && r.username.is_none() {
         if let Some(v) = &r.password {
@@ -169,19 +165,8 @@ fn upstream(c: &mut Checker, i: usize, spanned: &Spanned<RawUpstream>) -> Upstre
         }
     }
     client_identity(c, &p, r, &mut up);
-    if let Some((v, at)) = c.string(&p("protocol"), &r.protocol) {
-        match v {
-            "5" | "5.0" => up.protocol = super::types::UpstreamProtocol::V5,
-            "3.1.1" => up.protocol = super::types::UpstreamProtocol::V311,
-            other => c.at(
-                at,
-                format!(
-                    "{}: invalid value {other:?}: expected \"5\" or \"3.1.1\"",
-                    p("protocol")
-                ),
-            ),
-        }
-    }
+    protocol(c, &p("protocol"), r, &mut up);
+    up.ack_timeout = positive(c, &p("ack_timeout"), &r.ack_timeout).unwrap_or(up.ack_timeout);
     up.max_bytes_rate = c.size(
         &p("max_bytes_rate"),
         &r.max_bytes_rate,
@@ -210,6 +195,115 @@ fn upstream(c: &mut Checker, i: usize, spanned: &Spanned<RawUpstream>) -> Upstre
         );
     }
     up
+}
+
+/// `url` or `urls` (a cluster's nodes, tried in turn): exactly one of them, and every
+/// address of one family (MQTT or NATS) and one TLS-ness, as the other keys assume.
+fn addresses(
+    c: &mut Checker,
+    p: &dyn Fn(&str) -> String,
+    header: usize,
+    r: &RawUpstream,
+    up: &mut UpstreamConfig,
+) {
+    let mut found: Vec<(UpstreamUrl, usize)> = Vec::new();
+    if let Some((u, at)) = c.string(&p("url"), &r.url) {
+        match UpstreamUrl::parse(u) {
+            Ok(url) => found.push((url, at)),
+            Err(e) => c.at(at, format!("{}: {e}", p("url"))),
+        }
+    }
+    if let Some(list) = c.strings(&p("urls"), &r.urls) {
+        if let (Some(v), true) = (&r.url, !list.is_empty()) {
+            c.bad(
+                v,
+                &p("url"),
+                "set together with urls: expected one of them (put every address in urls)",
+            );
+        }
+        if list.is_empty() {
+            if let Some(v) = &r.urls {
+                c.bad(v, &p("urls"), "empty: expected at least one address");
+            }
+        }
+        for (u, at) in list {
+            match UpstreamUrl::parse(&u) {
+                Ok(url) => found.push((url, at)),
+                Err(e) => c.at(at, format!("{}: {e}", p("urls"))),
+            }
+        }
+    }
+    if r.url.is_none() && r.urls.is_none() {
+        c.at(
+            header,
+            format!(
+                "{}: missing required key \"url\": expected url = \"mqtt://host[:port]\" (or urls = [...] for a cluster)",
+                p("url").trim_end_matches(".url")
+            ),
+        );
+    }
+    let Some((first, _)) = found.first().cloned() else {
+        return;
+    };
+    for (url, at) in &found[1..] {
+        if url.scheme != first.scheme {
+            c.at(
+                *at,
+                format!(
+                    "{}: {url} mixes {}:// with {}://: expected every address of one scheme",
+                    p("urls"),
+                    url.scheme.as_str(),
+                    first.scheme.as_str()
+                ),
+            );
+        }
+    }
+    up.url = first;
+    up.urls = found.into_iter().map(|(u, _)| u).collect();
+}
+
+/// `protocol`: "5" or "3.1.1" for an MQTT url (default "5"), "jetstream" or "core" for a
+/// NATS url (default "jetstream").
+fn protocol(c: &mut Checker, path: &str, r: &RawUpstream, up: &mut UpstreamConfig) {
+    use super::types::UpstreamProtocol as P;
+    let nats = up.url.scheme.is_nats();
+    if nats {
+        up.protocol = P::JetStream;
+    }
+    let Some((v, at)) = c.string(path, &r.protocol) else {
+        return;
+    };
+    let chosen = match v {
+        "5" | "5.0" => P::V5,
+        "3.1.1" => P::V311,
+        "jetstream" => P::JetStream,
+        "core" => P::NatsCore,
+        other => {
+            let expected = if nats {
+                "\"jetstream\" or \"core\""
+            } else {
+                "\"5\" or \"3.1.1\""
+            };
+            c.at(
+                at,
+                format!("{path}: invalid value {other:?}: expected {expected}"),
+            );
+            return;
+        }
+    };
+    if up.url.host.is_empty() || chosen.is_nats() == nats {
+        up.protocol = chosen;
+    } else {
+        let (expected, scheme) = if nats {
+            ("\"jetstream\" or \"core\"", "a NATS")
+        } else {
+            ("\"5\" or \"3.1.1\"", "an MQTT")
+        };
+        c.at(
+            at,
+            format!("{path}: {v:?} does not go with {scheme} url: expected {expected}"),
+        );
+    }
 }
 
 fn valid_name(n: &str) -> bool {

@@ -111,7 +111,10 @@ pub(crate) struct RawStore {
 pub(crate) struct RawUpstream {
     pub name: Leaf,
     pub url: Leaf,
+    pub urls: Leaf,
     pub client_id: Leaf,
+    pub token: Leaf,
+    pub ack_timeout: Leaf,
     pub username: Leaf,
     pub password: Leaf,
     pub keep_alive: Leaf,

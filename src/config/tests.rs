@@ -300,7 +300,7 @@ qos = 2
             "f.toml:2:10: mqtt.listen: invalid socket address \"0.0.0.0:99999\": expected host:port like \"0.0.0.0:1883\"",
             "f.toml:3:16: mqtt.max_inflight: invalid value 0: expected an integer in 1..=65535",
             "f.toml:6:14: store.cache_size: invalid size \"64MB?\": expected a number with optional unit B, KiB, MiB, GiB (or kB, MB, GB)",
-            "f.toml:10:7: upstream[0].url: URL \"wss://h\": scheme \"wss://\" is not supported yet (supported: mqtt://, mqtts://)",
+            "f.toml:10:7: upstream[0].url: URL \"wss://h\": scheme \"wss://\" is not supported yet (supported: mqtt://, mqtts://, nats://, tls://)",
             "f.toml:13:12: forward[0].upstream: no [[upstream]] named \"clud\" (known: \"cloud\")",
             "f.toml:14:10: forward[0].filter: invalid filter \"a/#/b\": '#' must be a whole level and the last one, like \"sensors/#\"",
             "f.toml:15:7: forward[0].qos: qos 2 forwarding is not supported yet: expected 0 or 1",

@@ -85,8 +85,8 @@ fn upstream_rules() {
         "f.toml:2:8: upstream[0].name: invalid name \"my cloud\": expected 1 to 64 characters from A-Z, a-z, 0-9, '_' and '-'"
     );
     assert_eq!(
-        one_error("[[upstream]]\nname = \"c\"\nurl = \"nats://h:4222\"\n"),
-        "f.toml:3:7: upstream[0].url: URL \"nats://h:4222\": scheme \"nats://\" is not supported yet (supported: mqtt://, mqtts://)"
+        one_error("[[upstream]]\nname = \"c\"\nurl = \"ws://h:4222\"\n"),
+        "f.toml:3:7: upstream[0].url: URL \"ws://h:4222\": scheme \"ws://\" is not supported yet (supported: mqtt://, mqtts://, nats://, tls://)"
     );
     assert_eq!(
         one_error("\n[[upstream]]\nurl = \"mqtt://h\"\n"),
@@ -94,7 +94,7 @@ fn upstream_rules() {
     );
     assert_eq!(
         one_error("[[upstream]]\nname = \"c\"\n"),
-        "f.toml:1:1: upstream[0]: missing required key \"url\": expected url = \"mqtt://host[:port]\""
+        "f.toml:1:1: upstream[0]: missing required key \"url\": expected url = \"mqtt://host[:port]\" (or urls = [...] for a cluster)"
     );
     assert_eq!(
         one_error(&format!("{UP}{UP}")),
@@ -257,4 +257,56 @@ fn client_certificates_and_alpn_belong_to_mqtts_upstreams() {
     let out = c.to_toml();
     assert!(out.contains("alpn = [\"x-amzn-mqtt-ca\"]"), "{out}");
     assert_eq!(parse(&out, "out.toml").unwrap(), c);
+}
+
+#[test]
+fn nats_upstreams_url_lists_protocols_and_tokens() {
+    use crate::config::{UpstreamProtocol, url::UpstreamScheme};
+    let c = parse(
+        "[[upstream]]\nname = \"js\"\nurls = [\"nats://a:4222\", \"nats://b\"]\ntoken = \"t0k\"\nack_timeout = \"2s\"\n",
+        "f.toml",
+    )
+    .unwrap();
+    let u = &c.upstream[0];
+    assert_eq!(
+        u.protocol,
+        UpstreamProtocol::JetStream,
+        "the default for nats urls"
+    );
+    assert_eq!(u.url.scheme, UpstreamScheme::Nats);
+    let shown: Vec<String> = u.urls.iter().map(|u| u.to_string()).collect();
+    assert_eq!(shown, ["nats://a:4222", "nats://b:4222"]);
+    assert_eq!(u.token.as_deref(), Some("t0k"));
+    assert_eq!(u.ack_timeout, std::time::Duration::from_secs(2));
+    let core = parse(
+        "[[upstream]]\nname = \"n\"\nurl = \"nats://a\"\nprotocol = \"core\"\n",
+        "f.toml",
+    )
+    .unwrap();
+    assert_eq!(core.upstream[0].protocol, UpstreamProtocol::NatsCore);
+    // What goes with MQTT does not go with NATS, and the reverse.
+    assert_eq!(
+        one_error("[[upstream]]\nname = \"n\"\nurl = \"nats://a\"\nprotocol = \"5\"\n"),
+        "f.toml:4:12: upstream[0].protocol: \"5\" does not go with a NATS url: expected \"jetstream\" or \"core\""
+    );
+    assert_eq!(
+        one_error(&format!("{UP}protocol = \"jetstream\"\n")),
+        "f.toml:4:12: upstream[0].protocol: \"jetstream\" does not go with an MQTT url: expected \"5\" or \"3.1.1\""
+    );
+    assert_eq!(
+        one_error(&format!("{UP}token = \"x\"\n")),
+        "f.toml:4:9: upstream[0].token: set for an MQTT url: expected a nats:// or tls:// url (MQTT has no token; use username and password)"
+    );
+    assert_eq!(
+        one_error("[[upstream]]\nname = \"n\"\nurls = [\"nats://a\", \"mqtt://b\"]\n"),
+        "f.toml:3:8: upstream[0].urls: mqtt://b:1883 mixes mqtt:// with nats://: expected every address of one scheme"
+    );
+    assert_eq!(
+        one_error("[[upstream]]\nname = \"n\"\nurl = \"nats://a\"\nurls = [\"nats://b\"]\n"),
+        "f.toml:3:7: upstream[0].url: set together with urls: expected one of them (put every address in urls)"
+    );
+    assert_eq!(
+        one_error("[[upstream]]\nname = \"n\"\nurls = []\n"),
+        "f.toml:3:8: upstream[0].urls: empty: expected at least one address"
+    );
 }

@@ -376,12 +376,19 @@ impl Default for StoreConfig {
 pub struct UpstreamConfig {
     /// Unique among upstreams; `[A-Za-z0-9_-]{1,64}`.
     pub name: String,
+    /// The first of `urls`: what logs and the reachability probe name.
     pub url: UpstreamUrl,
-    /// 1..=65535 bytes; defaults to "ferry-<name>".
+    /// Every address of the upstream, `url` first (`urls = [...]` lists a cluster's
+    /// nodes): each connection attempt takes the next, so the link fails over between
+    /// them. All of one protocol family (MQTT or NATS) and TLS-ness.
+    pub urls: Vec<UpstreamUrl>,
+    /// 1..=65535 bytes; defaults to "ferry-<name>". The client name for NATS.
     pub client_id: String,
     /// Set whenever `password` is set (MQTT 3.1.1 requires it).
     pub username: Option<String>,
     pub password: Option<String>,
+    /// NATS upstreams: the `auth_token` of CONNECT.
+    pub token: Option<String>,
     /// Whole seconds, 5s..=18h (MQTT carries it as u16 seconds).
     pub keep_alive: Duration,
     /// >= 1.
@@ -407,8 +414,12 @@ pub struct UpstreamConfig {
     /// ALPN protocols offered in the TLS handshake (e.g. "x-amzn-mqtt-ca" for AWS IoT
     /// Core on port 443); empty: none.
     pub alpn: Vec<String>,
-    /// MQTT version spoken upstream; 5 adds the `ferry-id` idempotency key.
+    /// MQTT version spoken upstream (5 adds the `ferry-id` idempotency key), or for a
+    /// NATS url JetStream (acknowledged, `Nats-Msg-Id`) or core NATS.
     pub protocol: UpstreamProtocol,
+    /// JetStream: a publish not acknowledged this long after it was written ends the
+    /// connection (it is sent again, de-duplicated by `Nats-Msg-Id`, on the next one).
+    pub ack_timeout: Duration,
     /// Events per second at most while draining (metered links); None: as fast as the
     /// upstream acknowledges.
     pub max_rate: Option<u32>,
@@ -425,6 +436,10 @@ pub struct UpstreamConfig {
 pub enum UpstreamProtocol {
     V311,
     V5,
+    /// JetStream publishes: a PubAck for each, `Nats-Msg-Id` de-duplication.
+    JetStream,
+    /// Core NATS publishes: delivered once the server answered a PING sent after them.
+    NatsCore,
 }
 
 impl UpstreamProtocol {
@@ -432,7 +447,16 @@ impl UpstreamProtocol {
         match self {
             UpstreamProtocol::V311 => "3.1.1",
             UpstreamProtocol::V5 => "5",
+            UpstreamProtocol::JetStream => "jetstream",
+            UpstreamProtocol::NatsCore => "core",
         }
+    }
+
+    pub fn is_nats(self) -> bool {
+        matches!(
+            self,
+            UpstreamProtocol::JetStream | UpstreamProtocol::NatsCore
+        )
     }
 }
 
@@ -441,10 +465,12 @@ impl UpstreamConfig {
     pub fn new(name: &str, url: UpstreamUrl) -> Self {
         UpstreamConfig {
             name: name.to_string(),
+            urls: vec![url.clone()],
             url,
             client_id: default_client_id(name),
             username: None,
             password: None,
+            token: None,
             keep_alive: Duration::from_secs(30),
             inflight: 256,
             batch: 256,
@@ -457,6 +483,7 @@ impl UpstreamConfig {
             key_file: None,
             alpn: Vec::new(),
             protocol: UpstreamProtocol::V5,
+            ack_timeout: Duration::from_secs(5),
             max_rate: None,
             max_bytes_rate: None,
             max_attempts: 3,

@@ -1,4 +1,5 @@
-//! Upstream broker URLs: `mqtt://host[:port]` and `mqtts://host[:port]` (TLS).
+//! Upstream broker URLs: `mqtt://host[:port]` and `mqtts://host[:port]` (TLS) for MQTT
+//! upstreams, `nats://host[:port]` and `tls://host[:port]` (TLS) for NATS and JetStream.
 //!
 //! Deliberately tiny instead of a general URL parser: we only need scheme,
 //! host and port, and anything else in the string (path, credentials, query)
@@ -21,6 +22,10 @@ pub enum UpstreamScheme {
     Mqtt,
     /// MQTT over TLS (needs the `tls` cargo feature, on by default).
     Mqtts,
+    /// The NATS client protocol (core NATS or JetStream).
+    Nats,
+    /// NATS over TLS, as NATS clients spell it (`tls://`).
+    NatsTls,
 }
 
 impl UpstreamScheme {
@@ -28,38 +33,47 @@ impl UpstreamScheme {
         match self {
             UpstreamScheme::Mqtt => "mqtt",
             UpstreamScheme::Mqtts => "mqtts",
+            UpstreamScheme::Nats => "nats",
+            UpstreamScheme::NatsTls => "tls",
         }
     }
     pub fn default_port(self) -> u16 {
         match self {
             UpstreamScheme::Mqtt => 1883,
             UpstreamScheme::Mqtts => 8883,
+            UpstreamScheme::Nats | UpstreamScheme::NatsTls => 4222,
         }
     }
     pub fn is_tls(self) -> bool {
-        self == UpstreamScheme::Mqtts
+        matches!(self, UpstreamScheme::Mqtts | UpstreamScheme::NatsTls)
+    }
+    /// A NATS url (`nats://`, `tls://`) rather than an MQTT one.
+    pub fn is_nats(self) -> bool {
+        matches!(self, UpstreamScheme::Nats | UpstreamScheme::NatsTls)
     }
 }
 
 /// Schemes we plan to support; named separately so the message says "not
 /// yet" rather than "unknown" and the operator does not hunt for a typo.
-const PLANNED_SCHEMES: &[&str] = &["nats", "tls", "ssl", "ws", "wss"];
+const PLANNED_SCHEMES: &[&str] = &["ssl", "ws", "wss"];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UrlError {
     #[error(
-        "invalid URL {0:?}: expected mqtt://host[:port] or mqtts://host[:port] like \"mqtt://broker.example.com:1883\""
+        "invalid URL {0:?}: expected mqtt://, mqtts://, nats:// or tls:// then host[:port], like \"mqtt://broker.example.com:1883\""
     )]
     Malformed(String),
     #[error(
-        "URL {url:?}: scheme \"{scheme}://\" is not supported yet (supported: mqtt://, mqtts://)"
+        "URL {url:?}: scheme \"{scheme}://\" is not supported yet (supported: mqtt://, mqtts://, nats://, tls://)"
     )]
     NotYetSupported { url: String, scheme: String },
     #[error(
-        "URL {url:?}: this ferry was built without TLS support (cargo feature \"tls\"): use mqtt:// or rebuild with it"
+        "URL {url:?}: this ferry was built without TLS support (cargo feature \"tls\"): use mqtt:// or nats://, or rebuild with it"
     )]
     TlsNotBuilt { url: String },
-    #[error("URL {url:?}: unknown scheme \"{scheme}://\" (supported: mqtt://, mqtts://)")]
+    #[error(
+        "URL {url:?}: unknown scheme \"{scheme}://\" (supported: mqtt://, mqtts://, nats://, tls://)"
+    )]
     UnknownScheme { url: String, scheme: String },
     #[error(
         "URL {url:?}: invalid host {host:?}: expected a host name, IPv4 address or [IPv6] address"
@@ -83,7 +97,9 @@ impl UpstreamUrl {
         let scheme = match scheme_lc.as_str() {
             "mqtt" => UpstreamScheme::Mqtt,
             "mqtts" if cfg!(feature = "tls") => UpstreamScheme::Mqtts,
-            "mqtts" => return Err(UrlError::TlsNotBuilt { url: owned() }),
+            "nats" => UpstreamScheme::Nats,
+            "tls" if cfg!(feature = "tls") => UpstreamScheme::NatsTls,
+            "mqtts" | "tls" => return Err(UrlError::TlsNotBuilt { url: owned() }),
             s if PLANNED_SCHEMES.contains(&s) => {
                 return Err(UrlError::NotYetSupported {
                     url: owned(),
@@ -229,9 +245,16 @@ mod tests {
         let msg = |s: &str| UpstreamUrl::parse(s).unwrap_err().to_string();
         assert_eq!(
             msg("wss://h"),
-            r#"URL "wss://h": scheme "wss://" is not supported yet (supported: mqtt://, mqtts://)"#
+            r#"URL "wss://h": scheme "wss://" is not supported yet (supported: mqtt://, mqtts://, nats://, tls://)"#
         );
-        assert!(msg("nats://h:4222").contains("not supported yet (supported: mqtt://, mqtts://)"));
+        assert_eq!(
+            UpstreamUrl::parse("nats://h").map(|u| (u.scheme, u.port)),
+            Ok((UpstreamScheme::Nats, 4222))
+        );
+        assert_eq!(
+            UpstreamUrl::parse("tls://h:4443").map(|u| (u.scheme, u.port)),
+            Ok((UpstreamScheme::NatsTls, 4443))
+        );
         assert!(msg("http://h").contains(r#"unknown scheme "http://""#));
         assert!(msg("broker:1883").starts_with("invalid URL"));
         assert!(msg("mqtt://h:0").contains("invalid port \"0\""));

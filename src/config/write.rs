@@ -97,13 +97,21 @@ impl Config {
         for u in &self.upstream {
             w.array_table("upstream");
             w.str("name", &u.name);
-            w.str("url", &u.url.to_string());
+            if u.urls.len() > 1 {
+                let list: Vec<String> = u.urls.iter().map(|a| quote(&a.to_string())).collect();
+                w.raw("urls", format!("[{}]", list.join(", ")));
+            } else {
+                w.str("url", &u.url.to_string());
+            }
             w.str("client_id", &u.client_id);
             if let Some(user) = &u.username {
                 w.str("username", user);
             }
             if let Some(pass) = &u.password {
                 w.str("password", &secret(pass));
+            }
+            if let Some(token) = &u.token {
+                w.str("token", &secret(token));
             }
             w.dur("keep_alive", u.keep_alive);
             w.raw("inflight", u.inflight);
@@ -114,6 +122,9 @@ impl Config {
             w.dur("connect_timeout", u.connect_timeout);
             w.dur("stall_timeout", u.stall_timeout);
             w.str("protocol", u.protocol.as_str());
+            if u.protocol == super::UpstreamProtocol::JetStream {
+                w.dur("ack_timeout", u.ack_timeout);
+            }
             if let Some(rate) = u.max_rate {
                 w.raw("max_rate", rate);
             }

@@ -1,11 +1,14 @@
-//! The upstream MQTT client, over rumqttc's MQTT 3.1.1 or MQTT 5 implementation, behind
-//! one small interface the link loop drives: connect, publish, and what happened.
+//! The upstream client behind one small interface the link loop drives: connect, prepare
+//! and publish, and what happened. MQTT 3.1.1 and 5 over rumqttc; NATS and JetStream over
+//! ferry's own client ([`super::nats`]).
 //!
-//! With MQTT 5 every forwarded event carries the user property `ferry-id` =
-//! `<gateway id>-<store seq>`: unique per event and stable across resends, so the cloud
-//! side can drop the duplicates a crash or reconnect may cause.
+//! Every forwarded event carries an idempotency key `<gateway id>-<store seq>`, unique
+//! per event and stable across resends, so the cloud side can drop the duplicates a crash
+//! or reconnect may cause: the MQTT 5 user property `ferry-id`, or the `Nats-Msg-Id`
+//! header that JetStream de-duplicates by.
 
-use crate::config::{UpstreamConfig, UpstreamProtocol};
+use super::nats;
+use crate::config::{UpstreamConfig, UpstreamProtocol, UpstreamUrl};
 use bytes::Bytes;
 use rumqttc::v5::mqttbytes::v5 as v5p;
 use rumqttc::{NetworkOptions, Outgoing};
@@ -40,29 +43,90 @@ pub(super) enum LinkEvent {
     },
     /// The next publish handed over was written with this packet id (0 for QoS 0).
     Written(u16),
-    /// The upstream acknowledged `pkid`; `refused` holds a failure reason code (MQTT 5).
+    /// The upstream answered `pkid`: stored (`duplicate`: JetStream had it already), or
+    /// `refused` (MQTT 5 reason code >= 0x80, a JetStream API error).
     Acked {
         pkid: u16,
-        refused: Option<u8>,
+        refused: Option<Refusal>,
+        duplicate: bool,
     },
     Other,
+}
+
+/// Why the upstream refused one event, for the log, the metrics and the dead letter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Refusal {
+    /// Short and stable (a metric label): "0x87", "js-10077".
+    pub reason: String,
+    pub detail: String,
+}
+
+impl Refusal {
+    fn puback(code: u8) -> Refusal {
+        Refusal {
+            reason: format!("{code:#04x}"),
+            detail: format!("PUBACK reason code {code:#04x} ({})", reason_name(code)),
+        }
+    }
+}
+
+/// One event ready to hand to the client, in the upstream protocol's terms.
+pub(super) enum Prepared {
+    Mqtt {
+        topic: String,
+        qos: u8,
+        payload: Bytes,
+        ferry_id: String,
+    },
+    Nats {
+        subject: String,
+        headers: bytes::BytesMut,
+        payload: Bytes,
+    },
+}
+
+impl Prepared {
+    /// What the upstream's maximum packet (MQTT) or payload (NATS: headers included)
+    /// size is compared with.
+    pub fn size(&self) -> usize {
+        match self {
+            Prepared::Mqtt {
+                topic,
+                payload,
+                ferry_id,
+                ..
+            } => publish_size(topic, payload.len(), ferry_id),
+            Prepared::Nats {
+                headers, payload, ..
+            } => headers.len() + payload.len(),
+        }
+    }
 }
 
 /// The request side: cheap to share across awaits (the event loop is not `Sync`).
 pub(super) enum Client {
     V4(rumqttc::AsyncClient),
     V5(rumqttc::v5::AsyncClient),
+    Nats(nats::Client),
 }
 
 /// The connection side, polled by the link loop.
 pub(super) enum Connection {
     V4(Box<rumqttc::EventLoop>),
     V5(Box<rumqttc::v5::EventLoop>),
+    Nats(nats::Connection),
 }
 
-/// A fresh client for one connection attempt; `Err` is a reason to retry later (e.g. an
-/// unreadable `ca_file`).
-pub(super) fn connect(c: &UpstreamConfig) -> Result<(Client, Connection), String> {
+/// A fresh client for one connection attempt to `url` (one of the upstream's `urls`);
+/// `Err` is a reason to retry later (e.g. an unreadable `ca_file`).
+pub(super) fn connect(
+    c: &UpstreamConfig,
+    url: &UpstreamUrl,
+) -> Result<(Client, Connection), String> {
+    if c.protocol.is_nats() {
+        let (client, conn) = nats::connect(c, url);
+        return Ok((Client::Nats(client), Connection::Nats(conn)));
+    }
     {
         let mut net = NetworkOptions::new();
         net.set_tcp_nodelay(true);
@@ -72,7 +136,7 @@ pub(super) fn connect(c: &UpstreamConfig) -> Result<(Client, Connection), String
         match c.protocol {
             UpstreamProtocol::V311 => {
                 let mut opts =
-                    rumqttc::MqttOptions::new(c.client_id.clone(), c.url.host.clone(), c.url.port);
+                    rumqttc::MqttOptions::new(c.client_id.clone(), url.host.clone(), url.port);
                 opts.set_keep_alive(c.keep_alive);
                 opts.set_clean_session(true);
                 opts.set_inflight(c.inflight);
@@ -80,19 +144,16 @@ pub(super) fn connect(c: &UpstreamConfig) -> Result<(Client, Connection), String
                 if let Some(u) = &c.username {
                     opts.set_credentials(u.clone(), c.password.clone().unwrap_or_default());
                 }
-                if let Some(t) = transport(c)? {
+                if let Some(t) = transport(c, url)? {
                     opts.set_transport(t);
                 }
                 let (client, mut eventloop) = rumqttc::AsyncClient::new(opts, cap);
                 eventloop.set_network_options(net);
                 Ok((Client::V4(client), Connection::V4(Box::new(eventloop))))
             }
-            UpstreamProtocol::V5 => {
-                let mut opts = rumqttc::v5::MqttOptions::new(
-                    c.client_id.clone(),
-                    c.url.host.clone(),
-                    c.url.port,
-                );
+            UpstreamProtocol::V5 | UpstreamProtocol::JetStream | UpstreamProtocol::NatsCore => {
+                let mut opts =
+                    rumqttc::v5::MqttOptions::new(c.client_id.clone(), url.host.clone(), url.port);
                 opts.set_keep_alive(c.keep_alive);
                 opts.set_clean_start(true);
                 opts.set_outgoing_inflight_upper_limit(c.inflight);
@@ -100,7 +161,7 @@ pub(super) fn connect(c: &UpstreamConfig) -> Result<(Client, Connection), String
                 if let Some(u) = &c.username {
                     opts.set_credentials(u.clone(), c.password.clone().unwrap_or_default());
                 }
-                if let Some(t) = transport(c)? {
+                if let Some(t) = transport(c, url)? {
                     opts.set_transport(t);
                 }
                 opts.set_network_options(net);
@@ -129,6 +190,7 @@ impl Connection {
                 rumqttc::Event::Incoming(rumqttc::Packet::PubAck(a)) => Ok(LinkEvent::Acked {
                     pkid: a.pkid,
                     refused: None,
+                    duplicate: false,
                 }),
                 rumqttc::Event::Outgoing(Outgoing::Publish(pkid)) => Ok(LinkEvent::Written(pkid)),
                 _ => Ok(LinkEvent::Other),
@@ -147,11 +209,12 @@ impl Connection {
                         v5p::PubAckReason::Success | v5p::PubAckReason::NoMatchingSubscribers => {
                             None
                         }
-                        other => Some(pub_ack_code(other)),
+                        other => Some(Refusal::puback(pub_ack_code(other))),
                     };
                     Ok(LinkEvent::Acked {
                         pkid: a.pkid,
                         refused,
+                        duplicate: false,
                     })
                 }
                 rumqttc::v5::Event::Outgoing(Outgoing::Publish(pkid)) => {
@@ -159,27 +222,70 @@ impl Connection {
                 }
                 _ => Ok(LinkEvent::Other),
             },
+            Connection::Nats(c) => c.poll().await,
         }
     }
 }
 
 impl Client {
-    /// Hands one event to the client (never waits: the channel holds a window).
-    pub async fn publish(
+    /// `event`'s remote form for this upstream; for NATS the topic becomes a subject as
+    /// ferry's NATS listener maps it (`Err`: it has no NATS form).
+    pub fn prepare(
         &self,
         topic: String,
         qos: u8,
         payload: Bytes,
         ferry_id: String,
-    ) -> Result<(), String> {
+        user_properties: &[(String, String)],
+    ) -> Result<Prepared, crate::topic::nats::MapError> {
+        match self {
+            Client::Nats(_) => Ok(Prepared::Nats {
+                subject: crate::topic::nats::topic_to_subject(&topic)?,
+                headers: nats::headers(&ferry_id, user_properties),
+                payload,
+            }),
+            Client::V4(_) | Client::V5(_) => Ok(Prepared::Mqtt {
+                topic,
+                qos,
+                payload,
+                ferry_id,
+            }),
+        }
+    }
+
+    /// Hands one event to the client (never waits: the channel holds a window). The
+    /// QoS it travels at: core NATS and JetStream publishes are acknowledged (1).
+    pub async fn publish(&self, event: Prepared) -> Result<u8, String> {
+        let (topic, qos, payload, ferry_id) = match event {
+            Prepared::Mqtt {
+                topic,
+                qos,
+                payload,
+                ferry_id,
+            } => (topic, qos, payload, ferry_id),
+            Prepared::Nats {
+                subject,
+                headers,
+                payload,
+            } => {
+                let Client::Nats(c) = self else {
+                    return Err("a NATS publish prepared for an MQTT upstream".into());
+                };
+                c.publish(subject, headers, payload).await?;
+                return Ok(1);
+            }
+        };
         let result = match self {
+            Client::Nats(_) => return Err("an MQTT publish prepared for a NATS upstream".into()),
             Client::V4(c) => {
                 let qos = if qos == 0 {
                     rumqttc::QoS::AtMostOnce
                 } else {
                     rumqttc::QoS::AtLeastOnce
                 };
-                c.publish_bytes(topic, qos, false, payload).await
+                c.publish_bytes(topic, qos, false, payload)
+                    .await
+                    .map_err(|e| e.to_string())
             }
             Client::V5(c) => {
                 let qos = if qos == 0 {
@@ -191,19 +297,23 @@ impl Client {
                     user_properties: vec![("ferry-id".into(), ferry_id)],
                     ..Default::default()
                 };
-                return c
-                    .publish_bytes_with_properties(topic, qos, false, payload, props)
+                c.publish_bytes_with_properties(topic, qos, false, payload, props)
                     .await
-                    .map_err(|e| format!("client request failed: {e}"));
+                    .map_err(|e| e.to_string())
             }
         };
-        result.map_err(|e| format!("client request failed: {e}"))
+        result.map_err(|e| format!("client request failed: {e}"))?;
+        Ok(qos)
     }
 
     pub fn disconnect(&self) {
         let _ = match self {
             Client::V4(c) => c.try_disconnect().map_err(|_| ()),
             Client::V5(c) => c.try_disconnect().map_err(|_| ()),
+            Client::Nats(c) => {
+                c.disconnect();
+                Ok(())
+            }
         };
     }
 }
@@ -237,8 +347,8 @@ fn pub_ack_code(r: v5p::PubAckReason) -> u8 {
 }
 
 #[cfg(feature = "tls")]
-fn transport(c: &UpstreamConfig) -> Result<Option<rumqttc::Transport>, String> {
-    if !c.url.scheme.is_tls() {
+fn transport(c: &UpstreamConfig, url: &UpstreamUrl) -> Result<Option<rumqttc::Transport>, String> {
+    if !url.scheme.is_tls() {
         return Ok(None);
     }
     let identity = c.cert_file.as_deref().zip(c.key_file.as_deref());
@@ -254,7 +364,10 @@ fn transport(c: &UpstreamConfig) -> Result<Option<rumqttc::Transport>, String> {
 }
 
 #[cfg(not(feature = "tls"))]
-fn transport(_c: &UpstreamConfig) -> Result<Option<rumqttc::Transport>, String> {
+fn transport(
+    _c: &UpstreamConfig,
+    _url: &UpstreamUrl,
+) -> Result<Option<rumqttc::Transport>, String> {
     Ok(None)
 }
 

@@ -7,7 +7,8 @@
 
 mod backoff;
 mod client;
-mod mqtt;
+mod link;
+mod nats;
 mod rate;
 #[cfg(feature = "tls")]
 pub mod tls;
@@ -108,7 +109,7 @@ pub fn spawn_all(
     let mut tasks = Vec::new();
     for (slot_index, (upstream, slot)) in config.upstream.iter().zip(store.upstreams()).enumerate()
     {
-        let link = mqtt::Link {
+        let link = link::Link {
             config: upstream.clone(),
             routes: routes_for(&upstream.name, &config.forward),
             store: store.clone(),
@@ -119,6 +120,7 @@ pub fn spawn_all(
             shutdown: shutdown.clone(),
             gateway: gateway.clone(),
             max_packet: usize::MAX,
+            attempts: 0,
         };
         tasks.push(tokio::spawn(link.run()));
     }

@@ -115,8 +115,12 @@ pub struct UpstreamMetrics {
     /// Bytes of that backlog, estimated as events x the mean stored record size (exact
     /// per-upstream bytes would mean reading the whole backlog).
     pub backlog_bytes: Gauge,
-    /// Events the upstream refused (MQTT 5 PUBACK failure code); not resent.
+    /// Refusals by the upstream (MQTT 5 PUBACK failure code, JetStream API error), each
+    /// resend's too.
     pub refused: Counter,
+    /// Publishes JetStream acknowledged as duplicates (`Nats-Msg-Id` seen in the stream's
+    /// duplicate window): resends of events it already had.
+    pub duplicates: Counter,
     /// Age of the oldest event still owed to the upstream.
     pub oldest_backlog_ms: Gauge,
     /// Events this upstream never got because retention dropped them.
@@ -484,7 +488,7 @@ impl Metrics {
         }
         let _ = writeln!(
             s,
-            "# HELP ferry_upstream_refused_total Events the upstream refused with an MQTT 5 PUBACK reason code.\n# TYPE ferry_upstream_refused_total counter"
+            "# HELP ferry_upstream_refused_total Publishes the upstream refused (MQTT 5 PUBACK reason code, JetStream API error), resends included.\n# TYPE ferry_upstream_refused_total counter"
         );
         for m in list.iter() {
             let _ = writeln!(
@@ -492,6 +496,18 @@ impl Metrics {
                 "ferry_upstream_refused_total{{upstream=\"{}\"}} {}",
                 m.name,
                 m.refused.get()
+            );
+        }
+        let _ = writeln!(
+            s,
+            "# HELP ferry_upstream_duplicates_total Resent events JetStream already had (dropped by its duplicate window on Nats-Msg-Id).\n# TYPE ferry_upstream_duplicates_total counter"
+        );
+        for m in list.iter() {
+            let _ = writeln!(
+                s,
+                "ferry_upstream_duplicates_total{{upstream=\"{}\"}} {}",
+                m.name,
+                m.duplicates.get()
             );
         }
         let _ = writeln!(

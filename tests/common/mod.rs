@@ -2,6 +2,7 @@
 //! when its handle drops. Every wait has a deadline; nothing sleeps and hopes.
 #![allow(dead_code)]
 
+pub mod nats_cluster;
 pub mod nats_raw;
 pub mod pki;
 pub mod proxy;

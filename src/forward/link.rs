@@ -1,20 +1,22 @@
-//! One MQTT upstream link: read the backlog after the cursor, publish it with a window
-//! in flight, fold PUBACKs into the cursor, persist it, and reconnect when the link drops.
+//! One upstream link (MQTT, NATS or JetStream): read the backlog after the cursor,
+//! publish it with a window in flight, fold acknowledgements into the cursor, persist it,
+//! and reconnect when the link drops (to the next of the upstream's `urls`).
 //!
-//! Each connection attempt gets a fresh rumqttc client and event loop. rumqttc would
+//! Each connection attempt gets a fresh client ([`super::client`]). rumqttc would
 //! otherwise replay (or, with a clean session, forget) its own unacked publishes; here the
 //! store's cursor is the only truth, and after any drop the link resends from
 //! `cursor + 1`.
 
 use super::Route;
 use super::backoff::Backoff;
-use super::client::{self, Client, LinkEvent};
+use super::client::{self, Client, LinkEvent, Refusal};
 use super::rate::Rate;
 use super::watchdog::Watchdog;
 use super::window::Window;
-use crate::config::UpstreamConfig;
+use crate::config::{UpstreamConfig, UpstreamUrl};
 use crate::metrics::UpstreamMetrics;
 use crate::store::{Store, StoredEvent};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -35,8 +37,11 @@ pub(super) struct Link {
     pub shutdown: watch::Receiver<bool>,
     /// Prefix of the `ferry-id` idempotency key (MQTT 5 upstreams).
     pub gateway: Arc<str>,
-    /// The largest packet the upstream takes, as its CONNACK said (usize::MAX: no limit).
+    /// The largest packet the upstream takes, as its CONNACK (MQTT) or INFO (NATS) said
+    /// (usize::MAX: no limit).
     pub max_packet: usize,
+    /// Connection attempts so far: attempt n goes to `urls[n % urls.len()]`.
+    pub attempts: usize,
 }
 
 /// What became of one stored event handed to [`Link::publish`].
@@ -45,6 +50,29 @@ enum Published {
     NoRoute,
     /// The publish would be this many bytes, over the upstream's maximum packet size.
     TooLarge(usize),
+    /// The remote topic has no NATS subject form.
+    Unmappable(crate::topic::nats::MapError),
+}
+
+/// Refused events waiting to be sent again, each with when (the delay doubles with each
+/// refusal, from `backoff_min`). At most the window's events.
+#[derive(Default)]
+struct Retries(VecDeque<(Instant, u64)>);
+
+impl Retries {
+    fn push(&mut self, at: Instant, seq: u64) {
+        let i = self.0.partition_point(|(t, _)| *t <= at);
+        self.0.insert(i, (at, seq));
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        self.0.front().map(|(t, _)| *t)
+    }
+
+    fn take_due(&mut self, now: Instant) -> Vec<u64> {
+        let n = self.0.partition_point(|(t, _)| *t <= now);
+        self.0.drain(..n).map(|(_, seq)| seq).collect()
+    }
 }
 
 /// How many times each refused event not yet past the cursor was refused, over
@@ -154,9 +182,17 @@ impl Link {
         }
     }
 
-    /// Whether a TCP connection to the upstream can be opened now (closed at once).
+    /// The address the next connection attempt goes to.
+    fn next_url(&self) -> &UpstreamUrl {
+        let urls = &self.config.urls;
+        urls.get(self.attempts % urls.len().max(1))
+            .unwrap_or(&self.config.url)
+    }
+
+    /// Whether a TCP connection to the next address can be opened now (closed at once).
     async fn reachable(&self) -> bool {
-        let addr = (self.config.url.host.as_str(), self.config.url.port);
+        let url = self.next_url();
+        let addr = (url.host.as_str(), url.port);
         let connect = tokio::net::TcpStream::connect(addr);
         matches!(tokio::time::timeout(PROBE_EVERY, connect).await, Ok(Ok(_)))
     }
@@ -169,10 +205,13 @@ impl Link {
         was_up: &mut bool,
         refusals: &mut Refusals,
     ) -> End {
-        let (client, mut conn) = match client::connect(&self.config) {
+        let url = self.next_url().clone();
+        self.attempts = self.attempts.wrapping_add(1);
+        let (client, mut conn) = match client::connect(&self.config, &url) {
             Ok(c) => c,
-            Err(reason) => return End::Lost(reason),
+            Err(reason) => return End::Lost(format!("{url}: {reason}")),
         };
+        let mut retries = Retries::default();
         let mut committed = self.store.committed();
         let mut flush = tokio::time::interval(CURSOR_FLUSH);
         let mut age_tick = tokio::time::interval(Duration::from_secs(1));
@@ -248,20 +287,23 @@ impl Link {
                         *was_up = true;
                         backoff.reset();
                         self.metrics.connected.set(1);
-                        tracing::info!(upstream = %self.config.name, url = %self.config.url, client_id = %self.config.client_id,
+                        tracing::info!(upstream = %self.config.name, %url, client_id = %self.config.client_id,
                             protocol = self.config.protocol.as_str(), resume_after = window.cursor(), "upstream connected");
                     }
                     Ok(LinkEvent::Written(pkid)) => window.written(pkid),
-                    Ok(LinkEvent::Acked { pkid, refused }) => {
+                    Ok(LinkEvent::Acked { pkid, refused, duplicate }) => {
                         if let Some(seq) = window.answered(pkid) {
                             match refused {
                                 None => {
                                     refusals.forget(seq);
                                     window.mark(seq);
                                     self.metrics.forwarded.inc();
+                                    if duplicate {
+                                        self.metrics.duplicates.inc();
+                                    }
                                 }
-                                Some(code) => {
-                                    if let Err(reason) = self.refused(&client, window, refusals, seq, code).await {
+                                Some(refusal) => {
+                                    if let Err(reason) = self.refused(window, refusals, &mut retries, seq, refusal).await {
                                         return End::Lost(reason);
                                     }
                                 }
@@ -293,6 +335,13 @@ impl Link {
                 _ = stall_check.tick(), if connected && watchdog.enabled() => {
                     if let Some(silent) = watchdog.stalled(Instant::now(), window.len() > 0) {
                         return self.stalled(window, silent);
+                    }
+                }
+                _ = tokio::time::sleep_until(retries.next_due().unwrap_or_else(Instant::now).into()), if retries.next_due().is_some() => {
+                    for seq in retries.take_due(Instant::now()) {
+                        if let Err(reason) = self.resend(&client, window, refusals, seq).await {
+                            return End::Lost(reason);
+                        }
                     }
                 }
                 _ = tokio::time::sleep(throttle.unwrap_or_default()), if throttle.is_some() => {}
@@ -390,6 +439,11 @@ impl Link {
                     self.give_up(seq, "too_large", detail, 0).await?;
                     window.settled(seq);
                 }
+                Published::Unmappable(e) => {
+                    let detail = format!("the remote topic has no NATS subject form: {e}");
+                    self.give_up(seq, "unmappable", detail, 0).await?;
+                    window.settled(seq);
+                }
             }
         }
         window.scanned_to(last);
@@ -409,56 +463,78 @@ impl Link {
             seq,
             topic,
             payload,
+            user_properties,
             ..
         } = rec;
         let remote = route.remote_topic(&topic);
         let ferry_id = format!("{}-{seq}", self.gateway);
-        let size = client::publish_size(&remote, payload.len(), &ferry_id);
+        let prepared = match client.prepare(remote, route.qos, payload, ferry_id, &user_properties)
+        {
+            Ok(p) => p,
+            Err(e) => return Ok(Published::Unmappable(e)),
+        };
+        let size = prepared.size();
         if size > self.max_packet {
-            // rumqttc would refuse to write it and drop the link, again at every resend.
+            // rumqttc would refuse to write it and drop the link, again at every resend;
+            // nats-server would end the connection.
             return Ok(Published::TooLarge(size));
         }
-        client.publish(remote, route.qos, payload, ferry_id).await?;
-        Ok(Published::Sent(route.qos))
+        let qos = client.publish(prepared).await?;
+        Ok(Published::Sent(qos))
     }
 
-    /// The upstream refused `seq` with reason `code`: send it again while it has attempts
-    /// left, then move it to the dead letters so the rest of the backlog goes on.
+    /// The upstream refused `seq`: send it again after a delay (doubling per refusal)
+    /// while it has attempts left, then move it to the dead letters so the rest of the
+    /// backlog goes on.
     async fn refused(
+        &self,
+        window: &mut Window,
+        refusals: &mut Refusals,
+        retries: &mut Retries,
+        seq: u64,
+        refusal: Refusal,
+    ) -> Result<(), String> {
+        self.metrics.refused.inc();
+        let attempts = refusals.count(seq, window.cursor());
+        if attempts < self.config.max_attempts {
+            let delay = self
+                .config
+                .backoff_min
+                .saturating_mul(1 << (attempts - 1).min(16))
+                .min(self.config.backoff_max);
+            tracing::debug!(upstream = %self.config.name, seq, reason = %refusal.reason, attempts, retry_in = ?delay,
+                "upstream refused a forwarded event; sending it again");
+            retries.push(Instant::now() + delay, seq);
+            return Ok(());
+        }
+        refusals.forget(seq);
+        self.give_up(seq, &refusal.reason, refusal.detail, attempts)
+            .await?;
+        window.mark(seq);
+        Ok(())
+    }
+
+    /// Sends refused `seq` again (its delay is over).
+    async fn resend(
         &self,
         client: &Client,
         window: &mut Window,
         refusals: &mut Refusals,
         seq: u64,
-        code: u8,
     ) -> Result<(), String> {
-        self.metrics.refused.inc();
-        let attempts = refusals.count(seq, window.cursor());
-        if attempts < self.config.max_attempts {
-            tracing::debug!(upstream = %self.config.name, seq, code, attempts, "upstream refused a forwarded event; sending it again");
-            let store = self.store.clone();
-            let read = tokio::task::spawn_blocking(move || store.read_seq(seq))
-                .await
-                .map_err(|e| format!("store read task failed: {e}"))?
-                .map_err(|e| format!("store read failed: {e}"))?;
-            if let Some(rec) = read {
-                if let Published::Sent(qos) = self.publish(client, rec).await? {
-                    window.resend(seq, qos);
-                    return Ok(());
-                }
+        let store = self.store.clone();
+        let read = tokio::task::spawn_blocking(move || store.read_seq(seq))
+            .await
+            .map_err(|e| format!("store read task failed: {e}"))?
+            .map_err(|e| format!("store read failed: {e}"))?;
+        if let Some(rec) = read {
+            if let Published::Sent(qos) = self.publish(client, rec).await? {
+                window.resend(seq, qos);
+                return Ok(());
             }
-            // Gone (retention) or no longer routed: nothing to send again.
-            refusals.forget(seq);
-            window.mark(seq);
-            return Ok(());
         }
+        // Gone (retention), no longer routed or no longer sendable: nothing to send again.
         refusals.forget(seq);
-        let reason = format!("{code:#04x}");
-        let detail = format!(
-            "PUBACK reason code {code:#04x} ({})",
-            client::reason_name(code)
-        );
-        self.give_up(seq, &reason, detail, attempts).await?;
         window.mark(seq);
         Ok(())
     }
