@@ -4,7 +4,7 @@
 mod common;
 
 use async_nats::jetstream;
-use common::nats_cluster::NatsCluster;
+use common::nats_server::NatsCluster;
 use common::upstream::{Device, wait_for};
 use common::{Ferry, base_config, free_port};
 use std::collections::HashMap;

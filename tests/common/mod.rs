@@ -2,8 +2,8 @@
 //! when its handle drops. Every wait has a deadline; nothing sleeps and hopes.
 #![allow(dead_code)]
 
-pub mod nats_cluster;
 pub mod nats_raw;
+pub mod nats_server;
 pub mod pki;
 pub mod proxy;
 pub mod raw;

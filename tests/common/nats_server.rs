@@ -1,5 +1,6 @@
-//! A real nats-server cluster with JetStream on loopback (Debian's nats-server): `n`
-//! nodes with cluster routes to each other and a store directory each.
+//! Real nats-servers on loopback (Debian's nats-server): one server with a config of the
+//! test's choosing, or a JetStream cluster of `n` nodes with cluster routes to each other
+//! and a store directory each.
 
 use super::{free_port, wait_until};
 use std::net::TcpStream;
@@ -113,5 +114,46 @@ impl Drop for NatsCluster {
         for i in 0..self.nodes.len() {
             self.kill(i);
         }
+    }
+}
+
+/// One nats-server, killed when dropped.
+pub struct NatsServer {
+    child: Child,
+    pub port: u16,
+}
+
+impl NatsServer {
+    /// Starts a nats-server listening on a free loopback port, with `extra` config lines
+    /// (authorization, tls, jetstream...); `dir` holds its config and store.
+    pub fn start(dir: &Path, name: &str, extra: &str) -> NatsServer {
+        let port = free_port();
+        let node = dir.join(format!("nats-{name}"));
+        std::fs::create_dir_all(&node).unwrap();
+        let conf = node.join("nats.conf");
+        let extra = extra.replace("$DIR", &node.display().to_string());
+        std::fs::write(&conf, format!("listen: 127.0.0.1:{port}\n{extra}\n")).unwrap();
+        let child = Command::new(nats_server_bin())
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server (apt-get install nats-server)");
+        wait_until(Duration::from_secs(10), "nats-server to listen", || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        NatsServer { child, port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
