@@ -1,5 +1,6 @@
 //! A TCP proxy in the test, between ferry and its upstream broker: passes bytes, adds
-//! latency, or freezes its open connections (a black hole: open, nothing passes).
+//! latency, freezes its open connections (a black hole: open, nothing passes), or mutes
+//! their replies (what ferry sends arrives; nothing comes back).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,6 +17,8 @@ use tokio::task::JoinHandle;
 pub struct Proxy {
     pub port: u16,
     holes: Arc<Mutex<Vec<Arc<AtomicBool>>>>,
+    /// Per connection: the server-to-client direction only.
+    mutes: Arc<Mutex<Vec<Arc<AtomicBool>>>>,
     task: JoinHandle<()>,
 }
 
@@ -24,7 +27,9 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let holes: Arc<Mutex<Vec<Arc<AtomicBool>>>> = Arc::default();
+        let mutes: Arc<Mutex<Vec<Arc<AtomicBool>>>> = Arc::default();
         let list = holes.clone();
+        let mute_list = mutes.clone();
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
@@ -32,18 +37,32 @@ impl Proxy {
                 };
                 let hole = Arc::new(AtomicBool::new(false));
                 list.lock().unwrap().push(hole.clone());
+                let mute = Arc::new(AtomicBool::new(false));
+                mute_list.lock().unwrap().push(mute.clone());
                 tokio::spawn(async move {
                     let (cr, cw) = client.into_split();
                     let (sr, sw) = server.into_split();
                     // Either side closing ends both (dropping the halves closes them).
                     tokio::select! {
                         _ = pass(cr, sw, hole.clone(), latency) => {}
-                        _ = pass(sr, cw, hole, latency) => {}
+                        _ = pass(sr, cw, mute, latency) => {}
                     }
                 });
             }
         });
-        Proxy { port, holes, task }
+        Proxy {
+            port,
+            holes,
+            mutes,
+            task,
+        }
+    }
+
+    /// Connections open now keep passing what the client sends, and drop every reply.
+    pub fn mute_replies(&self) {
+        for mute in self.mutes.lock().unwrap().iter() {
+            mute.store(true, Ordering::SeqCst);
+        }
     }
 
     /// Freezes every connection open now.
@@ -51,6 +70,7 @@ impl Proxy {
         for hole in self.holes.lock().unwrap().iter() {
             hole.store(true, Ordering::SeqCst);
         }
+        self.mute_replies();
     }
 
     /// Connections accepted so far.
