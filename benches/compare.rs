@@ -17,6 +17,8 @@ mod drain;
 mod durable;
 #[path = "compare/hostile.rs"]
 mod hostile;
+#[path = "compare/jetstream.rs"]
+mod jetstream;
 #[path = "compare/memory.rs"]
 mod memory;
 #[path = "compare/mqtt5_load.rs"]
@@ -73,6 +75,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
         Box::pin(durable::write_amplification(s, d))
     }),
     ("drain", |s, d| Box::pin(drain::run(s, d))),
+    ("jetstream", |s, d| Box::pin(jetstream::run(s, d))),
     ("memory", |s, d| Box::pin(memory::run(s, d))),
     ("hostile", |s, d| Box::pin(hostile::run(s, d))),
 ];

@@ -371,3 +371,73 @@ fn bin(name: &str) -> String {
         name.to_string()
     }
 }
+
+/// A JetStream cluster of `n` nats-server nodes on loopback (cluster routes to each other,
+/// a store directory each), as a fleet's cloud side would run it.
+pub struct NatsCluster {
+    /// Killed when the cluster is dropped.
+    _nodes: Vec<NatsNode>,
+    pub ports: Vec<u16>,
+}
+
+struct NatsNode(Child);
+
+impl Drop for NatsNode {
+    fn drop(&mut self) {
+        kill(&mut self.0);
+    }
+}
+
+impl NatsCluster {
+    pub fn start(dir: &Path, n: usize) -> Result<NatsCluster> {
+        let ports = (0..n).map(|_| free_port()).collect::<Result<Vec<u16>>>()?;
+        let routes = (0..n).map(|_| free_port()).collect::<Result<Vec<u16>>>()?;
+        let mut nodes = Vec::new();
+        for i in 0..n {
+            let node = dir.join(format!("nats-{i}"));
+            std::fs::create_dir_all(&node)?;
+            let others: Vec<String> = (0..n)
+                .filter(|j| *j != i)
+                .map(|j| format!("nats-route://127.0.0.1:{}", routes[j]))
+                .collect();
+            let conf = node.join("nats.conf");
+            std::fs::write(
+                &conf,
+                format!(
+                    "server_name: n{i}\nlisten: 127.0.0.1:{}\njetstream {{ store_dir: \"{}\" }}\n\
+                     cluster {{ name: bench, listen: 127.0.0.1:{}, routes: [{}] }}\n",
+                    ports[i],
+                    node.join("js").display(),
+                    routes[i],
+                    others.join(", ")
+                ),
+            )?;
+            let child = Command::new(bin("nats-server"))
+                .arg("-c")
+                .arg(&conf)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("start nats-server (apt-get install nats-server)")?;
+            nodes.push(NatsNode(child));
+            let port = ports[i];
+            wait_until(Duration::from_secs(10), "nats-server to listen", || {
+                TcpStream::connect(("127.0.0.1", port)).is_ok()
+            })?;
+        }
+        Ok(NatsCluster {
+            _nodes: nodes,
+            ports,
+        })
+    }
+
+    /// Every node's url, as a TOML array.
+    pub fn toml_urls(&self) -> String {
+        let list: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("\"nats://127.0.0.1:{p}\""))
+            .collect();
+        format!("[{}]", list.join(", "))
+    }
+}
