@@ -247,8 +247,12 @@ def main(argv):
         print("usage: python3 ferry_batch.py < batch.bin  (one ferry-batch-v1 batch on stdin)",
               file=sys.stderr)
         return 2
+    most = MAX_RAW_LEN + 1024  # the largest body, its header and checksum
+    data = sys.stdin.buffer.read(most + 1)
     try:
-        events = decode(sys.stdin.buffer.read(MAX_RAW_LEN + 1024 + 1))
+        if len(data) > most:
+            raise BatchError(f"input over {most} bytes")
+        events = decode(data)
     except BatchError as e:
         print(f"ferry_batch.py: malformed batch: {e}", file=sys.stderr)
         return 1
