@@ -59,7 +59,50 @@ pub enum UnpackError {
 /// for LZ4 no more than 255 times the bytes given) plus a few dozen bytes per event (no
 /// more than one per 5 body bytes, at most [`MAX_EVENTS`]).
 pub fn unpack(batch: &[u8]) -> Result<Batch, UnpackError> {
-    let mut r = Reader { buf: batch, pos: 0 };
+    let h = header(batch)?;
+    let wire = &batch[h.len..h.len + h.body_len];
+    let tail = &batch[h.len + h.body_len..];
+    let stored = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]);
+    // The checksum covers the header and the uncompressed body side by side: so they are
+    // without compression; decompressed behind a copy of the header with LZ4.
+    let body = match h.compression {
+        Compression::None => {
+            verify(&batch[..h.len + h.body_len], stored)?;
+            Bytes::copy_from_slice(wire)
+        }
+        Compression::Lz4 => {
+            let mut buf = vec![0u8; h.len + h.raw_len];
+            buf[..h.len].copy_from_slice(&batch[..h.len]);
+            match lz4_flex::block::decompress_into(wire, &mut buf[h.len..]) {
+                Ok(n) if n == h.raw_len => {}
+                _ => return Err(UnpackError::Decompress),
+            }
+            verify(&buf, stored)?;
+            Bytes::from(buf).slice(h.len..)
+        }
+    };
+    let events = events(&h.gateway, h.count, &body)?;
+    Ok(Batch {
+        gateway: h.gateway,
+        compression: h.compression,
+        events,
+    })
+}
+
+/// A header whose lengths were checked against the limits and the input.
+struct Header {
+    compression: Compression,
+    gateway: String,
+    count: u64,
+    raw_len: usize,
+    body_len: usize,
+    /// Bytes of the header: where the body starts.
+    len: usize,
+}
+
+/// Reads the header and checks every length in it: the body and the checksum are then
+/// exactly the rest of `batch`, and `raw_len` is within the limits.
+fn header(batch: &[u8]) -> Result<Header, UnpackError> {
     if batch.len() < MAGIC.len() {
         return Err(if MAGIC.starts_with(batch) {
             UnpackError::Truncated("magic bytes")
@@ -67,6 +110,7 @@ pub fn unpack(batch: &[u8]) -> Result<Batch, UnpackError> {
             UnpackError::BadMagic
         });
     }
+    let mut r = Reader { buf: batch, pos: 0 };
     if r.take(MAGIC.len(), "magic bytes")? != MAGIC {
         return Err(UnpackError::BadMagic);
     }
@@ -86,7 +130,6 @@ pub fn unpack(batch: &[u8]) -> Result<Batch, UnpackError> {
     let raw_len = r.varint("uncompressed length")?;
     limit("uncompressed length", raw_len, MAX_RAW_LEN as u64)?;
     let body_len = r.varint("body length")?;
-    let header_len = r.pos;
     let body_ok = match compression {
         Compression::None => body_len == raw_len,
         Compression::Lz4 => raw_len <= body_len.saturating_mul(LZ4_MAX_RATIO),
@@ -104,7 +147,7 @@ pub fn unpack(batch: &[u8]) -> Result<Batch, UnpackError> {
             raw: raw_len,
         });
     }
-    let left = (batch.len() - header_len) as u64;
+    let left = (batch.len() - r.pos) as u64;
     let want = body_len.saturating_add(4);
     if left < want {
         return Err(UnpackError::Truncated(if left < body_len {
@@ -116,35 +159,14 @@ pub fn unpack(batch: &[u8]) -> Result<Batch, UnpackError> {
     if left > want {
         return Err(UnpackError::TrailingBytes((left - want) as usize));
     }
-    // Both lengths are now known to fit in the input, or (raw_len) under MAX_RAW_LEN.
-    let (body_len, raw_len) = (body_len as usize, raw_len as usize);
-    let wire = &batch[header_len..header_len + body_len];
-    let tail = &batch[header_len + body_len..];
-    let stored = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]);
-
-    // The checksum covers the header and the uncompressed body side by side: so they are
-    // without compression; decompressed behind a copy of the header with LZ4.
-    let body = match compression {
-        Compression::None => {
-            verify(&batch[..header_len + body_len], stored)?;
-            Bytes::copy_from_slice(wire)
-        }
-        Compression::Lz4 => {
-            let mut buf = vec![0u8; header_len + raw_len];
-            buf[..header_len].copy_from_slice(&batch[..header_len]);
-            match lz4_flex::block::decompress_into(wire, &mut buf[header_len..]) {
-                Ok(n) if n == raw_len => {}
-                _ => return Err(UnpackError::Decompress),
-            }
-            verify(&buf, stored)?;
-            Bytes::from(buf).slice(header_len..)
-        }
-    };
-    let events = events(&gateway, count, &body)?;
-    Ok(Batch {
-        gateway,
+    // body_len now fits in the input, and raw_len is under MAX_RAW_LEN: both are usizes.
+    Ok(Header {
         compression,
-        events,
+        gateway,
+        count,
+        raw_len: raw_len as usize,
+        body_len: body_len as usize,
+        len: r.pos,
     })
 }
 

@@ -90,8 +90,10 @@ impl Packer {
     pub fn fits(&self, ev: &PackEvent<'_>) -> bool {
         self.count == 0
             || (self.count < self.max_events
-                && self.len_with(self.body.len() + self.event_len(ev), self.count + 1)
-                    <= self.max_bytes)
+                && self.len_with(
+                    self.body.len().saturating_add(self.event_len(ev)),
+                    self.count + 1,
+                ) <= self.max_bytes)
     }
 
     /// Appends `ev`. The caller asks [`Packer::fits`] first; an error leaves the batch as
@@ -107,7 +109,7 @@ impl Packer {
             return Err(PackError::Full);
         }
         let len = self.event_len(ev);
-        if self.body.len() + len > MAX_RAW_LEN {
+        if self.body.len().saturating_add(len) > MAX_RAW_LEN {
             return Err(if self.count == 0 {
                 PackError::EventTooLarge { seq: ev.seq, len }
             } else {

@@ -17,6 +17,8 @@ mod varint;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_refusals;
+#[cfg(test)]
 mod tests_vectors;
 
 // The batch checksum is the store's CRC-32C. The store keeps that module private (and
