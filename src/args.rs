@@ -27,6 +27,8 @@ pub enum Invocation {
     Store {
         args: Vec<String>,
     },
+    /// `ferry unpack`: one `ferry-batch-v1` batch from stdin as JSON lines.
+    Unpack,
     Help,
     Version,
 }
@@ -50,6 +52,8 @@ Usage:
   ferry store COMMAND DIR ...  look into, check, repair or replay a stopped ferry's store:
                                info, check, dump, dlq list|replay|purge, salvage
                                (ferry store --help)
+  ferry unpack                 read one packed batch (ferry-batch-v1) from stdin and print
+                               its events as JSON lines. Exit 0 ok, 1 malformed batch
   ferry --help | --version
 
 Options:
@@ -103,6 +107,7 @@ pub fn parse(args: &[String]) -> Result<Invocation, String> {
         ("check", [file]) => only_run(Invocation::Check { file: file.into() }),
         ("check", _) => Err("check: expected one FILE".into()),
         ("defaults", []) => only_run(Invocation::Defaults),
+        ("unpack", []) => only_run(Invocation::Unpack),
         ("help", _) => Ok(Invocation::Help),
         ("passwd", operands) => {
             let delete = operands.iter().any(|w| matches!(*w, "-D" | "--delete"));
@@ -127,9 +132,9 @@ pub fn parse(args: &[String]) -> Result<Invocation, String> {
             args: operands.iter().map(|w| w.to_string()).collect(),
         }),
         (flag, _) if flag.starts_with('-') => Err(format!("unknown option {flag:?}")),
-        ("run" | "defaults", _) => Err(format!("{command}: takes no operands")),
+        ("run" | "defaults" | "unpack", _) => Err(format!("{command}: takes no operands")),
         (other, _) => Err(format!(
-            "unknown command {other:?}: expected run, check, defaults, passwd or store"
+            "unknown command {other:?}: expected run, check, defaults, passwd, store or unpack"
         )),
     }
 }
@@ -164,6 +169,7 @@ mod tests {
             })
         );
         assert_eq!(p("defaults"), Ok(Invocation::Defaults));
+        assert_eq!(p("unpack"), Ok(Invocation::Unpack));
         assert_eq!(
             p("passwd -D /etc/ferry/passwd alice"),
             Ok(Invocation::Passwd {
@@ -208,6 +214,8 @@ mod tests {
             ("passwd f", "passwd: expected FILE and USER"),
             ("passwd -x f u", "passwd: unknown option \"-x\""),
             ("defaults x", "defaults: takes no operands"),
+            ("unpack b.bin", "unpack: takes no operands"),
+            ("-c f unpack", "unpack: --config is only for running ferry"),
             ("--frobnicate", "unknown option \"--frobnicate\""),
             ("serve", "unknown command \"serve\""),
         ] {

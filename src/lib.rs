@@ -16,6 +16,7 @@ pub mod forward;
 pub mod metrics;
 pub mod mqtt;
 pub mod nats;
+pub mod pack;
 pub mod policy;
 pub mod router;
 pub mod service;

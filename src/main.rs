@@ -27,6 +27,7 @@ fn main() -> ExitCode {
             })
         }
         Ok(Invocation::Store { args }) => ferry::store::cli::main(&args),
+        Ok(Invocation::Unpack) => ferry::pack::cli::main(),
         Ok(Invocation::Help) => {
             print!("{}", ferry::args::HELP);
             ExitCode::SUCCESS
