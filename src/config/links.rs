@@ -165,6 +165,12 @@ fn upstream(c: &mut Checker, i: usize, spanned: &Spanned<RawUpstream>) -> Upstre
         }
     }
     client_identity(c, &p, r, &mut up);
+    super::packing::packing(c, &p, r, &mut up);
+    if up.pack.is_some() && r.inflight.is_none() {
+        // A batch is up to pack_max_events events: a few in flight keep the link busy,
+        // and keep what a crash sends twice small.
+        up.inflight = 8;
+    }
     protocol(c, &p("protocol"), r, &mut up);
     up.ack_timeout = positive(c, &p("ack_timeout"), &r.ack_timeout).unwrap_or(up.ack_timeout);
     up.max_bytes_rate = c.size(

@@ -11,6 +11,7 @@ mod board;
 mod check;
 mod errors;
 mod links;
+mod packing;
 mod raw;
 mod security;
 mod topic;
@@ -31,6 +32,7 @@ use std::path::Path;
 
 pub use board::{BoardInfo, board, board_names};
 pub use errors::{ConfigError, Problem};
+pub use packing::{PackCompression, PackConfig};
 pub use topic::TOPIC_PLACEHOLDER;
 pub use types::{
     AclAction, AclRule, AuthConfig, CertIdentity, Config, ForwardRule, Fsync, GatewayConfig,

@@ -132,6 +132,12 @@ pub(crate) struct RawUpstream {
     pub cert_file: Leaf,
     pub key_file: Leaf,
     pub alpn: Leaf,
+    pub pack: Leaf,
+    pub pack_max_events: Leaf,
+    pub pack_max_bytes: Leaf,
+    pub pack_linger: Leaf,
+    pub pack_topic: Leaf,
+    pub compression: Leaf,
 }
 
 #[derive(Debug, Deserialize)]

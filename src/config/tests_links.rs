@@ -310,3 +310,44 @@ fn nats_upstreams_url_lists_protocols_and_tokens() {
         "f.toml:3:8: upstream[0].urls: empty: expected at least one address"
     );
 }
+
+#[test]
+fn packing_keys() {
+    use crate::config::{PackCompression, PackConfig};
+    let c = parse(
+        &format!("{UP}pack = \"ferry-batch-v1\"\ncompression = \"lz4\"\npack_max_events = 100\npack_linger = \"20ms\"\n"),
+        "f.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        c.upstream[0].pack,
+        Some(PackConfig {
+            max_events: 100,
+            linger: std::time::Duration::from_millis(20),
+            compression: PackCompression::Lz4,
+            ..PackConfig::default()
+        })
+    );
+    let plain = parse(UP, "f.toml").unwrap();
+    assert_eq!(plain.upstream[0].pack, None);
+    assert_eq!(
+        one_error(&format!("{UP}compression = \"lz4\"\n")),
+        "f.toml:4:15: upstream[0].compression: set without pack: expected pack = \"ferry-batch-v1\" too"
+    );
+    assert_eq!(
+        one_error(&format!("{UP}pack = \"gzip\"\n")),
+        "f.toml:4:8: upstream[0].pack: unknown format \"gzip\": expected \"ferry-batch-v1\""
+    );
+    assert_eq!(
+        one_error(&format!(
+            "{UP}pack = \"ferry-batch-v1\"\ncompression = \"zstd\"\n"
+        )),
+        "f.toml:5:15: upstream[0].compression: invalid value \"zstd\": expected \"none\" or \"lz4\""
+    );
+    assert_eq!(
+        one_error(&format!(
+            "{UP}pack = \"ferry-batch-v1\"\npack_topic = \"a/+/b\"\n"
+        )),
+        "f.toml:5:14: upstream[0].pack_topic: invalid topic \"a/+/b\": wildcards (+, #) are not allowed in a topic name"
+    );
+}

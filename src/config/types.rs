@@ -429,6 +429,8 @@ pub struct UpstreamConfig {
     /// Times an event the upstream refuses is sent before it moves to the dead-letter
     /// table; 1..=100.
     pub max_attempts: u32,
+    /// Many events per upstream message (`pack = "ferry-batch-v1"`); None: one each.
+    pub pack: Option<super::PackConfig>,
 }
 
 /// `[[upstream]] protocol`.
@@ -487,6 +489,7 @@ impl UpstreamConfig {
             max_rate: None,
             max_bytes_rate: None,
             max_attempts: 3,
+            pack: None,
         }
     }
 }

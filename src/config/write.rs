@@ -140,6 +140,14 @@ impl Config {
             if let Some(key) = &u.key_file {
                 w.str("key_file", &key.to_string_lossy());
             }
+            if let Some(pack) = &u.pack {
+                w.str("pack", "ferry-batch-v1");
+                w.raw("pack_max_events", pack.max_events);
+                w.str("pack_max_bytes", &pack.max_bytes.to_string());
+                w.dur("pack_linger", pack.linger);
+                w.str("pack_topic", &pack.topic);
+                w.str("compression", pack.compression.as_str());
+            }
             if !u.alpn.is_empty() {
                 let list: Vec<String> = u.alpn.iter().map(|a| quote(a)).collect();
                 w.raw("alpn", format!("[{}]", list.join(", ")));

@@ -12,7 +12,7 @@ use super::backoff::Backoff;
 use super::client::{self, Client, LinkEvent, Refusal};
 use super::rate::Rate;
 use super::watchdog::Watchdog;
-use super::window::Window;
+use super::window::{Span, Window};
 use crate::config::{UpstreamConfig, UpstreamUrl};
 use crate::metrics::UpstreamMetrics;
 use crate::store::{Store, StoredEvent};
@@ -57,21 +57,21 @@ enum Published {
 /// Refused events waiting to be sent again, each with when (the delay doubles with each
 /// refusal, from `backoff_min`). At most the window's events.
 #[derive(Default)]
-struct Retries(VecDeque<(Instant, u64)>);
+struct Retries(VecDeque<(Instant, Span)>);
 
 impl Retries {
-    fn push(&mut self, at: Instant, seq: u64) {
+    fn push(&mut self, at: Instant, span: Span) {
         let i = self.0.partition_point(|(t, _)| *t <= at);
-        self.0.insert(i, (at, seq));
+        self.0.insert(i, (at, span));
     }
 
     fn next_due(&self) -> Option<Instant> {
         self.0.front().map(|(t, _)| *t)
     }
 
-    fn take_due(&mut self, now: Instant) -> Vec<u64> {
+    fn take_due(&mut self, now: Instant) -> Vec<Span> {
         let n = self.0.partition_point(|(t, _)| *t <= now);
-        self.0.drain(..n).map(|(_, seq)| seq).collect()
+        self.0.drain(..n).map(|(_, span)| span).collect()
     }
 }
 
@@ -215,7 +215,12 @@ impl Link {
         let mut committed = self.store.committed();
         let mut flush = tokio::time::interval(CURSOR_FLUSH);
         let mut age_tick = tokio::time::interval(Duration::from_secs(1));
-        let capacity = usize::from(self.config.inflight);
+        // Events in flight at most: `inflight` publishes, of up to `pack_max_events` each
+        // on a packed upstream.
+        let per_publish = self.config.pack.as_ref().map_or(1, |p| p.max_events);
+        let capacity = usize::from(self.config.inflight).saturating_mul(per_publish);
+        // A packed upstream's open batch waits for more events until then (or a full batch).
+        let mut linger_until: Option<Instant> = None;
         let mut rate = self.config.max_rate.map(Rate::new);
         let mut byte_rate = self
             .config
@@ -240,9 +245,23 @@ impl Link {
             let allowed = byte_rate
                 .as_mut()
                 .map_or(allowed, |r| r.events_of(now, mean).min(allowed));
-            let pending = connected && window.scanned() < *committed.borrow();
+            let waiting = |linger: Option<Instant>, committed: u64, scanned: u64| {
+                linger.is_some_and(|t| Instant::now() < t)
+                    && committed.saturating_sub(scanned) < per_publish as u64
+            };
+            let pending = connected
+                && window.scanned() < *committed.borrow()
+                && !waiting(linger_until, *committed.borrow(), window.scanned());
             if pending && allowed > 0 {
-                match self.send_batch(&client, window, allowed).await {
+                let pass = if self.config.pack.is_some() {
+                    self.send_packed(&client, window, allowed).await.map(|p| {
+                        linger_until = p.linger_until;
+                        (p.events, p.bytes)
+                    })
+                } else {
+                    self.send_batch(&client, window, allowed).await
+                };
+                match pass {
                     Ok((sent, bytes)) => {
                         if sent > 0 {
                             watchdog.sent(Instant::now());
@@ -260,7 +279,8 @@ impl Link {
             let room = capacity.saturating_sub(window.len());
             let more = connected
                 && (room >= chunk || window.len() == 0)
-                && window.scanned() < *committed.borrow();
+                && window.scanned() < *committed.borrow()
+                && !waiting(linger_until, *committed.borrow(), window.scanned());
             let throttle = match (rate.as_ref(), byte_rate.as_ref()) {
                 (None, None) => None,
                 (a, b) => Some(
@@ -292,18 +312,19 @@ impl Link {
                     }
                     Ok(LinkEvent::Written(pkid)) => window.written(pkid),
                     Ok(LinkEvent::Acked { pkid, refused, duplicate }) => {
-                        if let Some(seq) = window.answered(pkid) {
+                        if let Some(span) = window.answered(pkid) {
                             match refused {
                                 None => {
-                                    refusals.forget(seq);
-                                    window.mark(seq);
-                                    self.metrics.forwarded.inc();
+                                    refusals.forget(span.first);
+                                    let events = if span.first == span.last { 1 } else { window.seqs_in(span).len() };
+                                    window.mark(span);
+                                    self.metrics.forwarded.add(events as u64);
                                     if duplicate {
                                         self.metrics.duplicates.inc();
                                     }
                                 }
                                 Some(refusal) => {
-                                    if let Err(reason) = self.refused(window, refusals, &mut retries, seq, refusal).await {
+                                    if let Err(reason) = self.refused(window, refusals, &mut retries, span, refusal).await {
                                         return End::Lost(reason);
                                     }
                                 }
@@ -338,11 +359,14 @@ impl Link {
                     }
                 }
                 _ = tokio::time::sleep_until(retries.next_due().unwrap_or_else(Instant::now).into()), if retries.next_due().is_some() => {
-                    for seq in retries.take_due(Instant::now()) {
-                        if let Err(reason) = self.resend(&client, window, refusals, seq).await {
+                    for span in retries.take_due(Instant::now()) {
+                        if let Err(reason) = self.resend(&client, window, refusals, span).await {
                             return End::Lost(reason);
                         }
                     }
+                }
+                _ = tokio::time::sleep_until(linger_until.unwrap_or_else(Instant::now).into()), if linger_until.is_some() => {
+                    linger_until = None;
                 }
                 _ = tokio::time::sleep(throttle.unwrap_or_default()), if throttle.is_some() => {}
                 _ = std::future::ready(()), if more && throttle.is_none() => {}
@@ -407,18 +431,7 @@ impl Link {
         allowed: usize,
     ) -> Result<(usize, usize), String> {
         let room = allowed.min(self.config.batch);
-        let store = self.store.clone();
-        let (after, bit) = (window.scanned(), self.bit);
-        let read = tokio::task::spawn_blocking(move || store.read_after(after, room, bit))
-            .await
-            .map_err(|e| format!("store read task failed: {e}"))?;
-        let (records, last) = match read {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(upstream = %self.config.name, error = %e, "store read failed");
-                return Err(format!("store read failed: {e}"));
-            }
-        };
+        let (records, last) = self.read_after(window.scanned(), room).await?;
         let (mut sent, mut bytes) = (0, 0);
         for rec in records {
             let seq = rec.seq;
@@ -450,13 +463,33 @@ impl Link {
         Ok((sent, bytes))
     }
 
+    /// Up to `n` of this link's records after seq `after`, and the seq read up to.
+    pub(super) async fn read_after(
+        &self,
+        after: u64,
+        n: usize,
+    ) -> Result<(Vec<StoredEvent>, u64), String> {
+        let store = self.store.clone();
+        let bit = self.bit;
+        let read = tokio::task::spawn_blocking(move || store.read_after(after, n, bit))
+            .await
+            .map_err(|e| format!("store read task failed: {e}"))?;
+        read.map_err(|e| {
+            tracing::error!(upstream = %self.config.name, error = %e, "store read failed");
+            format!("store read failed: {e}")
+        })
+    }
+
+    /// The rule that sends `topic` to this upstream: the first that matches.
+    pub(super) fn route(&self, topic: &str) -> Option<&Route> {
+        self.routes
+            .iter()
+            .find(|r| crate::topic::matches(&r.filter, topic))
+    }
+
     /// Routes and hands one stored event to the client (or says why not).
     async fn publish(&self, client: &Client, rec: StoredEvent) -> Result<Published, String> {
-        let Some(route) = self
-            .routes
-            .iter()
-            .find(|r| crate::topic::matches(&r.filter, &rec.topic))
-        else {
+        let Some(route) = self.route(&rec.topic) else {
             return Ok(Published::NoRoute);
         };
         let StoredEvent {
@@ -491,10 +524,11 @@ impl Link {
         window: &mut Window,
         refusals: &mut Refusals,
         retries: &mut Retries,
-        seq: u64,
+        span: Span,
         refusal: Refusal,
     ) -> Result<(), String> {
         self.metrics.refused.inc();
+        let seq = span.first;
         let attempts = refusals.count(seq, window.cursor());
         if attempts < self.config.max_attempts {
             let delay = self
@@ -504,24 +538,31 @@ impl Link {
                 .min(self.config.backoff_max);
             tracing::debug!(upstream = %self.config.name, seq, reason = %refusal.reason, attempts, retry_in = ?delay,
                 "upstream refused a forwarded event; sending it again");
-            retries.push(Instant::now() + delay, seq);
+            retries.push(Instant::now() + delay, span);
             return Ok(());
         }
         refusals.forget(seq);
-        self.give_up(seq, &refusal.reason, refusal.detail, attempts)
-            .await?;
-        window.mark(seq);
+        // A refused batch: each of its events is a dead letter of its own.
+        for seq in window.seqs_in(span) {
+            self.give_up(seq, &refusal.reason, refusal.detail.clone(), attempts)
+                .await?;
+        }
+        window.mark(span);
         Ok(())
     }
 
-    /// Sends refused `seq` again (its delay is over).
+    /// Sends refused `span` again (its delay is over).
     async fn resend(
         &self,
         client: &Client,
         window: &mut Window,
         refusals: &mut Refusals,
-        seq: u64,
+        span: Span,
     ) -> Result<(), String> {
+        if self.config.pack.is_some() {
+            return self.resend_batch(client, window, span).await;
+        }
+        let seq = span.first;
         let store = self.store.clone();
         let read = tokio::task::spawn_blocking(move || store.read_seq(seq))
             .await
@@ -529,20 +570,20 @@ impl Link {
             .map_err(|e| format!("store read failed: {e}"))?;
         if let Some(rec) = read {
             if let Published::Sent(qos) = self.publish(client, rec).await? {
-                window.resend(seq, qos);
+                window.resend(span, qos);
                 return Ok(());
             }
         }
         // Gone (retention), no longer routed or no longer sendable: nothing to send again.
         refusals.forget(seq);
-        window.mark(seq);
+        window.mark(span);
         Ok(())
     }
 
     /// Moves `seq` to the dead-letter table; returns once that is committed (the cursor
     /// may pass it then). An error is a reason to drop the link: the event is sent again
     /// from the cursor, nothing is skipped.
-    async fn give_up(
+    pub(super) async fn give_up(
         &self,
         seq: u64,
         reason: &str,

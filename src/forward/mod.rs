@@ -9,6 +9,7 @@ mod backoff;
 mod client;
 mod link;
 mod nats;
+mod packed;
 mod rate;
 #[cfg(feature = "tls")]
 pub mod tls;

@@ -14,6 +14,24 @@ struct Sent {
     acked: bool,
 }
 
+/// The seqs one upstream publish carries: one event (`first == last`), or a packed batch
+/// of the events this link sent from `first` to `last` (never a seq it did not send: the
+/// window holds only those).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub first: u64,
+    pub last: u64,
+}
+
+impl Span {
+    pub fn one(seq: u64) -> Span {
+        Span {
+            first: seq,
+            last: seq,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Window {
     /// Everything at or below this is acknowledged (or not ours).
@@ -23,8 +41,8 @@ pub struct Window {
     /// Sent and not yet folded into the cursor, in seq order.
     inflight: VecDeque<Sent>,
     /// Handed to the client library, waiting to learn its packet id, in send order.
-    awaiting_pkid: VecDeque<(u64, u8)>,
-    by_pkid: HashMap<u16, u64>,
+    awaiting_pkid: VecDeque<(Span, u8)>,
+    by_pkid: HashMap<u16, Span>,
 }
 
 impl Window {
@@ -54,8 +72,42 @@ impl Window {
     pub fn push(&mut self, seq: u64, qos: u8) {
         debug_assert!(seq > self.scanned);
         self.inflight.push_back(Sent { seq, acked: false });
-        self.awaiting_pkid.push_back((seq, qos));
+        self.awaiting_pkid.push_back((Span::one(seq), qos));
         self.scanned = seq;
+    }
+
+    /// The events `seqs` (increasing, above the scan position) were handed to the client
+    /// in one packed publish at `qos`.
+    pub fn push_batch(&mut self, seqs: &[u64], qos: u8) {
+        let (Some(first), Some(last)) = (seqs.first(), seqs.last()) else {
+            return;
+        };
+        debug_assert!(*first > self.scanned);
+        for seq in seqs {
+            self.inflight.push_back(Sent {
+                seq: *seq,
+                acked: false,
+            });
+        }
+        self.awaiting_pkid.push_back((
+            Span {
+                first: *first,
+                last: *last,
+            },
+            qos,
+        ));
+        self.scanned = *last;
+    }
+
+    /// The seqs in flight within `span` (a packed publish's events).
+    pub fn seqs_in(&self, span: Span) -> Vec<u64> {
+        let from = self.inflight.partition_point(|s| s.seq < span.first);
+        self.inflight
+            .iter()
+            .skip(from)
+            .take_while(|s| s.seq <= span.last)
+            .map(|s| s.seq)
+            .collect()
     }
 
     /// `seq` was read and is done with without being sent (moved to the dead letters).
@@ -78,13 +130,13 @@ impl Window {
     /// The client wrote the next publish with packet id `pkid` (0 for QoS 0, which
     /// counts as delivered once written).
     pub fn written(&mut self, pkid: u16) {
-        let Some((seq, qos)) = self.awaiting_pkid.pop_front() else {
+        let Some((span, qos)) = self.awaiting_pkid.pop_front() else {
             return;
         };
         if qos == 0 {
-            self.mark(seq);
+            self.mark(span);
         } else {
-            self.by_pkid.insert(pkid, seq);
+            self.by_pkid.insert(pkid, span);
         }
     }
 
@@ -92,32 +144,34 @@ impl Window {
     #[cfg(test)]
     pub fn acked(&mut self, pkid: u16) -> bool {
         match self.answered(pkid) {
-            Some(seq) => {
-                self.mark(seq);
+            Some(span) => {
+                self.mark(span);
                 true
             }
             None => false,
         }
     }
 
-    /// The upstream answered `pkid` (an acknowledgement that may be a refusal): the seq
+    /// The upstream answered `pkid` (an acknowledgement that may be a refusal): the span
     /// it was for, which stays in flight until [`Window::mark`] (delivered, or set aside
     /// as a dead letter) or [`Window::resend`]. None for an id we do not know.
-    pub fn answered(&mut self, pkid: u16) -> Option<u64> {
+    pub fn answered(&mut self, pkid: u16) -> Option<Span> {
         self.by_pkid.remove(&pkid)
     }
 
-    /// `seq`, in flight and answered, was handed to the client again at `qos`.
-    pub fn resend(&mut self, seq: u64, qos: u8) {
-        self.awaiting_pkid.push_back((seq, qos));
+    /// `span`, in flight and answered, was handed to the client again at `qos`.
+    pub fn resend(&mut self, span: Span, qos: u8) {
+        self.awaiting_pkid.push_back((span, qos));
     }
 
-    /// `seq` is done with: acknowledged, or moved to the dead letters.
-    pub fn mark(&mut self, seq: u64) {
-        if let Ok(i) = self.inflight.binary_search_by_key(&seq, |s| s.seq) {
-            if let Some(s) = self.inflight.get_mut(i) {
-                s.acked = true;
+    /// Every event of `span` is done with: acknowledged, or moved to the dead letters.
+    pub fn mark(&mut self, span: Span) {
+        let from = self.inflight.partition_point(|s| s.seq < span.first);
+        for s in self.inflight.iter_mut().skip(from) {
+            if s.seq > span.last {
+                break;
             }
+            s.acked = true;
         }
         self.fold();
     }
@@ -181,14 +235,14 @@ mod tests {
         w.push(2, 1);
         w.written(5);
         w.written(6);
-        assert_eq!(w.answered(5), Some(1)); // refused
+        assert_eq!(w.answered(5), Some(Span::one(1))); // refused
         assert!(w.acked(6));
         assert_eq!(w.cursor(), 0);
-        w.resend(1, 1);
+        w.resend(Span::one(1), 1);
         w.written(7);
-        assert_eq!(w.answered(7), Some(1)); // refused again: dead-lettered
+        assert_eq!(w.answered(7), Some(Span::one(1))); // refused again: dead-lettered
         assert_eq!(w.cursor(), 0);
-        w.mark(1);
+        w.mark(Span::one(1));
         assert_eq!((w.cursor(), w.len()), (2, 0));
         assert_eq!(w.answered(7), None);
     }
@@ -200,5 +254,25 @@ mod tests {
         assert_eq!(w.cursor(), 9);
         w.scanned_to(3);
         assert_eq!(w.cursor(), 9);
+    }
+
+    #[test]
+    fn a_packed_publish_acknowledges_all_its_events_at_once() {
+        let mut w = Window::new(0);
+        w.push_batch(&[1, 2, 4], 1); // 3 was not ours
+        w.push(5, 1);
+        w.push_batch(&[6, 7], 1);
+        w.scanned_to(8);
+        for pkid in [1, 2, 3] {
+            w.written(pkid);
+        }
+        let first = Span { first: 1, last: 4 };
+        assert_eq!(w.seqs_in(first), vec![1, 2, 4]);
+        assert!(w.acked(3));
+        assert_eq!(w.cursor(), 0, "the batch 6..=7 waits for 1..=5");
+        assert!(w.acked(1));
+        assert_eq!(w.cursor(), 4);
+        assert!(w.acked(2));
+        assert_eq!((w.cursor(), w.len()), (8, 0));
     }
 }

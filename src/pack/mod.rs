@@ -21,13 +21,8 @@ mod tests_refusals;
 #[cfg(test)]
 mod tests_vectors;
 
-// The batch checksum is the store's CRC-32C. The store keeps that module private (and
-// this branch leaves src/store alone), so the same file is compiled here once more rather
-// than a second implementation written; `pub(crate) mod crc32c` in src/store/mod.rs and
-// a `use` here would replace these lines.
-#[allow(clippy::duplicate_mod)]
-#[path = "../store/crc32c.rs"]
-mod crc32c;
+// The batch checksum is the store's CRC-32C.
+use crate::store::crc32c;
 
 pub use decode::{UnpackError, unpack};
 pub use encode::{PackError, Packer};

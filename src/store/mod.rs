@@ -24,7 +24,7 @@
 //! All writes go through one thread ([`writer`]); readers open their own read transactions.
 
 pub mod cli;
-mod crc32c;
+pub(crate) mod crc32c;
 mod damage;
 mod db;
 pub mod deadletter;
