@@ -125,7 +125,7 @@ fn run(path: Option<PathBuf>) -> ExitCode {
         let running = match ferry::broker::start(cfg).await {
             Ok(r) => r,
             Err(e) => {
-                tracing::error!("{e:#}");
+                tracing::error!("{e}");
                 return start_failure(&e);
             }
         };
@@ -147,11 +147,8 @@ fn run(path: Option<PathBuf>) -> ExitCode {
 /// missing where the marker says it was), so that systemd's `RestartPreventExitStatus`
 /// stops there instead of restarting into the same failure every 2 s; 1 otherwise (a
 /// port in use, say, may well be free at the next attempt).
-fn start_failure(e: &anyhow::Error) -> ExitCode {
-    let store = e
-        .chain()
-        .find_map(|c| c.downcast_ref::<ferry::store::StoreError>());
-    if store.is_some_and(|s| s.needs_operator()) {
+fn start_failure(e: &ferry::broker::StartError) -> ExitCode {
+    if e.needs_operator() {
         ExitCode::from(3)
     } else {
         ExitCode::FAILURE

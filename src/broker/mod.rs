@@ -5,9 +5,11 @@ mod health;
 mod http;
 mod hub;
 mod retained;
+mod start_error;
 
 pub use durable::Durable;
 pub use hub::{Hub, Published};
+pub use start_error::StartError;
 
 use crate::budget::Budget;
 use crate::config::Config;
@@ -15,7 +17,6 @@ use crate::forward::{self, Forwarding};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreOptions, WriterJoin};
 use crate::transport::listen::Transport;
-use anyhow::Context;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,7 +46,7 @@ async fn restore_retained(
     store: &Store,
     stored: Vec<crate::store::StoredEvent>,
     config: &Config,
-) -> anyhow::Result<()> {
+) -> Result<(), StartError> {
     let left_out = hub.retained.restore(stored);
     if left_out.is_empty() {
         return Ok(());
@@ -61,13 +62,13 @@ async fn restore_retained(
         store
             .change_retained(crate::store::RetainedChange::Delete(topic))
             .await
-            .context("cannot delete retained messages beyond the limits")?;
+            .map_err(StartError::DropRetained)?;
     }
     Ok(())
 }
 
 /// Opens the store and binds every listener; an error here means nothing was started.
-pub async fn start(config: Config) -> anyhow::Result<Running> {
+pub async fn start(config: Config) -> Result<Running, StartError> {
     let metrics = Arc::new(Metrics::default());
     let names: Vec<String> = config.upstream.iter().map(|u| u.name.clone()).collect();
     let budget = Arc::new(Budget::new(
@@ -96,8 +97,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let (store, writer) =
         tokio::task::spawn_blocking(move || Store::open(&dir, &names, opts, store_metrics))
             .await
-            .context("store open task")?
-            .with_context(|| format!("cannot open store in {}", config.store.dir.display()))?;
+            .map_err(|e| StartError::Task {
+                what: "store open",
+                reason: e.to_string(),
+            })?
+            .map_err(|source| StartError::Store {
+                dir: config.store.dir.display().to_string(),
+                source,
+            })?;
     let bits: Vec<u8> = store.upstreams().iter().map(|u| u.bit).collect();
     let forwarding = Forwarding::new(&config.upstream, &config.forward, &bits);
     let hub = Arc::new(
@@ -106,8 +113,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             Some(store.clone()),
             metrics.clone(),
             config.mqtt.max_retained,
-            crate::policy::Policy::new(&config, metrics.clone())
-                .context("cannot load the [auth] password file")?,
+            crate::policy::Policy::new(&config, metrics.clone())?,
             budget.clone(),
         )
         .with_max_retained_bytes(
@@ -117,8 +123,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let st = store.clone();
     let retained = tokio::task::spawn_blocking(move || st.load_retained())
         .await
-        .context("store read task")?
-        .context("cannot read retained messages from the store")?;
+        .map_err(|e| StartError::Task {
+            what: "store read",
+            reason: e.to_string(),
+        })?
+        .map_err(StartError::LoadRetained)?;
     restore_retained(&hub, &store, retained, &config).await?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let config = Arc::new(config);
@@ -162,7 +171,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     if let Some(listen) = config.metrics.listen {
         let (addr, task) = http::serve(listen, metrics.clone(), store.clone(), shutdown_rx.clone())
             .await
-            .with_context(|| format!("cannot listen for metrics on {listen}"))?;
+            .map_err(|e| StartError::listen("metrics", listen, e))?;
         tracing::info!(%addr, "metrics endpoint ready");
         metrics_addr = Some(addr);
         listeners.push(task);

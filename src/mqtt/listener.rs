@@ -4,6 +4,7 @@
 use super::connection;
 use super::sessions::Sessions;
 use crate::broker::Hub;
+use crate::broker::StartError;
 use crate::config::Config;
 use crate::transport::listen::{self, ListenOptions, Transport};
 use std::net::SocketAddr;
@@ -46,13 +47,12 @@ pub async fn listen(
     config: Arc<Config>,
     hub: Arc<Hub>,
     shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<(Vec<(Transport, SocketAddr)>, Vec<JoinHandle<()>>)> {
-    use anyhow::Context;
+) -> Result<(Vec<(Transport, SocketAddr)>, Vec<JoinHandle<()>>), StartError> {
     let mut bound = Vec::new();
     for (transport, addr) in endpoints(&config) {
-        let listener = TcpListener::bind(addr).await.with_context(|| {
-            format!("cannot listen for MQTT ({}) on {addr}", transport.as_str())
-        })?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| StartError::listen(format!("MQTT ({})", transport.as_str()), addr, e))?;
         bound.push((transport, listener));
     }
     #[cfg(feature = "tls")]
@@ -93,7 +93,11 @@ pub async fn listen(
     let mut addrs = Vec::new();
     let mut tasks = Vec::new();
     for (transport, listener) in bound {
-        addrs.push((transport, listener.local_addr()?));
+        let addr = listener.local_addr().map_err(|e| {
+            let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
+            StartError::listen(format!("MQTT ({})", transport.as_str()), unknown, e)
+        })?;
+        addrs.push((transport, addr));
         let opts = ListenOptions {
             protocol: "MQTT",
             transport,

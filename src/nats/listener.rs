@@ -3,6 +3,7 @@
 use super::connection;
 use super::proto::{ServerInfo, encode_err};
 use crate::broker::Hub;
+use crate::broker::StartError;
 use crate::config::{Config, NatsTls};
 use crate::transport::listen::{self, ListenOptions, Transport};
 use bytes::BytesMut;
@@ -62,15 +63,16 @@ pub async fn listen(
     config: Arc<Config>,
     hub: Arc<Hub>,
     shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<Option<(SocketAddr, JoinHandle<()>)>> {
-    use anyhow::Context;
+) -> Result<Option<(SocketAddr, JoinHandle<()>)>, StartError> {
     let Some(addr) = config.nats.listen else {
         return Ok(None);
     };
     let listener = TcpListener::bind(addr)
         .await
-        .with_context(|| format!("cannot listen for NATS on {addr}"))?;
-    let addr = listener.local_addr()?;
+        .map_err(|e| StartError::listen("NATS", addr, e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| StartError::listen("NATS", addr, e))?;
     #[cfg(feature = "tls")]
     let tls = match config.nats.tls {
         NatsTls::Off => None,

@@ -32,6 +32,6 @@ pub async fn listen(
     config: Arc<Config>,
     hub: Arc<Hub>,
     shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<Option<(SocketAddr, JoinHandle<()>)>> {
+) -> Result<Option<(SocketAddr, JoinHandle<()>)>, crate::broker::StartError> {
     listener::listen(config, hub, shutdown).await
 }
