@@ -38,6 +38,19 @@ pub struct Sub {
 /// Connects, subscribes to `filter` and returns once the SUBACK arrived. Messages that
 /// arrive before it (a persistent session's queue) are counted too.
 pub async fn subscribe(port: u16, id: &str, filter: &str, qos: QoS, clean: bool) -> Result<Sub> {
+    subscribe_with(port, id, filter, qos, clean, false).await
+}
+
+/// [`subscribe`]; with `packed`, each message is a `ferry-batch-v1` batch whose events are
+/// counted (`Tally::on_batch`).
+pub async fn subscribe_with(
+    port: u16,
+    id: &str,
+    filter: &str,
+    qos: QoS,
+    clean: bool,
+    packed: bool,
+) -> Result<Sub> {
     let (client, mut el) = client(id, port, 100, clean);
     client.subscribe(filter, qos).await?;
     let tally = Arc::new(Tally::default());
@@ -46,6 +59,7 @@ pub async fn subscribe(port: u16, id: &str, filter: &str, qos: QoS, clean: bool)
     let task = tokio::spawn(async move {
         loop {
             match el.poll().await {
+                Ok(Event::Incoming(Packet::Publish(p))) if packed => t.on_batch(&p.payload),
                 Ok(Event::Incoming(Packet::Publish(p))) => t.on_message(&p.payload),
                 Ok(Event::Incoming(Packet::SubAck(_))) => acked.store(true, Ordering::Relaxed),
                 Ok(_) => {}

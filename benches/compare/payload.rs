@@ -56,9 +56,40 @@ pub struct Tally {
     last_ns: AtomicU64,
     record: AtomicBool,
     latencies: Mutex<Vec<u32>>,
+    /// Bytes of the messages that were `ferry-batch-v1` batches, and batches that did not
+    /// decode (a broken batch loses its events: the count never reaches n).
+    batch_bytes: AtomicU64,
+    broken_batches: AtomicU64,
 }
 
 impl Tally {
+    /// Called by the subscriber task for every message that is a packed batch: counts its
+    /// events, decoded with ferry's own `unpack` as a cloud consumer would.
+    pub fn on_batch(&self, payload: &[u8]) {
+        let now = now_ns();
+        let events = match ferry::pack::unpack(payload) {
+            Ok(b) => b.events.len() as u64,
+            Err(_) => {
+                self.broken_batches.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        self.batch_bytes
+            .fetch_add(payload.len() as u64, Ordering::Relaxed);
+        if self.count.fetch_add(events, Ordering::Relaxed) == 0 {
+            self.first_ns.store(now, Ordering::Relaxed);
+        }
+        self.last_ns.store(now, Ordering::Relaxed);
+    }
+
+    /// Bytes of the batches received, and how many did not decode.
+    pub fn batches(&self) -> (u64, u64) {
+        (
+            self.batch_bytes.load(Ordering::Relaxed),
+            self.broken_batches.load(Ordering::Relaxed),
+        )
+    }
+
     /// Called by the subscriber task for every message.
     pub fn on_message(&self, payload: &[u8]) {
         let now = now_ns();
