@@ -337,3 +337,73 @@ async fn no_responders_is_retried_until_the_stream_exists() {
     assert_eq!(ferry.metric("ferry_store_dead_letters"), 0);
     device.abort();
 }
+
+/// A subject the NATS user may not publish to: nats-server drops the publish with
+/// `-ERR 'Permissions Violation ...'` and keeps the connection. That event is refused, sent
+/// `max_attempts` times and dead-lettered (`not_permitted`), never counted as delivered by
+/// the PONG that follows; every other event arrives once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_subject_is_dead_lettered_and_the_rest_arrive() {
+    use futures_util::StreamExt;
+    const N: usize = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let server = NatsServer::start(
+        dir.path(),
+        "perm",
+        "authorization { users = [ \
+           { user: gw, password: pw, permissions: { publish: { deny: [\"site-a.sensors.3\"] } } }, \
+           { user: cloud, password: cloud } ] }",
+    );
+    let cloud = async_nats::ConnectOptions::with_user_and_password("cloud".into(), "cloud".into())
+        .connect(server.url())
+        .await
+        .unwrap();
+    let mut sub = cloud.subscribe("site-a.>").await.unwrap();
+    cloud.flush().await.unwrap();
+    let ferry = Ferry::start(
+        dir.path(),
+        &config(
+            dir.path(),
+            &upstream(
+                "core",
+                &server.url(),
+                "protocol = \"core\"\nusername = \"gw\"\npassword = \"pw\"\nmax_attempts = 2",
+            ),
+        ),
+    );
+    let device = Device::connect(ferry.mqtt, "dev-perm").await;
+    device
+        .publish_acked(N, topic, Duration::from_secs(30))
+        .await;
+    let allowed: Vec<usize> = (0..N).filter(|i| i % TOPICS != 3).collect();
+    for i in &allowed {
+        let m = tokio::time::timeout(Duration::from_secs(20), sub.next())
+            .await
+            .unwrap_or_else(|_| panic!("event {i} did not arrive"))
+            .unwrap();
+        assert_eq!(m.payload, i.to_string().as_bytes(), "order");
+    }
+    let denied = (N - allowed.len()) as u64;
+    let series = "ferry_upstream_dead_letters_total{upstream=\"core\",reason=\"not_permitted\"}";
+    wait_for(
+        Duration::from_secs(20),
+        "the denied events dead-lettered",
+        || {
+            // The series appears with the first dead letter.
+            ferry.metrics().contains(&format!("{series} {denied}\n"))
+        },
+    )
+    .await;
+    assert_eq!(forwarded(&ferry, "core"), allowed.len() as u64);
+    assert_eq!(
+        ferry.metric("ferry_upstream_refused_total{upstream=\"core\"}"),
+        2 * denied
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), sub.next())
+            .await
+            .is_err(),
+        "nothing else arrives"
+    );
+    device.abort();
+}

@@ -343,8 +343,9 @@ struct Session<'a> {
     rbuf: BytesMut,
     wbuf: BytesMut,
     next_id: u16,
-    /// Publishes written and not yet answered, by id, with when they were written.
-    outstanding: HashMap<u16, Instant>,
+    /// Publishes written and not yet answered, by id: when they were written, and their
+    /// subject (a permissions `-ERR` names only that). At most `inflight` entries.
+    outstanding: HashMap<u16, (Instant, String)>,
     /// Core NATS: ids written since the last PING.
     group: Vec<u16>,
     /// Core NATS: per PING sent and not yet answered, the ids its PONG acknowledges.
@@ -413,7 +414,7 @@ impl Session<'_> {
                 }
                 _ = ack_check.tick() => {
                     let now = Instant::now();
-                    if let Some(oldest) = self.outstanding.values().min() {
+                    if let Some(oldest) = self.outstanding.values().map(|(t, _)| t).min() {
                         let waited = now.saturating_duration_since(*oldest);
                         if waited > self.s.ack_timeout {
                             let what = if self.s.jetstream { "JetStream acknowledgement" } else { "PONG" };
@@ -431,7 +432,8 @@ impl Session<'_> {
     /// Encodes one publish into the write buffer; returns its id.
     fn encode(&mut self, subject: &str, headers: &[u8], payload: &[u8]) -> u16 {
         let id = self.next_free_id();
-        self.outstanding.insert(id, Instant::now());
+        self.outstanding
+            .insert(id, (Instant::now(), subject.to_string()));
         if self.s.jetstream {
             let reply = format!("{}{id}", self.inbox);
             proto::encode_pub(subject, Some(&reply), headers, payload, &mut self.wbuf);
@@ -476,7 +478,7 @@ impl Session<'_> {
                     }
                 }
             }
-            ServerOp::Err(text) => return Err(format!("the upstream reported an error: {text}")),
+            ServerOp::Err(text) => return self.server_error(text),
             ServerOp::Ok | ServerOp::Info(_) => {}
             ServerOp::Msg(m) => {
                 let id = m
@@ -519,6 +521,34 @@ impl Session<'_> {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// `-ERR 'Permissions Violation for Publish to "<subject>"'`: the server dropped that
+    /// publish and keeps the connection, so the oldest publish outstanding on the subject
+    /// is refused (resent, then dead-lettered as `not_permitted`), never taken as
+    /// delivered by the next PONG. Any other `-ERR` ends the connection.
+    fn server_error(&mut self, text: String) -> Result<(), String> {
+        const DENIED: &str = "Permissions Violation for Publish to ";
+        let Some(subject) = text.strip_prefix(DENIED) else {
+            return Err(format!("the upstream reported an error: {text}"));
+        };
+        let subject = subject.trim_matches('"');
+        let oldest = self
+            .outstanding
+            .iter()
+            .filter(|(_, (_, s))| s == subject)
+            .min_by_key(|(_, (t, _))| *t)
+            .map(|(id, _)| *id);
+        let Some(id) = oldest else {
+            return Err(format!("the upstream reported an error: {text}"));
+        };
+        self.outstanding.remove(&id);
+        let refusal = Refusal {
+            reason: "not_permitted".into(),
+            detail: format!("the NATS server refused the publish: {text}"),
+        };
+        self.answered(id, Some(refusal), false);
         Ok(())
     }
 
