@@ -407,3 +407,64 @@ async fn a_denied_subject_is_dead_lettered_and_the_rest_arrive() {
     );
     device.abort();
 }
+
+/// nkey authentication: nats-server knows the user by its public nkey and sends a nonce;
+/// ferry signs it with the seed from `creds_file`. Another user's seed is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nkey_credentials_right_and_wrong() {
+    const N: usize = 100;
+    let dir = tempfile::tempdir().unwrap();
+    let known = nkeys::KeyPair::new_user();
+    let stranger = nkeys::KeyPair::new_user();
+    let server = NatsServer::start(
+        dir.path(),
+        "nkeys",
+        &format!(
+            "authorization {{ users = [ {{ nkey: \"{}\" }} ] }}",
+            known.public_key()
+        ),
+    );
+    let seed_file = |name: &str, kp: &nkeys::KeyPair| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("{}\n", kp.seed().unwrap())).unwrap();
+        path.display().to_string()
+    };
+    let good = seed_file("good.nk", &known);
+    let bad = seed_file("bad.nk", &stranger);
+    let ferry = Ferry::start(
+        dir.path(),
+        &config(
+            dir.path(),
+            &[
+                upstream(
+                    "good",
+                    &server.url(),
+                    &format!("protocol = \"core\"\ncreds_file = \"{good}\""),
+                ),
+                upstream(
+                    "bad",
+                    &server.url(),
+                    &format!("protocol = \"core\"\ncreds_file = \"{bad}\""),
+                ),
+            ]
+            .concat(),
+        ),
+    );
+    let device = Device::connect(ferry.mqtt, "dev-nkey").await;
+    device
+        .publish_acked(N, topic, Duration::from_secs(30))
+        .await;
+    wait_for(Duration::from_secs(30), "good forwarded everything", || {
+        forwarded(&ferry, "good") == N as u64
+    })
+    .await;
+    ferry.wait_log(
+        &["upstream down", "bad", "Authorization Violation"],
+        Duration::from_secs(10),
+    );
+    assert_eq!(forwarded(&ferry, "bad"), 0);
+    let log = ferry.log_text();
+    let seed = known.seed().unwrap();
+    assert!(!log.contains(&seed[..20]), "a seed in the log");
+    device.abort();
+}

@@ -172,6 +172,27 @@ fn upstream(c: &mut Checker, i: usize, spanned: &Spanned<RawUpstream>) -> Upstre
         up.inflight = 8;
     }
     protocol(c, &p("protocol"), r, &mut up);
+    if let Some((path, at)) = c.string(&p("creds_file"), &r.creds_file) {
+        if !up.url.scheme.is_nats() && !up.url.host.is_empty() {
+            c.at(
+                at,
+                format!(
+                    "{}: set for an MQTT url: expected a nats:// or tls:// url (nkey credentials are NATS's)",
+                    p("creds_file")
+                ),
+            );
+        } else if path.is_empty() || path.contains('\0') {
+            c.at(
+                at,
+                format!(
+                    "{}: invalid path {path:?}: expected a file like \"/etc/ferry/gateway.nk\"",
+                    p("creds_file")
+                ),
+            );
+        } else {
+            up.creds_file = Some(std::path::PathBuf::from(path));
+        }
+    }
     up.ack_timeout = positive(c, &p("ack_timeout"), &r.ack_timeout).unwrap_or(up.ack_timeout);
     up.max_bytes_rate = c.size(
         &p("max_bytes_rate"),

@@ -114,6 +114,7 @@ pub(crate) struct RawUpstream {
     pub urls: Leaf,
     pub client_id: Leaf,
     pub token: Leaf,
+    pub creds_file: Leaf,
     pub ack_timeout: Leaf,
     pub username: Leaf,
     pub password: Leaf,

@@ -294,6 +294,10 @@ fn nats_upstreams_url_lists_protocols_and_tokens() {
         "f.toml:4:12: upstream[0].protocol: \"jetstream\" does not go with an MQTT url: expected \"5\" or \"3.1.1\""
     );
     assert_eq!(
+        one_error(&format!("{UP}creds_file = \"/etc/ferry/gw.nk\"\n")),
+        "f.toml:4:14: upstream[0].creds_file: set for an MQTT url: expected a nats:// or tls:// url (nkey credentials are NATS's)"
+    );
+    assert_eq!(
         one_error(&format!("{UP}token = \"x\"\n")),
         "f.toml:4:9: upstream[0].token: set for an MQTT url: expected a nats:// or tls:// url (MQTT has no token; use username and password)"
     );

@@ -389,6 +389,9 @@ pub struct UpstreamConfig {
     pub password: Option<String>,
     /// NATS upstreams: the `auth_token` of CONNECT.
     pub token: Option<String>,
+    /// NATS upstreams: a file holding the user's nkey seed (nkey authentication); read at
+    /// each connection attempt.
+    pub creds_file: Option<PathBuf>,
     /// Whole seconds, 5s..=18h (MQTT carries it as u16 seconds).
     pub keep_alive: Duration,
     /// >= 1.
@@ -473,6 +476,7 @@ impl UpstreamConfig {
             username: None,
             password: None,
             token: None,
+            creds_file: None,
             keep_alive: Duration::from_secs(30),
             inflight: 256,
             batch: 256,

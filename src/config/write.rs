@@ -113,6 +113,9 @@ impl Config {
             if let Some(token) = &u.token {
                 w.str("token", &secret(token));
             }
+            if let Some(creds) = &u.creds_file {
+                w.str("creds_file", &creds.to_string_lossy());
+            }
             w.dur("keep_alive", u.keep_alive);
             w.raw("inflight", u.inflight);
             w.raw("max_attempts", u.max_attempts);

@@ -17,6 +17,8 @@
 //! Either way an unanswered publish older than `ack_timeout` ends the connection: the link
 //! resends from its cursor on the next one (to the next of `urls`).
 
+#[cfg(feature = "tls")]
+mod nkey;
 pub mod proto;
 
 use super::client::{LinkEvent, Refusal};
@@ -141,6 +143,7 @@ struct Settings {
     username: Option<String>,
     password: Option<String>,
     token: Option<String>,
+    creds_file: Option<std::path::PathBuf>,
     jetstream: bool,
     connect_timeout: Duration,
     keep_alive: Duration,
@@ -161,6 +164,7 @@ impl From<&UpstreamConfig> for Settings {
             username: c.username.clone(),
             password: c.password.clone(),
             token: c.token.clone(),
+            creds_file: c.creds_file.clone(),
             jetstream: c.protocol == UpstreamProtocol::JetStream,
             connect_timeout: c.connect_timeout,
             keep_alive: c.keep_alive,
@@ -252,6 +256,20 @@ async fn handshake(
             "{url} does not support message headers (nats-server 2.2 or later is needed for Nats-Msg-Id)"
         ));
     }
+    // nkey authentication: the server's nonce signed with the user's seed, read now so a
+    // rotated key is used from the next attempt.
+    let signed = match (&s.creds_file, &info.nonce) {
+        #[cfg(feature = "tls")]
+        (Some(path), Some(nonce)) => {
+            let key = nkey::UserKey::from_file(path).map_err(|e| e.to_string())?;
+            Some((key.public(), key.sign(nonce)))
+        }
+        #[cfg(not(feature = "tls"))]
+        (Some(_), Some(_)) => {
+            return Err("creds_file needs the \"tls\" cargo feature (its Ed25519 signing)".into());
+        }
+        _ => None,
+    };
     let mut out = BytesMut::new();
     Connect {
         verbose: false,
@@ -266,6 +284,8 @@ async fn handshake(
         user: s.username.as_deref(),
         pass: s.password.as_deref(),
         auth_token: s.token.as_deref(),
+        nkey: signed.as_ref().map(|(public, _)| public.as_str()),
+        sig: signed.as_ref().map(|(_, sig)| sig.as_str()),
     }
     .encode(&mut out);
     if s.jetstream {

@@ -185,6 +185,9 @@ pub struct Info {
     pub headers: bool,
     #[serde(default)]
     pub tls_required: bool,
+    /// Sent when the server has nkey users: what CONNECT's `sig` signs.
+    #[serde(default)]
+    pub nonce: Option<String>,
 }
 
 impl Info {
@@ -211,6 +214,11 @@ pub struct Connect<'a> {
     pub pass: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_token: Option<&'a str>,
+    /// The user's public nkey and its signature of the INFO nonce.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nkey: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sig: Option<&'a str>,
 }
 
 impl Connect<'_> {
@@ -459,6 +467,8 @@ mod tests {
             user: None,
             pass: None,
             auth_token: Some("s3cret"),
+            nkey: None,
+            sig: None,
         }
         .encode(&mut out);
         let text = std::str::from_utf8(&out).unwrap();
