@@ -219,8 +219,10 @@ impl Link {
         // on a packed upstream.
         let per_publish = self.config.pack.as_ref().map_or(1, |p| p.max_events);
         let capacity = usize::from(self.config.inflight).saturating_mul(per_publish);
-        // A packed upstream's open batch waits for more events until then (or a full batch).
-        let mut linger_until: Option<Instant> = None;
+        // A packed upstream's open batch waits for more events: until then, or until a
+        // batch's worth more were committed after the seq it held at (whoever's they are,
+        // so the store is read again at most once per that many commits).
+        let mut lingering: Option<(Instant, u64)> = None;
         let mut rate = self.config.max_rate.map(Rate::new);
         let mut byte_rate = self
             .config
@@ -245,17 +247,19 @@ impl Link {
             let allowed = byte_rate
                 .as_mut()
                 .map_or(allowed, |r| r.events_of(now, mean).min(allowed));
-            let waiting = |linger: Option<Instant>, committed: u64, scanned: u64| {
-                linger.is_some_and(|t| Instant::now() < t)
-                    && committed.saturating_sub(scanned) < per_publish as u64
+            let waiting = |lingering: Option<(Instant, u64)>, committed: u64| {
+                lingering.is_some_and(|(until, from)| {
+                    Instant::now() < until && committed.saturating_sub(from) < per_publish as u64
+                })
             };
             let pending = connected
                 && window.scanned() < *committed.borrow()
-                && !waiting(linger_until, *committed.borrow(), window.scanned());
+                && !waiting(lingering, *committed.borrow());
             if pending && allowed > 0 {
                 let pass = if self.config.pack.is_some() {
+                    let held_at = *committed.borrow();
                     self.send_packed(&client, window, allowed).await.map(|p| {
-                        linger_until = p.linger_until;
+                        lingering = p.linger_until.map(|until| (until, held_at));
                         (p.events, p.bytes)
                     })
                 } else {
@@ -280,7 +284,7 @@ impl Link {
             let more = connected
                 && (room >= chunk || window.len() == 0)
                 && window.scanned() < *committed.borrow()
-                && !waiting(linger_until, *committed.borrow(), window.scanned());
+                && !waiting(lingering, *committed.borrow());
             let throttle = match (rate.as_ref(), byte_rate.as_ref()) {
                 (None, None) => None,
                 (a, b) => Some(
@@ -365,8 +369,8 @@ impl Link {
                         }
                     }
                 }
-                _ = tokio::time::sleep_until(linger_until.unwrap_or_else(Instant::now).into()), if linger_until.is_some() => {
-                    linger_until = None;
+                _ = tokio::time::sleep_until(lingering.map_or_else(Instant::now, |(t, _)| t).into()), if lingering.is_some() => {
+                    lingering = None;
                 }
                 _ = tokio::time::sleep(throttle.unwrap_or_default()), if throttle.is_some() => {}
                 _ = std::future::ready(()), if more && throttle.is_none() => {}
