@@ -183,6 +183,17 @@ build_one() {
   if [ "$t" = aarch64-unknown-linux-gnu ] && [ "$(stat -c %s "$out")" -ge $((5 * 1024 * 1024)) ]; then
     die "$name is $(stat -c %s "$out") bytes: over the 5 MiB budget"
   fi
+  # The file grows in 64 KiB steps (the RELRO segment ends on a 64 KiB boundary), so its
+  # size hides what is left: say how much code and read-only data fit before the next step.
+  if [ "$t" = aarch64-unknown-linux-gnu ] && command -v readelf >/dev/null; then
+    local text relro room
+    text=$(readelf -lW "$out" | awk '$1 == "LOAD" && $7 == "R" && $8 == "E" {print $5}')
+    relro=$(readelf -lW "$out" | awk '$1 == "GNU_RELRO" {print $6}')
+    if [ -n "$text" ] && [ -n "$relro" ]; then
+      room=$(( ( (text + relro + 0xFFFF) / 0x10000 ) * 0x10000 - (text + relro) ))
+      log "$name: $room bytes of code and read-only data left before the file grows by 64 KiB"
+    fi
+  fi
   BUILT="$out"
 }
 
