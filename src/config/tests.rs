@@ -169,6 +169,19 @@ name = "backup_2"
 url = "mqtt://10.0.0.2"
 stall_timeout = "0s"
 
+[[upstream]]
+name = "js"
+urls = ["nats://n1", "nats://n2:4443"]
+token = "t0ken-t0ken"
+creds_file = "/etc/ferry/gw.nk"
+ack_timeout = "2s"
+pack = "ferry-batch-v1"
+pack_max_events = 100
+pack_max_bytes = "32KiB"
+pack_linger = "50ms"
+pack_topic = "fleet/{gateway}"
+compression = "lz4"
+
 [[forward]]
 upstream = "cloud"
 filter = "+/x/#"
