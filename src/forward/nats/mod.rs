@@ -406,11 +406,11 @@ impl Session<'_> {
                     let Some(Request::Publish { subject, headers, payload }) = request else {
                         return Ok(());
                     };
-                    let mut written = vec![self.encode(&subject, &headers, &payload)];
+                    let mut written = vec![self.encode(subject, &headers, &payload)];
                     while self.wbuf.len() < WRITE_BATCH_BYTES {
                         match requests.try_recv() {
                             Ok(Request::Publish { subject, headers, payload }) => {
-                                written.push(self.encode(&subject, &headers, &payload));
+                                written.push(self.encode(subject, &headers, &payload));
                             }
                             Ok(Request::Disconnect) => return Ok(()),
                             Err(_) => break,
@@ -449,17 +449,17 @@ impl Session<'_> {
         }
     }
 
-    /// Encodes one publish into the write buffer; returns its id.
-    fn encode(&mut self, subject: &str, headers: &[u8], payload: &[u8]) -> u16 {
+    /// Encodes one publish into the write buffer; returns its id. The subject is kept
+    /// (moved, not copied) for a permissions `-ERR`, which names only that.
+    fn encode(&mut self, subject: String, headers: &[u8], payload: &[u8]) -> u16 {
         let id = self.next_free_id();
-        self.outstanding
-            .insert(id, (Instant::now(), subject.to_string()));
         if self.s.jetstream {
             let reply = format!("{}{id}", self.inbox);
-            proto::encode_pub(subject, Some(&reply), headers, payload, &mut self.wbuf);
+            proto::encode_pub(&subject, Some(&reply), headers, payload, &mut self.wbuf);
         } else {
-            proto::encode_pub(subject, None, headers, payload, &mut self.wbuf);
+            proto::encode_pub(&subject, None, headers, payload, &mut self.wbuf);
         }
+        self.outstanding.insert(id, (Instant::now(), subject));
         id
     }
 
