@@ -139,10 +139,11 @@ def paho_subscriber(ferry, client_id, qos):
     return c, tally
 
 
-def paho_publish(ferry, client_id, topic, qos, n=BURST):
-    """Publishes the burst with paho-mqtt, as fast as the client takes it (QoS 1: 1,000 in
-    flight, at most WINDOW unacknowledged), then waits until every message was written
-    (QoS 0) or acknowledged (QoS 1)."""
+def paho_publish(address, client_id, topic, qos, n=BURST, ferry=None):
+    """Publishes the burst with paho-mqtt to `address` (host, port), as fast as the client
+    takes it (QoS 1: 1,000 in flight, at most WINDOW unacknowledged), then waits until
+    every message was written (QoS 0) or acknowledged (QoS 1). With `ferry`, a failed wait
+    also tells ferry's drop and stall counts."""
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
     c.max_inflight_messages_set(1000)
     done = [0]
@@ -153,7 +154,7 @@ def paho_publish(ferry, client_id, topic, qos, n=BURST):
     c.on_publish = on_publish
     connack = []
     c.on_connect = lambda _c, _u, _flags, rc, _p: connack.append(rc)
-    c.connect(*ferry.mqtt, keepalive=60)
+    c.connect(*address, keepalive=60)
     c.loop_start()
     try:
         wait_until(lambda: connack, f"CONNACK for {client_id}")
@@ -171,13 +172,45 @@ def paho_publish(ferry, client_id, topic, qos, n=BURST):
         c.loop_stop()
 
 
+class Publisher:
+    """`paho_publish` in a process of its own, beside a Python subscriber: a publisher's
+    tight loop in the same interpreter holds the GIL against the subscriber's network
+    thread, which then stops reading its socket for longer than `limits.publisher_stall`
+    (a pause no device on a network makes; it lost a third of a QoS 0 burst once in CI).
+    `join` waits for it and fails with what it printed."""
+
+    def __init__(self, ferry, client_id, topic, qos):
+        host, port = ferry.mqtt
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, host, str(port), client_id, topic, str(qos)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+
+    def join(self):
+        try:
+            out, _ = self.proc.communicate(timeout=LIMIT)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+        assert self.proc.returncode == 0, out.decode(errors="replace")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
 def test_paho_qos0_burst_reaches_a_paho_subscriber_whole(ferry):
     sub, tally = paho_subscriber(ferry, "burst-sub0", 0)
+    publisher = Publisher(ferry, "burst-pub0", "burst/a", 0)
     try:
-        paho_publish(ferry, "burst-pub0", "burst/a", 0)
         Progress("paho QoS 0 -> paho QoS 0", BURST, ferry).wait(lambda: tally.count)
+        publisher.join()
         tally.check(BURST)
     finally:
+        publisher.stop()
         sub.disconnect()
         sub.loop_stop()
     assert_nothing_dropped(ferry)
@@ -185,11 +218,13 @@ def test_paho_qos0_burst_reaches_a_paho_subscriber_whole(ferry):
 
 def test_paho_qos1_burst_reaches_a_paho_qos1_subscriber_whole(ferry):
     sub, tally = paho_subscriber(ferry, "burst-sub1", 1)
+    publisher = Publisher(ferry, "burst-pub1", "burst/b", 1)
     try:
-        paho_publish(ferry, "burst-pub1", "burst/b", 1)
         Progress("paho QoS 1 -> paho QoS 1", BURST, ferry).wait(lambda: tally.count)
+        publisher.join()
         tally.check(BURST)
     finally:
+        publisher.stop()
         sub.disconnect()
         sub.loop_stop()
     assert_nothing_dropped(ferry)
@@ -253,11 +288,12 @@ def test_paho_burst_reaches_a_nats_subscriber_whole(ferry):
 
         await nc.subscribe("burst.>", cb=cb)
         await nc.flush()
-        publisher = asyncio.get_running_loop().run_in_executor(
-            None, paho_publish, ferry, "burst-pub3", "burst/d", 0
-        )
-        await Progress("paho QoS 0 -> nats-py", BURST, ferry).wait_async(lambda: tally.count)
-        await publisher
+        publisher = Publisher(ferry, "burst-pub3", "burst/d", 0)
+        try:
+            await Progress("paho QoS 0 -> nats-py", BURST, ferry).wait_async(lambda: tally.count)
+            publisher.join()
+        finally:
+            publisher.stop()
         await nc.flush()
         await nc.close()
 
@@ -287,7 +323,7 @@ def test_paho_burst_reaches_mosquitto_sub_whole(ferry, tmp_path):
             "mosquitto_sub's subscription",
         )
         assert proc.poll() is None, proc.stderr.read().decode()
-        paho_publish(ferry, "burst-pub4", "burst/e", 0)
+        paho_publish(ferry.mqtt, "burst-pub4", "burst/e", 0, ferry=ferry)
 
         def arrived():
             # One line per message, while it runs; once it exited, the checks below count.
@@ -304,3 +340,9 @@ def test_paho_burst_reaches_mosquitto_sub_whole(ferry, tmp_path):
         tally.add(line)
     tally.check(BURST)
     assert_nothing_dropped(ferry)
+
+
+if __name__ == "__main__":
+    # `Publisher`'s process: host port client_id topic qos.
+    host, port, client_id, topic, qos = sys.argv[1:6]
+    paho_publish((host, int(port)), client_id, topic, int(qos))
