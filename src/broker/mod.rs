@@ -70,7 +70,8 @@ async fn restore_retained(
 /// Opens the store and binds every listener; an error here means nothing was started.
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let metrics = Arc::new(Metrics::default());
-    let names: Vec<String> = config.upstream.iter().map(|u| u.name.clone()).collect();
+    let lanes = forward::lanes(&config);
+    let names = forward::lane_names(&config, &lanes);
     let budget = Arc::new(Budget::new(
         usize::try_from(config.limits.memory.0).unwrap_or(usize::MAX),
         usize::try_from(config.store.cache_size.0).unwrap_or(usize::MAX),
@@ -106,7 +107,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 source,
             })?;
     let bits: Vec<u8> = store.upstreams().iter().map(|u| u.bit).collect();
-    let forwarding = Forwarding::new(&config.upstream, &config.forward, &bits);
+    let forwarding = Forwarding::new(&config, &lanes, &bits);
     let hub = Arc::new(
         Hub::new(
             forwarding,
@@ -176,7 +177,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         metrics_addr = Some(addr);
         listeners.push(task);
     }
-    let links = forward::spawn_all(&config, &store, &metrics, &shutdown_rx);
+    let links = forward::spawn_all(&config, &lanes, &store, &metrics, &shutdown_rx);
     Ok(Running {
         shutdown,
         listeners,

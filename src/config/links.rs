@@ -8,7 +8,7 @@ use toml::Spanned;
 use super::check::{Bound, Checker};
 use super::raw::{Leaf, RawConfig, RawForward, RawUpstream};
 use super::topic::{check_filter, check_template};
-use super::types::{ForwardRule, UpstreamConfig, default_client_id};
+use super::types::{DEFAULT_PRIORITY, ForwardRule, UpstreamConfig, default_client_id};
 use super::url::{UpstreamScheme, UpstreamUrl};
 use super::validate::positive;
 
@@ -46,11 +46,30 @@ pub(crate) fn upstreams_and_forwards(
         .map(|u| u.name.as_str())
         .filter(|n| !n.is_empty())
         .collect();
-    let fws = raw_fw
+    let fws: Vec<ForwardRule> = raw_fw
         .iter()
         .enumerate()
         .map(|(i, r)| forward(c, i, r, &names))
         .collect();
+    // Each (upstream, priority) pair is a lane with a bit of its own in every stored
+    // record's destination mask (`forward::lanes`): at most 64 of them.
+    let mut lanes: Vec<(&str, u8)> = names.iter().map(|n| (*n, DEFAULT_PRIORITY)).collect();
+    for (i, (f, r)) in fws.iter().zip(raw_fw).enumerate() {
+        let lane = (f.upstream.as_str(), f.priority);
+        if f.upstream.is_empty() || lanes.contains(&lane) {
+            continue;
+        }
+        lanes.push(lane);
+        if lanes.len() == crate::store::MAX_UPSTREAMS + 1 {
+            c.at(
+                r.span().start,
+                format!(
+                    "forward[{i}]: more than {} upstream and priority pairs (each upstream counts once, plus once per other priority its rules use)",
+                    crate::store::MAX_UPSTREAMS
+                ),
+            );
+        }
+    }
     (ups, fws)
 }
 
@@ -406,6 +425,7 @@ fn forward(
         filter: String::new(),
         topic: None,
         qos: 1,
+        priority: super::types::DEFAULT_PRIORITY,
     };
 
     match c.string(&p("upstream"), &r.upstream) {
@@ -460,6 +480,9 @@ fn forward(
                 let _ = c.uint::<u8>(&p("qos"), &r.qos, Bound::Between(0, 1));
             }
         }
+    }
+    if let Some(v) = c.uint::<u8>(&p("priority"), &r.priority, Bound::Between(0, 9)) {
+        rule.priority = v;
     }
     rule
 }

@@ -148,6 +148,7 @@ pub(crate) struct RawForward {
     pub filter: Leaf,
     pub topic: Leaf,
     pub qos: Leaf,
+    pub priority: Leaf,
 }
 
 #[derive(Debug, Deserialize)]

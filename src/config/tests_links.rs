@@ -146,6 +146,40 @@ fn forward_rules() {
     .unwrap();
     assert_eq!(c.forward[0].upstream_topic("a/b"), "s1/a/b");
     assert_eq!(c.forward[0].qos, 0);
+    assert_eq!(c.forward[0].priority, 5);
+    assert_eq!(
+        one_error(&fw("upstream = \"cloud\"\nfilter = \"a\"\npriority = 10")),
+        "f.toml:7:12: forward[0].priority: invalid value 10: expected an integer in 0..=9"
+    );
+    let c = parse(
+        &fw("upstream = \"cloud\"\nfilter = \"a\"\npriority = 0"),
+        "f.toml",
+    )
+    .unwrap();
+    assert_eq!(c.forward[0].priority, 0);
+    assert!(c.to_toml().contains("priority = 0"), "{}", c.to_toml());
+}
+
+#[test]
+fn at_most_64_upstream_and_priority_pairs() {
+    // 7 upstreams with 9 priorities each (their default one included) are 63 pairs.
+    let mut text = String::new();
+    for u in 0..8 {
+        text += &format!("[[upstream]]\nname = \"u{u}\"\nurl = \"mqtt://h\"\n");
+    }
+    for u in 0..7 {
+        for p in [0, 1, 2, 3, 4, 6, 7, 8] {
+            text +=
+                &format!("[[forward]]\nupstream = \"u{u}\"\nfilter = \"p{p}\"\npriority = {p}\n");
+        }
+    }
+    assert!(parse(&text, "f.toml").is_ok());
+    text += "[[forward]]\nupstream = \"u7\"\nfilter = \"x\"\npriority = 9\n";
+    let e = one_error(&text);
+    assert!(
+        e.contains("forward[56]: more than 64 upstream and priority pairs"),
+        "{e}"
+    );
 }
 
 #[test]

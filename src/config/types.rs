@@ -513,7 +513,13 @@ pub struct ForwardRule {
     pub topic: Option<String>,
     /// 0 or 1.
     pub qos: u8,
+    /// 0..=9, higher first while a backlog drains; under `on_full = "drop_oldest"` the
+    /// lowest loses first. [`DEFAULT_PRIORITY`] when not set.
+    pub priority: u8,
 }
+
+/// A `[[forward]]` rule's priority when it sets none.
+pub const DEFAULT_PRIORITY: u8 = 5;
 
 impl ForwardRule {
     /// The topic a local message is published under upstream.

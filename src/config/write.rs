@@ -165,6 +165,7 @@ impl Config {
                 w.str("topic", t);
             }
             w.raw("qos", f.qos);
+            w.raw("priority", f.priority);
         }
 
         w.table("metrics");

@@ -2,6 +2,11 @@
 //! publish it with a window in flight, fold acknowledgements into the cursor, persist it,
 //! and reconnect when the link drops (to the next of the upstream's `urls`).
 //!
+//! A link has one lane per priority of its rules (`forward::lanes`), each with its own
+//! cursor; it always reads from the highest-priority lane that has not read the store to
+//! its end, so a backlog drains highest priority first while each topic (one lane per
+//! upstream) keeps its order.
+//!
 //! Each connection attempt gets a fresh client ([`super::client`]). rumqttc would
 //! otherwise replay (or, with a clean session, forget) its own unacked publishes; here the
 //! store's cursor is the only truth, and after any drop the link resends from
@@ -30,9 +35,8 @@ pub(super) struct Link {
     pub config: UpstreamConfig,
     pub routes: Vec<Route>,
     pub store: Store,
-    pub slot: usize,
-    pub bit: u8,
-    pub cursor: u64,
+    /// Highest priority first.
+    pub lanes: Vec<LaneSlot>,
     pub metrics: Arc<UpstreamMetrics>,
     pub shutdown: watch::Receiver<bool>,
     /// Prefix of the `ferry-id` idempotency key (MQTT 5 upstreams).
@@ -42,6 +46,16 @@ pub(super) struct Link {
     pub max_packet: usize,
     /// Connection attempts so far: attempt n goes to `urls[n % urls.len()]`.
     pub attempts: usize,
+}
+
+/// One lane of a link, as the store registered it.
+pub(super) struct LaneSlot {
+    /// Index in `Store::upstreams`.
+    pub slot: usize,
+    /// Its bit in a record's destination mask.
+    pub bit: u8,
+    /// Where it stood at start.
+    pub cursor: u64,
 }
 
 /// What became of one stored event handed to [`Link::publish`].
@@ -106,16 +120,17 @@ enum End {
 
 impl Link {
     pub async fn run(mut self) {
-        let seed = crate::event::now_ms() ^ ((self.slot as u64) << 32);
+        let slot = self.lanes.first().map_or(0, |l| l.slot);
+        let seed = crate::event::now_ms() ^ ((slot as u64) << 32);
         let mut backoff = Backoff::new(self.config.backoff_min, self.config.backoff_max, seed);
-        let mut persisted = self.cursor;
-        self.metrics.cursor.set(self.cursor as i64);
+        let mut persisted: Vec<u64> = self.lanes.iter().map(|l| l.cursor).collect();
+        self.metrics.cursor.set(low(&persisted) as i64);
         let mut was_up = true; // so the first failure is logged
         // Kept across connections: an upstream that drops the link after refusing (as
         // mosquitto 2.0 does with max_queued_messages 0) still counts toward max_attempts.
         let mut refusals = Refusals::default();
         loop {
-            let mut window = Window::new(persisted);
+            let mut window = Window::with_lanes(&persisted);
             let end = self
                 .connection(
                     &mut window,
@@ -125,18 +140,18 @@ impl Link {
                     &mut refusals,
                 )
                 .await;
-            self.persist(window.cursor(), &mut persisted).await;
+            self.persist(&window, &mut persisted).await;
             self.metrics.connected.set(0);
             match end {
                 End::Shutdown => {
-                    tracing::info!(upstream = %self.config.name, cursor = persisted, "upstream link stopped");
+                    tracing::info!(upstream = %self.config.name, cursor = low(&persisted), "upstream link stopped");
                     return;
                 }
                 End::Lost(reason) => {
                     self.metrics.connect_failures.inc();
                     // Keep the backlog figure current while the link is down.
                     let committed = *self.store.committed().borrow();
-                    self.set_backlog(committed.saturating_sub(persisted));
+                    self.set_backlog(committed.saturating_sub(low(&persisted)));
                     let delay = backoff.next_delay();
                     if was_up {
                         tracing::warn!(upstream = %self.config.name, url = %self.config.url, %reason, retry_in = ?delay, "upstream down");
@@ -161,7 +176,7 @@ impl Link {
                         tokio::select! {
                             _ = &mut retry => break,
                             _ = self.shutdown.changed() => break,
-                            _ = age_tick.tick() => self.measure_oldest(persisted).await,
+                            _ = age_tick.tick() => self.measure_oldest(&persisted).await,
                             _ = probe.tick(), if probing => {
                                 if !self.reachable().await {
                                     seen_unreachable = true;
@@ -174,7 +189,7 @@ impl Link {
                         }
                     }
                     if *self.shutdown.borrow() {
-                        tracing::info!(upstream = %self.config.name, cursor = persisted, "upstream link stopped");
+                        tracing::info!(upstream = %self.config.name, cursor = low(&persisted), "upstream link stopped");
                         return;
                     }
                 }
@@ -200,7 +215,7 @@ impl Link {
     async fn connection(
         &mut self,
         window: &mut Window,
-        persisted: &mut u64,
+        persisted: &mut [u64],
         backoff: &mut Backoff,
         was_up: &mut bool,
         refusals: &mut Refusals,
@@ -252,18 +267,20 @@ impl Link {
                     Instant::now() < until && committed.saturating_sub(from) < per_publish as u64
                 })
             };
-            let pending = connected
-                && window.scanned() < *committed.borrow()
-                && !waiting(lingering, *committed.borrow());
-            if pending && allowed > 0 {
+            // The highest-priority lane that has not read the store to its end.
+            let behind = window.behind(*committed.borrow());
+            let pending = connected && !waiting(lingering, *committed.borrow());
+            if let Some(lane) = behind.filter(|_| pending && allowed > 0) {
                 let pass = if self.config.pack.is_some() {
                     let held_at = *committed.borrow();
-                    self.send_packed(&client, window, allowed).await.map(|p| {
-                        lingering = p.linger_until.map(|until| (until, held_at));
-                        (p.events, p.bytes)
-                    })
+                    self.send_packed(&client, window, lane, allowed)
+                        .await
+                        .map(|p| {
+                            lingering = p.linger_until.map(|until| (until, held_at));
+                            (p.events, p.bytes)
+                        })
                 } else {
-                    self.send_batch(&client, window, allowed).await
+                    self.send_batch(&client, window, lane, allowed).await
                 };
                 match pass {
                     Ok((sent, bytes)) => {
@@ -283,7 +300,7 @@ impl Link {
             let room = capacity.saturating_sub(window.len());
             let more = connected
                 && (room >= chunk || window.len() == 0)
-                && window.scanned() < *committed.borrow()
+                && window.behind(*committed.borrow()).is_some()
                 && !waiting(lingering, *committed.borrow());
             let throttle = match (rate.as_ref(), byte_rate.as_ref()) {
                 (None, None) => None,
@@ -312,7 +329,7 @@ impl Link {
                         backoff.reset();
                         self.metrics.connected.set(1);
                         tracing::info!(upstream = %self.config.name, %url, client_id = %self.config.client_id,
-                            protocol = self.config.protocol.as_str(), resume_after = window.cursor(), "upstream connected");
+                            protocol = self.config.protocol.as_str(), resume_after = low(&window.cursors()), "upstream connected");
                     }
                     Ok(LinkEvent::Written(pkid)) => window.written(pkid),
                     Ok(LinkEvent::Acked { pkid, refused, duplicate }) => {
@@ -337,8 +354,8 @@ impl Link {
                         // Never let more than one window of acknowledged events go
                         // unpersisted: that keeps duplicates after a crash within
                         // two windows (in flight + acknowledged since the last flush).
-                        if window.cursor() >= *persisted + capacity as u64 {
-                            self.persist(window.cursor(), persisted).await;
+                        if window.cursors().iter().zip(persisted.iter()).any(|(c, p)| *c >= p + capacity as u64) {
+                            self.persist(window, persisted).await;
                         }
                     }
                     Ok(LinkEvent::Other) => {}
@@ -352,11 +369,11 @@ impl Link {
                     }
                 }
                 _ = flush.tick(), if connected => {
-                    self.persist(window.cursor(), persisted).await;
-                    let backlog = committed.borrow().saturating_sub(*persisted);
+                    self.persist(window, persisted).await;
+                    let backlog = committed.borrow().saturating_sub(low(persisted));
                     self.set_backlog(backlog);
                 }
-                _ = age_tick.tick(), if connected => self.measure_oldest(window.cursor()).await,
+                _ = age_tick.tick(), if connected => self.measure_oldest(&window.cursors()).await,
                 _ = stall_check.tick(), if connected && watchdog.enabled() => {
                     if let Some(silent) = watchdog.stalled(Instant::now(), window.len() > 0) {
                         return self.stalled(window, silent);
@@ -397,7 +414,7 @@ impl Link {
     /// reconnects with backoff and resends from the cursor.
     fn stalled(&self, window: &Window, silent: Duration) -> End {
         self.metrics.stalls.inc();
-        tracing::warn!(upstream = %self.config.name, cursor = window.cursor(), in_flight = window.len(),
+        tracing::warn!(upstream = %self.config.name, cursor = low(&window.cursors()), in_flight = window.len(),
             without_progress = ?silent, stall_timeout = ?self.config.stall_timeout,
             "upstream stalled: connected but nothing acknowledged; dropping the connection to re-establish it");
         End::Lost(format!(
@@ -412,15 +429,28 @@ impl Link {
         self.metrics.backlog_bytes.set(bytes as i64);
     }
 
-    /// Age of the oldest event still owed to this upstream (0 when none is).
-    async fn measure_oldest(&self, cursor: u64) {
+    /// Age of the oldest event still owed to this upstream, on any lane (0 when none is).
+    async fn measure_oldest(&self, cursors: &[u64]) {
         let store = self.store.clone();
-        let bit = self.bit;
-        let oldest = tokio::task::spawn_blocking(move || store.read_after(cursor, 1, bit)).await;
+        let lanes: Vec<(u64, u8)> = self
+            .lanes
+            .iter()
+            .zip(cursors)
+            .map(|(l, c)| (*c, l.bit))
+            .collect();
+        let oldest = tokio::task::spawn_blocking(move || {
+            let mut first: Option<u64> = None;
+            for (cursor, bit) in lanes {
+                let (records, _) = store.read_after(cursor, 1, bit)?;
+                if let Some(r) = records.first() {
+                    first = Some(first.map_or(r.received_ms, |f| f.min(r.received_ms)));
+                }
+            }
+            Ok::<_, crate::store::StoreError>(first)
+        })
+        .await;
         let age_ms = match oldest {
-            Ok(Ok((records, _))) => records
-                .first()
-                .map_or(0, |r| crate::event::now_ms().saturating_sub(r.received_ms)),
+            Ok(Ok(first)) => first.map_or(0, |ms| crate::event::now_ms().saturating_sub(ms)),
             _ => return,
         };
         self.metrics.oldest_backlog_ms.set(age_ms as i64);
@@ -432,17 +462,18 @@ impl Link {
         &self,
         client: &Client,
         window: &mut Window,
+        lane: usize,
         allowed: usize,
     ) -> Result<(usize, usize), String> {
         let room = allowed.min(self.config.batch);
-        let (records, last) = self.read_after(window.scanned(), room).await?;
+        let (records, last) = self.read_after(lane, window.scanned(lane), room).await?;
         let (mut sent, mut bytes) = (0, 0);
         for rec in records {
             let seq = rec.seq;
             let size = rec.topic.len() + rec.payload.len();
             match self.publish(client, rec).await? {
                 Published::Sent(qos) => {
-                    window.push(seq, qos);
+                    window.push(lane, seq, qos);
                     sent += 1;
                     bytes += size;
                 }
@@ -453,28 +484,29 @@ impl Link {
                         "publish of {size} bytes is larger than the upstream's maximum packet size ({} bytes)",
                         self.max_packet
                     );
-                    self.give_up(seq, "too_large", detail, 0).await?;
-                    window.settled(seq);
+                    self.give_up(lane, seq, "too_large", detail, 0).await?;
+                    window.settled(lane, seq);
                 }
                 Published::Unmappable(e) => {
                     let detail = format!("the remote topic has no NATS subject form: {e}");
-                    self.give_up(seq, "unmappable", detail, 0).await?;
-                    window.settled(seq);
+                    self.give_up(lane, seq, "unmappable", detail, 0).await?;
+                    window.settled(lane, seq);
                 }
             }
         }
-        window.scanned_to(last);
+        window.scanned_to(lane, last);
         Ok((sent, bytes))
     }
 
-    /// Up to `n` of this link's records after seq `after`, and the seq read up to.
+    /// Up to `n` of `lane`'s records after seq `after`, and the seq read up to.
     pub(super) async fn read_after(
         &self,
+        lane: usize,
         after: u64,
         n: usize,
     ) -> Result<(Vec<StoredEvent>, u64), String> {
         let store = self.store.clone();
-        let bit = self.bit;
+        let bit = self.lane_bit(lane);
         let read = tokio::task::spawn_blocking(move || store.read_after(after, n, bit))
             .await
             .map_err(|e| format!("store read task failed: {e}"))?;
@@ -533,7 +565,7 @@ impl Link {
     ) -> Result<(), String> {
         self.metrics.refused.inc();
         let seq = span.first;
-        let attempts = refusals.count(seq, window.cursor());
+        let attempts = refusals.count(seq, low(&window.cursors()));
         if attempts < self.config.max_attempts {
             let delay = self
                 .config
@@ -548,8 +580,14 @@ impl Link {
         refusals.forget(seq);
         // A refused batch: each of its events is a dead letter of its own.
         for seq in window.seqs_in(span) {
-            self.give_up(seq, &refusal.reason, refusal.detail.clone(), attempts)
-                .await?;
+            self.give_up(
+                span.lane,
+                seq,
+                &refusal.reason,
+                refusal.detail.clone(),
+                attempts,
+            )
+            .await?;
         }
         window.mark(span);
         Ok(())
@@ -589,6 +627,7 @@ impl Link {
     /// from the cursor, nothing is skipped.
     pub(super) async fn give_up(
         &self,
+        lane: usize,
         seq: u64,
         reason: &str,
         detail: String,
@@ -598,7 +637,7 @@ impl Link {
             "upstream refused an event: moved to the dead letters (`ferry store dlq list`); the backlog goes on");
         let refusal = crate::store::deadletter::Refusal {
             upstream: self.config.name.as_str().into(),
-            bit: self.bit,
+            bit: self.lane_bit(lane),
             seq,
             reason: reason.to_string(),
             detail,
@@ -611,10 +650,29 @@ impl Link {
             .map_err(|e| format!("cannot store a dead letter: {e}"))
     }
 
-    async fn persist(&self, cursor: u64, persisted: &mut u64) {
-        if cursor > *persisted && self.store.advance_cursor(self.slot, cursor).await.is_ok() {
-            *persisted = cursor;
-            self.metrics.cursor.set(cursor as i64);
+    /// The store bit of `lane`.
+    fn lane_bit(&self, lane: usize) -> u8 {
+        self.lanes.get(lane).map_or(0, |l| l.bit)
+    }
+
+    /// Hands each lane's advanced cursor to the store writer.
+    async fn persist(&self, window: &Window, persisted: &mut [u64]) {
+        let mut moved = false;
+        for (i, (lane, p)) in self.lanes.iter().zip(persisted.iter_mut()).enumerate() {
+            let cursor = window.cursor(i);
+            if cursor > *p && self.store.advance_cursor(lane.slot, cursor).await.is_ok() {
+                *p = cursor;
+                moved = true;
+            }
+        }
+        if moved {
+            self.metrics.cursor.set(low(persisted) as i64);
         }
     }
+}
+
+/// The lowest of a link's lane cursors: everything at or below it is acknowledged on
+/// every lane (the figure `ferry_upstream_cursor` shows).
+fn low(cursors: &[u64]) -> u64 {
+    cursors.iter().copied().min().unwrap_or(0)
 }

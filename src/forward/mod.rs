@@ -16,7 +16,7 @@ pub mod tls;
 mod watchdog;
 mod window;
 
-use crate::config::{Config, ForwardRule, UpstreamConfig};
+use crate::config::{Config, ForwardRule};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::topic;
@@ -31,6 +31,7 @@ pub struct Route {
     /// Remote topic template; `{topic}` stands for the local topic.
     pub template: Option<String>,
     pub qos: u8,
+    pub priority: u8,
 }
 
 impl Route {
@@ -43,11 +44,50 @@ impl Route {
     }
 }
 
-/// Per upstream: its store bit and its routes, in config order.
+/// One lane of an upstream: its events of one priority. Each lane is registered in the
+/// store under a name of its own ([`crate::store::lane_name`]), so it has its own bit in
+/// a record's destination mask and its own cursor: the link drains its lanes highest
+/// priority first, and retention can tell which events are the least important.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lane {
+    /// Index in `config.upstream`.
+    pub upstream: usize,
+    pub priority: u8,
+}
+
+/// Every lane, per upstream in config order, highest priority first. An upstream always
+/// has its default-priority lane (the store name is the upstream's own name, so a store
+/// written before priorities keeps its cursor), plus one per other priority its rules use.
+pub fn lanes(config: &Config) -> Vec<Lane> {
+    let mut out = Vec::new();
+    for (i, u) in config.upstream.iter().enumerate() {
+        let used = |p: u8| {
+            p == crate::config::DEFAULT_PRIORITY
+                || config
+                    .forward
+                    .iter()
+                    .any(|r| r.upstream == u.name && r.priority == p)
+        };
+        out.extend((0..=9u8).rev().filter(|p| used(*p)).map(|priority| Lane {
+            upstream: i,
+            priority,
+        }));
+    }
+    out
+}
+
+/// The store names of `lanes`, in the same order.
+pub fn lane_names(config: &Config, lanes: &[Lane]) -> Vec<String> {
+    lanes
+        .iter()
+        .map(|l| crate::store::lane_name(&config.upstream[l.upstream].name, l.priority))
+        .collect()
+}
+
+/// Per upstream: its routes in config order, each with the store bit of its lane.
 #[derive(Debug, Clone)]
 struct Target {
-    bit: u8,
-    routes: Vec<Route>,
+    routes: Vec<(Route, u8)>,
 }
 
 /// The forwarding table used at ingest.
@@ -57,25 +97,40 @@ pub struct Forwarding {
 }
 
 impl Forwarding {
-    /// Builds the table. `bits[i]` is the store bit of `upstreams[i]`.
-    pub fn new(upstreams: &[UpstreamConfig], rules: &[ForwardRule], bits: &[u8]) -> Forwarding {
-        let targets = upstreams
+    /// Builds the table. `bits[i]` is the store bit of `lanes[i]`.
+    pub fn new(config: &Config, lanes: &[Lane], bits: &[u8]) -> Forwarding {
+        let targets = config
+            .upstream
             .iter()
-            .zip(bits)
-            .map(|(u, bit)| Target {
-                bit: *bit,
-                routes: routes_for(&u.name, rules),
+            .enumerate()
+            .map(|(i, u)| Target {
+                routes: routes_for(&u.name, &config.forward)
+                    .into_iter()
+                    .map(|r| {
+                        let lane = lanes
+                            .iter()
+                            .position(|l| l.upstream == i && l.priority == r.priority);
+                        let bit = lane.and_then(|l| bits.get(l)).copied().unwrap_or(0);
+                        (r, bit)
+                    })
+                    .collect(),
             })
             .collect();
         Forwarding { targets }
     }
 
-    /// The mask of upstreams that must receive an event on `topic` (0: none).
+    /// The mask of lanes that must receive an event on `topic` (0: none): per upstream,
+    /// the lane of the first rule that matches it, so a topic has one priority per
+    /// upstream and its events keep their order there.
     pub fn destinations(&self, topic: &str) -> u64 {
         let mut mask = 0;
         for t in &self.targets {
-            if t.routes.iter().any(|r| topic::matches(&r.filter, topic)) {
-                mask |= 1u64 << t.bit;
+            if let Some((_, bit)) = t
+                .routes
+                .iter()
+                .find(|(r, _)| topic::matches(&r.filter, topic))
+            {
+                mask |= 1u64 << bit;
             }
         }
         mask
@@ -94,29 +149,39 @@ fn routes_for(upstream: &str, rules: &[ForwardRule]) -> Vec<Route> {
             filter: r.filter.clone(),
             template: r.topic.clone(),
             qos: r.qos,
+            priority: r.priority,
         })
         .collect()
 }
 
-/// Starts one link task per `[[upstream]]`. They stop when `shutdown` turns true, after
-/// persisting their cursor.
+/// Starts one link task per `[[upstream]]`, with its `lanes`. They stop when `shutdown`
+/// turns true, after persisting their cursors.
 pub fn spawn_all(
     config: &Config,
+    lanes: &[Lane],
     store: &Store,
     metrics: &Arc<Metrics>,
     shutdown: &watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
     let gateway: Arc<str> = gateway_id(&config.gateway.id).into();
     let mut tasks = Vec::new();
-    for (slot_index, (upstream, slot)) in config.upstream.iter().zip(store.upstreams()).enumerate()
-    {
+    for (i, upstream) in config.upstream.iter().enumerate() {
+        let own = lanes
+            .iter()
+            .zip(store.upstreams())
+            .enumerate()
+            .filter(|(_, (lane, _))| lane.upstream == i)
+            .map(|(slot, (_, s))| link::LaneSlot {
+                slot,
+                bit: s.bit,
+                cursor: s.cursor,
+            })
+            .collect();
         let link = link::Link {
             config: upstream.clone(),
             routes: routes_for(&upstream.name, &config.forward),
             store: store.clone(),
-            slot: slot_index,
-            bit: slot.bit,
-            cursor: slot.cursor,
+            lanes: own,
             metrics: metrics.upstream(&upstream.name),
             shutdown: shutdown.clone(),
             gateway: gateway.clone(),
@@ -148,6 +213,7 @@ mod tests {
             filter: "sensors/#".into(),
             template: Some("site-a/{topic}".into()),
             qos: 1,
+            priority: 5,
         };
         assert_eq!(r.remote_topic("sensors/t/1"), "site-a/sensors/t/1");
         let plain = Route {
@@ -155,5 +221,41 @@ mod tests {
             ..r
         };
         assert_eq!(plain.remote_topic("sensors/t/1"), "sensors/t/1");
+    }
+
+    #[test]
+    fn each_upstream_takes_the_first_matching_rules_priority() {
+        let config = crate::config::parse(
+            r##"
+[[upstream]]
+name = "a"
+url = "mqtt://127.0.0.1:1883"
+[[upstream]]
+name = "b"
+url = "mqtt://127.0.0.1:1884"
+[[forward]]
+upstream = "a"
+filter = "alarm/#"
+priority = 9
+[[forward]]
+upstream = "a"
+filter = "#"
+priority = 1
+[[forward]]
+upstream = "b"
+filter = "#"
+"##,
+            "test.toml",
+        )
+        .unwrap();
+        let lanes = lanes(&config);
+        let pairs: Vec<(usize, u8)> = lanes.iter().map(|l| (l.upstream, l.priority)).collect();
+        assert_eq!(pairs, vec![(0, 9), (0, 5), (0, 1), (1, 5)]);
+        assert_eq!(lane_names(&config, &lanes), vec!["a.p9", "a", "a.p1", "b"]);
+        let bits = [10, 11, 12, 13];
+        let f = Forwarding::new(&config, &lanes, &bits);
+        // "alarm/x" matches both of a's rules: the first one's lane (priority 9) only.
+        assert_eq!(f.destinations("alarm/x"), (1 << 10) | (1 << 13));
+        assert_eq!(f.destinations("other"), (1 << 12) | (1 << 13));
     }
 }

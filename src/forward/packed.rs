@@ -86,6 +86,7 @@ impl Link {
         &self,
         client: &Client,
         window: &mut Window,
+        lane: usize,
         allowed: usize,
     ) -> Result<PackedPass, String> {
         let (max_events, linger) = self
@@ -95,7 +96,7 @@ impl Link {
             .map_or((1, Duration::ZERO), |p| (p.max_events, p.linger));
         // At least a batch's worth per read, so that reads do not cut batches short.
         let want = allowed.min(self.config.batch.max(max_events));
-        let (records, last) = self.read_after(window.scanned(), want).await?;
+        let (records, last) = self.read_after(lane, window.scanned(lane), want).await?;
         let at_head = records.len() < want;
         let mut packer = self.packer()?;
         let mut open = Open::default();
@@ -109,14 +110,14 @@ impl Link {
                 // The rule that selected it is gone: skipped (with an open batch, it is
                 // read again with the batch's events).
                 if open.seqs.is_empty() {
-                    window.scanned_to(rec.seq);
+                    window.scanned_to(lane, rec.seq);
                 }
                 continue;
             };
             let topic = route.remote_topic(&rec.topic);
             let event = pack_event(&rec, &topic, route.qos);
             if !packer.fits(&event) {
-                self.send_open(client, window, &mut packer, &mut open, &mut pass)
+                self.send_open(client, window, lane, &mut packer, &mut open, &mut pass)
                     .await?;
             }
             packer
@@ -129,8 +130,8 @@ impl Link {
                     "a batch of this one event is {size} bytes, over the largest batch this upstream takes ({} bytes)",
                     self.batch_limit()
                 );
-                self.give_up(rec.seq, "too_large", detail, 0).await?;
-                window.settled(rec.seq);
+                self.give_up(lane, rec.seq, "too_large", detail, 0).await?;
+                window.settled(lane, rec.seq);
                 continue;
             }
             if open.seqs.is_empty() {
@@ -153,10 +154,10 @@ impl Link {
             if !at_head && allowed > want && pass.events > 0 {
                 return Ok(pass);
             }
-            self.send_open(client, window, &mut packer, &mut open, &mut pass)
+            self.send_open(client, window, lane, &mut packer, &mut open, &mut pass)
                 .await?;
         }
-        window.scanned_to(last);
+        window.scanned_to(lane, last);
         Ok(pass)
     }
 
@@ -165,6 +166,7 @@ impl Link {
         &self,
         client: &Client,
         window: &mut Window,
+        lane: usize,
         packer: &mut Packer,
         open: &mut Open,
         pass: &mut PackedPass,
@@ -176,11 +178,12 @@ impl Link {
             return Ok(());
         };
         let span = Span {
+            lane,
             first: *first,
             last: *last,
         };
         let qos = self.publish_batch(client, packer, span, qos).await?;
-        window.push_batch(&seqs, qos);
+        window.push_batch(lane, &seqs, qos);
         pass.events += seqs.len();
         pass.bytes += bytes;
         Ok(())
@@ -215,7 +218,7 @@ impl Link {
     ) -> Result<(), String> {
         let seqs = window.seqs_in(span);
         let count = usize::try_from(span.last - span.first + 1).unwrap_or(usize::MAX);
-        let (records, _) = self.read_after(span.first - 1, count).await?;
+        let (records, _) = self.read_after(span.lane, span.first - 1, count).await?;
         let mut packer = self.packer()?;
         let mut qos = 0;
         for rec in records.iter().filter(|r| seqs.contains(&r.seq)) {

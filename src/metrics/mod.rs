@@ -125,6 +125,8 @@ pub struct UpstreamMetrics {
     pub oldest_backlog_ms: Gauge,
     /// Events this upstream never got because retention dropped them.
     pub dropped_full: Counter,
+    /// `dropped_full` by the priority of the lane that lost the event.
+    pub dropped_full_by_priority: [Counter; 10],
     pub dropped_age: Counter,
     /// Connections dropped by the progress watchdog (`stall_timeout`).
     pub stalls: Counter,
@@ -540,6 +542,23 @@ impl Metrics {
                 m.name,
                 m.dropped_age.get()
             );
+        }
+        let _ = writeln!(
+            s,
+            "# HELP ferry_upstream_priority_dropped_total Stored events an upstream never got because the store was full (on_full = \"drop_oldest\"), by the priority of its rule; only priorities that lost any.\n\
+             # TYPE ferry_upstream_priority_dropped_total counter"
+        );
+        for m in list.iter() {
+            for (p, n) in m.dropped_full_by_priority.iter().enumerate() {
+                if n.get() > 0 {
+                    let _ = writeln!(
+                        s,
+                        "ferry_upstream_priority_dropped_total{{upstream=\"{}\",priority=\"{p}\"}} {}",
+                        m.name,
+                        n.get()
+                    );
+                }
+            }
         }
         s
     }

@@ -30,6 +30,7 @@ mod db;
 pub mod deadletter;
 pub mod inspect;
 mod marker;
+mod priorities;
 pub mod quarantine;
 mod queue;
 mod record;
@@ -75,7 +76,45 @@ pub(crate) const SESSION_QUEUE: TableDefinition<(&str, u64), &[u8]> =
     TableDefinition::new("session_queue");
 
 /// At most this many upstreams can ever be registered in one store (bits of a u64 mask).
+/// An upstream registers one name per priority its rules use ([`lane_name`]).
 pub const MAX_UPSTREAMS: usize = 64;
+
+/// The priority of the lane an upstream always has: its own name.
+const DEFAULT_LANE: u8 = crate::config::DEFAULT_PRIORITY;
+
+/// The name under which the store knows an upstream's lane of `priority`: the upstream's
+/// own name for the default priority (so a store written before priorities keeps its
+/// cursor), else `<name>.p<priority>` ('.' never occurs in an upstream name).
+pub fn lane_name(upstream: &str, priority: u8) -> String {
+    if priority == DEFAULT_LANE {
+        upstream.to_string()
+    } else {
+        format!("{upstream}.p{priority}")
+    }
+}
+
+/// The upstream a lane belongs to, from its store name (see [`lane_name`]).
+pub fn lane_upstream(name: &str) -> &str {
+    match name.rsplit_once('.') {
+        Some((upstream, p)) if lane_suffix(p).is_some() => upstream,
+        _ => name,
+    }
+}
+
+/// The priority in a lane name's suffix after the '.': `p0`..`p9`.
+fn lane_suffix(suffix: &str) -> Option<u8> {
+    match suffix.as_bytes() {
+        [b'p', d @ b'0'..=b'9'] => Some(d - b'0'),
+        _ => None,
+    }
+}
+
+/// The priority of a lane from its store name (see [`lane_name`]).
+pub fn lane_priority(name: &str) -> u8 {
+    name.rsplit_once('.')
+        .and_then(|(_, p)| lane_suffix(p))
+        .unwrap_or(DEFAULT_LANE)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -259,10 +298,11 @@ impl Store {
             .map(|s| std::sync::atomic::AtomicU64::new(s.cursor))
             .collect();
         let (committed_tx, committed) = watch::channel(init.next_seq - 1);
+        // Lanes count toward their upstream's metrics.
         let upstream_metrics = init
             .slots
             .iter()
-            .map(|s| metrics.upstream(&s.name))
+            .map(|s| metrics.upstream(lane_upstream(&s.name)))
             .collect();
         let join = writer::spawn(writer::Writer {
             db: db.clone(),
@@ -283,6 +323,7 @@ impl Store {
             dead_letters: init.dead_letters,
             quarantine: init.quarantine,
             cursor_board: cursor_board.clone(),
+            priorities: init.priorities,
             metrics: metrics.clone(),
         })
         .map_err(|e| StoreError::Commit(format!("cannot start writer thread: {e}")))?;
@@ -495,6 +536,7 @@ struct Init {
     oldest: u64,
     dead_letters: deadletter::Tally,
     quarantine: quarantine::Tally,
+    priorities: priorities::Priorities,
 }
 
 /// Layout of the log, in `meta` as "log_layout": 2 = segment tables (1, implicit: the
@@ -514,6 +556,7 @@ fn init(db: &Database, upstreams: &[String]) -> Result<Init, StoreError> {
     let queues;
     let dead_letters;
     let quarantined;
+    let mut lanes = Vec::new();
     {
         let migrated = segments::migrate_legacy(&txn)?;
         txn.open_table(SESSIONS).map_err(redb_err)?;
@@ -596,7 +639,13 @@ fn init(db: &Database, upstreams: &[String]) -> Result<Init, StoreError> {
                 cursor,
             });
         }
+        for item in bits.iter().map_err(redb_err)? {
+            let (k, v) = item.map_err(redb_err)?;
+            lanes.push((k.value().to_string(), v.value()));
+        }
     }
+    // After `meta` is closed above: the priorities' rows are in it.
+    let lane_priorities = priorities::Priorities::load(&txn, &lanes, oldest)?;
     txn.commit().map_err(redb_err)?;
     Ok(Init {
         next_seq,
@@ -608,6 +657,7 @@ fn init(db: &Database, upstreams: &[String]) -> Result<Init, StoreError> {
         oldest,
         dead_letters,
         quarantine: quarantined,
+        priorities: lane_priorities,
     })
 }
 
@@ -617,6 +667,8 @@ mod crash_tests;
 mod tests;
 #[cfg(test)]
 mod tests_integrity;
+#[cfg(test)]
+mod tests_priorities;
 #[cfg(test)]
 mod tests_queue;
 #[cfg(test)]

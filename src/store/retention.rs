@@ -22,7 +22,7 @@ pub struct Dropped {
 }
 
 impl Dropped {
-    fn add(&mut self, bytes: u64, owed_mask: u64) {
+    pub(super) fn add(&mut self, bytes: u64, owed_mask: u64) {
         self.count += 1;
         self.bytes += bytes;
         for bit in 0..64u8 {

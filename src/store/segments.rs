@@ -282,7 +282,10 @@ pub fn read_after(
             sort(seq, v.value(), mask, &mut out, damaged);
         }
     }
-    Ok((out, last))
+    // The whole range was seen: records missing at its end were deleted (retention, or
+    // the priority eviction, which can remove the newest), and the reader moves past them
+    // instead of reading the same empty stretch again.
+    Ok((out, upto))
 }
 
 /// Like [`read_after`], one key at a time, each read under `catch_unwind`: for a log
@@ -342,7 +345,8 @@ pub fn read_by_key(
             }
         }
     }
-    (out, last)
+    // As in `read_after`: the whole range was probed.
+    (out, upto)
 }
 
 fn unreadable(seq: u64, why: String) -> Damaged {

@@ -101,6 +101,8 @@ pub(super) struct Writer {
     pub quarantine: super::quarantine::Tally,
     /// Each upstream's latest acknowledged seq, by slot (read at every batch).
     pub cursor_board: Arc<[std::sync::atomic::AtomicU64]>,
+    /// Priorities of records and segments, for the priority eviction.
+    pub priorities: super::priorities::Priorities,
     pub metrics: Arc<Metrics>,
 }
 
@@ -286,7 +288,11 @@ impl Writer {
                 if let Some(i) = self.cursors.iter().position(|s| s.bit == *bit) {
                     if let Some(m) = self.upstream_metrics.get(i) {
                         if reason == "full" {
-                            m.dropped_full.add(*n)
+                            m.dropped_full.add(*n);
+                            let p = usize::from(self.priorities.of(1u64 << bit));
+                            if let Some(c) = m.dropped_full_by_priority.get(p) {
+                                c.add(*n);
+                            }
                         } else {
                             m.dropped_age.add(*n)
                         }
@@ -405,6 +411,8 @@ impl Writer {
         front: &mut Front,
         durable: bool,
     ) -> Result<Outcome, StoreError> {
+        // Whatever an earlier failed commit staged was rolled back with it.
+        self.priorities.rolled_back();
         let db = self.db.get()?;
         let mut txn = db.begin_write().map_err(super::redb_err)?;
         txn.set_durability(if durable {
@@ -413,12 +421,12 @@ impl Writer {
             Durability::Eventual
         });
         // Encode first: retention needs to know how many bytes are coming.
-        let mut encoded: Vec<Vec<u8>> = Vec::new();
+        let mut encoded: Vec<(Vec<u8>, u64)> = Vec::new();
         for c in batch {
             if let Command::Append { event, dests, .. } = c {
                 let mut buf = Vec::new();
                 record::encode(event, *dests, &mut buf)?;
-                encoded.push(buf);
+                encoded.push((buf, *dests));
             }
         }
         let cursors: Vec<(u8, u64)> = self.cursors.iter().map(|s| (s.bit, s.cursor)).collect();
@@ -441,7 +449,7 @@ impl Writer {
         let mut count = self.live_count;
         let mut retained = self.retained;
         let mut seq = self.next_seq;
-        let incoming: u64 = encoded.iter().map(|e| retention::cost(e.len())).sum();
+        let incoming: u64 = encoded.iter().map(|(e, _)| retention::cost(e.len())).sum();
         let min = self.cursors.iter().map(|s| s.cursor).min().unwrap_or(0);
         // Changed only once the transaction has committed.
         let mut new_front = *front;
@@ -490,12 +498,22 @@ impl Writer {
             {
                 let need = live + incoming - self.limits.max_bytes;
                 let d = &mut out.dropped_full;
-                trim::drop_oldest(&txn, &mut new_front, seq, need, &owed, d)?;
+                let mixed = self.priorities.mixed()
+                    || encoded
+                        .iter()
+                        .any(|(_, dests)| self.priorities.of(*dests) != super::priorities::DEFAULT);
+                if mixed {
+                    // The lowest priority present loses first (`[[forward]] priority`).
+                    self.priorities
+                        .drop_lowest(&txn, &mut new_front, seq, need, &owed, d)?;
+                } else {
+                    trim::drop_oldest(&txn, &mut new_front, seq, need, &owed, d)?;
+                }
                 live = live.saturating_sub(out.dropped_full.bytes);
                 count = count.saturating_sub(out.dropped_full.count);
             }
             let mut log = segments::Appender::new(&txn);
-            for buf in &encoded {
+            for (buf, dests) in &encoded {
                 let c = retention::cost(buf.len());
                 if live + c > self.limits.max_bytes {
                     // reject_new, or a single event larger than the whole store.
@@ -503,6 +521,7 @@ impl Writer {
                     continue;
                 }
                 log.insert(seq, buf)?;
+                self.priorities.appended(seq, *dests);
                 out.results.push(Ok(seq));
                 live += c;
                 count += 1;
@@ -538,12 +557,14 @@ impl Writer {
                     table.insert(&*s.name, s.cursor).map_err(super::redb_err)?;
                 }
             }
+            self.priorities.save(&txn, new_front.oldest)?;
             let mut meta = txn.open_table(META).map_err(super::redb_err)?;
             meta.insert("next_seq", seq).map_err(super::redb_err)?;
             meta.insert("live_bytes", live).map_err(super::redb_err)?;
             meta.insert("live_count", count).map_err(super::redb_err)?;
         }
         txn.commit().map_err(super::redb_err)?;
+        self.priorities.committed();
         *front = new_front;
         self.next_seq = seq;
         self.live_bytes = live;

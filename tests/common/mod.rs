@@ -164,15 +164,7 @@ impl Ferry {
     /// The value of one metric line (`name{labels}` exactly as rendered).
     pub fn metric(&self, series: &str) -> u64 {
         let text = self.metrics();
-        text.lines()
-            .find_map(|l| {
-                l.strip_prefix(series)?
-                    .strip_prefix(' ')?
-                    .trim()
-                    .parse()
-                    .ok()
-            })
-            .unwrap_or_else(|| panic!("{series} not in /metrics:\n{text}"))
+        metric_in(&text, series).unwrap_or_else(|| panic!("{series} not in /metrics:\n{text}"))
     }
 
     /// Waits for a log line containing every one of `parts`.
@@ -321,4 +313,16 @@ fn mosquitto_bin() -> &'static str {
     } else {
         "mosquitto"
     }
+}
+
+/// The value of one metric line (`name{labels}` exactly as rendered) in a /metrics text;
+/// None when it is not there.
+pub fn metric_in(text: &str, series: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }

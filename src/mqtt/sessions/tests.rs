@@ -16,7 +16,7 @@ fn hub_with_budget(store: Option<Store>, memory: usize) -> Arc<Hub> {
     let config = crate::config::Config::default();
     let policy = crate::policy::Policy::new(&config, metrics.clone()).unwrap();
     Arc::new(Hub::new(
-        crate::forward::Forwarding::new(&[], &[], &[]),
+        crate::forward::Forwarding::default(),
         store,
         metrics,
         100,
