@@ -6,12 +6,9 @@
 //! same rules as a user's file, then used as the base the user's file is applied on, so
 //! "explicit keys override the profile" holds key by key with no merge code of its own.
 
-use serde::Deserialize;
-use toml::Spanned;
-
 use super::check::Checker;
 use super::errors::ConfigError;
-use super::raw::{RawConfig, RawLimits, RawMqtt, RawNats, RawStore};
+use super::raw::{self, RawBoard, RawConfig};
 use super::types::Config;
 use super::validate;
 
@@ -27,8 +24,7 @@ const BOARDS: &[(&str, &str)] = &[
 ];
 
 /// What a profile says about the hardware; not part of the broker's configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BoardInfo {
     pub name: String,
     pub description: String,
@@ -40,15 +36,7 @@ pub struct BoardInfo {
     pub memory: String,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawBoardFile {
-    board: BoardInfo,
-    mqtt: Option<Spanned<RawMqtt>>,
-    nats: Option<Spanned<RawNats>>,
-    store: Option<Spanned<RawStore>>,
-    limits: Option<Spanned<RawLimits>>,
-}
+const FILE_KEYS: &[&str] = &["board", "mqtt", "nats", "store", "limits"];
 
 /// Names of the built-in boards.
 pub fn board_names() -> impl Iterator<Item = &'static str> {
@@ -66,44 +54,47 @@ pub fn board(name: &str) -> Option<Result<(BoardInfo, Config), ConfigError>> {
 fn parse_board(name: &str, text: &str) -> Result<(BoardInfo, Config), ConfigError> {
     let origin = format!("boards/{name}.toml (built in)");
     let mut checker = Checker::new(text, &origin);
-    let file: RawBoardFile = match toml::from_str(text) {
-        Ok(f) => f,
-        Err(e) => {
-            let offset = e.span().map_or(0, |s| s.start);
-            checker.at(offset, e.message().trim_end().to_string());
-            return Err(ConfigError {
-                problems: checker.problems,
-            });
+    let mut raw = RawConfig::default();
+    let mut info = None;
+    for (key, value) in
+        raw::document(text, &mut checker).map_or_else(Default::default, |d| d.into_inner())
+    {
+        match key.get_ref().as_ref() {
+            "board" => info = raw::table::<RawBoard>(value, &mut checker),
+            "mqtt" => raw.mqtt = raw::table(value, &mut checker),
+            "nats" => raw.nats = raw::table(value, &mut checker),
+            "store" => raw.store = raw::table(value, &mut checker),
+            "limits" => raw.limits = raw::table(value, &mut checker),
+            other => checker.at(key.span().start, raw::unknown_field(other, FILE_KEYS)),
+        }
+    }
+    let mut text_of = |leaf: &raw::Leaf, key: &str| -> String {
+        match checker.string(&format!("board.{key}"), leaf) {
+            Some((s, _)) => s.to_string(),
+            None => {
+                checker.at(0, format!("[board] {key}: missing"));
+                String::new()
+            }
         }
     };
-    let raw = RawConfig {
-        board: None,
-        mqtt: file.mqtt,
-        nats: file.nats,
-        store: file.store,
-        upstream: None,
-        forward: None,
-        metrics: None,
-        log: None,
-        gateway: None,
-        acl: None,
-        limits: file.limits,
-        tls: None,
-        auth: None,
+    let info = info.map(|i| i.into_inner()).unwrap_or_default();
+    let board = BoardInfo {
+        name: text_of(&info.name, "name"),
+        description: text_of(&info.description, "description"),
+        target: text_of(&info.target, "target"),
+        target_cpu: text_of(&info.target_cpu, "target_cpu"),
+        memory: text_of(&info.memory, "memory"),
     };
     let mut config = validate::validate(&raw, &mut checker, &Config::default());
-    if file.board.name != name {
+    if board.name != name {
         checker.at(
             0,
-            format!(
-                "[board] name {:?} differs from the file name",
-                file.board.name
-            ),
+            format!("[board] name {:?} differs from the file name", board.name),
         );
     }
     if checker.problems.is_empty() {
         config.board = Some(name.to_string());
-        Ok((file.board, config))
+        Ok((board, config))
     } else {
         Err(ConfigError {
             problems: checker.problems,

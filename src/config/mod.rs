@@ -64,15 +64,10 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// Parses and checks `text`; `origin` names the file in messages.
 pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
     let mut checker = check::Checker::new(text, origin);
-    let raw: raw::RawConfig = match toml::from_str(text) {
-        Ok(raw) => raw,
-        Err(e) => {
-            let offset = e.span().map_or(0, |s| s.start);
-            checker.at(offset, e.message().trim_end().to_string());
-            return Err(ConfigError {
-                problems: checker.problems,
-            });
-        }
+    let Some(raw) = raw::RawConfig::parse(text, &mut checker) else {
+        return Err(ConfigError {
+            problems: checker.problems,
+        });
     };
     let base = board::base(&mut checker, &raw);
     let config = validate::validate(&raw, &mut checker, &base);

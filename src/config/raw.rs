@@ -1,17 +1,51 @@
 //! The file as written, before any checking.
 //!
-//! Leaves are kept as `Spanned<Value>` rather than their final types so that
-//! a wrong type is reported by us, with every other problem, instead of
-//! aborting deserialization at the first one. Unknown keys are still left to
-//! serde (`deny_unknown_fields`): its message lists the valid keys.
+//! Leaves are kept as `Spanned<Value>` rather than their final types so that a wrong type
+//! is reported by us, with every other problem, instead of aborting at the first one.
+//!
+//! The document is read by toml's own parser into a [`DeTable`] (every key and value with
+//! its span) and sorted into these structs here, by hand, rather than by serde's derive:
+//! the derive instantiated toml's deserializer once per table type: this file took the
+//! stripped aarch64 binary from 5,231,792 to 5,018,800 bytes (docs/operations.md, "Size"). It also lets every unknown key and every
+//! table of the wrong shape be reported in one run, each at its position, with the same
+//! words serde used.
 
-use serde::Deserialize;
+use super::check::Checker;
+use toml::de::{DeTable, DeValue};
 use toml::{Spanned, Value};
 
 pub(crate) type Leaf = Option<Spanned<Value>>;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "the top level of the config file")]
+/// A table of leaves: its keys, what it is called in messages, and how a key is stored.
+pub(crate) trait Table: Default {
+    const KEYS: &'static [&'static str];
+    const EXPECTING: &'static str;
+    /// Stores `value` under `key`; false for a key the table does not have.
+    fn set(&mut self, key: &str, value: Spanned<Value>) -> bool;
+}
+
+macro_rules! table {
+    ($name:ident, $expecting:literal, { $($field:ident),* $(,)? }) => {
+        #[derive(Debug, Default)]
+        pub(crate) struct $name {
+            $(pub $field: Leaf,)*
+        }
+
+        impl Table for $name {
+            const KEYS: &'static [&'static str] = &[$(stringify!($field)),*];
+            const EXPECTING: &'static str = $expecting;
+            fn set(&mut self, key: &str, value: Spanned<Value>) -> bool {
+                match key {
+                    $(stringify!($field) => self.$field = Some(value),)*
+                    _ => return false,
+                }
+                true
+            }
+        }
+    };
+}
+
+#[derive(Debug, Default)]
 pub(crate) struct RawConfig {
     /// A top-level string naming a built-in board profile (see `board.rs`).
     pub board: Leaf,
@@ -29,158 +63,299 @@ pub(crate) struct RawConfig {
     pub auth: Option<Spanned<RawAuth>>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a [tls] table")]
-pub(crate) struct RawTls {
-    pub cert_file: Leaf,
-    pub key_file: Leaf,
-    pub client_ca_file: Leaf,
-    pub require_client_cert: Leaf,
-    pub identity_from_cert: Leaf,
+const TOP_KEYS: &[&str] = &[
+    "board", "mqtt", "nats", "store", "upstream", "forward", "metrics", "log", "gateway", "acl",
+    "limits", "tls", "auth",
+];
+
+impl RawConfig {
+    /// Reads `text`; every problem goes to `c`. None only when the text is not TOML.
+    pub fn parse(text: &str, c: &mut Checker) -> Option<RawConfig> {
+        let root = document(text, c)?;
+        let mut raw = RawConfig::default();
+        for (key, value) in root.into_inner() {
+            let at = key.span().start;
+            match key.get_ref().as_ref() {
+                "board" => raw.board = leaf(value, c),
+                "mqtt" => raw.mqtt = table(value, c),
+                "nats" => raw.nats = table(value, c),
+                "store" => raw.store = table(value, c),
+                "upstream" => raw.upstream = tables(value, c),
+                "forward" => raw.forward = tables(value, c),
+                "metrics" => raw.metrics = table(value, c),
+                "log" => raw.log = table(value, c),
+                "gateway" => raw.gateway = table(value, c),
+                "acl" => raw.acl = tables(value, c),
+                "limits" => raw.limits = table(value, c),
+                "tls" => raw.tls = table(value, c),
+                "auth" => raw.auth = table(value, c),
+                other => c.at(at, unknown_field(other, TOP_KEYS)),
+            }
+        }
+        Some(raw)
+    }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "an [auth] table")]
-pub(crate) struct RawAuth {
-    pub password_file: Leaf,
-    pub allow_anonymous: Leaf,
-    pub acl_default: Leaf,
-    pub nats_token: Leaf,
+/// Parses `text` as a TOML document; a syntax error goes to `c`.
+pub(crate) fn document<'i>(text: &'i str, c: &mut Checker) -> Option<Spanned<DeTable<'i>>> {
+    match DeTable::parse(text) {
+        Ok(root) => Some(root),
+        Err(e) => {
+            let offset = e.span().map_or(0, |s| s.start);
+            c.at(offset, e.message().trim_end().to_string());
+            None
+        }
+    }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a [mqtt] table")]
-pub(crate) struct RawMqtt {
-    pub enabled: Leaf,
-    pub listen: Leaf,
-    pub tls_listen: Leaf,
-    pub ws_listen: Leaf,
-    pub wss_listen: Leaf,
-    pub ws_path: Leaf,
-    pub max_packet_size: Leaf,
-    pub max_connections: Leaf,
-    pub max_inflight: Leaf,
-    pub max_queued: Leaf,
-    pub connect_timeout: Leaf,
-    pub max_sessions: Leaf,
-    pub max_queued_bytes: Leaf,
-    pub max_subscriptions: Leaf,
-    pub max_topic_levels: Leaf,
-    pub max_retained: Leaf,
-    pub max_retained_bytes: Leaf,
-    pub max_topic_aliases: Leaf,
-    pub outbound_topic_aliases: Leaf,
-    pub max_keep_alive: Leaf,
-    pub max_session_expiry: Leaf,
+/// A table of type `T` from `value`, or None with the problem in `c` (not a table, or a
+/// key it does not have; the other keys are kept).
+pub(crate) fn table<T: Table>(value: Spanned<DeValue<'_>>, c: &mut Checker) -> Option<Spanned<T>> {
+    let span = value.span();
+    let t = match value.into_inner() {
+        DeValue::Table(t) => t,
+        other => {
+            c.at(
+                span.start,
+                format!(
+                    "invalid type: {}, expected {}",
+                    unexpected(&other),
+                    T::EXPECTING
+                ),
+            );
+            return None;
+        }
+    };
+    let mut out = T::default();
+    for (key, v) in t {
+        let at = key.span().start;
+        let name = key.into_inner();
+        if let Some(v) = leaf(v, c) {
+            if !out.set(&name, v) {
+                c.at(at, unknown_field(&name, T::KEYS));
+            }
+        }
+    }
+    Some(Spanned::new(span, out))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a [nats] table")]
-pub(crate) struct RawNats {
-    pub enabled: Leaf,
-    pub listen: Leaf,
-    pub tls: Leaf,
-    pub connect_timeout: Leaf,
-    pub max_payload: Leaf,
-    pub max_control_line: Leaf,
-    pub max_pending: Leaf,
-    pub ping_interval: Leaf,
-    pub max_pings_out: Leaf,
-    pub max_connections: Leaf,
-    pub server_name: Leaf,
+/// An array of tables of type `T` (`[[upstream]]`), or None with the problem in `c`.
+fn tables<T: Table>(value: Spanned<DeValue<'_>>, c: &mut Checker) -> Option<Vec<Spanned<T>>> {
+    let span = value.span();
+    match value.into_inner() {
+        DeValue::Array(items) => Some(items.into_iter().filter_map(|v| table(v, c)).collect()),
+        other => {
+            c.at(
+                span.start,
+                format!("invalid type: {}, expected a sequence", unexpected(&other)),
+            );
+            None
+        }
+    }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a [store] table")]
-pub(crate) struct RawStore {
-    pub dir: Leaf,
-    pub cache_size: Leaf,
-    pub max_batch: Leaf,
-    pub linger: Leaf,
-    pub queue: Leaf,
-    pub max_bytes: Leaf,
-    pub max_age: Leaf,
-    pub on_full: Leaf,
-    pub fsync: Leaf,
-    pub dead_letter_max_bytes: Leaf,
-    pub quarantine_max_bytes: Leaf,
+/// `value` as a plain TOML value with its span.
+pub(crate) fn leaf(value: Spanned<DeValue<'_>>, c: &mut Checker) -> Leaf {
+    let span = value.span();
+    let v = plain(value.into_inner())
+        .map_err(|e| c.at(span.start, e))
+        .ok()?;
+    Some(Spanned::new(span, v))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "an [[upstream]] table")]
-pub(crate) struct RawUpstream {
-    pub name: Leaf,
-    pub url: Leaf,
-    pub urls: Leaf,
-    pub client_id: Leaf,
-    pub token: Leaf,
-    pub creds_file: Leaf,
-    pub ack_timeout: Leaf,
-    pub username: Leaf,
-    pub password: Leaf,
-    pub keep_alive: Leaf,
-    pub inflight: Leaf,
-    pub batch: Leaf,
-    pub backoff_min: Leaf,
-    pub backoff_max: Leaf,
-    pub connect_timeout: Leaf,
-    pub stall_timeout: Leaf,
-    pub ca_file: Leaf,
-    pub protocol: Leaf,
-    pub max_rate: Leaf,
-    pub max_bytes_rate: Leaf,
-    pub max_attempts: Leaf,
-    pub cert_file: Leaf,
-    pub key_file: Leaf,
-    pub alpn: Leaf,
-    pub pack: Leaf,
-    pub pack_max_events: Leaf,
-    pub pack_max_bytes: Leaf,
-    pub pack_linger: Leaf,
-    pub pack_topic: Leaf,
-    pub compression: Leaf,
+/// Converts a parsed value, its inner spans dropped.
+fn plain(value: DeValue<'_>) -> Result<Value, String> {
+    Ok(match value {
+        DeValue::String(s) => Value::String(s.into_owned()),
+        DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
+            .map(Value::Integer)
+            .map_err(|_| format!("integer {i} is out of range (at most {})", i64::MAX))?,
+        DeValue::Float(f) => match f.as_str().trim_start_matches('+') {
+            "nan" | "-nan" => Value::Float(f64::NAN),
+            s => Value::Float(s.parse().map_err(|_| format!("invalid float {f}"))?),
+        },
+        DeValue::Boolean(b) => Value::Boolean(b),
+        DeValue::Datetime(d) => Value::Datetime(d),
+        DeValue::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .map(|v| plain(v.into_inner()))
+                .collect::<Result<_, _>>()?,
+        ),
+        DeValue::Table(t) => {
+            let mut map = toml::Table::new();
+            for (k, v) in t {
+                map.insert(k.into_inner().into_owned(), plain(v.into_inner())?);
+            }
+            Value::Table(map)
+        }
+    })
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a [[forward]] table")]
-pub(crate) struct RawForward {
-    pub upstream: Leaf,
-    pub filter: Leaf,
-    pub topic: Leaf,
-    pub qos: Leaf,
-    pub priority: Leaf,
+/// What serde said of a value of the wrong type.
+fn unexpected(value: &DeValue<'_>) -> String {
+    match value {
+        DeValue::String(s) => format!("string {s:?}"),
+        DeValue::Integer(i) => format!("integer `{i}`"),
+        DeValue::Float(f) => format!("floating point `{f}`"),
+        DeValue::Boolean(b) => format!("boolean `{b}`"),
+        DeValue::Datetime(d) => format!("datetime `{d}`"),
+        DeValue::Array(_) => "sequence".into(),
+        DeValue::Table(_) => "map".into(),
+    }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a [limits] table")]
-pub(crate) struct RawLimits {
-    pub memory: Leaf,
-    pub publisher_stall: Leaf,
+/// serde's words for a key a table does not have.
+pub(crate) fn unknown_field(key: &str, expected: &[&str]) -> String {
+    let quoted: Vec<String> = expected.iter().map(|k| format!("`{k}`")).collect();
+    match quoted.as_slice() {
+        [] => format!("unknown field `{key}`, there are no fields"),
+        [one] => format!("unknown field `{key}`, expected {one}"),
+        [a, b] => format!("unknown field `{key}`, expected {a} or {b}"),
+        _ => format!(
+            "unknown field `{key}`, expected one of {}",
+            quoted.join(", ")
+        ),
+    }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "an [[acl]] table")]
-pub(crate) struct RawAcl {
-    pub user: Leaf,
-    pub filter: Leaf,
-    pub action: Leaf,
-    pub allow: Leaf,
-}
+table!(RawTls, "a [tls] table", {
+    cert_file,
+    key_file,
+    client_ca_file,
+    require_client_cert,
+    identity_from_cert,
+});
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a [metrics] table")]
-pub(crate) struct RawMetrics {
-    pub listen: Leaf,
-}
+table!(RawAuth, "an [auth] table", {
+    password_file,
+    allow_anonymous,
+    acl_default,
+    nats_token,
+});
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a [log] table")]
-pub(crate) struct RawLog {
-    pub level: Leaf,
-}
+table!(RawMqtt, "a [mqtt] table", {
+    enabled,
+    listen,
+    tls_listen,
+    ws_listen,
+    wss_listen,
+    ws_path,
+    max_packet_size,
+    max_connections,
+    max_inflight,
+    max_queued,
+    connect_timeout,
+    max_sessions,
+    max_queued_bytes,
+    max_subscriptions,
+    max_topic_levels,
+    max_retained,
+    max_retained_bytes,
+    max_topic_aliases,
+    outbound_topic_aliases,
+    max_keep_alive,
+    max_session_expiry,
+});
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a [gateway] table")]
-pub(crate) struct RawGateway {
-    pub id: Leaf,
-}
+table!(RawNats, "a [nats] table", {
+    enabled,
+    listen,
+    tls,
+    connect_timeout,
+    max_payload,
+    max_control_line,
+    max_pending,
+    ping_interval,
+    max_pings_out,
+    max_connections,
+    server_name,
+});
+
+table!(RawStore, "a [store] table", {
+    dir,
+    cache_size,
+    max_batch,
+    linger,
+    queue,
+    max_bytes,
+    max_age,
+    on_full,
+    fsync,
+    dead_letter_max_bytes,
+    quarantine_max_bytes,
+});
+
+table!(RawUpstream, "an [[upstream]] table", {
+    name,
+    url,
+    urls,
+    client_id,
+    token,
+    creds_file,
+    ack_timeout,
+    username,
+    password,
+    keep_alive,
+    inflight,
+    batch,
+    backoff_min,
+    backoff_max,
+    connect_timeout,
+    stall_timeout,
+    ca_file,
+    protocol,
+    max_rate,
+    max_bytes_rate,
+    max_attempts,
+    cert_file,
+    key_file,
+    alpn,
+    pack,
+    pack_max_events,
+    pack_max_bytes,
+    pack_linger,
+    pack_topic,
+    compression,
+});
+
+table!(RawForward, "a [[forward]] table", {
+    upstream,
+    filter,
+    topic,
+    qos,
+    priority,
+});
+
+table!(RawLimits, "a [limits] table", {
+    memory,
+    publisher_stall,
+});
+
+table!(RawAcl, "an [[acl]] table", {
+    user,
+    filter,
+    action,
+    allow,
+});
+
+table!(RawMetrics, "a [metrics] table", {
+    listen,
+});
+
+table!(RawLog, "a [log] table", {
+    level,
+});
+
+table!(RawGateway, "a [gateway] table", {
+    id,
+});
+
+// `[board]` of a built-in board profile (`board.rs`), not of a user's file.
+table!(RawBoard, "a [board] table", {
+    name,
+    description,
+    target,
+    target_cpu,
+    memory,
+});

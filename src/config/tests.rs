@@ -272,7 +272,44 @@ fn unknown_keys_are_errors() {
         "{e:?}"
     );
     let e = errors("[[forward]]\nupstream = \"a\"\nfilter = \"#\"\n[forward.x]\n");
-    assert!(e[0].contains("unknown field `x`"), "{e:?}");
+    assert_eq!(
+        e,
+        vec![
+            "f.toml:2:12: forward[0].upstream: no [[upstream]] named \"a\" (no [[upstream]] is configured)",
+            "f.toml:4:10: unknown field `x`, expected one of `upstream`, `filter`, `topic`, `qos`, `priority`"
+        ]
+    );
+}
+
+/// Every unknown key and every other problem of a file, in one run, in file order.
+#[test]
+fn every_unknown_key_is_reported_with_the_rest() {
+    let e = errors(
+        "bord = \"rpi-4\"\n[mqtt]\nlistn = 1\nmax_inflight = 0\n[store]\nlinger = \"1h\"\ndirr = \"x\"\n[[upstream]]\nnam = \"a\"\n[log]\nlevel = \"info\"\nlevle = 1\n",
+    );
+    let at: Vec<&str> = e.iter().map(|p| p.split(": ").next().unwrap()).collect();
+    assert_eq!(
+        at,
+        vec![
+            "f.toml:1:1",
+            "f.toml:3:1",
+            "f.toml:4:16",
+            "f.toml:6:10",
+            "f.toml:7:1",
+            "f.toml:8:1",
+            "f.toml:8:1",
+            "f.toml:9:1",
+            "f.toml:12:1"
+        ],
+        "{e:#?}"
+    );
+    for key in ["bord", "listn", "dirr", "nam", "levle"] {
+        assert!(
+            e.iter()
+                .any(|p| p.contains(&format!("unknown field `{key}`"))),
+            "{key}: {e:#?}"
+        );
+    }
 }
 
 #[test]
