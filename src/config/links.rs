@@ -156,6 +156,19 @@ fn upstream(c: &mut Checker, i: usize, spanned: &Spanned<RawUpstream>) -> Upstre
     up.max_attempts = c
         .uint(&p("max_attempts"), &r.max_attempts, Bound::Between(1, 100))
         .unwrap_or(up.max_attempts);
+    if let Some((v, at)) = c.string(&p("drain"), &r.drain) {
+        match v {
+            "ordered" => up.drain = super::types::Drain::Ordered,
+            "live_first" => up.drain = super::types::Drain::LiveFirst,
+            other => c.at(
+                at,
+                format!(
+                    "{}: invalid value {other:?}: expected \"ordered\" or \"live_first\"",
+                    p("drain")
+                ),
+            ),
+        }
+    }
     up.batch = c
         .uint(&p("batch"), &r.batch, Bound::AtLeast(1))
         .unwrap_or(up.batch);

@@ -35,9 +35,9 @@ pub use errors::{ConfigError, Problem};
 pub use packing::{PackCompression, PackConfig};
 pub use topic::TOPIC_PLACEHOLDER;
 pub use types::{
-    AclAction, AclRule, AuthConfig, CertIdentity, Config, DEFAULT_PRIORITY, ForwardRule, Fsync,
-    GatewayConfig, LogConfig, MetricsConfig, MqttConfig, NatsConfig, NatsTls, OnFull, StoreConfig,
-    TlsConfig, UpstreamConfig, UpstreamProtocol,
+    AclAction, AclRule, AuthConfig, CertIdentity, Config, DEFAULT_PRIORITY, Drain, ForwardRule,
+    Fsync, GatewayConfig, LogConfig, MetricsConfig, MqttConfig, NatsConfig, NatsTls, OnFull,
+    StoreConfig, TlsConfig, UpstreamConfig, UpstreamProtocol,
 };
 pub use units::{ByteSize, UnitError, format_duration, parse_duration};
 pub use url::{UpstreamScheme, UpstreamUrl, UrlError};

@@ -308,6 +308,7 @@ table!(RawUpstream, "an [[upstream]] table", {
     max_rate,
     max_bytes_rate,
     max_attempts,
+    drain,
     cert_file,
     key_file,
     alpn,

@@ -432,8 +432,29 @@ pub struct UpstreamConfig {
     /// Times an event the upstream refuses is sent before it moves to the dead-letter
     /// table; 1..=100.
     pub max_attempts: u32,
+    /// What goes first when the link returns with a backlog.
+    pub drain: Drain,
     /// Many events per upstream message (`pack = "ferry-batch-v1"`); None: one each.
     pub pack: Option<super::PackConfig>,
+}
+
+/// `[[upstream]] drain`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drain {
+    /// The backlog first, then what arrived since: per-topic order always holds.
+    Ordered,
+    /// What arrives after the link came back goes out at once; the backlog drains
+    /// behind it. Per-topic order holds within each of the two.
+    LiveFirst,
+}
+
+impl Drain {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Drain::Ordered => "ordered",
+            Drain::LiveFirst => "live_first",
+        }
+    }
 }
 
 /// `[[upstream]] protocol`.
@@ -493,6 +514,7 @@ impl UpstreamConfig {
             max_rate: None,
             max_bytes_rate: None,
             max_attempts: 3,
+            drain: Drain::Ordered,
             pack: None,
         }
     }

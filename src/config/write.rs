@@ -119,6 +119,7 @@ impl Config {
             w.dur("keep_alive", u.keep_alive);
             w.raw("inflight", u.inflight);
             w.raw("max_attempts", u.max_attempts);
+            w.str("drain", u.drain.as_str());
             w.raw("batch", u.batch);
             w.dur("backoff_min", u.backoff_min);
             w.dur("backoff_max", u.backoff_max);

@@ -18,7 +18,7 @@ use super::client::{self, Client, LinkEvent, Refusal};
 use super::rate::Rate;
 use super::watchdog::Watchdog;
 use super::window::{Span, Window};
-use crate::config::{UpstreamConfig, UpstreamUrl};
+use crate::config::{Drain, UpstreamConfig, UpstreamUrl};
 use crate::metrics::UpstreamMetrics;
 use crate::store::{Store, StoredEvent};
 use std::collections::VecDeque;
@@ -56,6 +56,9 @@ pub(super) struct LaneSlot {
     pub bit: u8,
     /// Where it stood at start.
     pub cursor: u64,
+    /// Its live-first (split, live cursor) as last handed to the store (see
+    /// `store::UpstreamSlot::live`).
+    pub live: (u64, u64),
 }
 
 /// What became of one stored event handed to [`Link::publish`].
@@ -131,6 +134,13 @@ impl Link {
         let mut refusals = Refusals::default();
         loop {
             let mut window = Window::with_lanes(&persisted);
+            // A backlog still draining behind live events (before a restart or a drop).
+            for (i, lane) in self.lanes.iter().enumerate() {
+                let (split, live) = lane.live;
+                if split > persisted[i] {
+                    window.split(i, split, live.max(split));
+                }
+            }
             let end = self
                 .connection(
                     &mut window,
@@ -327,9 +337,14 @@ impl Link {
                         self.max_packet = max_packet.map_or(usize::MAX, |m| m as usize);
                         *was_up = true;
                         backoff.reset();
-                        self.metrics.connected.set(1);
                         tracing::info!(upstream = %self.config.name, %url, client_id = %self.config.client_id,
                             protocol = self.config.protocol.as_str(), resume_after = low(&window.cursors()), "upstream connected");
+                        if self.config.drain == Drain::LiveFirst {
+                            self.split_backlogs(window, *committed.borrow());
+                        }
+                        // After the split: whatever a watcher publishes once it sees the
+                        // link up is live.
+                        self.metrics.connected.set(1);
                     }
                     Ok(LinkEvent::Written(pkid)) => window.written(pkid),
                     Ok(LinkEvent::Acked { pkid, refused, duplicate }) => {
@@ -466,7 +481,9 @@ impl Link {
         allowed: usize,
     ) -> Result<(usize, usize), String> {
         let room = allowed.min(self.config.batch);
-        let (records, last) = self.read_after(lane, window.scanned(lane), room).await?;
+        let (records, last) = self
+            .read_after(window, lane, window.scanned(lane), room)
+            .await?;
         let (mut sent, mut bytes) = (0, 0);
         for rec in records {
             let seq = rec.seq;
@@ -484,12 +501,14 @@ impl Link {
                         "publish of {size} bytes is larger than the upstream's maximum packet size ({} bytes)",
                         self.max_packet
                     );
-                    self.give_up(lane, seq, "too_large", detail, 0).await?;
+                    self.give_up(window.main_of(lane), seq, "too_large", detail, 0)
+                        .await?;
                     window.settled(lane, seq);
                 }
                 Published::Unmappable(e) => {
                     let detail = format!("the remote topic has no NATS subject form: {e}");
-                    self.give_up(lane, seq, "unmappable", detail, 0).await?;
+                    self.give_up(window.main_of(lane), seq, "unmappable", detail, 0)
+                        .await?;
                     window.settled(lane, seq);
                 }
             }
@@ -498,16 +517,19 @@ impl Link {
         Ok((sent, bytes))
     }
 
-    /// Up to `n` of `lane`'s records after seq `after`, and the seq read up to.
+    /// Up to `n` of window lane `lane`'s records after seq `after` (up to its end), and
+    /// the seq read up to.
     pub(super) async fn read_after(
         &self,
+        window: &Window,
         lane: usize,
         after: u64,
         n: usize,
     ) -> Result<(Vec<StoredEvent>, u64), String> {
         let store = self.store.clone();
-        let bit = self.lane_bit(lane);
-        let read = tokio::task::spawn_blocking(move || store.read_after(after, n, bit))
+        let bit = self.lane_bit(window.main_of(lane));
+        let until = window.end(lane);
+        let read = tokio::task::spawn_blocking(move || store.read_between(after, until, n, bit))
             .await
             .map_err(|e| format!("store read task failed: {e}"))?;
         read.map_err(|e| {
@@ -581,7 +603,7 @@ impl Link {
         // A refused batch: each of its events is a dead letter of its own.
         for seq in window.seqs_in(span) {
             self.give_up(
-                span.lane,
+                window.main_of(span.lane),
                 seq,
                 &refusal.reason,
                 refusal.detail.clone(),
@@ -656,13 +678,40 @@ impl Link {
     }
 
     /// Hands each lane's advanced cursor to the store writer.
-    async fn persist(&self, window: &Window, persisted: &mut [u64]) {
-        let mut moved = false;
-        for (i, (lane, p)) in self.lanes.iter().zip(persisted.iter_mut()).enumerate() {
+    /// `drain = "live_first"`, on connecting: each lane with a backlog (and none split
+    /// off yet) sends what is committed from now on first, and its backlog up to
+    /// `committed` behind it. The split is handed to the store before anything after it
+    /// is sent, so a crash never takes live events already sent for backlog.
+    fn split_backlogs(&mut self, window: &mut Window, committed: u64) {
+        for (i, lane) in self.lanes.iter_mut().enumerate() {
             let cursor = window.cursor(i);
+            if window.is_split(i) || cursor >= committed {
+                continue;
+            }
+            window.split(i, committed, committed);
+            lane.live = (committed, committed);
+            let _ = self.store.set_live(lane.slot, committed, committed);
+            tracing::info!(upstream = %self.config.name, lane = i, backlog_after = cursor, backlog_to = committed,
+                "live_first: new events go out first, the backlog drains behind them");
+        }
+    }
+
+    /// Hands each lane's advanced cursor, and its live-first state, to the store writer:
+    /// the cursor first, so a backlog that is over is never forgotten before the cursor
+    /// passed it.
+    async fn persist(&mut self, window: &Window, persisted: &mut [u64]) {
+        let mut moved = false;
+        for (i, (lane, p)) in self.lanes.iter_mut().zip(persisted.iter_mut()).enumerate() {
+            let (cursor, live) = window.store_state(i);
             if cursor > *p && self.store.advance_cursor(lane.slot, cursor).await.is_ok() {
                 *p = cursor;
                 moved = true;
+            }
+            if live != lane.live
+                && cursor == *p
+                && self.store.set_live(lane.slot, live.0, live.1).is_ok()
+            {
+                lane.live = live;
             }
         }
         if moved {

@@ -175,6 +175,7 @@ pub fn spawn_all(
                 slot,
                 bit: s.bit,
                 cursor: s.cursor,
+                live: s.live,
             })
             .collect();
         let link = link::Link {

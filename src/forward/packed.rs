@@ -96,7 +96,9 @@ impl Link {
             .map_or((1, Duration::ZERO), |p| (p.max_events, p.linger));
         // At least a batch's worth per read, so that reads do not cut batches short.
         let want = allowed.min(self.config.batch.max(max_events));
-        let (records, last) = self.read_after(lane, window.scanned(lane), want).await?;
+        let (records, last) = self
+            .read_after(window, lane, window.scanned(lane), want)
+            .await?;
         let at_head = records.len() < want;
         let mut packer = self.packer()?;
         let mut open = Open::default();
@@ -130,7 +132,8 @@ impl Link {
                     "a batch of this one event is {size} bytes, over the largest batch this upstream takes ({} bytes)",
                     self.batch_limit()
                 );
-                self.give_up(lane, rec.seq, "too_large", detail, 0).await?;
+                self.give_up(window.main_of(lane), rec.seq, "too_large", detail, 0)
+                    .await?;
                 window.settled(lane, rec.seq);
                 continue;
             }
@@ -218,7 +221,9 @@ impl Link {
     ) -> Result<(), String> {
         let seqs = window.seqs_in(span);
         let count = usize::try_from(span.last - span.first + 1).unwrap_or(usize::MAX);
-        let (records, _) = self.read_after(span.lane, span.first - 1, count).await?;
+        let (records, _) = self
+            .read_after(window, span.lane, span.first - 1, count)
+            .await?;
         let mut packer = self.packer()?;
         let mut qos = 0;
         for rec in records.iter().filter(|r| seqs.contains(&r.seq)) {

@@ -45,6 +45,12 @@ struct Lane {
     scanned: u64,
     /// Sent and not yet folded into the cursor, in seq order.
     inflight: VecDeque<Sent>,
+    /// The last seq this lane reads: a live-first backlog ends at its split (u64::MAX:
+    /// no end).
+    end: u64,
+    /// The lane whose events these are: itself, or for a backlog the lane it was split
+    /// from.
+    of: usize,
 }
 
 impl Lane {
@@ -65,7 +71,11 @@ impl Lane {
 
 #[derive(Debug)]
 pub struct Window {
+    /// The link's lanes (`mains` of them, highest priority first), then the backlogs
+    /// split from them (`drain = "live_first"`), so that every live lane comes before
+    /// every backlog.
     lanes: Vec<Lane>,
+    mains: usize,
     /// Events in flight, all lanes together.
     len: usize,
     /// Handed to the client library, waiting to learn its packet id, in send order.
@@ -85,12 +95,16 @@ impl Window {
         Window {
             lanes: cursors
                 .iter()
-                .map(|c| Lane {
+                .enumerate()
+                .map(|(of, c)| Lane {
                     cursor: *c,
                     scanned: *c,
                     inflight: VecDeque::new(),
+                    end: u64::MAX,
+                    of,
                 })
                 .collect(),
+            mains: cursors.len(),
             len: 0,
             awaiting_pkid: VecDeque::new(),
             by_pkid: HashMap::new(),
@@ -101,18 +115,67 @@ impl Window {
         self.lanes.get(lane).map_or(0, |l| l.cursor)
     }
 
+    /// What the store keeps for each of the link's lanes: its cursor (everything at or
+    /// below it acknowledged), and its live-first (split, live cursor), or (0, 0).
+    pub fn store_state(&self, lane: usize) -> (u64, (u64, u64)) {
+        let main = self.cursor(lane);
+        let backlog = self.lanes[self.mains..]
+            .iter()
+            .find(|b| b.of == lane && b.cursor < b.end);
+        match backlog {
+            Some(b) => (b.cursor, (b.end, main)),
+            None => (main, (0, 0)),
+        }
+    }
+
+    /// [`Window::store_state`]'s cursor of each of the link's lanes.
     pub fn cursors(&self) -> Vec<u64> {
-        self.lanes.iter().map(|l| l.cursor).collect()
+        (0..self.mains).map(|l| self.store_state(l).0).collect()
+    }
+
+    /// Splits the backlog `cursor + 1 ..= split` of link lane `lane` (nothing of it in
+    /// flight) off into a lane of its own, read after every live one, while `lane` goes
+    /// on from `live` (>= split; more than it when resuming a split after a restart).
+    pub fn split(&mut self, lane: usize, split: u64, live: u64) {
+        let l = self.lane(lane);
+        debug_assert!(l.inflight.is_empty() && l.cursor < split && split <= live);
+        let cursor = l.cursor;
+        l.cursor = live;
+        l.scanned = live;
+        self.lanes.push(Lane {
+            cursor,
+            scanned: cursor,
+            inflight: VecDeque::new(),
+            end: split,
+            of: lane,
+        });
+    }
+
+    /// True while `lane` has a backlog split off that is not yet acknowledged.
+    pub fn is_split(&self, lane: usize) -> bool {
+        self.store_state(lane).1 != (0, 0)
+    }
+
+    /// The link lane whose events `lane` carries.
+    pub fn main_of(&self, lane: usize) -> usize {
+        self.lanes.get(lane).map_or(0, |l| l.of)
+    }
+
+    /// The last seq `lane` reads.
+    pub fn end(&self, lane: usize) -> u64 {
+        self.lanes.get(lane).map_or(u64::MAX, |l| l.end)
     }
 
     pub fn scanned(&self, lane: usize) -> u64 {
         self.lanes.get(lane).map_or(u64::MAX, |l| l.scanned)
     }
 
-    /// The first lane (the link's lanes come highest priority first) that has not read
-    /// the store up to `committed`.
+    /// The first lane (the link's lanes come highest priority first, live before
+    /// backlog) that has not read the store up to `committed` (or its end).
     pub fn behind(&self, committed: u64) -> Option<usize> {
-        self.lanes.iter().position(|l| l.scanned < committed)
+        self.lanes
+            .iter()
+            .position(|l| l.scanned < committed.min(l.end))
     }
 
     /// Events in flight, all lanes together.
@@ -371,5 +434,36 @@ mod tests {
         assert_eq!(w.cursors(), vec![4, 6]);
         assert!(w.acked(11));
         assert_eq!((w.cursors(), w.len()), (vec![6, 6], 0));
+    }
+
+    #[test]
+    fn a_split_backlog_drains_behind_live_events_then_merges_back() {
+        let mut w = Window::with_lanes(&[10]);
+        w.split(0, 20, 20); // the backlog 11..=20 apart; live from 21 on
+        assert_eq!(w.store_state(0), (10, (20, 20)));
+        assert_eq!(w.behind(25), Some(0), "live first");
+        w.push(0, 21, 1);
+        w.scanned_to(0, 25);
+        assert_eq!(w.behind(25), Some(1), "then the backlog");
+        assert_eq!((w.main_of(1), w.end(1)), (0, 20));
+        w.push(1, 11, 1);
+        w.scanned_to(1, 20);
+        assert_eq!(w.behind(25), None, "the backlog ends at its split");
+        w.written(1);
+        w.written(2);
+        assert!(w.acked(1)); // live 21
+        assert_eq!(w.store_state(0), (10, (20, 25)));
+        assert_eq!(
+            w.cursors(),
+            vec![10],
+            "the store keeps the backlog's cursor"
+        );
+        assert!(w.acked(2)); // backlog 11: 11..=20 all done
+        assert_eq!(w.store_state(0), (25, (0, 0)));
+        assert!(!w.is_split(0));
+        // Resumed after a restart: live events up to 30 were acknowledged already.
+        let mut w = Window::with_lanes(&[10]);
+        w.split(0, 20, 30);
+        assert_eq!((w.scanned(0), w.store_state(0)), (30, (10, (20, 30))));
     }
 }

@@ -206,6 +206,16 @@ pub struct UpstreamSlot {
     pub name: Arc<str>,
     pub bit: u8,
     pub cursor: u64,
+    /// `drain = "live_first"`: (split, live cursor) while a backlog drains behind live
+    /// events: the backlog is the records in `cursor + 1 ..= split`, and everything in
+    /// `split + 1 ..= live cursor` was acknowledged already. (0, 0): no backlog apart.
+    /// Kept in `cursors` as `<name>.split` and `<name>.live`.
+    pub live: (u64, u64),
+}
+
+/// The `cursors` keys of a slot's live-first state (see [`UpstreamSlot::live`]).
+fn live_keys(name: &str) -> (String, String) {
+    (format!("{name}.split"), format!("{name}.live"))
 }
 
 /// A cheap, cloneable handle to the store.
@@ -292,10 +302,12 @@ impl Store {
             .dead_letter_bytes
             .set(init.dead_letters.bytes as i64);
         let (tx, rx) = mpsc::channel(opts.queue.max(1));
+        // Per slot: its cursor, then its live-first split and live cursor.
         let cursor_board: Arc<[std::sync::atomic::AtomicU64]> = init
             .slots
             .iter()
-            .map(|s| std::sync::atomic::AtomicU64::new(s.cursor))
+            .flat_map(|s| [s.cursor, s.live.0, s.live.1])
+            .map(std::sync::atomic::AtomicU64::new)
             .collect();
         let (committed_tx, committed) = watch::channel(init.next_seq - 1);
         // Lanes count toward their upstream's metrics.
@@ -324,6 +336,7 @@ impl Store {
             quarantine: init.quarantine,
             cursor_board: cursor_board.clone(),
             priorities: init.priorities,
+            live_written: init.slots.iter().map(|s| s.live).collect(),
             metrics: metrics.clone(),
         })
         .map_err(|e| StoreError::Commit(format!("cannot start writer thread: {e}")))?;
@@ -387,9 +400,26 @@ impl Store {
     /// waited in the bounded queue behind the publishes it should make room for would stop
     /// polling its upstream meanwhile.
     pub async fn advance_cursor(&self, slot: usize, seq: u64) -> Result<(), StoreError> {
-        if let Some(cell) = self.cursor_board.get(slot) {
+        if let Some(cell) = self.cursor_board.get(slot * 3) {
             cell.fetch_max(seq, std::sync::atomic::Ordering::Release);
         }
+        self.wake()
+    }
+
+    /// Records the live-first state of `slot` (see [`UpstreamSlot::live`]); persisted
+    /// with the writer's next commit, as cursors are, and never waiting behind ingest.
+    /// Set it before the live events it covers are sent, and clear it only after the
+    /// cursor passed the split: a crash then resends at most, never skips.
+    pub fn set_live(&self, slot: usize, split: u64, live: u64) -> Result<(), StoreError> {
+        for (i, v) in [(1, split), (2, live)] {
+            if let Some(cell) = self.cursor_board.get(slot * 3 + i) {
+                cell.store(v, std::sync::atomic::Ordering::Release);
+            }
+        }
+        self.wake()
+    }
+
+    fn wake(&self) -> Result<(), StoreError> {
         match self.tx.try_send(Command::Wake) {
             Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => Ok(()),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(StoreError::Closed),
@@ -429,7 +459,19 @@ impl Store {
         max: usize,
         bit: u8,
     ) -> Result<(Vec<StoredEvent>, u64), StoreError> {
-        let upto = *self.committed.borrow();
+        self.read_between(after, u64::MAX, max, bit)
+    }
+
+    /// Like [`Store::read_after`], reading no further than seq `until` (a live-first
+    /// backlog ends at its split).
+    pub fn read_between(
+        &self,
+        after: u64,
+        until: u64,
+        max: usize,
+        bit: u8,
+    ) -> Result<(Vec<StoredEvent>, u64), StoreError> {
+        let upto = (*self.committed.borrow()).min(until);
         let txn = self.db.get()?.begin_read().map_err(redb_err)?;
         let mut damaged = Vec::new();
         // A damaged page of a segment table makes redb panic in the range read (or fail
@@ -633,10 +675,17 @@ fn init(db: &Database, upstreams: &[String]) -> Result<Init, StoreError> {
                     next_seq - 1
                 }
             };
+            let (split_key, live_key) = live_keys(name);
+            let get = |key: &str| -> Result<u64, StoreError> {
+                Ok(cursors.get(key).map_err(redb_err)?.map_or(0, |v| v.value()))
+            };
+            let live = (get(&split_key)?, get(&live_key)?);
             slots.push(UpstreamSlot {
                 name: name.as_str().into(),
                 bit,
                 cursor,
+                // A split the cursor has passed is over (cleared, or the crash came first).
+                live: if live.0 > cursor { live } else { (0, 0) },
             });
         }
         for item in bits.iter().map_err(redb_err)? {

@@ -383,3 +383,46 @@ async fn a_damaged_record_is_skipped_counted_once_and_never_read() {
     assert_eq!(metrics.store_corrupt.get(), 1, "reported once");
     close(store, join).await;
 }
+
+/// `drain = "live_first"`: a slot's split and live cursor survive a reopen while the
+/// backlog drains, and are forgotten once its cursor passed the split.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_first_state_survives_a_reopen_until_the_cursor_passes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let names = vec!["u".to_string()];
+    let (store, join) =
+        Store::open(dir.path(), &names, opts(), Arc::new(Metrics::default())).unwrap();
+    for i in 0..30u32 {
+        stored(&store, ev(i), 1).await;
+    }
+    store.advance_cursor(0, 5).await.unwrap();
+    store.set_live(0, 20, 25).unwrap();
+    close(store, join).await;
+    let (store, join) =
+        Store::open(dir.path(), &names, opts(), Arc::new(Metrics::default())).unwrap();
+    assert_eq!(
+        (store.upstreams()[0].cursor, store.upstreams()[0].live),
+        (5, (20, 25))
+    );
+    // The backlog is done: the cursor moves past the split, then the state is cleared.
+    store.advance_cursor(0, 25).await.unwrap();
+    store.set_live(0, 0, 0).unwrap();
+    close(store, join).await;
+    let (store, join) =
+        Store::open(dir.path(), &names, opts(), Arc::new(Metrics::default())).unwrap();
+    assert_eq!(
+        (store.upstreams()[0].cursor, store.upstreams()[0].live),
+        (25, (0, 0))
+    );
+    // A crash between the two: the cursor passed the split, so the state is over.
+    store.advance_cursor(0, 28).await.unwrap();
+    store.set_live(0, 26, 28).unwrap();
+    close(store, join).await;
+    let (store, join) =
+        Store::open(dir.path(), &names, opts(), Arc::new(Metrics::default())).unwrap();
+    assert_eq!(
+        (store.upstreams()[0].cursor, store.upstreams()[0].live),
+        (28, (0, 0))
+    );
+    close(store, join).await;
+}

@@ -103,6 +103,8 @@ pub(super) struct Writer {
     pub cursor_board: Arc<[std::sync::atomic::AtomicU64]>,
     /// Priorities of records and segments, for the priority eviction.
     pub priorities: super::priorities::Priorities,
+    /// Each slot's live-first state as last committed.
+    pub live_written: Vec<(u64, u64)>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -154,10 +156,21 @@ impl Writer {
                 .filter(|c| matches!(c, Command::Append { .. }))
                 .count();
             self.metrics.store_queue.add(-(appends as i64));
-            for (s, cell) in self.cursors.iter_mut().zip(self.cursor_board.iter()) {
-                let seq = cell.load(std::sync::atomic::Ordering::Acquire);
+            for (s, cells) in self.cursors.iter_mut().zip(self.cursor_board.chunks(3)) {
+                let [cursor, split, live] = cells else {
+                    continue;
+                };
+                let seq = cursor.load(std::sync::atomic::Ordering::Acquire);
                 if seq > s.cursor {
                     s.cursor = seq;
+                    dirty_cursors = true;
+                }
+                let state = (
+                    split.load(std::sync::atomic::Ordering::Acquire),
+                    live.load(std::sync::atomic::Ordering::Acquire),
+                );
+                if state != s.live {
+                    s.live = state;
                     dirty_cursors = true;
                 }
             }
@@ -553,8 +566,17 @@ impl Writer {
             super::retained::apply(&txn, retained_changes, &mut retained)?;
             if dirty_cursors {
                 let mut table = txn.open_table(CURSORS).map_err(super::redb_err)?;
-                for s in &self.cursors {
+                for (s, written) in self.cursors.iter().zip(&self.live_written) {
                     table.insert(&*s.name, s.cursor).map_err(super::redb_err)?;
+                    if s.live != *written {
+                        let (split_key, live_key) = super::live_keys(&s.name);
+                        table
+                            .insert(split_key.as_str(), s.live.0)
+                            .map_err(super::redb_err)?;
+                        table
+                            .insert(live_key.as_str(), s.live.1)
+                            .map_err(super::redb_err)?;
+                    }
                 }
             }
             self.priorities.save(&txn, new_front.oldest)?;
@@ -565,6 +587,9 @@ impl Writer {
         }
         txn.commit().map_err(super::redb_err)?;
         self.priorities.committed();
+        if dirty_cursors {
+            self.live_written = self.cursors.iter().map(|s| s.live).collect();
+        }
         *front = new_front;
         self.next_seq = seq;
         self.live_bytes = live;
