@@ -412,7 +412,6 @@ async fn a_denied_subject_is_dead_lettered_and_the_rest_arrive() {
 /// ferry signs it with the seed from `creds_file`. Another user's seed is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nkey_credentials_right_and_wrong() {
-    const N: usize = 100;
     let dir = tempfile::tempdir().unwrap();
     let known = nkeys::KeyPair::new_user();
     let stranger = nkeys::KeyPair::new_user();
@@ -431,26 +430,43 @@ async fn nkey_credentials_right_and_wrong() {
     };
     let good = seed_file("good.nk", &known);
     let bad = seed_file("bad.nk", &stranger);
+    let ferry = good_and_bad_creds(dir.path(), &server.url(), &good, &bad, "dev-nkey").await;
+    let log = ferry.log_text();
+    let seed = known.seed().unwrap();
+    assert!(!log.contains(&seed[..20]), "a seed in the log");
+}
+
+/// Starts ferry with two core NATS upstreams, "good" and "bad", authenticating with the
+/// `creds_file`s `good` and `bad`; publishes N events; returns once "good" forwarded them
+/// all and "bad" was refused (`Authorization Violation`) and forwarded none.
+async fn good_and_bad_creds(
+    dir: &std::path::Path,
+    url: &str,
+    good: &str,
+    bad: &str,
+    device: &str,
+) -> Ferry {
+    const N: usize = 100;
     let ferry = Ferry::start(
-        dir.path(),
+        dir,
         &config(
-            dir.path(),
+            dir,
             &[
                 upstream(
                     "good",
-                    &server.url(),
+                    url,
                     &format!("protocol = \"core\"\ncreds_file = \"{good}\""),
                 ),
                 upstream(
                     "bad",
-                    &server.url(),
+                    url,
                     &format!("protocol = \"core\"\ncreds_file = \"{bad}\""),
                 ),
             ]
             .concat(),
         ),
     );
-    let device = Device::connect(ferry.mqtt, "dev-nkey").await;
+    let device = Device::connect(ferry.mqtt, device).await;
     device
         .publish_acked(N, topic, Duration::from_secs(30))
         .await;
@@ -463,8 +479,101 @@ async fn nkey_credentials_right_and_wrong() {
         Duration::from_secs(10),
     );
     assert_eq!(forwarded(&ferry, "bad"), 0);
-    let log = ferry.log_text();
-    let seed = known.seed().unwrap();
-    assert!(!log.contains(&seed[..20]), "a seed in the log");
     device.abort();
+    ferry
+}
+
+/// base64url without padding, as JWTs use it.
+fn b64url(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let n = chunk.iter().fold(0u32, |n, b| (n << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
+        for i in 0..=chunk.len() {
+            out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// A NATS JWT (v2) for `subject`, signed by `issuer`, as nsc mints them.
+fn jwt(issuer: &nkeys::KeyPair, subject: &str, name: &str, nats: serde_json::Value) -> String {
+    let header = b64url(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let claims = serde_json::json!({
+        "jti": format!("{name}-{subject}"),
+        "iat": 1_700_000_000u64,
+        "iss": issuer.public_key(),
+        "name": name,
+        "sub": subject,
+        "nats": nats,
+    });
+    let payload = b64url(claims.to_string().as_bytes());
+    let signed = format!("{header}.{payload}");
+    let sig = issuer.sign(signed.as_bytes()).unwrap();
+    format!("{signed}.{}", b64url(&sig))
+}
+
+/// Operator mode: nats-server trusts an operator, knows one account (memory resolver),
+/// and a user presents a `.creds` file (its JWT, signed by the account, and its seed);
+/// ferry sends the JWT and the signed nonce. A user whose JWT another account signed is
+/// refused. Neither the seed nor the JWT shows in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_jwt_credentials_right_and_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let operator = nkeys::KeyPair::new_operator();
+    let account = nkeys::KeyPair::new_account();
+    let stranger_account = nkeys::KeyPair::new_account();
+    let unlimited = serde_json::json!({
+        "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+        "wildcards": true, "conn": -1, "leaf": -1
+    });
+    let op_jwt = jwt(
+        &operator,
+        &operator.public_key(),
+        "op",
+        serde_json::json!({"type": "operator", "version": 2}),
+    );
+    let acc_jwt = jwt(
+        &operator,
+        &account.public_key(),
+        "acc",
+        serde_json::json!({"limits": unlimited, "default_permissions": {"pub": {}, "sub": {}}, "type": "account", "version": 2}),
+    );
+    let server = NatsServer::start(
+        dir.path(),
+        "operator",
+        &format!(
+            "operator: \"{op_jwt}\"\nresolver: MEMORY\nresolver_preload: {{\n  {}: \"{acc_jwt}\"\n}}",
+            account.public_key()
+        ),
+    );
+    let user_claims = serde_json::json!({
+        "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1, "type": "user", "version": 2
+    });
+    let creds_file = |name: &str, user: &nkeys::KeyPair, signer: &nkeys::KeyPair| {
+        let token = jwt(signer, &user.public_key(), name, user_claims.clone());
+        let path = dir.path().join(format!("{name}.creds"));
+        std::fs::write(
+            &path,
+            format!(
+                "-----BEGIN NATS USER JWT-----\n{token}\n------END NATS USER JWT------\n\n\
+                 ************************* IMPORTANT *************************\n\
+                 NKEY Seed printed below can be used to sign and prove identity.\n\n\
+                 -----BEGIN USER NKEY SEED-----\n{}\n------END USER NKEY SEED------\n",
+                user.seed().unwrap()
+            ),
+        )
+        .unwrap();
+        (path.display().to_string(), token)
+    };
+    let user = nkeys::KeyPair::new_user();
+    let (good, token) = creds_file("good", &user, &account);
+    let (bad, _) = creds_file("bad", &nkeys::KeyPair::new_user(), &stranger_account);
+    let ferry = good_and_bad_creds(dir.path(), &server.url(), &good, &bad, "dev-jwt").await;
+    let log = ferry.log_text();
+    assert!(
+        !log.contains(&user.seed().unwrap()[..20]),
+        "a seed in the log"
+    );
+    assert!(!log.contains(&token[..40]), "the JWT in the log");
 }

@@ -262,7 +262,7 @@ async fn handshake(
         #[cfg(feature = "tls")]
         (Some(path), Some(nonce)) => {
             let key = nkey::UserKey::from_file(path).map_err(|e| e.to_string())?;
-            Some((key.public(), key.sign(nonce)))
+            Some((key.public(), key.sign(nonce), key.jwt))
         }
         #[cfg(not(feature = "tls"))]
         (Some(_), Some(_)) => {
@@ -284,8 +284,13 @@ async fn handshake(
         user: s.username.as_deref(),
         pass: s.password.as_deref(),
         auth_token: s.token.as_deref(),
-        nkey: signed.as_ref().map(|(public, _)| public.as_str()),
-        sig: signed.as_ref().map(|(_, sig)| sig.as_str()),
+        // With a JWT the server takes the key from it; without, from `nkey`.
+        nkey: signed
+            .as_ref()
+            .filter(|(_, _, jwt)| jwt.is_none())
+            .map(|(public, _, _)| public.as_str()),
+        sig: signed.as_ref().map(|(_, sig, _)| sig.as_str()),
+        jwt: signed.as_ref().and_then(|(_, _, jwt)| jwt.as_deref()),
     }
     .encode(&mut out);
     if s.jetstream {

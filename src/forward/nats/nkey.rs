@@ -1,6 +1,8 @@
 //! NATS nkey authentication for the upstream link: the user's seed (`SU...`) from
 //! `creds_file`, the public key (`U...`) it stands for, and the Ed25519 signature of the
-//! server's INFO nonce that CONNECT carries. The signing is ring's (already in the binary
+//! server's INFO nonce that CONNECT carries. A `.creds` file of an operator-mode server
+//! (`nsc generate creds`) also holds the user's JWT, which CONNECT carries as it is: the
+//! server checks it against the account, ferry only passes it on. The signing is ring's (already in the binary
 //! for TLS); the encodings (RFC 4648 base32 without padding, CRC-16/XMODEM, base64url
 //! without padding) are a few lines each here rather than three crates.
 
@@ -14,17 +16,17 @@ const PREFIX_USER: u8 = 20 << 3;
 pub enum NkeyError {
     #[error("creds_file {path}: {reason}")]
     File { path: String, reason: String },
-    #[error(
-        "creds_file {0}: user JWT credentials are not supported yet (a file holding only the user's nkey seed, SU..., is)"
-    )]
+    #[error("creds_file {0}: the NATS USER JWT block holds no JWT")]
     Jwt(String),
     #[error("creds_file {path}: not a user nkey seed ({reason})")]
     Seed { path: String, reason: &'static str },
 }
 
-/// A user's nkey: signs nonces, names its public key.
+/// A user's nkey: signs nonces, names its public key; with the user's JWT when the
+/// credentials came from a `.creds` file.
 pub struct UserKey {
     pair: Ed25519KeyPair,
+    pub jwt: Option<String>,
 }
 
 impl std::fmt::Debug for UserKey {
@@ -43,9 +45,19 @@ impl UserKey {
             path: shown.clone(),
             reason: e.to_string(),
         })?;
-        if text.contains("NATS USER JWT") {
-            return Err(NkeyError::Jwt(shown));
-        }
+        // The first line after `-----BEGIN NATS USER JWT-----` (a JWT is one line).
+        let jwt = match text.split_once("BEGIN NATS USER JWT") {
+            Some((_, rest)) => Some(
+                rest.lines()
+                    .skip(1)
+                    .map(str::trim)
+                    .find(|l| !l.is_empty())
+                    .filter(|l| !l.starts_with('-'))
+                    .ok_or_else(|| NkeyError::Jwt(shown.clone()))?
+                    .to_string(),
+            ),
+            None => None,
+        };
         let seed = text
             .lines()
             .map(str::trim)
@@ -54,10 +66,12 @@ impl UserKey {
                 path: shown.clone(),
                 reason: "no line starting with SU",
             })?;
-        UserKey::from_seed(seed).map_err(|reason| NkeyError::Seed {
+        let mut key = UserKey::from_seed(seed).map_err(|reason| NkeyError::Seed {
             path: shown,
             reason,
-        })
+        })?;
+        key.jwt = jwt;
+        Ok(key)
     }
 
     /// Decodes `SU...`: base32 of two prefix bytes, the 32-byte Ed25519 seed and a CRC-16.
@@ -77,7 +91,7 @@ impl UserKey {
         }
         let pair =
             Ed25519KeyPair::from_seed_unchecked(&body[..32]).map_err(|_| "not an Ed25519 seed")?;
-        Ok(UserKey { pair })
+        Ok(UserKey { pair, jwt: None })
     }
 
     /// The public key, `U...`, as nats-server's `users = [{ nkey: ... }]` names it.
@@ -204,5 +218,36 @@ mod tests {
             format!("{key:?}").starts_with("UserKey(U"),
             "never the seed"
         );
+    }
+
+    /// A `.creds` file as nsc writes it: the JWT is taken as it is, the seed signs; a
+    /// JWT block with nothing in it is an error, not a plain nkey login.
+    #[test]
+    fn a_creds_file_gives_its_jwt_and_seed() {
+        let dir = tempfile::tempdir().unwrap();
+        let seed = "SUAAOBYHA4DQOBYHA4DQOBYHA4DQOBYHA4DQOBYHA4DQOBYHA4DQOBZ5FE";
+        let creds = dir.path().join("u.creds");
+        std::fs::write(
+            &creds,
+            format!(
+                "-----BEGIN NATS USER JWT-----\neyJ0.eyJ1.c2ln\n------END NATS USER JWT------\n\n\
+                 ************************* IMPORTANT *************************\n\n\
+                 -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"
+            ),
+        )
+        .unwrap();
+        let key = UserKey::from_file(&creds).unwrap();
+        assert_eq!(key.jwt.as_deref(), Some("eyJ0.eyJ1.c2ln"));
+        assert!(key.public().starts_with("UDVEU3DD"));
+        let plain = dir.path().join("u.nk");
+        std::fs::write(&plain, format!("{seed}\n")).unwrap();
+        assert_eq!(UserKey::from_file(&plain).unwrap().jwt, None);
+        let empty = dir.path().join("e.creds");
+        std::fs::write(
+            &empty,
+            format!("-----BEGIN NATS USER JWT-----\n------END NATS USER JWT------\n{seed}\n"),
+        )
+        .unwrap();
+        assert!(matches!(UserKey::from_file(&empty), Err(NkeyError::Jwt(_))));
     }
 }

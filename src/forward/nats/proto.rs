@@ -219,6 +219,9 @@ pub struct Connect<'a> {
     pub nkey: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sig: Option<&'a str>,
+    /// The user's JWT (operator mode), from a `.creds` file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<&'a str>,
 }
 
 impl Connect<'_> {
@@ -469,6 +472,7 @@ mod tests {
             auth_token: Some("s3cret"),
             nkey: None,
             sig: None,
+            jwt: None,
         }
         .encode(&mut out);
         let text = std::str::from_utf8(&out).unwrap();
