@@ -141,3 +141,55 @@ async fn max_bytes_rate_paces_the_drain_in_bytes() {
     }
     assert_eq!(got.len(), 40);
 }
+
+/// Each stored event carries the index of the rule that selected it, so the link does
+/// not match the rules again; events stored before a restart with other rules are routed
+/// by the rules in force (their stored index would name another rule now).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_stored_under_other_rules_follow_the_current_ones() {
+    const N: usize = 10;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut mosq = Mosquitto::start(dir.path(), port);
+    Checker::register(port, "checker", "#").await;
+    mosq.stop();
+    let up = format!(
+        "[[upstream]]\nname = \"cloud\"\nurl = \"mqtt://127.0.0.1:{port}\"\nbackoff_min = \"50ms\"\nbackoff_max = \"500ms\"\n"
+    );
+    let first = format!(
+        "{}{up}[[forward]]\nupstream = \"cloud\"\nfilter = \"sensors/#\"\ntopic = \"a/{{topic}}\"\n",
+        base_config(dir.path())
+    );
+    let ferry = Ferry::start(dir.path(), &first);
+    let device = Device::connect(ferry.mqtt, "dev-rules").await;
+    device
+        .publish_acked(N, |_| "sensors/1".into(), Duration::from_secs(20))
+        .await;
+    device.abort();
+    ferry.kill9();
+    // Rule 0 is now one that does not match those events; rule 1 does.
+    let second = format!(
+        "{}{up}[[forward]]\nupstream = \"cloud\"\nfilter = \"other/#\"\ntopic = \"x/{{topic}}\"\n\
+         [[forward]]\nupstream = \"cloud\"\nfilter = \"sensors/#\"\ntopic = \"b/{{topic}}\"\n",
+        base_config(dir.path())
+    );
+    let ferry = Ferry::start(dir.path(), &second);
+    let device = Device::connect(ferry.mqtt, "dev-rules").await;
+    device
+        .publish_acked(N, |_| "sensors/1".into(), Duration::from_secs(20))
+        .await;
+    mosq.restart();
+    let checker = Checker::connect(port, "checker", "#").await;
+    checker.wait_count(2 * N, Duration::from_secs(30)).await;
+    let got = checker.received.lock().unwrap().clone();
+    let topics: Vec<&str> = got.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(topics, vec!["b/sensors/1"; 2 * N]);
+    let payloads: Vec<String> = got
+        .iter()
+        .map(|(_, p)| String::from_utf8_lossy(p).into_owned())
+        .collect();
+    let expected: Vec<String> = (0..N).chain(0..N).map(|i| i.to_string()).collect();
+    assert_eq!(payloads, expected);
+    checker.close().await;
+    device.abort();
+}

@@ -129,9 +129,9 @@ impl Hub {
         }
         let mut routed = self.router.route(&event, echo_conn);
         self.metrics.deliveries.add(routed.delivered as u64);
-        let dests = self.forwarding.destinations(&event.topic);
+        let (dests, routes) = self.forwarding.destinations(&event.topic);
         let log = match &self.store {
-            Some(store) if dests != 0 => Some(store.append(event, dests).await?),
+            Some(store) if dests != 0 => Some(store.append_routed(event, dests, routes).await?),
             _ => None,
         };
         let spooled = std::mem::take(&mut routed.spooled);

@@ -336,6 +336,7 @@ mod tests {
             origin: 0,
             dests: 0,
             user_properties: Vec::new(),
+            routes: Default::default(),
         }
     }
 

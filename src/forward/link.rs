@@ -46,6 +46,10 @@ pub(super) struct Link {
     pub max_packet: usize,
     /// Connection attempts so far: attempt n goes to `urls[n % urls.len()]`.
     pub attempts: usize,
+    /// The last seq stored before `routes` took effect (the store's end at start): the
+    /// rule indices stored with later events are indices into `routes`. (A reload of the
+    /// rules must move it.)
+    pub rules_since: u64,
 }
 
 /// One lane of a link, as the store registered it.
@@ -538,16 +542,29 @@ impl Link {
         })
     }
 
-    /// The rule that sends `topic` to this upstream: the first that matches.
-    pub(super) fn route(&self, topic: &str) -> Option<&Route> {
-        self.routes
+    /// The rule that sends `rec` to this upstream: for an event stored since these rules
+    /// took effect (`rules_since`), the one ingest chose, stored with it (format 3
+    /// records), so the rules are not matched again; for an older one (stored under
+    /// another config, perhaps), or one for more than four upstreams, the first rule
+    /// that matches now.
+    pub(super) fn route(&self, rec: &StoredEvent) -> Option<&Route> {
+        let chosen = self
+            .lanes
             .iter()
-            .find(|r| crate::topic::matches(&r.filter, topic))
+            .find(|l| rec.dests & (1u64 << l.bit) != 0)
+            .and_then(|l| rec.route_for(l.bit))
+            .filter(|_| rec.seq > self.rules_since)
+            .and_then(|i| self.routes.get(i));
+        chosen.or_else(|| {
+            self.routes
+                .iter()
+                .find(|r| crate::topic::matches(&r.filter, &rec.topic))
+        })
     }
 
     /// Routes and hands one stored event to the client (or says why not).
     async fn publish(&self, client: &Client, rec: StoredEvent) -> Result<Published, String> {
-        let Some(route) = self.route(&rec.topic) else {
+        let Some(route) = self.route(&rec) else {
             return Ok(Published::NoRoute);
         };
         let StoredEvent {

@@ -18,7 +18,7 @@ mod window;
 
 use crate::config::{Config, ForwardRule};
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::{Routes, Store};
 use crate::topic;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -121,19 +121,24 @@ impl Forwarding {
 
     /// The mask of lanes that must receive an event on `topic` (0: none): per upstream,
     /// the lane of the first rule that matches it, so a topic has one priority per
-    /// upstream and its events keep their order there.
-    pub fn destinations(&self, topic: &str) -> u64 {
-        let mut mask = 0;
+    /// upstream and its events keep their order there. With it, the index of that rule
+    /// per lane, in bit order (stored with the event, so the link does not match again).
+    pub fn destinations(&self, topic: &str) -> (u64, Routes) {
+        let mut found: heapless::Vec<(u8, u16), 64> = heapless::Vec::new();
         for t in &self.targets {
-            if let Some((_, bit)) = t
+            let first = t
                 .routes
                 .iter()
-                .find(|(r, _)| topic::matches(&r.filter, topic))
-            {
-                mask |= 1u64 << bit;
+                .enumerate()
+                .find(|(_, (r, _))| topic::matches(&r.filter, topic));
+            if let Some((i, (_, bit))) = first {
+                let _ = found.push((*bit, u16::try_from(i).unwrap_or(u16::MAX)));
             }
         }
-        mask
+        found.sort_unstable_by_key(|(bit, _)| *bit);
+        let mask = found.iter().fold(0u64, |m, (bit, _)| m | (1u64 << bit));
+        let routes = found.iter().map(|(_, i)| *i).take(4).collect();
+        (mask, routes)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -188,6 +193,7 @@ pub fn spawn_all(
             gateway: gateway.clone(),
             max_packet: usize::MAX,
             attempts: 0,
+            rules_since: *store.committed().borrow(),
         };
         tasks.push(tokio::spawn(link.run()));
     }
@@ -256,7 +262,15 @@ filter = "#"
         let bits = [10, 11, 12, 13];
         let f = Forwarding::new(&config, &lanes, &bits);
         // "alarm/x" matches both of a's rules: the first one's lane (priority 9) only.
-        assert_eq!(f.destinations("alarm/x"), (1 << 10) | (1 << 13));
-        assert_eq!(f.destinations("other"), (1 << 12) | (1 << 13));
+        // With the index of each lane's rule among its upstream's, in bit order.
+        let routes = |r: &[u16]| Routes::from_slice(r).unwrap();
+        assert_eq!(
+            f.destinations("alarm/x"),
+            ((1 << 10) | (1 << 13), routes(&[0, 0]))
+        );
+        assert_eq!(
+            f.destinations("other"),
+            ((1 << 12) | (1 << 13), routes(&[1, 0]))
+        );
     }
 }

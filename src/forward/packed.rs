@@ -108,7 +108,7 @@ impl Link {
             linger_until: None,
         };
         for rec in records {
-            let Some(route) = self.route(&rec.topic) else {
+            let Some(route) = self.route(&rec) else {
                 // The rule that selected it is gone: skipped (with an open batch, it is
                 // read again with the batch's events).
                 if open.seqs.is_empty() {
@@ -227,7 +227,7 @@ impl Link {
         let mut packer = self.packer()?;
         let mut qos = 0;
         for rec in records.iter().filter(|r| seqs.contains(&r.seq)) {
-            let Some(route) = self.route(&rec.topic) else {
+            let Some(route) = self.route(rec) else {
                 continue;
             };
             let topic = route.remote_topic(&rec.topic);

@@ -48,7 +48,7 @@ pub use marker::MARKER_FILE;
 pub use writer::Limits;
 
 pub use queue::{QueueBound, QueueSignal, Queued, QueuedRow, encode as encode_queued};
-pub use record::{RecordError, StoredEvent};
+pub use record::{RecordError, Routes, StoredEvent};
 pub use retained::{RetainedChange, retained_cost};
 pub use state::{StateChange, StoredSession};
 
@@ -369,6 +369,16 @@ impl Store {
         event: Arc<Event>,
         dests: u64,
     ) -> Result<oneshot::Receiver<Result<u64, StoreError>>, StoreError> {
+        self.append_routed(event, dests, Routes::new()).await
+    }
+
+    /// [`Store::append`] with the forward rule of each destination (see [`Routes`]).
+    pub async fn append_routed(
+        &self,
+        event: Arc<Event>,
+        dests: u64,
+        routes: Routes,
+    ) -> Result<oneshot::Receiver<Result<u64, StoreError>>, StoreError> {
         let (done, rx) = oneshot::channel();
         // Backpressure in bytes: wait until the writer's queue has room for this event.
         let permit =
@@ -379,6 +389,7 @@ impl Store {
             .send(Command::Append {
                 event,
                 dests,
+                routes,
                 done: Some(done),
                 _permit: permit,
             })

@@ -1,5 +1,6 @@
 //! The on-disk record: a format byte, then the postcard encoding of that format's struct,
-//! then (from format 2) the CRC-32C of everything before it, little-endian.
+//! then (from format 2) the CRC-32C of everything before it, little-endian. Format 3 adds
+//! the forward rule of each destination ([`Routes`]), written when there are any.
 //!
 //! The format byte is what lets a newer ferry open a store written by an older one: a new
 //! layout gets a new byte and a new struct, and `decode` keeps reading every old one.
@@ -13,8 +14,18 @@ use serde::{Deserialize, Serialize};
 
 /// Format byte of [`RecordV1`] without a checksum (stores written before format 2).
 pub const FORMAT_V1: u8 = 1;
-/// Format byte of [`RecordV1`]'s fields followed by their CRC-32C: what `encode` writes.
+/// Format byte of [`RecordV1`]'s fields followed by their CRC-32C: what `encode` writes
+/// for an event without routes.
 pub const FORMAT_V2: u8 = 2;
+/// Format byte of [`RecordV3`] (format 2's fields and the routes) and its CRC-32C: what
+/// `encode` writes for an event with routes.
+pub const FORMAT_V3: u8 = 3;
+
+/// Per destination lane of a record, in the order of its bits in `dests`: the index of
+/// the forward rule that selected it among its upstream's rules (`forward::Forwarding`),
+/// so a link never matches the rules again. At most four (events for more upstreams
+/// keep the first four; the others are matched when sent).
+pub type Routes = heapless::Vec<u16, 4>;
 /// Bytes of the checksum at the end of a format 2 record.
 const CHECKSUM_LEN: usize = 4;
 
@@ -31,6 +42,20 @@ struct RecordV1<'a> {
     user_properties: Vec<(&'a str, &'a str)>,
 }
 
+/// Format 3: format 2's fields, then the routes.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct RecordV3<'a> {
+    received_ms: u64,
+    topic: &'a str,
+    payload: &'a [u8],
+    qos: u8,
+    retain: bool,
+    origin: u8,
+    dests: u64,
+    user_properties: Vec<(&'a str, &'a str)>,
+    routes: Routes,
+}
+
 /// A record read back from the log, ready to forward.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {
@@ -43,6 +68,19 @@ pub struct StoredEvent {
     pub origin: u8,
     pub dests: u64,
     pub user_properties: Vec<(String, String)>,
+    /// Empty for records written before format 3, or by a dead-letter replay.
+    pub routes: Routes,
+}
+
+impl StoredEvent {
+    /// The index of the rule that sent this record to the lane with bit `bit`, if the
+    /// record says.
+    pub fn route_for(&self, bit: u8) -> Option<usize> {
+        let below = self.dests & ((1u64 << bit) - 1);
+        self.routes
+            .get(below.count_ones() as usize)
+            .map(|r| usize::from(*r))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,23 +100,50 @@ pub enum RecordError {
 
 /// Encodes `event` for the log into `out` (cleared first, reused across a batch).
 pub fn encode(event: &Event, dests: u64, out: &mut Vec<u8>) -> Result<(), RecordError> {
+    encode_routed(event, dests, &Routes::new(), out)
+}
+
+/// Like [`encode`], with the rule of each destination (format 3 when there are any).
+pub fn encode_routed(
+    event: &Event,
+    dests: u64,
+    routes: &Routes,
+    out: &mut Vec<u8>,
+) -> Result<(), RecordError> {
     out.clear();
-    out.push(FORMAT_V2);
-    let rec = RecordV1 {
-        received_ms: event.received_ms,
-        topic: &event.topic,
-        payload: &event.payload,
-        qos: event.qos,
-        retain: event.retain,
-        origin: event.origin.as_u8(),
-        dests,
-        user_properties: event
-            .user_properties
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect(),
+    let user_properties = event
+        .user_properties
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let mut encoded = if routes.is_empty() {
+        out.push(FORMAT_V2);
+        let rec = RecordV1 {
+            received_ms: event.received_ms,
+            topic: &event.topic,
+            payload: &event.payload,
+            qos: event.qos,
+            retain: event.retain,
+            origin: event.origin.as_u8(),
+            dests,
+            user_properties,
+        };
+        postcard::to_extend(&rec, std::mem::take(out))?
+    } else {
+        out.push(FORMAT_V3);
+        let rec = RecordV3 {
+            received_ms: event.received_ms,
+            topic: &event.topic,
+            payload: &event.payload,
+            qos: event.qos,
+            retain: event.retain,
+            origin: event.origin.as_u8(),
+            dests,
+            user_properties,
+            routes: routes.clone(),
+        };
+        postcard::to_extend(&rec, std::mem::take(out))?
     };
-    let mut encoded = postcard::to_extend(&rec, std::mem::take(out))?;
     let crc = super::crc32c::checksum(&encoded);
     encoded.extend_from_slice(&crc.to_le_bytes());
     *out = encoded;
@@ -105,14 +170,22 @@ fn checked_body(bytes: &[u8]) -> Result<&[u8], RecordError> {
 /// `bytes` (a record of any format, checked) written again as a format 2 record with
 /// `dests` as its destinations: how a dead letter goes back into the log.
 pub fn redirect(bytes: &[u8], dests: u64) -> Result<Vec<u8>, RecordError> {
-    let (&format, body) = bytes.split_first().ok_or(RecordError::Empty)?;
-    let body = match format {
-        FORMAT_V1 => body,
-        FORMAT_V2 => checked_body(bytes)?,
-        other => return Err(RecordError::UnknownFormat(other)),
+    let r = decode(0, bytes)?;
+    // The routes were for the old destinations: the link matches this one's rule.
+    let r = RecordV1 {
+        received_ms: r.received_ms,
+        topic: &r.topic,
+        payload: &r.payload,
+        qos: r.qos,
+        retain: r.retain,
+        origin: r.origin,
+        dests,
+        user_properties: r
+            .user_properties
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect(),
     };
-    let mut r: RecordV1 = postcard::from_bytes(body)?;
-    r.dests = dests;
     let mut out = postcard::to_extend(&r, vec![FORMAT_V2])?;
     let crc = super::crc32c::checksum(&out);
     out.extend_from_slice(&crc.to_le_bytes());
@@ -121,12 +194,25 @@ pub fn redirect(bytes: &[u8], dests: u64) -> Result<Vec<u8>, RecordError> {
 
 pub fn decode(seq: u64, bytes: &[u8]) -> Result<StoredEvent, RecordError> {
     let (&format, body) = bytes.split_first().ok_or(RecordError::Empty)?;
-    let body = match format {
-        FORMAT_V1 => body,
-        FORMAT_V2 => checked_body(bytes)?,
+    let (r, routes) = match format {
+        FORMAT_V1 => (postcard::from_bytes::<RecordV1>(body)?, Routes::new()),
+        FORMAT_V2 => (postcard::from_bytes(checked_body(bytes)?)?, Routes::new()),
+        FORMAT_V3 => {
+            let r: RecordV3 = postcard::from_bytes(checked_body(bytes)?)?;
+            let v1 = RecordV1 {
+                received_ms: r.received_ms,
+                topic: r.topic,
+                payload: r.payload,
+                qos: r.qos,
+                retain: r.retain,
+                origin: r.origin,
+                dests: r.dests,
+                user_properties: r.user_properties,
+            };
+            (v1, r.routes)
+        }
         other => return Err(RecordError::UnknownFormat(other)),
     };
-    let r: RecordV1 = postcard::from_bytes(body)?;
     Ok(StoredEvent {
         seq,
         received_ms: r.received_ms,
@@ -141,6 +227,7 @@ pub fn decode(seq: u64, bytes: &[u8]) -> Result<StoredEvent, RecordError> {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        routes,
     })
 }
 
@@ -174,6 +261,39 @@ mod tests {
             back.user_properties,
             vec![("k".to_string(), "v".to_string())]
         );
+    }
+
+    /// Format 3 carries each destination's rule; format 2 (no routes) is still what an
+    /// event without routes is written as, and a redirected record loses its routes.
+    #[test]
+    fn format_3_carries_the_routes() {
+        let e = Event::new("t".into(), Bytes::from_static(b"p"), 1, false, Origin::Mqtt);
+        let routes = Routes::from_slice(&[2, 0]).unwrap();
+        let mut buf = Vec::new();
+        encode_routed(&e, 0b1010, &routes, &mut buf).unwrap();
+        assert_eq!(buf[0], FORMAT_V3);
+        let back = decode(7, &buf).unwrap();
+        assert_eq!(
+            (back.dests, back.routes.as_slice()),
+            (0b1010, &[2u16, 0][..])
+        );
+        assert_eq!(
+            (back.route_for(1), back.route_for(3), back.route_for(5)),
+            (Some(2), Some(0), None)
+        );
+        let mut plain = Vec::new();
+        encode(&e, 0b1010, &mut plain).unwrap();
+        assert_eq!(plain[0], FORMAT_V2);
+        assert_eq!(decode(7, &plain).unwrap().route_for(1), None);
+        let moved = redirect(&buf, 0b1).unwrap();
+        assert_eq!(moved[0], FORMAT_V2);
+        assert_eq!(decode(7, &moved).unwrap().dests, 0b1);
+        let mut flipped = buf.clone();
+        flipped[3] ^= 1;
+        assert!(matches!(
+            decode(7, &flipped),
+            Err(RecordError::Checksum { .. })
+        ));
     }
 
     /// The exact bytes of both formats are frozen: a store written by any version must

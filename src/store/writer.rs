@@ -29,6 +29,7 @@ pub(super) enum Command {
     Append {
         event: Arc<Event>,
         dests: u64,
+        routes: super::Routes,
         done: Option<oneshot::Sender<Result<u64, StoreError>>>,
         /// Store-queue budget held until the command is done with (dropped).
         _permit: Option<tokio::sync::OwnedSemaphorePermit>,
@@ -436,9 +437,15 @@ impl Writer {
         // Encode first: retention needs to know how many bytes are coming.
         let mut encoded: Vec<(Vec<u8>, u64)> = Vec::new();
         for c in batch {
-            if let Command::Append { event, dests, .. } = c {
+            if let Command::Append {
+                event,
+                dests,
+                routes,
+                ..
+            } = c
+            {
                 let mut buf = Vec::new();
-                record::encode(event, *dests, &mut buf)?;
+                record::encode_routed(event, *dests, routes, &mut buf)?;
                 encoded.push((buf, *dests));
             }
         }
