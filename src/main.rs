@@ -121,7 +121,8 @@ fn run(path: Option<PathBuf>) -> ExitCode {
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "built-in defaults".into());
         let gateway = ferry::forward::gateway_id(&cfg.gateway.id);
-        tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %source, %gateway, "ferry starting");
+        let board = cfg.board.as_deref().unwrap_or("none");
+        tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %source, %gateway, board, "ferry starting");
         let running = match ferry::broker::start(cfg).await {
             Ok(r) => r,
             Err(e) => {

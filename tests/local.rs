@@ -416,3 +416,24 @@ async fn connections_over_the_cap_are_refused_and_others_served() {
         .publish_acked(1, |_| "cap/y".into(), Duration::from_secs(10))
         .await;
 }
+
+/// An HTTP request on the MQTT port is closed and logged as what it is; the board
+/// profile in use is named in the start line.
+#[test]
+fn an_http_request_on_the_mqtt_port_is_named_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!("board = \"rpi-4\"\n{}", base_config(dir.path()));
+    let ferry = Ferry::start(dir.path(), &config);
+    ferry.wait_log(
+        &["ferry starting", "board=\"rpi-4\""],
+        Duration::from_secs(5),
+    );
+    assert!(closed_after(
+        ferry.mqtt,
+        b"GET /metrics HTTP/1.1\r\nHost: gw\r\n\r\n"
+    ));
+    ferry.wait_log(
+        &["an HTTP request on the MQTT port"],
+        Duration::from_secs(5),
+    );
+}

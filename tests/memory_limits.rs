@@ -635,3 +635,40 @@ fn offline_sessions_past_their_part_are_evicted_oldest_first() {
     assert!(park(&ferry, FLOOD - 1), "the newest kept its session");
     assert!(!park(&ferry, 0), "the oldest was evicted");
 }
+
+/// `ferry_memory_used_bytes{part="store_queue"}` is what waits for the store writer:
+/// with `store.linger = "1s"` a durable QoS 1 publish waits for its group commit, and
+/// meanwhile its bytes are counted; once the PUBACK came they are given back.
+#[test]
+fn the_store_queue_gauge_counts_what_waits_for_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}linger = \"1s\"\nmax_batch = 1000\n[metrics]\nlisten = \"127.0.0.1:0\"\n\
+         [[upstream]]\nname = \"cloud\"\nurl = \"mqtt://127.0.0.1:1\"\nbackoff_max = \"60s\"\n\
+         [[forward]]\nupstream = \"cloud\"\nfilter = \"sensors/#\"\n",
+        base_config(dir.path())
+    );
+    let ferry = Ferry::start(dir.path(), &config);
+    let used = || ferry.metric("ferry_memory_used_bytes{part=\"store_queue\"}");
+    assert_eq!(used(), 0);
+    let (mut c, _) = Raw::connect(ferry.mqtt, "durable", true, 60);
+    c.publish(
+        "sensors/a",
+        rumqttc::QoS::AtLeastOnce,
+        1,
+        false,
+        &[7u8; 10_000],
+    );
+    common::wait_until(
+        Duration::from_secs(5),
+        "the event counted while it waits",
+        || used() >= 10_000,
+    );
+    match c.recv(Duration::from_secs(10)) {
+        Ok(rumqttc::Packet::PubAck(a)) => assert_eq!(a.pkid, 1),
+        other => panic!("expected PUBACK, got {other:?}"),
+    }
+    common::wait_until(Duration::from_secs(5), "its bytes given back", || {
+        used() == 0
+    });
+}

@@ -106,6 +106,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 dir: config.store.dir.display().to_string(),
                 source,
             })?;
+    let store = store.with_ingest(budget.ingest.clone(), budget.ingest_limit);
     let bits: Vec<u8> = store.upstreams().iter().map(|u| u.bit).collect();
     let forwarding = Forwarding::new(&config, &lanes, &bits);
     let hub = Arc::new(

@@ -260,9 +260,35 @@ impl<'a> Checker<'a> {
         self.addr(path, leaf, example).map(Some)
     }
 
+    /// An `ip:port`, or a `host:port` with a local host name: `localhost` or a name in
+    /// `/etc/hosts` (an IPv4 address preferred), as in `localhost:9100`. Never DNS: these
+    /// are addresses of this machine, and a gateway that boots without a network must not
+    /// wait for a resolver to read its config.
     pub fn addr(&mut self, path: &str, leaf: &Leaf, example: &str) -> Option<SocketAddr> {
         let (s, start) = self.string(path, leaf)?;
-        match s.trim().parse::<SocketAddr>() {
+        let s = s.trim();
+        if let Ok(a) = s.parse::<SocketAddr>() {
+            return Some(a);
+        }
+        let named = s.rsplit_once(':').and_then(|(host, port)| {
+            let port = port.parse::<u16>().ok()?;
+            let name = !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+            name.then_some((host, port))
+        });
+        if let Some((host, port)) = named {
+            let ip = local_host(host);
+            if ip.is_none() {
+                self.at(
+                    start,
+                    format!("{path}: host name {host:?} is neither localhost nor in /etc/hosts: expected an IP address or a local name, like {example:?}"),
+                );
+            }
+            return ip.map(|ip| SocketAddr::new(ip, port));
+        }
+        match s.parse::<SocketAddr>() {
             Ok(a) => Some(a),
             Err(_) => {
                 self.at(
@@ -288,4 +314,27 @@ fn describe(v: &Value) -> String {
         Value::Array(_) => "an array".to_string(),
         Value::Table(_) => "a table".to_string(),
     }
+}
+
+/// The address of a local host name: `localhost`, or the first address `/etc/hosts`
+/// gives it (an IPv4 one if it has any).
+fn local_host(name: &str) -> Option<std::net::IpAddr> {
+    let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    let mut found: Vec<std::net::IpAddr> = hosts
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or(""))
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let ip = words.next()?.parse().ok()?;
+            words.any(|w| w.eq_ignore_ascii_case(name)).then_some(ip)
+        })
+        .collect();
+    if name.eq_ignore_ascii_case("localhost") {
+        found.push(std::net::IpAddr::from([127, 0, 0, 1]));
+    }
+    found
+        .iter()
+        .find(|ip| ip.is_ipv4())
+        .or(found.first())
+        .copied()
 }

@@ -33,11 +33,25 @@ fn mqtt_rules() {
         "\"yes\"",
         "mqtt.enabled: expected true or false, found string \"yes\"",
     );
+    // A host name is resolved at load (an IPv4 address preferred).
+    let c = parse(
+        "[mqtt]\nlisten = \"localhost:1883\"\n[metrics]\nlisten = \"localhost:9100\"\n",
+        "f.toml",
+    )
+    .unwrap();
+    assert!(c.mqtt.listen.unwrap().ip().is_loopback());
+    assert_eq!(c.metrics.listen.map(|a| a.port()), Some(9100));
     check(
         "[mqtt]",
         "listen",
-        "\"localhost:1883\"",
+        "\"localhost:99999\"",
         "mqtt.listen: invalid socket address",
+    );
+    check(
+        "[mqtt]",
+        "listen",
+        "\"no-such-gateway-name:1883\"",
+        "mqtt.listen: host name \"no-such-gateway-name\" is neither localhost nor in /etc/hosts",
     );
     check(
         "[mqtt]",

@@ -7,6 +7,7 @@ mod auth;
 mod delivery;
 mod integrity;
 mod limits;
+mod process;
 
 pub use auth::{AuthFailure, AuthMetrics};
 pub use delivery::DeliveryMetrics;
@@ -560,6 +561,7 @@ impl Metrics {
                 }
             }
         }
+        process::render(&mut s);
         s
     }
 }

@@ -196,7 +196,13 @@ pub async fn serve(accepted: Accepted, ctx: Arc<MqttCtx>, mut shutdown: watch::R
             if matches!(close, Close::Protocol(..)) {
                 metrics.protocol_errors.inc();
             }
-            tracing::info!(peer = %conn.peer, reason = %close, "MQTT connection closed before CONNECT");
+            if looks_like_http(&conn.rbuf) {
+                // A browser, a health check or a WebSocket client at the wrong port.
+                tracing::info!(peer = %conn.peer, reason = %close,
+                    "an HTTP request on the MQTT port, closed (MQTT over WebSocket is mqtt.ws_listen, metrics and /health are metrics.listen)");
+            } else {
+                tracing::info!(peer = %conn.peer, reason = %close, "MQTT connection closed before CONNECT");
+            }
         }
     }
     if conn.transport != Transport::Tcp {
@@ -613,4 +619,11 @@ async fn notified(n: Option<&Notify>) {
         Some(n) => n.notified().await,
         None => std::future::pending().await,
     }
+}
+
+/// True when a connection's first bytes are an HTTP request line.
+fn looks_like_http(first: &[u8]) -> bool {
+    ["GET ", "POST ", "HEAD ", "PUT ", "OPTIONS ", "DELETE "]
+        .iter()
+        .any(|m| first.starts_with(m.as_bytes()))
 }

@@ -356,6 +356,15 @@ impl Store {
         ))
     }
 
+    /// Takes the bytes of events waiting for the writer from `ingest` (of `limit` bytes),
+    /// the memory budget's store-queue share, instead of a semaphore of its own: so
+    /// `ferry_memory_used_bytes{part="store_queue"}` shows what is waiting.
+    pub fn with_ingest(mut self, ingest: Arc<tokio::sync::Semaphore>, limit: usize) -> Store {
+        self.ingest = ingest;
+        self.ingest_limit = limit.max(64 * 1024);
+        self
+    }
+
     /// The upstreams with their persistent bits and the cursors they had at open.
     pub fn upstreams(&self) -> &[UpstreamSlot] {
         &self.upstreams
