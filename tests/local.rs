@@ -437,3 +437,49 @@ fn an_http_request_on_the_mqtt_port_is_named_in_the_log() {
         Duration::from_secs(5),
     );
 }
+
+/// A flood of connections that never send CONNECT (here 400 malformed first packets)
+/// costs the log at most one line a second, each saying how many it stood for; every one
+/// is still counted.
+#[test]
+fn a_flood_of_bad_connections_stays_quiet_in_the_log() {
+    const N: usize = 400;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}[metrics]\nlisten = \"127.0.0.1:0\"\n",
+        base_config(dir.path())
+    );
+    let ferry = Ferry::start(dir.path(), &config);
+    let started = std::time::Instant::now();
+    for _ in 0..N {
+        // PUBLISH before CONNECT: a protocol error.
+        assert!(closed_after(ferry.mqtt, b"\x30\x05\x00\x01a\x00\x00"));
+    }
+    common::wait_until(Duration::from_secs(10), "every one counted", || {
+        ferry.metric("ferry_protocol_errors_total") == N as u64
+    });
+    let seconds = started.elapsed().as_secs() + 1;
+    let log = ferry.log_text();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("closed before CONNECT"))
+        .collect();
+    assert!(!lines.is_empty());
+    assert!(
+        lines.len() as u64 <= seconds + 1,
+        "{} lines in {seconds} s",
+        lines.len()
+    );
+    let told: u64 = lines
+        .iter()
+        .map(|l| {
+            l.split("suppressed=")
+                .nth(1)
+                .and_then(|v| v.split(' ').next())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+                + 1
+        })
+        .sum();
+    assert!(told <= N as u64, "{told} told of {N}");
+}

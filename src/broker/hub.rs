@@ -39,6 +39,10 @@ pub struct Hub {
     pub metrics: Arc<Metrics>,
     /// Refusals at the budget's limits are logged at most once a second (counted always).
     pub limit_log: RateLimitedLog,
+    /// Connections that end before CONNECT (scanners, fuzzers, a device with a broken
+    /// stack) are logged at most once a second, with how many were not: a flood of them
+    /// must not wear an SD card out through the log.
+    pub handshake_log: RateLimitedLog,
     /// Taken from a retained update until its change is queued for the store, so the
     /// store applies retained changes in the order the table made them (two publishes
     /// on one topic cannot leave the store holding the one the table replaced).
@@ -65,6 +69,7 @@ impl Hub {
             store,
             metrics,
             limit_log: RateLimitedLog::default(),
+            handshake_log: RateLimitedLog::default(),
             retained_order: tokio::sync::Mutex::new(()),
             next_conn: AtomicU64::new(1),
         }

@@ -196,12 +196,15 @@ pub async fn serve(accepted: Accepted, ctx: Arc<MqttCtx>, mut shutdown: watch::R
             if matches!(close, Close::Protocol(..)) {
                 metrics.protocol_errors.inc();
             }
-            if looks_like_http(&conn.rbuf) {
-                // A browser, a health check or a WebSocket client at the wrong port.
-                tracing::info!(peer = %conn.peer, reason = %close,
-                    "an HTTP request on the MQTT port, closed (MQTT over WebSocket is mqtt.ws_listen, metrics and /health are metrics.listen)");
-            } else {
-                tracing::info!(peer = %conn.peer, reason = %close, "MQTT connection closed before CONNECT");
+            if let Some(suppressed) = conn.ctx.hub.handshake_log.allow() {
+                if looks_like_http(&conn.rbuf) {
+                    // A browser, a health check or a WebSocket client at the wrong port.
+                    tracing::info!(peer = %conn.peer, reason = %close, suppressed,
+                        "an HTTP request on the MQTT port, closed (MQTT over WebSocket is mqtt.ws_listen, metrics and /health are metrics.listen)");
+                } else {
+                    tracing::info!(peer = %conn.peer, reason = %close, suppressed,
+                        "MQTT connection closed before CONNECT (at most one such line a second; suppressed: how many were not logged)");
+                }
             }
         }
     }
