@@ -247,7 +247,14 @@ impl Link {
         // Events in flight at most: `inflight` publishes, of up to `pack_max_events` each
         // on a packed upstream.
         let per_publish = self.config.pack.as_ref().map_or(1, |p| p.max_events);
-        let capacity = usize::from(self.config.inflight).saturating_mul(per_publish);
+        let full = usize::from(self.config.inflight).saturating_mul(per_publish);
+        // Slow start: one publish alone until the upstream answers one on this connection.
+        // An upstream that refuses a publish ("no responders" while a JetStream stream is
+        // created or elects a leader) ends the connection, but the publishes written after
+        // it may already be stored by then, and the refused one, resent, would land after
+        // them. One publish alone cannot be overtaken; any answer (a refusal too) shows the
+        // upstream taking publishes, and the window opens.
+        let mut capacity = per_publish;
         // A packed upstream's open batch waits for more events: until then, or until a
         // batch's worth more were committed after the seq it held at (whoever's they are,
         // so the store is read again at most once per that many commits).
@@ -350,8 +357,16 @@ impl Link {
                         // link up is live.
                         self.metrics.connected.set(1);
                     }
-                    Ok(LinkEvent::Written(pkid)) => window.written(pkid),
+                    Ok(LinkEvent::Written(pkid)) => {
+                        let before = window.len();
+                        window.written(pkid);
+                        // A QoS 0 publish is delivered once written: the only answer it has.
+                        if window.len() < before {
+                            capacity = full;
+                        }
+                    }
                     Ok(LinkEvent::Acked { pkid, refused, duplicate }) => {
+                        capacity = full;
                         if let Some(span) = window.answered(pkid) {
                             match refused {
                                 None => {
