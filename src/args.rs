@@ -29,6 +29,15 @@ pub enum Invocation {
     },
     /// `ferry unpack`: one `ferry-batch-v1` batch from stdin as JSON lines.
     Unpack,
+    /// `ferry status [--config FILE] [--json]`: ask the running ferry.
+    Status {
+        config: Option<PathBuf>,
+        json: bool,
+    },
+    /// `ferry reload [--config FILE]`: the running ferry reads its config again.
+    Reload {
+        config: Option<PathBuf>,
+    },
     Help,
     Version,
 }
@@ -54,6 +63,12 @@ Usage:
                                (ferry store --help)
   ferry unpack                 read one packed batch (ferry-batch-v1) from stdin and print
                                its events as JSON lines. Exit 0 ok, 1 malformed batch
+  ferry status [-c FILE] [--json]
+                               ask the ferry running with FILE (its admin.socket) how it
+                               is doing: connections, rates, store, each upstream
+  ferry reload [-c FILE]       have it read FILE again (as SIGHUP does) and say what was
+                               applied and what needs a restart. Exit 0 applied, 1 FILE
+                               refused (ferry goes on unchanged), 3 no ferry answers
   ferry --help | --version
 
 Options:
@@ -108,6 +123,13 @@ pub fn parse(args: &[String]) -> Result<Invocation, String> {
         ("check", _) => Err("check: expected one FILE".into()),
         ("defaults", []) => only_run(Invocation::Defaults),
         ("unpack", []) => only_run(Invocation::Unpack),
+        ("status", []) => Ok(Invocation::Status {
+            config,
+            json: false,
+        }),
+        ("status", ["--json"]) => Ok(Invocation::Status { config, json: true }),
+        ("status", _) => Err("status: the only option is --json".into()),
+        ("reload", []) => Ok(Invocation::Reload { config }),
         ("help", _) => Ok(Invocation::Help),
         ("passwd", operands) => {
             let delete = operands.iter().any(|w| matches!(*w, "-D" | "--delete"));
@@ -132,9 +154,11 @@ pub fn parse(args: &[String]) -> Result<Invocation, String> {
             args: operands.iter().map(|w| w.to_string()).collect(),
         }),
         (flag, _) if flag.starts_with('-') => Err(format!("unknown option {flag:?}")),
-        ("run" | "defaults" | "unpack", _) => Err(format!("{command}: takes no operands")),
+        ("run" | "defaults" | "unpack" | "reload", _) => {
+            Err(format!("{command}: takes no operands"))
+        }
         (other, _) => Err(format!(
-            "unknown command {other:?}: expected run, check, defaults, passwd, store or unpack"
+            "unknown command {other:?}: expected run, check, defaults, passwd, store, unpack, status or reload"
         )),
     }
 }
@@ -170,6 +194,28 @@ mod tests {
         );
         assert_eq!(p("defaults"), Ok(Invocation::Defaults));
         assert_eq!(p("unpack"), Ok(Invocation::Unpack));
+        assert_eq!(
+            p("status"),
+            Ok(Invocation::Status {
+                config: None,
+                json: false
+            })
+        );
+        assert_eq!(
+            p("status --config f.toml --json"),
+            Ok(Invocation::Status {
+                config: Some("f.toml".into()),
+                json: true
+            })
+        );
+        assert_eq!(
+            p("-c f.toml reload"),
+            Ok(Invocation::Reload {
+                config: Some("f.toml".into())
+            })
+        );
+        assert!(p("reload now").is_err());
+        assert!(p("status --yaml").is_err());
         assert_eq!(
             p("passwd -D /etc/ferry/passwd alice"),
             Ok(Invocation::Passwd {

@@ -7,12 +7,14 @@
 //! and [`store`] (group-committed log) -> [`forward`] (upstream links).
 //! docs/ARCHITECTURE.md describes it and its invariants.
 
+pub mod admin;
 pub mod args;
 pub mod broker;
 pub mod budget;
 pub mod config;
 pub mod event;
 pub mod forward;
+pub mod logging;
 pub mod metrics;
 pub mod mqtt;
 pub mod nats;

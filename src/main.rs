@@ -28,6 +28,13 @@ fn main() -> ExitCode {
         }
         Ok(Invocation::Store { args }) => ferry::store::cli::main(&args),
         Ok(Invocation::Unpack) => ferry::pack::cli::main(),
+        Ok(Invocation::Status { config, json }) => ferry::admin::client::main(
+            ferry::admin::client::Ask::Status { json },
+            config.as_deref(),
+        ),
+        Ok(Invocation::Reload { config }) => {
+            ferry::admin::client::main(ferry::admin::client::Ask::Reload, config.as_deref())
+        }
         Ok(Invocation::Help) => {
             print!("{}", ferry::args::HELP);
             ExitCode::SUCCESS
@@ -95,7 +102,7 @@ fn run(path: Option<PathBuf>) -> ExitCode {
         }
         return ExitCode::from(2);
     }
-    init_logging(&cfg.log.level);
+    ferry::logging::init(&cfg.log.level);
     warn_if_readable(path.as_deref(), &cfg);
     // One event-loop thread, as mosquitto has: every connection, the router and the
     // forwarders run on it, and the store writer and the blocking pool (redb reads,
@@ -118,12 +125,13 @@ fn run(path: Option<PathBuf>) -> ExitCode {
     };
     runtime.block_on(async move {
         let source = path
+            .as_ref()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "built-in defaults".into());
         let gateway = ferry::forward::gateway_id(&cfg.gateway.id);
         let board = cfg.board.as_deref().unwrap_or("none");
         tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %source, %gateway, board, "ferry starting");
-        let running = match ferry::broker::start(cfg).await {
+        let mut running = match ferry::broker::start(cfg).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!("{e}");
@@ -131,7 +139,7 @@ fn run(path: Option<PathBuf>) -> ExitCode {
             }
         };
         let notifier = service_ready();
-        let signal = wait_for_signal().await;
+        let signal = serve_until_stopped(&mut running, path.as_deref(), notifier.as_deref()).await;
         tracing::info!(%signal, "shutting down");
         if let Some(n) = &notifier {
             if let Err(e) = n.stopping() {
@@ -154,28 +162,6 @@ fn start_failure(e: &ferry::broker::StartError) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
-}
-
-/// Logs to stderr at `[log] level`, or RUST_LOG when set. `Targets` rather than
-/// `EnvFilter`: the same `level,target=level` directives without the regex engine
-/// (about 250 KiB of the binary).
-fn init_logging(level: &str) {
-    use tracing_subscriber::filter::Targets;
-    use tracing_subscriber::prelude::*;
-    let from_env = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|v| v.parse::<Targets>().ok());
-    let filter = from_env
-        .or_else(|| level.parse::<Targets>().ok())
-        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
-    // Plain text, never colours: logs go to journald or a file, and the ANSI support
-    // would cost binary size.
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(false);
-    tracing_subscriber::registry()
-        .with(fmt.with_filter(filter))
-        .init();
 }
 
 /// Secrets in files others can read are not secrets: say so at start.
@@ -226,18 +212,47 @@ fn service_ready() -> Option<std::sync::Arc<ferry::service::Notifier>> {
     Some(notifier)
 }
 
-async fn wait_for_signal() -> &'static str {
+/// Runs until SIGTERM or SIGINT (returned by name), reloading the config on SIGHUP and
+/// on each `ferry reload` that comes through the admin socket. systemd hears RELOADING=1
+/// before a reload and READY=1 after it.
+async fn serve_until_stopped(
+    running: &mut ferry::broker::Running,
+    path: Option<&std::path::Path>,
+    notifier: Option<&ferry::service::Notifier>,
+) -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         // Without signal handlers the only way out is being killed, which is still safe.
         std::future::pending::<()>().await;
         return "none";
     };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+    let mut requests = running.reloads.take();
+    loop {
+        let reply = tokio::select! {
+            _ = term.recv() => return "SIGTERM",
+            _ = int.recv() => return "SIGINT",
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reading the configuration again");
+                None
+            }
+            Some(reply) = async { match requests.as_mut() { Some(r) => r.recv().await, None => None } } => {
+                tracing::info!("ferry reload: reading the configuration again");
+                Some(reply)
+            }
+        };
+        if let Some(n) = notifier {
+            let _ = n.reloading();
+        }
+        let outcome = running.reload_from(path);
+        if let Some(n) = notifier {
+            let _ = n.ready();
+        }
+        if let Some(reply) = reply {
+            let _ = reply.send(outcome);
+        }
     }
 }

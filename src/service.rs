@@ -102,6 +102,19 @@ impl Notifier {
         self.notify(&format!("READY=1\nMAINPID={}", std::process::id()))
     }
 
+    /// A reload has begun (READY=1 follows when it is over), with the monotonic clock
+    /// systemd's `Type=notify-reload` wants beside it.
+    pub fn reloading(&self) -> Result<(), ServiceError> {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes only into the timespec it is given.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        let usec = (ts.tv_sec as u64) * 1_000_000 + (ts.tv_nsec as u64) / 1_000;
+        self.notify(&format!("RELOADING=1\nMONOTONIC_USEC={usec}"))
+    }
+
     /// Still alive; must come more often than `WatchdogSec`.
     pub fn watchdog(&self) -> Result<(), ServiceError> {
         self.notify("WATCHDOG=1")

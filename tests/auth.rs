@@ -16,18 +16,7 @@ const SECS: Duration = Duration::from_secs(10);
 
 /// A password file with alice/wonderland and bob/builder.
 fn passwd(dir: &Path) -> std::path::PathBuf {
-    let path = dir.join("passwd");
-    let text: String = [("alice", "wonderland"), ("bob", "builder")]
-        .iter()
-        .map(|(u, p)| {
-            format!(
-                "{u}:{}\n",
-                ferry::policy::passwd::hash_password(p.as_bytes()).unwrap()
-            )
-        })
-        .collect();
-    std::fs::write(&path, text).unwrap();
-    path
+    common::password_file(dir, &[("alice", "wonderland"), ("bob", "builder")])
 }
 
 fn start(dir: &Path, auth: &str) -> Ferry {

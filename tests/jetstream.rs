@@ -7,7 +7,7 @@ use async_nats::jetstream;
 use common::nats_server::{NatsCluster, NatsServer};
 use common::proxy::Proxy;
 use common::upstream::{Device, wait_for};
-use common::{Ferry, base_config, free_port};
+use common::{Ferry, base_config};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -125,9 +125,8 @@ async fn drains_into_an_r3_stream_exactly_once_across_a_node_kill() {
     const N: usize = 100_000;
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = NatsCluster::start_later(dir.path(), 3);
-    let metrics = free_port();
     let config = format!(
-        "{}[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n[gateway]\nid = \"gw-1\"\n\
+        "{}[metrics]\nlisten = \"127.0.0.1:0\"\n[gateway]\nid = \"gw-1\"\n\
          [[upstream]]\nname = \"js\"\nurls = {}\nbackoff_min = \"50ms\"\nbackoff_max = \"500ms\"\n\
          ack_timeout = \"3s\"\n\
          [[forward]]\nupstream = \"js\"\nfilter = \"sensors/#\"\ntopic = \"site-a/{{topic}}\"\nqos = 1\n",
@@ -222,11 +221,10 @@ async fn ten_gateways_drain_into_one_stream_exactly_once() {
         let gdir = dir.path().join(format!("gw-{g}"));
         std::fs::create_dir_all(&gdir).unwrap();
         let config = format!(
-            "{}[metrics]\nlisten = \"127.0.0.1:{}\"\n[gateway]\nid = \"gw-{g}\"\n\
+            "{}[metrics]\nlisten = \"127.0.0.1:0\"\n[gateway]\nid = \"gw-{g}\"\n\
              [[upstream]]\nname = \"js\"\nurls = {}\nbackoff_min = \"50ms\"\nbackoff_max = \"500ms\"\n\
              [[forward]]\nupstream = \"js\"\nfilter = \"sensors/#\"\ntopic = \"site-a/gw-{g}/{{topic}}\"\nqos = 1\n",
             base_config(&gdir),
-            free_port(),
             cluster.toml_urls()
         );
         let ferry = Ferry::start(&gdir, &config);
@@ -274,12 +272,11 @@ async fn lost_acknowledgements_are_resent_and_dropped_as_duplicates() {
     let js = create_stream_with(&server.url(), 1).await;
     let proxy = Proxy::start(server.port, Duration::ZERO).await;
     let config = format!(
-        "{}[metrics]\nlisten = \"127.0.0.1:{}\"\n[gateway]\nid = \"gw-1\"\n\
+        "{}[metrics]\nlisten = \"127.0.0.1:0\"\n[gateway]\nid = \"gw-1\"\n\
          [[upstream]]\nname = \"js\"\nurl = \"nats://127.0.0.1:{}\"\nbackoff_min = \"50ms\"\nbackoff_max = \"500ms\"\n\
          ack_timeout = \"1s\"\nmax_rate = 1000\n\
          [[forward]]\nupstream = \"js\"\nfilter = \"sensors/#\"\ntopic = \"site-a/{{topic}}\"\nqos = 1\n",
         base_config(dir.path()),
-        free_port(),
         proxy.port
     );
     let ferry = Ferry::start(dir.path(), &config);

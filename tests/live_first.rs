@@ -15,12 +15,11 @@ const LIVE: usize = 20;
 
 fn config(dir: &std::path::Path, port: u16) -> String {
     format!(
-        "{}[metrics]\nlisten = \"127.0.0.1:{}\"\n\
+        "{}[metrics]\nlisten = \"127.0.0.1:0\"\n\
          [[upstream]]\nname = \"cloud\"\nurl = \"mqtt://127.0.0.1:{port}\"\n\
          backoff_min = \"50ms\"\nbackoff_max = \"500ms\"\ndrain = \"live_first\"\nmax_rate = 500\n\
          [[forward]]\nupstream = \"cloud\"\nfilter = \"sensors/#\"\n",
         base_config(dir),
-        free_port()
     )
 }
 

@@ -8,7 +8,7 @@ mod common;
 use async_nats::jetstream;
 use common::nats_server::NatsServer;
 use common::upstream::{Device, wait_for};
-use common::{Ferry, base_config, free_port};
+use common::{Ferry, base_config};
 use std::time::Duration;
 
 const TOPICS: usize = 4;
@@ -19,9 +19,8 @@ fn topic(i: usize) -> String {
 
 /// ferry's config with a metrics endpoint, gateway id `gw-n`, and `upstreams` (TOML).
 fn config(dir: &std::path::Path, upstreams: &str) -> String {
-    let metrics = free_port();
     format!(
-        "{}[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n[gateway]\nid = \"gw-n\"\n{upstreams}",
+        "{}[metrics]\nlisten = \"127.0.0.1:0\"\n[gateway]\nid = \"gw-n\"\n{upstreams}",
         base_config(dir)
     )
 }

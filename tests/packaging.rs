@@ -108,6 +108,7 @@ fn deb_holds_binary_unit_conffile_and_state_dir() {
     for line in [
         "Type=notify",
         "ExecStart=/usr/bin/ferry --config /etc/ferry/ferry.toml",
+        "ExecReload=/usr/bin/ferry reload --config /etc/ferry/ferry.toml",
         "StateDirectory=ferry",
         "ProtectSystem=strict",
         "WatchdogSec=30",
@@ -136,10 +137,10 @@ fn unit_passes_systemd_analyze_verify() {
         "/cross/debian/ferry.service"
     ))
     .unwrap();
-    // verify insists that ExecStart exists: point it at this build's binary.
+    // verify insists that ExecStart and ExecReload exist: point them at this build's binary.
     let unit = unit.replace(
-        "ExecStart=/usr/bin/ferry",
-        &format!("ExecStart={}", env!("CARGO_BIN_EXE_ferry")),
+        "=/usr/bin/ferry ",
+        &format!("={} ", env!("CARGO_BIN_EXE_ferry")),
     );
     let path = dir.path().join("ferry.service");
     std::fs::write(&path, unit).unwrap();

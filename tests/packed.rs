@@ -16,12 +16,11 @@ fn topic(i: usize) -> String {
 
 fn packed_config(dir: &std::path::Path, url: &str, extra: &str) -> String {
     format!(
-        "{}[metrics]\nlisten = \"127.0.0.1:{}\"\n[gateway]\nid = \"gw-p\"\n\
+        "{}[metrics]\nlisten = \"127.0.0.1:0\"\n[gateway]\nid = \"gw-p\"\n\
          [[upstream]]\nname = \"cloud\"\nurl = \"{url}\"\nbackoff_min = \"50ms\"\nbackoff_max = \"500ms\"\n\
          pack = \"ferry-batch-v1\"\n{extra}\n\
          [[forward]]\nupstream = \"cloud\"\nfilter = \"sensors/#\"\ntopic = \"site-a/{{topic}}\"\nqos = 1\n",
         base_config(dir),
-        free_port()
     )
 }
 

@@ -13,14 +13,13 @@ use std::time::Duration;
 /// Rules: `alarm/#` at 9, `sensors/#` at the default (5), `debug/#` at 1.
 fn config(dir: &std::path::Path, port: u16, store: &str) -> String {
     format!(
-        "{}{store}[metrics]\nlisten = \"127.0.0.1:{}\"\n\
+        "{}{store}[metrics]\nlisten = \"127.0.0.1:0\"\n\
          [[upstream]]\nname = \"cloud\"\nurl = \"mqtt://127.0.0.1:{port}\"\n\
          backoff_min = \"50ms\"\nbackoff_max = \"500ms\"\n\
          [[forward]]\nupstream = \"cloud\"\nfilter = \"alarm/#\"\npriority = 9\n\
          [[forward]]\nupstream = \"cloud\"\nfilter = \"sensors/#\"\n\
          [[forward]]\nupstream = \"cloud\"\nfilter = \"debug/#\"\npriority = 1\n",
         base_config(dir),
-        free_port()
     )
 }
 

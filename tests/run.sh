@@ -14,6 +14,7 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
 command -v mosquitto_pub >/dev/null 2>&1 || missing+=(mosquitto-clients)   # tests/tls_listeners.rs
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)   # tests/tls.rs makes its CA
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)   # tests/status_page.rs
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   $SUDO apt-get update -qq

@@ -14,8 +14,8 @@ use crate::policy::Policy;
 use crate::router::{Delivery, Outbox, Routed, Router};
 use crate::store::{Store, StoreError};
 use crate::transport::listen::RateLimitedLog;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 /// The outcome of [`Hub::publish`].
 pub struct Published {
@@ -26,9 +26,17 @@ pub struct Published {
     pub durable: Option<Durable>,
 }
 
+/// A reload took away what a connection's client proved (its user, password or token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revoked;
+
 pub struct Hub {
-    /// Authentication and access: private, asked through [`Hub::policy`].
-    policy: Policy,
+    /// Authentication and access: private, asked through [`Hub::policy`]; replaced
+    /// whole by a reload ([`Hub::replace_policy`]).
+    policy: RwLock<Arc<Policy>>,
+    /// The current policy's generation: a connection whose identity is older asks
+    /// [`Policy::refresh`] before it handles its next packet.
+    policy_generation: AtomicU64,
     pub budget: Arc<Budget>,
     /// Places in the budget's connections share, for every listener of both protocols.
     pub admission: Arc<crate::transport::admission::Admission>,
@@ -60,7 +68,8 @@ impl Hub {
         budget: Arc<Budget>,
     ) -> Hub {
         Hub {
-            policy,
+            policy: RwLock::new(Arc::new(policy)),
+            policy_generation: AtomicU64::new(0),
             router: Router::with_pool(budget.state.clone()),
             retained: Retained::new(max_retained, budget.retained, metrics.clone()),
             admission: crate::transport::admission::Admission::new(budget.connections.clone()),
@@ -83,8 +92,49 @@ impl Hub {
     }
 
     /// Who may connect and do what: the one policy point of both protocols.
-    pub fn policy(&self) -> &Policy {
-        &self.policy
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// A reload's new policy (made by [`Policy::reloaded`] from the current one): every
+    /// subscription is granted again under it (the router keeps each in place with its
+    /// new read check), and online subscribers that lost every right on some subscription
+    /// are told to close. Connections refresh their own identity before their next packet
+    /// ([`Hub::refresh`]). Returns how many subscribers were told to close.
+    pub fn replace_policy(&self, new: Policy) -> usize {
+        let new = Arc::new(new);
+        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = new.clone();
+        // Each identity is mapped once: every subscription of a client shares it.
+        let mut mapped: std::collections::HashMap<usize, Option<crate::policy::Identity>> =
+            std::collections::HashMap::new();
+        let revoked = self.router.regrant(&mut |who, filter| {
+            let now = mapped
+                .entry(who.key())
+                .or_insert_with(|| new.refresh(who))
+                .clone()?;
+            let grant = new.regrant(&now, filter);
+            Some((now, grant))
+        });
+        self.policy_generation
+            .store(new.generation(), Ordering::Release);
+        revoked.len()
+    }
+
+    /// A connection's identity under the current policy: `Ok(None)` when `who` is
+    /// current (one atomic load: this runs before every packet), `Ok(Some(identity))`
+    /// for the refreshed one after a reload, `Err(Revoked)` when what the client proved
+    /// no longer holds (the connection must close).
+    pub fn refresh(
+        &self,
+        who: &crate::policy::Identity,
+    ) -> Result<Option<crate::policy::Identity>, Revoked> {
+        if who.generation() == self.policy_generation.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        self.policy().refresh(who).map(Some).ok_or(Revoked)
     }
 
     /// A process-unique connection id (never 0, which means "no connection").
@@ -114,6 +164,16 @@ impl Hub {
     /// no-local skips it (it comes from the server). A QoS 0 message: a persistent
     /// session never queues it.
     pub fn reply(&self, event: Arc<Event>) {
+        let routed = self.router.route(&event, 0);
+        self.metrics.deliveries.add(routed.delivered as u64);
+    }
+
+    /// A `$SYS` status message (`super::sys`): kept as its topic's retained message in
+    /// memory and delivered to local subscribers (the ACL checks each delivery), never
+    /// counted as received, stored or forwarded: it is ferry talking, every few seconds,
+    /// and an SD card must not see it.
+    pub fn publish_status(&self, event: Arc<Event>) {
+        self.retained.set_status(&event);
         let routed = self.router.route(&event, 0);
         self.metrics.deliveries.add(routed.delivered as u64);
     }

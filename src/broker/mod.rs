@@ -4,11 +4,14 @@ mod durable;
 mod health;
 mod http;
 mod hub;
+mod reload;
 mod retained;
 mod start_error;
+mod sys;
 
 pub use durable::Durable;
-pub use hub::{Hub, Published};
+pub use hub::{Hub, Published, Revoked};
+pub use reload::Outcome as ReloadOutcome;
 pub use start_error::StartError;
 
 use crate::budget::Budget;
@@ -30,6 +33,13 @@ pub struct Running {
     links: Vec<JoinHandle<()>>,
     store: Store,
     writer: WriterJoin,
+    hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
+    configs: std::sync::Mutex<reload::Configs>,
+    /// `[sys] interval`, which a reload may change.
+    sys_interval: watch::Sender<Duration>,
+    /// Reloads asked through the admin socket: `main` answers them (it knows the file).
+    pub reloads: Option<tokio::sync::mpsc::Receiver<crate::admin::ReloadRequest>>,
     /// The plain TCP MQTT listener.
     pub mqtt_addr: Option<SocketAddr>,
     /// Every MQTT listener, by transport.
@@ -132,6 +142,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .map_err(StartError::LoadRetained)?;
     restore_retained(&hub, &store, retained, &config).await?;
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let configs = std::sync::Mutex::new(reload::Configs {
+        started: config.clone(),
+        applied: config.clone(),
+    });
     let config = Arc::new(config);
 
     let mut listeners = Vec::new();
@@ -169,11 +183,47 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
     }
     warn_if_open(&config, &mqtt_addrs, nats_addr);
+    let history = Arc::new(crate::admin::history::History::default());
+    listeners.push(tokio::spawn(crate::admin::history::sample(
+        metrics.clone(),
+        history.clone(),
+        shutdown_rx.clone(),
+    )));
+    let (sys_interval, sys_rx) = watch::channel(config.sys.interval);
+    listeners.push(tokio::spawn(sys::publish(
+        hub.clone(),
+        history.clone(),
+        sys_rx,
+        shutdown_rx.clone(),
+    )));
+    let status = Arc::new(crate::admin::status::Source {
+        metrics: metrics.clone(),
+        store: store.clone(),
+        history,
+        gateway: forward::gateway_id(&config.gateway.id),
+        board: config.board.clone(),
+        started: std::time::Instant::now(),
+    });
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
+    let mut reloads = None;
+    if let Some(path) = config.admin_socket() {
+        let task =
+            crate::admin::serve(&path, status.clone(), reload_tx, shutdown_rx.clone()).await?;
+        tracing::info!(path = %path.display(), "admin socket ready (ferry status, ferry reload)");
+        listeners.push(task);
+        reloads = Some(reload_rx);
+    }
     let mut metrics_addr = None;
     if let Some(listen) = config.metrics.listen {
-        let (addr, task) = http::serve(listen, metrics.clone(), store.clone(), shutdown_rx.clone())
-            .await
-            .map_err(|e| StartError::listen("metrics", listen, e))?;
+        let (addr, task) = http::serve(
+            listen,
+            metrics.clone(),
+            store.clone(),
+            status.clone(),
+            shutdown_rx.clone(),
+        )
+        .await
+        .map_err(|e| StartError::listen("metrics", listen, e))?;
         tracing::info!(%addr, "metrics endpoint ready");
         metrics_addr = Some(addr);
         listeners.push(task);
@@ -185,6 +235,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         links,
         store,
         writer,
+        hub,
+        metrics,
+        configs,
+        sys_interval,
+        reloads,
         mqtt_addr,
         mqtt_addrs,
         nats_addr,

@@ -48,6 +48,10 @@ struct Table {
     map: HashMap<Arc<str>, Arc<Event>>,
     /// Sum of [`size`] over `map`.
     bytes: usize,
+    /// ferry's own `$SYS` messages (`broker/sys.rs`): apart from the clients' retained
+    /// messages, so they take none of their room and are never stored. Bounded by what
+    /// ferry publishes: 8 topics and 3 per upstream.
+    status: HashMap<Arc<str>, Arc<Event>>,
 }
 
 pub struct Retained {
@@ -133,11 +137,19 @@ impl Retained {
     /// Retained messages whose topic matches `filter`, oldest topic first is not promised.
     pub fn matching(&self, filter: &str) -> Vec<Arc<Event>> {
         let t = self.table.read().unwrap_or_else(|e| e.into_inner());
+        let status = t.status.values().filter(|_| filter.starts_with('$'));
         t.map
             .values()
+            .chain(status)
             .filter(|e| crate::topic::matches(filter, &e.topic))
             .cloned()
             .collect()
+    }
+
+    /// Keeps a `$SYS` status message as its topic's retained one (see `Table::status`).
+    pub fn set_status(&self, event: &Arc<Event>) {
+        let mut t = self.table.write().unwrap_or_else(|e| e.into_inner());
+        t.status.insert(event.topic.clone(), event.clone());
     }
 
     /// Loads what the store kept (at startup), in the order the messages were received,

@@ -29,6 +29,8 @@ pub enum StartError {
     #[cfg(feature = "tls")]
     #[error("{0}")]
     Tls(#[from] crate::transport::tls::TlsError),
+    #[error("{0}")]
+    Admin(#[from] crate::admin::AdminError),
     /// A blocking store task panicked or was cancelled.
     #[error("{what} task failed: {reason}")]
     Task { what: &'static str, reason: String },

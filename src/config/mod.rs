@@ -9,6 +9,7 @@
 mod acl;
 mod board;
 mod check;
+mod diff;
 mod errors;
 mod links;
 mod packing;
@@ -31,13 +32,15 @@ mod tests_rules;
 use std::path::Path;
 
 pub use board::{BoardInfo, board, board_names};
+pub use diff::changed_keys;
 pub use errors::{ConfigError, Problem};
 pub use packing::{PackCompression, PackConfig};
 pub use topic::TOPIC_PLACEHOLDER;
 pub use types::{
-    AclAction, AclRule, AuthConfig, CertIdentity, Config, DEFAULT_PRIORITY, Drain, ForwardRule,
-    Fsync, GatewayConfig, LogConfig, MetricsConfig, MqttConfig, NatsConfig, NatsTls, OnFull,
-    StoreConfig, TlsConfig, UpstreamConfig, UpstreamProtocol,
+    AclAction, AclRule, AdminConfig, AdminSocket, AuthConfig, CertIdentity, Config,
+    DEFAULT_PRIORITY, Drain, ForwardRule, Fsync, GatewayConfig, LogConfig, MetricsConfig,
+    MqttConfig, NatsConfig, NatsTls, OnFull, StoreConfig, SysConfig, TlsConfig, UpstreamConfig,
+    UpstreamProtocol,
 };
 pub use units::{ByteSize, UnitError, format_duration, parse_duration};
 pub use url::{UpstreamScheme, UpstreamUrl, UrlError};
@@ -59,6 +62,28 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             }],
         }),
     }
+}
+
+/// Where `text` puts the admin socket even when the file does not pass its checks (None:
+/// not TOML at all; `Some(None)`: `admin.socket = ""`), so that `ferry reload` still
+/// reaches the running ferry, which then reports the file's problems itself.
+pub fn admin_socket_of(text: &str) -> Option<Option<std::path::PathBuf>> {
+    let mut ignored = check::Checker::new(text, "");
+    let raw = raw::RawConfig::parse(text, &mut ignored)?;
+    let string = |l: &raw::Leaf| {
+        l.as_ref()
+            .and_then(|v| v.get_ref().as_str().map(str::to_string))
+    };
+    if let Some(socket) = raw.admin.as_ref().and_then(|a| string(&a.get_ref().socket)) {
+        return Some((!socket.is_empty()).then(|| socket.into()));
+    }
+    let dir = raw
+        .store
+        .as_ref()
+        .and_then(|s| string(&s.get_ref().dir))
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Config::default().store.dir);
+    Some(Some(dir.join("ferry.sock")))
 }
 
 /// Parses and checks `text`; `origin` names the file in messages.

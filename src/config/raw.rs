@@ -61,11 +61,13 @@ pub(crate) struct RawConfig {
     pub limits: Option<Spanned<RawLimits>>,
     pub tls: Option<Spanned<RawTls>>,
     pub auth: Option<Spanned<RawAuth>>,
+    pub admin: Option<Spanned<RawAdmin>>,
+    pub sys: Option<Spanned<RawSys>>,
 }
 
 const TOP_KEYS: &[&str] = &[
     "board", "mqtt", "nats", "store", "upstream", "forward", "metrics", "log", "gateway", "acl",
-    "limits", "tls", "auth",
+    "limits", "tls", "auth", "admin", "sys",
 ];
 
 impl RawConfig {
@@ -89,6 +91,8 @@ impl RawConfig {
                 "limits" => raw.limits = table(value, c),
                 "tls" => raw.tls = table(value, c),
                 "auth" => raw.auth = table(value, c),
+                "admin" => raw.admin = table(value, c),
+                "sys" => raw.sys = table(value, c),
                 other => c.at(at, unknown_field(other, TOP_KEYS)),
             }
         }
@@ -350,6 +354,14 @@ table!(RawLog, "a [log] table", {
 
 table!(RawGateway, "a [gateway] table", {
     id,
+});
+
+table!(RawAdmin, "an [admin] table", {
+    socket,
+});
+
+table!(RawSys, "a [sys] table", {
+    interval,
 });
 
 // `[board]` of a built-in board profile (`board.rs`), not of a user's file.

@@ -30,6 +30,54 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub tls: TlsConfig,
     pub auth: AuthConfig,
+    pub admin: AdminConfig,
+    pub sys: SysConfig,
+}
+
+/// `[admin]`: the local socket `ferry status` and `ferry reload` talk to.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AdminConfig {
+    pub socket: AdminSocket,
+}
+
+/// Where the admin socket is.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum AdminSocket {
+    /// `ferry.sock` in `store.dir`: where the service user may write anyway.
+    #[default]
+    InStoreDir,
+    At(PathBuf),
+    /// `socket = ""`: no admin socket (SIGHUP still reloads).
+    Off,
+}
+
+/// The longest socket path Linux takes (`sun_path` is 108 bytes with its NUL).
+pub const MAX_SOCKET_PATH: usize = 107;
+
+impl Config {
+    /// The admin socket's path, None when it is off.
+    pub fn admin_socket(&self) -> Option<PathBuf> {
+        match &self.admin.socket {
+            AdminSocket::InStoreDir => Some(self.store.dir.join("ferry.sock")),
+            AdminSocket::At(p) => Some(p.clone()),
+            AdminSocket::Off => None,
+        }
+    }
+}
+
+/// `[sys]`: the retained `$SYS/...` status topics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SysConfig {
+    /// How often they are published; zero: never.
+    pub interval: Duration,
+}
+
+impl Default for SysConfig {
+    fn default() -> Self {
+        SysConfig {
+            interval: Duration::from_secs(10),
+        }
+    }
 }
 
 /// `[tls]`: the server certificate of every TLS listener (MQTT `tls_listen`,

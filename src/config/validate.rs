@@ -11,11 +11,11 @@ use toml::Spanned;
 use super::check::{Bound, Checker};
 use super::links;
 use super::raw::{
-    Leaf, RawConfig, RawGateway, RawLimits, RawLog, RawMetrics, RawMqtt, RawNats, RawStore,
+    Leaf, RawConfig, RawGateway, RawLimits, RawLog, RawMetrics, RawMqtt, RawNats, RawStore, RawSys,
 };
 use super::types::{
-    Config, Fsync, GatewayConfig, LimitsConfig, LogConfig, MetricsConfig, MqttConfig, NatsConfig,
-    NatsTls, OnFull, StoreConfig,
+    AdminConfig, AdminSocket, Config, Fsync, GatewayConfig, LimitsConfig, LogConfig, MetricsConfig,
+    MqttConfig, NatsConfig, NatsTls, OnFull, StoreConfig, SysConfig,
 };
 use super::units::ByteSize;
 
@@ -33,13 +33,16 @@ pub(crate) fn validate(raw: &RawConfig, c: &mut Checker, base: &Config) -> Confi
     let tls = super::security::tls(c, raw, &base.tls);
     let auth = super::security::auth(c, raw, &base.auth, &tls);
     super::security::check_tls_use(c, raw, &mqtt, &nats, &tls);
+    let store = store(c, raw.store.as_ref().map(Spanned::get_ref), &base.store);
     Config {
         tls,
         auth,
         board: base.board.clone(),
         mqtt,
         nats,
-        store: store(c, raw.store.as_ref().map(Spanned::get_ref), &base.store),
+        admin: admin(c, raw, &base.admin, &store),
+        sys: sys(c, raw.sys.as_ref().map(Spanned::get_ref), &base.sys),
+        store,
         upstream,
         forward,
         metrics,
@@ -395,6 +398,66 @@ fn log(c: &mut Checker, raw: Option<&RawLog>, base: &LogConfig) -> LogConfig {
         );
     }
     l
+}
+
+/// `admin.socket`: a path, or "" for none. A socket path longer than Linux takes is an
+/// error here rather than a start that cannot bind (also the default one inside a long
+/// `store.dir`).
+fn admin(c: &mut Checker, raw: &RawConfig, base: &AdminConfig, store: &StoreConfig) -> AdminConfig {
+    let mut a = base.clone();
+    let leaf = raw.admin.as_ref().map(|r| &r.get_ref().socket);
+    if let Some((path, _)) = leaf.and_then(|l| c.string("admin.socket", l)) {
+        a.socket = if path.is_empty() {
+            AdminSocket::Off
+        } else {
+            AdminSocket::At(PathBuf::from(path))
+        };
+    }
+    let path = match &a.socket {
+        AdminSocket::InStoreDir => store.dir.join("ferry.sock"),
+        AdminSocket::At(p) => p.clone(),
+        AdminSocket::Off => return a,
+    };
+    let len = path.as_os_str().len();
+    if len > super::types::MAX_SOCKET_PATH {
+        let at = leaf
+            .and_then(|l| l.as_ref().map(|v| v.span().start))
+            .or_else(|| raw.store.as_ref().map(|s| s.span().start))
+            .unwrap_or(0);
+        c.at(
+            at,
+            format!(
+                "admin.socket: {} is {len} bytes, longer than the {} a socket path may be: set admin.socket to a shorter path (\"\" for none)",
+                path.display(),
+                super::types::MAX_SOCKET_PATH
+            ),
+        );
+    }
+    a
+}
+
+/// `sys.interval`: "0s" turns the `$SYS` topics off.
+fn sys(c: &mut Checker, raw: Option<&RawSys>, base: &SysConfig) -> SysConfig {
+    let mut s = base.clone();
+    if let Some(d) = raw.and_then(|r| {
+        c.duration(
+            "sys.interval",
+            &r.interval,
+            Duration::ZERO,
+            Some(Duration::from_secs(3600)),
+        )
+    }) {
+        if !d.is_zero() && d < Duration::from_secs(1) {
+            c.at(
+                raw.and_then(|r| r.interval.as_ref().map(|v| v.span().start))
+                    .unwrap_or(0),
+                format!("sys.interval: {d:?} is out of range: expected \"0s\" (off) or 1s..=1h"),
+            );
+        } else {
+            s.interval = d;
+        }
+    }
+    s
 }
 
 fn gateway(c: &mut Checker, raw: Option<&RawGateway>, base: &GatewayConfig) -> GatewayConfig {

@@ -180,6 +180,15 @@ impl Config {
         w.dur("publisher_stall", self.limits.publisher_stall);
         w.table("gateway");
         w.str("id", &self.gateway.id);
+        w.table("admin");
+        match &self.admin.socket {
+            // Unwritten, so it follows store.dir when the output is read again.
+            super::types::AdminSocket::InStoreDir => {}
+            super::types::AdminSocket::At(p) => w.str("socket", &p.display().to_string()),
+            super::types::AdminSocket::Off => w.str("socket", ""),
+        }
+        w.table("sys");
+        w.dur("interval", self.sys.interval);
         let t = &self.tls;
         w.table("tls");
         let path = |p: &Option<std::path::PathBuf>| {

@@ -140,6 +140,10 @@ pub struct UpstreamMetrics {
 pub struct Metrics {
     pub connections_mqtt: Gauge,
     pub connections_nats: Gauge,
+    /// MQTT connections by transport: tcp, tls, ws, wss (`Transport` order).
+    pub connections_mqtt_by: [Gauge; 4],
+    /// NATS connections that negotiated TLS (the rest are plain TCP).
+    pub connections_nats_tls: Gauge,
     pub connections_refused: Counter,
     pub protocol_errors: Counter,
     pub events_received: Counter,
@@ -177,6 +181,9 @@ pub struct Metrics {
     pub nats_unmappable: Counter,
     pub dropped_too_large: Counter,
     pub deliveries: Counter,
+    /// Config reloads applied, and refused (an invalid file: nothing changed).
+    pub reloads_ok: Counter,
+    pub reloads_failed: Counter,
     pub auth: AuthMetrics,
     pub delivery: DeliveryMetrics,
     pub limits: LimitMetrics,
@@ -221,6 +228,28 @@ impl Metrics {
             self.connections_mqtt.get(),
             self.connections_nats.get()
         );
+        let _ = writeln!(
+            s,
+            "# HELP ferry_connections_by_transport Open client connections by protocol and transport.\n\
+             # TYPE ferry_connections_by_transport gauge"
+        );
+        for (t, g) in ["tcp", "tls", "ws", "wss"]
+            .iter()
+            .zip(&self.connections_mqtt_by)
+        {
+            let _ = writeln!(
+                s,
+                "ferry_connections_by_transport{{protocol=\"mqtt\",transport=\"{t}\"}} {}",
+                g.get()
+            );
+        }
+        let nats_tls = self.connections_nats_tls.get();
+        let _ = writeln!(
+            s,
+            "ferry_connections_by_transport{{protocol=\"nats\",transport=\"tcp\"}} {}\n\
+             ferry_connections_by_transport{{protocol=\"nats\",transport=\"tls\"}} {nats_tls}",
+            self.connections_nats.get() - nats_tls
+        );
         c(
             &mut s,
             "ferry_connections_refused_total",
@@ -232,6 +261,14 @@ impl Metrics {
             "ferry_protocol_errors_total",
             "Connections closed for malformed or forbidden input.",
             self.protocol_errors.get(),
+        );
+        let _ = writeln!(
+            s,
+            "# HELP ferry_config_reloads_total Config reloads (SIGHUP, ferry reload): applied (ok) or refused for an invalid file (error).\n\
+             # TYPE ferry_config_reloads_total counter\n\
+             ferry_config_reloads_total{{result=\"ok\"}} {}\nferry_config_reloads_total{{result=\"error\"}} {}",
+            self.reloads_ok.get(),
+            self.reloads_failed.get()
         );
         self.auth.render(&mut s);
         self.delivery.render(&mut s);
@@ -455,7 +492,7 @@ impl Metrics {
             ),
             (
                 "ferry_upstream_backlog_events",
-                "Stored events not yet acknowledged by the upstream.",
+                "Events stored after the upstream's cursor, not yet acknowledged (while it is down, events only other upstreams take count too, until its link passes them).",
                 "gauge",
             ),
             (

@@ -45,6 +45,9 @@ pub(super) enum Close {
     Peer,
     Shutdown,
     TakenOver,
+    /// A config reload removed the client's credentials, or every right it had on one of
+    /// its subscriptions.
+    Revoked,
     KeepAlive,
     /// A protocol violation: the MQTT 5 reason code to send, and the reason to log.
     Protocol(u8, String),
@@ -60,6 +63,7 @@ impl std::fmt::Display for Close {
             Close::TakenOver => {
                 f.write_str("session taken over by a new connection with the same client id")
             }
+            Close::Revoked => f.write_str("a config reload removed its credentials or rights"),
             Close::KeepAlive => f.write_str("keep-alive expired"),
             Close::Protocol(_, why) => write!(f, "protocol error: {why}"),
             Close::Io(e) => write!(f, "i/o error: {e}"),
@@ -76,7 +80,8 @@ impl Close {
     fn publishes_will(&self) -> bool {
         match self {
             Close::Normal { will } => *will,
-            Close::Shutdown => false,
+            // Its rights are gone: nothing more is published in its name.
+            Close::Shutdown | Close::Revoked => false,
             _ => true,
         }
     }
@@ -86,6 +91,7 @@ impl Close {
         match self {
             Close::Shutdown => Some(reason::SERVER_SHUTTING_DOWN),
             Close::TakenOver => Some(reason::SESSION_TAKEN_OVER),
+            Close::Revoked => Some(reason::NOT_AUTHORIZED),
             Close::KeepAlive => Some(reason::KEEP_ALIVE_TIMEOUT),
             Close::Protocol(code, _) => Some(*code),
             _ => None,
@@ -155,6 +161,8 @@ pub(super) struct Conn {
 pub async fn serve(accepted: Accepted, ctx: Arc<MqttCtx>, mut shutdown: watch::Receiver<bool>) {
     let metrics = ctx.hub.metrics.clone();
     metrics.connections_mqtt.add(1);
+    let by_transport = &metrics.connections_mqtt_by[accepted.transport as usize];
+    by_transport.add(1);
     let alias_bytes = Account::new(ctx.hub.budget.state.clone());
     let rbuf_bytes = Account::new(ctx.hub.budget.packets.clone());
     let mut conn = Conn {
@@ -212,6 +220,7 @@ pub async fn serve(accepted: Accepted, ctx: Arc<MqttCtx>, mut shutdown: watch::R
         // TLS close_notify, or the WebSocket close frame a protocol error queued.
         let _ = tokio::time::timeout(Duration::from_secs(1), conn.stream.shutdown()).await;
     }
+    metrics.connections_mqtt_by[conn.transport as usize].add(-1);
     metrics.connections_mqtt.add(-1);
 }
 
@@ -478,6 +487,9 @@ impl Conn {
                 match codec::decode(&mut self.rbuf, Some(self.protocol), self.max_packet) {
                     Ok(Some(packet)) => {
                         deadline = Instant::now() + keep_alive;
+                        if let Err(close) = self.refresh_identity() {
+                            return close;
+                        }
                         // Only PUBLISH is common enough to stay inline; the other
                         // packets' futures are boxed, so their state is not part of
                         // every connection's task.
@@ -524,7 +536,9 @@ impl Conn {
                     }
                 }
                 d = state.deliveries.recv(), if can_send && self.local.is_empty() => {
-                    let Some(d) = d else { return Close::Shutdown };
+                    let Some(d) = d else {
+                        return if state.deliveries.take_revoked() { Close::Revoked } else { Close::Shutdown };
+                    };
                     self.deliver(d, state);
                     while state.can_send(self.client_receive_max) && self.wbuf.len() < 64 * 1024 {
                         match state.deliveries.try_recv() {
@@ -549,6 +563,22 @@ impl Conn {
                 },
                 _ = tokio::time::sleep_until(deadline), if !keep_alive.is_zero() => return Close::KeepAlive,
             }
+        }
+    }
+
+    /// After a config reload, the client's identity under the new policy (one atomic
+    /// load when there was none); `Close::Revoked` when its credentials no longer hold.
+    fn refresh_identity(&mut self) -> Result<(), Close> {
+        let Some(who) = &self.identity else {
+            return Ok(());
+        };
+        match self.ctx.hub.refresh(who) {
+            Ok(None) => Ok(()),
+            Ok(Some(now)) => {
+                self.identity = Some(now);
+                Ok(())
+            }
+            Err(crate::broker::Revoked) => Err(Close::Revoked),
         }
     }
 

@@ -272,7 +272,11 @@ impl Conn {
                 };
                 let guard = grant.guard();
                 let (qos, retain_handling) = (opts.qos, opts.retain_handling);
-                if sessions::subscribe(&self.ctx.hub, state, &f.filter, &opts, guard.clone())
+                let who = self
+                    .identity
+                    .clone()
+                    .unwrap_or_else(crate::policy::Identity::nobody);
+                if sessions::subscribe(&self.ctx.hub, state, &f.filter, &opts, &who, guard.clone())
                     .is_err()
                 {
                     self.ctx.hub.metrics.limits.subscriptions.inc();

@@ -55,6 +55,9 @@ pub(super) enum Close {
     Shutdown,
     Protocol(ProtoError),
     SlowConsumer(&'static str),
+    /// A config reload removed the client's credentials, or every right it had on one
+    /// of its subscriptions.
+    Revoked,
     Io(std::io::Error),
 }
 
@@ -65,6 +68,7 @@ impl std::fmt::Display for Close {
             Close::Shutdown => f.write_str("server shutting down"),
             Close::Protocol(e) => write!(f, "protocol error: {e}"),
             Close::SlowConsumer(why) => write!(f, "slow consumer: {why}"),
+            Close::Revoked => f.write_str("a config reload removed its credentials or rights"),
             Close::Io(e) => write!(f, "i/o error: {e}"),
         }
     }
@@ -146,9 +150,13 @@ pub async fn serve(accepted: Accepted, ctx: Arc<NatsCtx>, mut shutdown: watch::R
         }
     };
     let mut stream = negotiated.stream;
+    let tls = !matches!(stream, crate::transport::Stream::Tcp(_));
+    if tls {
+        metrics.connections_nats_tls.add(1);
+    }
     let charge = accepted.charge;
     let policy = ctx.hub.policy();
-    let identity = (!policy.auth_required()).then(|| policy.identity(None, ""));
+    let identity = (!policy.auth_required()).then(|| policy.anonymous(""));
     let max_pending = cfg.max_pending.0 as usize;
     // Bytes bound the queue, as in nats-server (`max_pending`, and the pool's share).
     let (outbox, mut deliveries) = Outbox::new(
@@ -208,6 +216,9 @@ pub async fn serve(accepted: Accepted, ctx: Arc<NatsCtx>, mut shutdown: watch::R
     }
     let subscriptions = conn.session.subscription_count();
     tracing::info!(%peer, name, subscriptions, reason = %close, "NATS client disconnected");
+    if tls {
+        metrics.connections_nats_tls.add(-1);
+    }
     metrics.connections_nats.add(-1);
 }
 
@@ -233,6 +244,13 @@ impl Conn {
             while self.pending.len() < MAX_PENDING_REPLIES {
                 match self.parser.next(&mut self.rbuf) {
                     Ok(Some(op)) => {
+                        if let Some(who) = &self.identity {
+                            match self.ctx.hub.refresh(who) {
+                                Ok(None) => {}
+                                Ok(Some(now)) => self.identity = Some(now),
+                                Err(crate::broker::Revoked) => return self.revoked(),
+                            }
+                        }
                         if let Err(close) = self.handle(op).await {
                             return close;
                         }
@@ -299,7 +317,9 @@ impl Conn {
                     return Close::SlowConsumer("no write progress within the write deadline");
                 }
                 d = deliveries.recv(), if self.wbuf.len() < WBUF_HIGH => {
-                    let Some(d) = d else { return Close::Shutdown };
+                    let Some(d) = d else {
+                        return if deliveries.take_revoked() { self.revoked() } else { Close::Shutdown };
+                    };
                     self.deliver(d);
                     let mark = self.wbuf.len() + BATCH_BYTES;
                     while self.wbuf.len() < mark {
@@ -323,6 +343,12 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// Queues the `-ERR` nats-server sends a client whose authorization ends.
+    fn revoked(&mut self) -> Close {
+        crate::nats::proto::encode_err("Authorization Violation", &mut self.wbuf);
+        Close::Revoked
     }
 
     /// Queues the `-ERR` nats-server sends for `e` (if any) and returns the close.

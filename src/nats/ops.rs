@@ -126,6 +126,10 @@ impl Conn {
                         retain_as_published: false,
                         group,
                         read: grant.guard(),
+                        who: self
+                            .identity
+                            .clone()
+                            .unwrap_or_else(crate::policy::Identity::nobody),
                     },
                 );
                 if made.is_err() {

@@ -130,6 +130,19 @@ impl Rules {
         }
     }
 
+    /// Nothing allowed: the rules of a client a reload took every right from.
+    pub fn deny_all() -> Rules {
+        Rules {
+            rules: Vec::new(),
+            default_allow: false,
+        }
+    }
+
+    /// True when no rule can allow anything.
+    pub fn denies_everything(&self) -> bool {
+        !self.default_allow && self.rules.iter().all(|r| !r.allow)
+    }
+
     /// True when no rule can deny anything: decisions need no walk at all.
     pub fn allows_everything(&self) -> bool {
         self.default_allow && self.rules.iter().all(|r| r.allow)

@@ -9,6 +9,11 @@
 //!   router runs for every delivery, retained messages included; a wholly allowed
 //!   subscription costs nothing per message.
 //!
+//! - [`Policy::refresh`]: after a config reload, the identity of a client already
+//!   connected under the new policy, or None when its credentials no longer hold (a user
+//!   removed, a password or token changed); [`crate::broker::Hub::replace_policy`] grants
+//!   every subscription again with it.
+//!
 //! The listeners never read `[auth]`, `[[acl]]` or the password file themselves.
 
 pub mod acl;
@@ -125,10 +130,41 @@ pub struct Identity {
     inner: Arc<IdentityInner>,
 }
 
-#[derive(Debug)]
 struct IdentityInner {
     user: Option<String>,
+    client_id: Box<str>,
+    /// What it proved, so that a reload can tell whether that still holds.
+    credential: Credential,
     rules: Rules,
+    /// The [`Policy::generation`] these rules are from.
+    generation: u64,
+}
+
+/// Never printed: it holds the password hash.
+impl std::fmt::Debug for IdentityInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("user", &self.user)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a client proved who it is.
+#[derive(Clone, PartialEq, Eq)]
+enum Credential {
+    /// Nothing: anonymous clients are allowed.
+    Anonymous,
+    /// A password that matched this PHC hash of the password file.
+    Password(Box<str>),
+    /// The NATS `auth_token` with this fingerprint ([`fingerprint`]): a reload that
+    /// changes the token ends the clients that proved the old one.
+    Token(u64),
+    /// A client certificate verified against `tls.client_ca_file` at the handshake.
+    Certificate,
+    /// Not proved on this run: a persistent session restored from the store, or an
+    /// internal publisher. Its user proves itself again when it connects.
+    Known,
 }
 
 impl Identity {
@@ -139,12 +175,40 @@ impl Identity {
 
     /// An identity allowed everything, for tests and internal publishers.
     pub fn unrestricted() -> Identity {
+        Identity::with_rules(Rules::allow_all())
+    }
+
+    /// An identity allowed nothing: a subscription a reload denies keeps its place in
+    /// the router with this as its read check, so it passes nothing.
+    pub fn nobody() -> Identity {
+        Identity::with_rules(Rules::deny_all())
+    }
+
+    fn with_rules(rules: Rules) -> Identity {
         Identity {
             inner: Arc::new(IdentityInner {
                 user: None,
-                rules: Rules::allow_all(),
+                client_id: "".into(),
+                credential: Credential::Known,
+                rules,
+                generation: 0,
             }),
         }
+    }
+
+    /// The policy generation its rules are from.
+    pub fn generation(&self) -> u64 {
+        self.inner.generation
+    }
+
+    /// The same client (one `Arc`): a reload maps each identity once.
+    pub fn same(&self, other: &Identity) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// An address for this identity's state, to map each identity once in a reload.
+    pub fn key(&self) -> usize {
+        Arc::as_ptr(&self.inner) as usize
     }
 }
 
@@ -183,6 +247,18 @@ impl ReadGuard {
     pub fn may_read(&self, topic: &str) -> bool {
         self.identity.inner.rules.may_read(topic)
     }
+
+    /// A check that passes nothing (a subscription a reload denied).
+    pub fn nothing() -> ReadGuard {
+        ReadGuard {
+            identity: Identity::nobody(),
+        }
+    }
+
+    /// True when this check passes no topic at all.
+    pub fn reads_nothing(&self) -> bool {
+        self.identity.inner.rules.denies_everything()
+    }
 }
 
 pub struct Policy {
@@ -191,7 +267,10 @@ pub struct Policy {
     allow_anonymous: bool,
     acl: Vec<AclRule>,
     acl_default_allow: bool,
-    throttle: Throttle,
+    /// 0 at start, one more at each reload ([`Policy::reloaded`]).
+    generation: u64,
+    /// Kept across reloads: an address that failed lately still waits.
+    throttle: Arc<Throttle>,
     verify_slots: Arc<Semaphore>,
     metrics: Arc<Metrics>,
 }
@@ -216,10 +295,82 @@ impl Policy {
             allow_anonymous: config.auth.allow_anonymous,
             acl: config.acl.clone(),
             acl_default_allow: config.auth.acl_default_allow,
-            throttle: Throttle::default(),
+            generation: 0,
+            throttle: Arc::default(),
             verify_slots: Arc::new(Semaphore::new(VERIFY_SLOTS)),
             metrics,
         })
+    }
+
+    /// The policy of a reloaded `config` (the password file read again), keeping
+    /// `previous`'s failed-attempt throttle and verification slots.
+    pub fn reloaded(config: &Config, previous: &Policy) -> Result<Policy, PolicyError> {
+        let mut p = Policy::new(config, previous.metrics.clone())?;
+        p.throttle = previous.throttle.clone();
+        p.verify_slots = previous.verify_slots.clone();
+        p.generation = previous.generation + 1;
+        Ok(p)
+    }
+
+    /// Which reload this policy is from (0: the start).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// `who` under this policy: None when what it proved no
+    /// longer holds (its user is gone or has another password, the token changed, or
+    /// anonymous clients are no longer allowed); else its identity with today's rules
+    /// (the same one when they did not change).
+    pub fn refresh(&self, who: &Identity) -> Option<Identity> {
+        let inner = &who.inner;
+        let holds = match &inner.credential {
+            Credential::Anonymous => self.allow_anonymous,
+            Credential::Password(hash) => {
+                let user = inner.user.as_deref().unwrap_or_default();
+                self.users
+                    .as_ref()
+                    .and_then(|u| u.hash_of(user))
+                    .is_some_and(|h| h == &**hash)
+            }
+            Credential::Token(f) => self.nats_token.as_deref().map(fingerprint) == Some(*f),
+            Credential::Certificate | Credential::Known => true,
+        };
+        if !holds {
+            return None;
+        }
+        let rules = Rules::for_client(
+            &self.acl,
+            self.acl_default_allow,
+            inner.user.as_deref(),
+            &inner.client_id,
+        );
+        if rules == inner.rules && inner.generation == self.generation {
+            return Some(who.clone());
+        }
+        Some(Identity {
+            inner: Arc::new(IdentityInner {
+                user: inner.user.clone(),
+                client_id: inner.client_id.clone(),
+                credential: inner.credential.clone(),
+                rules,
+                generation: self.generation,
+            }),
+        })
+    }
+
+    /// What `who` may read of `filter`, uncounted (a reload's re-check, not a request).
+    pub fn regrant(&self, who: &Identity, filter: &str) -> Grant {
+        let rules = &who.inner.rules;
+        if rules.allows_everything() {
+            return Grant::All;
+        }
+        match rules.grant(filter) {
+            Coverage::All => Grant::All,
+            Coverage::None => Grant::Denied,
+            Coverage::Some => Grant::Filtered(ReadGuard {
+                identity: who.clone(),
+            }),
+        }
     }
 
     /// Everything allowed, nobody checked: what a broker without `[auth]`/`[[acl]]` does.
@@ -230,7 +381,8 @@ impl Policy {
             allow_anonymous: true,
             acl: Vec::new(),
             acl_default_allow: true,
-            throttle: Throttle::default(),
+            generation: 0,
+            throttle: Arc::default(),
             verify_slots: Arc::new(Semaphore::new(VERIFY_SLOTS)),
             metrics,
         }
@@ -249,11 +401,25 @@ impl Policy {
             Ok(_) => {}
             Err(e) => self.metrics.auth.failed(c.protocol.as_str(), e.metric()),
         }
-        result.map(|user| self.identity(user, c.client_id))
+        result.map(|(user, credential)| self.make_identity(user, c.client_id, credential))
     }
 
     /// The identity of a client already known (e.g. restored state), with its rules.
     pub fn identity(&self, user: Option<String>, client_id: &str) -> Identity {
+        self.make_identity(user, client_id, Credential::Known)
+    }
+
+    /// An anonymous client's identity (NATS clients need not send CONNECT then).
+    pub fn anonymous(&self, client_id: &str) -> Identity {
+        self.make_identity(None, client_id, Credential::Anonymous)
+    }
+
+    fn make_identity(
+        &self,
+        user: Option<String>,
+        client_id: &str,
+        credential: Credential,
+    ) -> Identity {
         let rules = Rules::for_client(
             &self.acl,
             self.acl_default_allow,
@@ -261,21 +427,27 @@ impl Policy {
             client_id,
         );
         Identity {
-            inner: Arc::new(IdentityInner { user, rules }),
+            inner: Arc::new(IdentityInner {
+                user,
+                client_id: client_id.into(),
+                credential,
+                rules,
+                generation: self.generation,
+            }),
         }
     }
 
-    async fn check(&self, c: &Credentials<'_>) -> Result<Option<String>, AuthError> {
+    async fn check(&self, c: &Credentials<'_>) -> Result<(Option<String>, Credential), AuthError> {
         if let Some(user) = c.cert_user {
             // The certificate was verified against client_ca_file during the handshake.
-            return Ok(Some(user.to_string()));
+            return Ok((Some(user.to_string()), Credential::Certificate));
         }
         if let Some(user) = c.username {
             let Some(users) = &self.users else {
                 // Nothing to check a name against: without a password file a user name
                 // proves nothing, so it confers nothing.
                 return if self.allow_anonymous {
-                    Ok(None)
+                    Ok((None, Credential::Anonymous))
                 } else {
                     Err(AuthError::NoPasswordFile)
                 };
@@ -292,19 +464,22 @@ impl Policy {
             return match &self.nats_token {
                 Some(expected) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => {
                     self.throttle.succeeded(c.peer);
-                    Ok(Some("token".to_string()))
+                    Ok((
+                        Some("token".to_string()),
+                        Credential::Token(fingerprint(expected)),
+                    ))
                 }
                 Some(_) => {
                     self.wait_turn(c.peer).await?;
                     self.failed_from(c.peer);
                     Err(AuthError::BadToken)
                 }
-                None if self.allow_anonymous => Ok(None),
+                None if self.allow_anonymous => Ok((None, Credential::Anonymous)),
                 None => Err(AuthError::BadToken),
             };
         }
         if self.allow_anonymous {
-            Ok(None)
+            Ok((None, Credential::Anonymous))
         } else {
             Err(AuthError::Anonymous)
         }
@@ -316,7 +491,7 @@ impl Policy {
         user: &str,
         password: &[u8],
         peer: IpAddr,
-    ) -> Result<Option<String>, AuthError> {
+    ) -> Result<(Option<String>, Credential), AuthError> {
         self.wait_turn(peer).await?;
         let verdict = {
             let Ok(_slot) = self.verify_slots.acquire().await else {
@@ -331,7 +506,8 @@ impl Policy {
         match verdict {
             Verified::Ok => {
                 self.throttle.succeeded(peer);
-                Ok(Some(user.to_string()))
+                let hash = users.hash_of(user).unwrap_or_default();
+                Ok((Some(user.to_string()), Credential::Password(hash.into())))
             }
             Verified::UnknownUser => {
                 self.failed_from(peer);
@@ -374,9 +550,10 @@ impl Policy {
             .failed(protocol.as_str(), AuthFailure::ClientIdInUse);
     }
 
-    /// May `who` publish to `topic`? Denials are counted.
+    /// May `who` publish to `topic`? Denials are counted. Nobody publishes to `$SYS`:
+    /// those topics are ferry's own (`broker/sys.rs`).
     pub fn may_publish(&self, who: &Identity, topic: &str) -> bool {
-        let ok = who.inner.rules.may_publish(topic);
+        let ok = !topic.starts_with("$SYS") && who.inner.rules.may_publish(topic);
         if !ok {
             self.metrics.auth.denied_publish.inc();
         }
@@ -401,6 +578,17 @@ impl Policy {
             }),
         }
     }
+}
+
+/// FNV-1a of a token: enough to tell a changed token from the same one, and never the
+/// token itself (identities are kept, and may be printed, for a connection's life).
+fn fingerprint(token: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in token.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 /// Compares two secrets without an early exit on the first differing byte.

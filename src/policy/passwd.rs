@@ -389,7 +389,9 @@ impl PasswordFile {
         super::passwd_file::write_atomic(path, self.to_text().as_bytes())
     }
 
-    fn hash_of(&self, user: &str) -> Option<&str> {
+    /// The PHC hash of `user`'s password: a reload keeps a client whose entry is the
+    /// same, and ends one whose password was changed.
+    pub fn hash_of(&self, user: &str) -> Option<&str> {
         match self.lines.get(*self.index.get(user)?)? {
             Line::Entry { hash, .. } => Some(hash),
             Line::Other(_) => None,

@@ -210,3 +210,91 @@ async fn a_guessing_address_is_refused_rather_than_queued() {
     assert_eq!(AuthError::Throttled.mqtt3_code(), 3);
     assert_eq!(m.auth.failures("mqtt", AuthFailure::Throttled), refused);
 }
+
+/// A reload keeps a client whose credential still holds (with its new rules), and drops
+/// one whose user is gone, whose password or token changed, or that came in anonymously
+/// where anonymous clients are no longer allowed.
+#[tokio::test]
+async fn a_reload_keeps_what_still_holds_and_drops_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, _) = policy_with(dir.path(), |c| {
+        c.auth.nats_token = Some("token-one-1234".into());
+    });
+    let alice = old
+        .authenticate(creds(Some("alice"), Some(b"wonderland")))
+        .await
+        .unwrap();
+    let bob = old
+        .authenticate(creds(Some("bob"), Some(b"builder")))
+        .await
+        .unwrap();
+    let token = old
+        .authenticate(Credentials {
+            token: Some("token-one-1234"),
+            ..creds(None, None)
+        })
+        .await
+        .unwrap();
+    let cert = old
+        .authenticate(Credentials {
+            cert_user: Some("device-7"),
+            ..creds(None, None)
+        })
+        .await
+        .unwrap();
+    assert_eq!(alice.generation(), 0);
+
+    // bob's line goes, alice's stays as it was; the token changes; a rule for alice.
+    let path = dir.path().join("passwd");
+    let kept: String = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("alice:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&path, kept).unwrap();
+    let mut config = Config::default();
+    config.auth.password_file = Some(path.clone());
+    config.auth.allow_anonymous = false;
+    config.auth.nats_token = Some("token-two-5678".into());
+    config.acl = vec![AclRule {
+        user: Some("alice".into()),
+        filter: "secret/#".into(),
+        action: AclAction::All,
+        allow: false,
+    }];
+    let new = Policy::reloaded(&config, &old).unwrap();
+    assert_eq!(new.generation(), 1);
+    let alice2 = new.refresh(&alice).expect("alice's password is the same");
+    assert_eq!(alice2.generation(), 1);
+    assert_eq!(alice2.user(), Some("alice"));
+    assert!(old.may_publish(&alice, "secret/a"));
+    assert!(!new.may_publish(&alice2, "secret/a"));
+    assert!(new.refresh(&bob).is_none(), "bob's user is gone");
+    assert!(new.refresh(&token).is_none(), "the token changed");
+    assert!(
+        new.refresh(&cert).is_some(),
+        "a verified certificate still holds"
+    );
+    assert!(new.regrant(&alice2, "secret/#").is_denied());
+    assert!(new.regrant(&alice2, "#").guard().is_some());
+    assert!(matches!(new.regrant(&alice2, "public/#"), Grant::All));
+
+    // alice's password changed (hashed again): she is dropped too.
+    std::fs::write(
+        &path,
+        format!("alice:{}\n", passwd::hash_password(b"wonderland").unwrap()),
+    )
+    .unwrap();
+    let newer = Policy::reloaded(&config, &new).unwrap();
+    assert!(newer.refresh(&alice2).is_none());
+    // An anonymous client is dropped when anonymous clients are no longer allowed.
+    let open = Policy::open(Arc::new(Metrics::default()));
+    let anon = open.anonymous("c");
+    assert!(
+        Policy::reloaded(&config, &open)
+            .unwrap()
+            .refresh(&anon)
+            .is_none()
+    );
+}

@@ -24,6 +24,8 @@ struct Shared {
     ready: Notify,
     receiver_gone: AtomicBool,
     senders_gone: AtomicBool,
+    /// Set by [`Sender::revoke`], taken by the receiver's next `recv`.
+    revoked: AtomicBool,
 }
 
 impl Shared {
@@ -74,6 +76,19 @@ impl Sender {
     }
 }
 
+impl Sender {
+    /// Ends the receiver's current or next wait with None (its connection closes),
+    /// once: see [`Deliveries::take_revoked`].
+    pub fn revoke(&self) {
+        self.shared.revoked.store(true, Ordering::Release);
+        self.shared.ready.notify_one();
+    }
+
+    pub fn clear_revoked(&self) {
+        self.shared.revoked.store(false, Ordering::Release);
+    }
+}
+
 impl Drop for Sender {
     fn drop(&mut self) {
         self.shared.senders_gone.store(true, Ordering::Release);
@@ -82,9 +97,13 @@ impl Drop for Sender {
 }
 
 impl Deliveries {
-    /// The next delivery; None once the sender is gone and the queue is empty.
+    /// The next delivery; None once the sender is gone and the queue is empty, or when
+    /// the subscriber was revoked ([`Deliveries::take_revoked`] tells which).
     pub async fn recv(&mut self) -> Option<Delivery> {
         loop {
+            if self.shared.revoked.load(Ordering::Acquire) {
+                return None;
+            }
             if let Ok(d) = self.try_recv() {
                 return Some(d);
             }
@@ -93,6 +112,11 @@ impl Deliveries {
             }
             self.shared.ready.notified().await;
         }
+    }
+
+    /// True (once) when `recv` ended because a reload revoked this subscriber.
+    pub fn take_revoked(&mut self) -> bool {
+        self.shared.revoked.swap(false, Ordering::AcqRel)
     }
 
     pub fn try_recv(&mut self) -> Result<Delivery, Empty> {

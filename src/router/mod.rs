@@ -13,6 +13,7 @@ pub use trie::Subscription;
 
 use crate::budget::MemoryPool;
 use crate::event::Event;
+use crate::policy::{Grant, Identity, ReadGuard};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use trie::Trie;
@@ -25,6 +26,10 @@ pub struct Router {
     /// connection may hold at most an eighth of it (`Outbox::charge`).
     pool: Arc<MemoryPool>,
 }
+
+/// A reload's grant of one subscription: `(who, filter)` to the subscriber's identity
+/// under the new policy and what it may read (None: its credentials no longer hold).
+pub type Regrant<'a> = dyn FnMut(&Identity, &str) -> Option<(Identity, Grant)> + 'a;
 
 /// A subscription did not fit in the memory budget (its client's part or everyone's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +101,38 @@ impl Router {
             }
             None => false,
         }
+    }
+
+    /// Grants every subscription again after a config reload: `grant(who, filter)` gives
+    /// the subscriber's identity under the new policy (None: its credentials no longer
+    /// hold) and what it may read of the filter. A subscription keeps its place and takes
+    /// the new identity and read check; one now denied passes nothing from here on (and
+    /// stays, so the router and the session's own table stay in step). Returns the
+    /// outboxes of online subscribers that could read something there before and nothing
+    /// now (their rights were removed), each once, which are then revoked.
+    pub fn regrant(&self, grant: &mut Regrant<'_>) -> Vec<Arc<Outbox>> {
+        let mut lost: Vec<Arc<Outbox>> = Vec::new();
+        let mut trie = self.trie.write().unwrap_or_else(|e| e.into_inner());
+        trie.for_each_mut(&mut |filter, sub| {
+            let could_read = sub.read.as_ref().is_none_or(|g| !g.reads_nothing());
+            let (who, read) = match grant(&sub.who, filter) {
+                None => (Identity::nobody(), Some(ReadGuard::nothing())),
+                Some((who, Grant::Denied)) => (who, Some(ReadGuard::nothing())),
+                Some((who, g)) => {
+                    let read = g.guard();
+                    (who, read)
+                }
+            };
+            let reads_now = read.as_ref().is_none_or(|g| !g.reads_nothing());
+            if could_read && !reads_now && !lost.iter().any(|o| Arc::ptr_eq(o, &sub.outbox)) {
+                lost.push(sub.outbox.clone());
+            }
+            sub.who = who;
+            sub.read = read;
+        });
+        drop(trie);
+        lost.retain(|o| o.revoke());
+        lost
     }
 
     /// Bytes all subscriptions hold, and the limit (`ferry_memory_used_bytes`).

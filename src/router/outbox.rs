@@ -158,6 +158,17 @@ impl Outbox {
         self.conn_id
     }
 
+    /// A reload removed this subscriber's rights: its connection is told to close (its
+    /// next wait for a delivery ends). False for an MQTT session that has no connection
+    /// now (nothing to close; its subscriptions already pass nothing they may not).
+    pub fn revoke(&self) -> bool {
+        if self.offline.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.tx.revoke();
+        true
+    }
+
     /// Sends this outbox's QoS 1/2 deliveries to the store queue `spool` from now on
     /// (once; later calls are ignored).
     pub fn set_spool(&self, spool: Spool) {
@@ -317,6 +328,8 @@ impl Outbox {
     pub fn set_offline(&self, offline: bool) {
         self.offline.store(offline, Ordering::Relaxed);
         if offline {
+            // A revocation the closed connection did not take is not the next one's.
+            self.tx.clear_revoked();
             self.room.notify_waiters();
         }
     }

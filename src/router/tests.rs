@@ -26,6 +26,7 @@ fn sub(o: &Arc<Outbox>, qos: u8, key: u64) -> Subscription {
         retain_as_published: false,
         group: None,
         read: None,
+        who: crate::policy::Identity::unrestricted(),
     }
 }
 
@@ -324,4 +325,61 @@ fn subscriptions_are_charged_to_the_budget_once_per_connection_and_filter() {
     assert_eq!(r.subscribe("a/x", sub(&o, 0, 0)), Ok(()), "room again");
     assert!(r.unsubscribe("a/x", 1, 0) && r.unsubscribe("a/x", 2, 0));
     assert_eq!(pool.used(), subscription_weight("a/b") * 7);
+}
+
+/// A reload's grant keeps every subscription in place: one now partly allowed checks
+/// each event, one now denied passes nothing and its (online) subscriber is revoked once,
+/// an offline session's is not (nobody to close).
+#[test]
+fn regrant_updates_checks_in_place_and_revokes_who_lost_everything() {
+    use crate::policy::{Grant, Identity, ReadGuard};
+    let r = Router::new();
+    let (keeps, mut keeps_rx) = outbox(1);
+    let (loses, mut loses_rx) = outbox(2);
+    let (parked, _parked_rx) = outbox(3);
+    parked.set_offline(true);
+    r.subscribe("a/#", sub(&keeps, 0, 0)).unwrap();
+    r.subscribe("a/#", sub(&loses, 0, 0)).unwrap();
+    r.subscribe("b/#", sub(&loses, 0, 0)).unwrap();
+    r.subscribe("a/#", sub(&parked, 0, 0)).unwrap();
+    let mut seen = Vec::new();
+    let revoked = r.regrant(&mut |_who, filter| {
+        seen.push(filter.to_string());
+        Some((Identity::unrestricted(), Grant::Denied))
+            .filter(|_| filter == "b/#")
+            .or(Some((Identity::unrestricted(), Grant::All)))
+    });
+    seen.sort();
+    assert_eq!(seen, ["a/#", "a/#", "a/#", "b/#"]);
+    assert_eq!(revoked.len(), 1);
+    assert_eq!(revoked[0].conn_id(), 2);
+    assert_eq!(r.route(&ev("b/x", 0), 99).delivered, 0);
+    // The offline session takes no QoS 0: two online subscribers.
+    assert_eq!(r.route(&ev("a/x", 0), 99).delivered, 2);
+    assert!(keeps_rx.try_recv().is_ok());
+    // The revoked subscriber's next wait ends at once, and says why.
+    let waker = futures_lite_block(loses_rx.recv());
+    assert!(waker.is_none());
+    assert!(loses_rx.take_revoked());
+    assert!(!loses_rx.take_revoked(), "once");
+
+    // Everyone's credentials gone: every subscription passes nothing; the offline session
+    // is not revoked.
+    let revoked = r.regrant(&mut |_, _| None);
+    let mut ids: Vec<u64> = revoked.iter().map(|o| o.conn_id()).collect();
+    ids.sort();
+    assert_eq!(ids, [1, 2]);
+    assert_eq!(r.route(&ev("a/x", 0), 99).delivered, 0);
+    let _ = ReadGuard::nothing();
+}
+
+/// Polls a future once on a no-op waker: the revoked receiver is ready at once.
+fn futures_lite_block<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("not ready at once"),
+    }
 }

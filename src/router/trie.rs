@@ -2,7 +2,7 @@
 //! so a match walks at most three branches per level (as nats-server's sublist does).
 
 use super::Outbox;
-use crate::policy::ReadGuard;
+use crate::policy::{Identity, ReadGuard};
 use crate::topic::MAX_LEVELS;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,6 +29,8 @@ pub struct Subscription {
     /// Set when the subscriber may read only some of the topics the filter matches
     /// (`crate::policy::Grant::Filtered`): each event must pass it. None: no check.
     pub read: Option<ReadGuard>,
+    /// Who subscribed, so that a reload can grant the subscription again.
+    pub who: Identity,
 }
 
 #[derive(Default, Debug)]
@@ -106,6 +108,13 @@ impl Trie {
         remove_at(&mut self.root, &levels, conn_id, key)
     }
 
+    /// Calls `f` with every subscription and its filter (a config reload grants each
+    /// again: [`super::Router::regrant`]).
+    pub fn for_each_mut(&mut self, f: &mut dyn FnMut(&str, &mut Subscription)) {
+        let mut path = String::new();
+        visit(&mut self.root, 0, &mut path, f);
+    }
+
     /// Appends every subscription matching `topic`: ungrouped ones to `out`, queue-group
     /// members to `grouped`.
     pub fn collect(
@@ -124,6 +133,36 @@ impl Trie {
         }
         let dollar = topic.starts_with('$');
         walk(&self.root, &levels, 0, dollar, out, grouped);
+    }
+}
+
+/// Visits `node` (at `depth` levels, `path` its filter) and everything below it.
+fn visit(
+    node: &mut Node,
+    depth: usize,
+    path: &mut String,
+    f: &mut dyn FnMut(&str, &mut Subscription),
+) {
+    for s in &mut node.subs {
+        f(path, s);
+    }
+    let len = path.len();
+    let mut child = |level: &str, n: &mut Node, path: &mut String| {
+        if depth > 0 {
+            path.push('/');
+        }
+        path.push_str(level);
+        visit(n, depth + 1, path, f);
+        path.truncate(len);
+    };
+    for (level, n) in &mut node.children {
+        child(level, n, path);
+    }
+    if let Some(n) = node.plus.as_deref_mut() {
+        child("+", n, path);
+    }
+    if let Some(n) = node.hash.as_deref_mut() {
+        child("#", n, path);
     }
 }
 

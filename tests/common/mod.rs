@@ -55,6 +55,22 @@ pub fn dead_port() -> (u16, socket2::Socket) {
     (port, socket)
 }
 
+/// Writes `dir/passwd` with `users` (name, password), each hashed as `ferry passwd` does.
+pub fn password_file(dir: &Path, users: &[(&str, &str)]) -> PathBuf {
+    let path = dir.join("passwd");
+    let text: String = users
+        .iter()
+        .map(|(u, p)| {
+            format!(
+                "{u}:{}\n",
+                ferry::policy::passwd::hash_password(p.as_bytes()).unwrap()
+            )
+        })
+        .collect();
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 /// A running ferry process with its log captured.
 pub struct Ferry {
     child: Child,
@@ -134,6 +150,11 @@ impl Ferry {
         let line = log.iter().find(|l| l.contains(marker))?;
         let at = line.find("addr=")? + 5;
         line[at..].split_whitespace().next()?.parse().ok()
+    }
+
+    /// The ferry process id (for signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn log_text(&self) -> String {

@@ -60,7 +60,7 @@ impl Sessions {
                     });
                     continue;
                 }
-                if subscribe(&self.hub, &state, &filter, &opts, grant.guard()).is_err() {
+                if subscribe(&self.hub, &state, &filter, &opts, &who, grant.guard()).is_err() {
                     self.hub.metrics.limits.subscriptions.inc();
                     tracing::warn!(%client_id, %filter, "stored subscription does not fit the memory budget ([limits] memory); dropped");
                     migrate.push(StateChange::DeleteSubscription {

@@ -2,7 +2,7 @@
 
 use crate::broker::Hub;
 use crate::mqtt::session::{SessionState, SubOptions};
-use crate::policy::ReadGuard;
+use crate::policy::{Identity, ReadGuard};
 use crate::router::{NoRoom, Subscription};
 use std::sync::Arc;
 
@@ -36,6 +36,7 @@ pub fn subscribe(
     state: &SessionState,
     filter: &str,
     opts: &SubOptions,
+    who: &Identity,
     read: Option<ReadGuard>,
 ) -> Result<(), NoRoom> {
     let (router_filter, key) = router_key(filter, opts);
@@ -54,6 +55,7 @@ pub fn subscribe(
                 .as_ref()
                 .map(|g| Arc::from(format!("mqtt:{g}").as_str())),
             read,
+            who: who.clone(),
         },
     )
 }

@@ -51,7 +51,15 @@ fn qos1() -> SubOptions {
 
 /// Subscribes the session as a SUBSCRIBE on its connection does.
 fn sub(hub: &Hub, opened: &mut Opened, filter: &str) {
-    subscribe(hub, &opened.state, filter, &qos1(), None).unwrap();
+    subscribe(
+        hub,
+        &opened.state,
+        filter,
+        &qos1(),
+        &crate::policy::Identity::unrestricted(),
+        None,
+    )
+    .unwrap();
     opened.state.subs.insert(filter.to_string(), qos1());
 }
 
