@@ -483,3 +483,99 @@ fn a_flood_of_bad_connections_stays_quiet_in_the_log() {
         .sum();
     assert!(told <= N as u64, "{told} told of {N}");
 }
+
+/// A bounded flood of clients that each make ferry write a line (they connect and send a
+/// bad packet, publish where the ACL says no, or give a wrong password), over MQTT and
+/// NATS: each kind of line is logged at most its burst per 10 s window, the rest counted
+/// in one summary line, so the log stays under the bound docs/operations.md states
+/// (`ferry::logging::MAX_LINES_PER_MINUTE`), while /metrics counts every client.
+#[test]
+fn a_flood_of_bad_clients_keeps_the_log_under_its_bound() {
+    const N: usize = 150;
+    let dir = tempfile::tempdir().unwrap();
+    let passwd = common::password_file(dir.path(), &[("alice", "wonderland")]);
+    let config = format!(
+        "{}[metrics]\nlisten = \"127.0.0.1:0\"\n[auth]\npassword_file = \"{}\"\nallow_anonymous = true\n\
+         [[acl]]\nfilter = \"secret/#\"\nallow = false\n",
+        base_config(dir.path()),
+        passwd.display()
+    );
+    let ferry = Ferry::start(dir.path(), &config);
+    let before = ferry.log_text().len();
+    let started = std::time::Instant::now();
+    let connect = |id: &str, login: &[u8]| {
+        // MQTT 3.1.1 CONNECT, clean, keep-alive 60, with an optional user/password tail.
+        let flags = if login.is_empty() { 0x02 } else { 0xc2 };
+        let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, flags, 0, 60];
+        body.extend_from_slice(&(id.len() as u16).to_be_bytes());
+        body.extend_from_slice(id.as_bytes());
+        body.extend_from_slice(login);
+        let mut p = vec![0x10, body.len() as u8];
+        p.extend(body);
+        p
+    };
+    let wrong: &[u8] = b"\x00\x05alice\x00\x05guess";
+    for i in 0..N {
+        // Connects, then sends a reserved packet type: connected + disconnected lines.
+        let mut bytes = connect(&format!("bad-{i}"), b"");
+        bytes.extend_from_slice(b"\xf0\x00");
+        assert!(closed_after(ferry.mqtt, &bytes));
+        // Publishes where the ACL says no (QoS 0: ferry drops it, and logs), then garbage.
+        let mut bytes = connect(&format!("denied-{i}"), b"");
+        bytes.extend_from_slice(b"\x30\x0a\x00\x08secret/x");
+        bytes.extend_from_slice(b"\xf0\x00");
+        assert!(closed_after(ferry.mqtt, &bytes));
+        // NATS: connects, then an unknown verb.
+        assert!(closed_after(
+            ferry.nats.unwrap(),
+            b"CONNECT {}\r\nBOGUS\r\n"
+        ));
+    }
+    eprintln!(
+        "connections done in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    for i in 0..8 {
+        // A wrong password (throttled after a few: refused all the same).
+        assert!(closed_after(
+            ferry.mqtt,
+            &connect(&format!("guess-{i}"), wrong)
+        ));
+    }
+    common::wait_until(Duration::from_secs(20), "every bad client counted", || {
+        ferry.metric("ferry_protocol_errors_total") == 3 * N as u64
+            && ferry.metric("ferry_acl_denied_total{action=\"publish\"}") == N as u64
+    });
+    let seconds = started.elapsed().as_secs_f64();
+    let log = ferry.log_text();
+    let flood = &log[before..];
+    // Every window the flood touched (and the one the summary lands in).
+    let windows = (seconds / ferry::logging::WINDOW_SECS as f64).ceil() as usize + 2;
+    for (what, burst) in [
+        ("MQTT client connected", 20),
+        ("MQTT client disconnected", 20),
+        ("NATS client connected", 20),
+        ("PUBLISH refused by acl", 5),
+        ("MQTT CONNECT refused", 5),
+    ] {
+        let lines = flood.lines().filter(|l| l.contains(what)).count();
+        assert!(lines >= 1, "{what}: logged at all");
+        // MQTT and NATS connections share one budget; each kind at most its burst.
+        assert!(
+            lines <= burst * windows,
+            "{what}: {lines} lines in {seconds:.1} s"
+        );
+    }
+    let bytes = flood.len();
+    let lines = flood.lines().count();
+    let allowed = ferry::logging::MAX_LINES_PER_MINUTE as usize * windows.div_ceil(6);
+    assert!(
+        lines <= allowed + 4 * windows,
+        "{lines} lines, {bytes} bytes in {seconds:.1} s"
+    );
+    eprintln!(
+        "{} bad clients in {seconds:.1} s: {lines} log lines, {bytes} bytes ({} before the limits)",
+        3 * N + 8,
+        (3 * N + 8) * 2
+    );
+}

@@ -183,6 +183,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
     }
     warn_if_open(&config, &mqtt_addrs, nats_addr);
+    listeners.push(tokio::spawn(crate::logging::flush_task(
+        shutdown_rx.clone(),
+    )));
     let history = Arc::new(crate::admin::history::History::default());
     listeners.push(tokio::spawn(crate::admin::history::sample(
         metrics.clone(),

@@ -14,12 +14,16 @@ impl Conn {
         } else {
             e.mqtt3_code()
         };
-        tracing::info!(peer = %self.peer, client_id, user = %user.unwrap_or(""), reason = %e, code, "MQTT CONNECT refused");
+        if let Some(suppressed) = crate::logging::allow(crate::logging::Noise::Refused) {
+            tracing::info!(peer = %self.peer, client_id, user = %user.unwrap_or(""), reason = %e, code, suppressed, "MQTT CONNECT refused");
+        }
         self.send_refusal(code).await;
     }
 
     pub(super) async fn refuse(&mut self, code: u8, client_id: &str) {
-        tracing::info!(peer = %self.peer, client_id, code, "MQTT CONNECT refused");
+        if let Some(suppressed) = crate::logging::allow(crate::logging::Noise::Refused) {
+            tracing::info!(peer = %self.peer, client_id, code, suppressed, "MQTT CONNECT refused");
+        }
         let code = if self.protocol.is_v5() && code < 0x80 {
             reason::CLIENT_IDENTIFIER_NOT_VALID
         } else {

@@ -357,7 +357,9 @@ impl Conn {
                 return;
             }
             Err(OpenError::TooManySessions) => {
-                tracing::warn!(peer = %self.peer, %client_id, max = self.ctx.config.mqtt.max_sessions, "MQTT CONNECT refused: mqtt.max_sessions reached, every persistent session online");
+                if let Some(suppressed) = crate::logging::allow(crate::logging::Noise::Refused) {
+                    tracing::warn!(peer = %self.peer, %client_id, max = self.ctx.config.mqtt.max_sessions, suppressed, "MQTT CONNECT refused: mqtt.max_sessions reached, every persistent session online");
+                }
                 let code = if v5 {
                     reason::QUOTA_EXCEEDED
                 } else {
@@ -387,9 +389,11 @@ impl Conn {
                 p.session_expiry = Some(opened.state.expiry);
             }
         }
-        tracing::info!(peer = %self.peer, %client_id, user = %self.identity.as_ref().and_then(Identity::user).unwrap_or(""),
-            transport = self.transport.as_str(), protocol = ?self.protocol, keep_alive = connect.keep_alive,
-            clean = connect.clean_start, session_present = opened.present, "MQTT client connected");
+        if let Some(suppressed) = crate::logging::allow(crate::logging::Noise::Connected) {
+            tracing::info!(peer = %self.peer, %client_id, user = %self.identity.as_ref().and_then(Identity::user).unwrap_or(""),
+                transport = self.transport.as_str(), protocol = ?self.protocol, keep_alive = connect.keep_alive,
+                clean = connect.clean_start, session_present = opened.present, suppressed, "MQTT client connected");
+        }
         let close = match self.send_now(&Packet::ConnAck(connack)).await {
             Ok(()) => {
                 self.resume(&mut opened.state);
@@ -400,7 +404,9 @@ impl Conn {
         if matches!(close, Close::Protocol(..)) {
             self.ctx.hub.metrics.protocol_errors.inc();
         }
-        tracing::info!(peer = %self.peer, %client_id, reason = %close, "MQTT client disconnected");
+        if let Some(suppressed) = crate::logging::allow(crate::logging::Noise::Disconnected) {
+            tracing::info!(peer = %self.peer, %client_id, reason = %close, suppressed, "MQTT client disconnected");
+        }
         let will = if close.publishes_will() {
             self.will.take()
         } else {

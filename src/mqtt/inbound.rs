@@ -136,7 +136,9 @@ impl Conn {
             None => false,
         };
         if !allowed {
-            tracing::info!(peer = %self.peer, client_id = %state.client_id, %topic, "PUBLISH refused by acl");
+            if let Some(suppressed) = crate::logging::allow(crate::logging::Noise::Denied) {
+                tracing::info!(peer = %self.peer, client_id = %state.client_id, %topic, suppressed, "PUBLISH refused by acl");
+            }
             if qos > 0 {
                 let code = if self.protocol.is_v5() {
                     reason::NOT_AUTHORIZED
@@ -249,7 +251,9 @@ impl Conn {
                     reason::v3::SUBACK_FAILURE
                 }
             } else if grant.is_denied() {
-                tracing::info!(peer = %self.peer, client_id = %state.client_id, filter = %f.filter, "SUBSCRIBE refused by acl");
+                if let Some(suppressed) = crate::logging::allow(crate::logging::Noise::Denied) {
+                    tracing::info!(peer = %self.peer, client_id = %state.client_id, filter = %f.filter, suppressed, "SUBSCRIBE refused by acl");
+                }
                 if v5 {
                     reason::NOT_AUTHORIZED
                 } else {

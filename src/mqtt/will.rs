@@ -41,10 +41,14 @@ pub fn publish(
             }
         }
         if !ctx.hub.policy().may_publish(&who, &event.topic) {
-            tracing::info!(%client_id, topic = %event.topic, "will refused by acl");
+            if let Some(suppressed) = crate::logging::allow(crate::logging::Noise::Denied) {
+                tracing::info!(%client_id, topic = %event.topic, suppressed, "will refused by acl");
+            }
             return;
         }
-        tracing::info!(%client_id, topic = %event.topic, "publishing will");
+        if let Some(suppressed) = crate::logging::allow(crate::logging::Noise::Disconnected) {
+            tracing::info!(%client_id, topic = %event.topic, suppressed, "publishing will");
+        }
         if let Err(e) = ctx.hub.publish(Arc::new(event), conn_id).await {
             tracing::warn!(%client_id, error = %e, "will not stored");
         }

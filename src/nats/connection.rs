@@ -210,12 +210,16 @@ pub async fn serve(accepted: Accepted, ctx: Arc<NatsCtx>, mut shutdown: watch::R
         Close::Protocol(_) => metrics.protocol_errors.inc(),
         Close::SlowConsumer(_) => {
             metrics.nats_slow_consumers.inc();
-            tracing::warn!(%peer, name, reason = %close, "NATS slow consumer cut off");
+            if let Some(suppressed) = crate::logging::allow(crate::logging::Noise::SlowConsumer) {
+                tracing::warn!(%peer, name, reason = %close, suppressed, "NATS slow consumer cut off");
+            }
         }
         _ => {}
     }
     let subscriptions = conn.session.subscription_count();
-    tracing::info!(%peer, name, subscriptions, reason = %close, "NATS client disconnected");
+    if let Some(suppressed) = crate::logging::allow(crate::logging::Noise::Disconnected) {
+        tracing::info!(%peer, name, subscriptions, reason = %close, suppressed, "NATS client disconnected");
+    }
     if tls {
         metrics.connections_nats_tls.add(-1);
     }
@@ -398,18 +402,23 @@ impl Conn {
         let who = match self.ctx.hub.policy().authenticate(creds).await {
             Ok(who) => who,
             Err(e) => {
-                tracing::info!(peer = %self.peer, user = %o.user.as_deref().unwrap_or(""), reason = %e, "NATS CONNECT refused");
+                if let Some(suppressed) = crate::logging::allow(crate::logging::Noise::Refused) {
+                    tracing::info!(peer = %self.peer, user = %o.user.as_deref().unwrap_or(""), reason = %e, suppressed, "NATS CONNECT refused");
+                }
                 return Err(self.fail(ProtoError::AuthViolation));
             }
         };
-        tracing::info!(
-            peer = %self.peer,
-            name = o.name.as_deref().unwrap_or(""),
-            user = %who.user().unwrap_or(""),
-            lang = o.lang.as_deref().unwrap_or(""),
-            version = o.version.as_deref().unwrap_or(""),
-            "NATS client connected"
-        );
+        if let Some(suppressed) = crate::logging::allow(crate::logging::Noise::Connected) {
+            tracing::info!(
+                peer = %self.peer,
+                name = o.name.as_deref().unwrap_or(""),
+                user = %who.user().unwrap_or(""),
+                lang = o.lang.as_deref().unwrap_or(""),
+                version = o.version.as_deref().unwrap_or(""),
+                suppressed,
+                "NATS client connected"
+            );
+        }
         self.identity = Some(who);
         self.authenticated = true;
         self.charge.admit();

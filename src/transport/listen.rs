@@ -180,7 +180,9 @@ async fn accept(
     };
     let Ok(permit) = opts.permits.clone().try_acquire_owned() else {
         opts.metrics.connections_refused.inc();
-        tracing::warn!(%peer, "{} connection refused: max_connections reached", opts.protocol);
+        if let Some(suppressed) = crate::logging::allow(crate::logging::Noise::OverLimit) {
+            tracing::warn!(%peer, suppressed, "{} connection refused: max_connections reached", opts.protocol);
+        }
         if let Some(tell) = opts.on_refused {
             tell(&stream);
         }
