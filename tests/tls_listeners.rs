@@ -349,3 +349,66 @@ async fn nats_client_certificates_are_required_and_name_the_user() {
     s.ferry
         .wait_log(&["user=device-2.example", "NATS client connected"], SECS);
 }
+
+/// A certificate renewed in place (another CA's files copied over the ones `[tls]` names,
+/// as certbot replaces its files) is taken by `ferry reload` for the handshakes that
+/// follow: a client trusting only the old CA is refused, one trusting the new CA gets
+/// in, and a subscriber connected before the renewal keeps its connection and gets the
+/// message published through the new certificate.
+#[test]
+fn a_reload_takes_a_certificate_renewed_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), "", "", "off");
+    let old_ca = path(&s.ca.cert);
+    let port = s.tls.port();
+    let sub = sub_one(
+        port,
+        &alice(&old_ca, "wonderland", &["-t", "renew/#", "-i", "before"]),
+    );
+    s.ferry
+        .wait_log(&["client_id=before", "MQTT client connected"], SECS);
+
+    let renewed = Ca::new(dir.path(), "renewed");
+    let next = renewed.server();
+    let live = s.ca.server();
+    std::fs::copy(&next.cert, &live.cert).unwrap();
+    std::fs::copy(&next.key, &live.key).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["reload", "--config"])
+        .arg(dir.path().join("ferry.toml"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("tls.cert_file, tls.key_file"), "{stdout}");
+
+    let refused = pub_one(
+        port,
+        &alice(&old_ca, "wonderland", &["-t", "renew/old", "-m", "x"]),
+    );
+    assert!(
+        !refused.status.success(),
+        "the old CA no longer verifies ferry"
+    );
+    let new_ca = path(&renewed.cert);
+    let sent = pub_one(
+        port,
+        &alice(
+            &new_ca,
+            "wonderland",
+            &["-t", "renew/a", "-m", "through the new certificate"],
+        ),
+    );
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    let (ok, stdout, stderr) = output(sub);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout, "renew/a through the new certificate\n");
+}

@@ -37,6 +37,9 @@ pub struct Hub {
     /// The current policy's generation: a connection whose identity is older asks
     /// [`Policy::refresh`] before it handles its next packet.
     policy_generation: AtomicU64,
+    /// The TLS acceptors of the listeners, for a reload to give new certificates.
+    #[cfg(feature = "tls")]
+    tls: std::sync::Mutex<Vec<crate::transport::tls::Acceptor>>,
     pub budget: Arc<Budget>,
     /// Places in the budget's connections share, for every listener of both protocols.
     pub admission: Arc<crate::transport::admission::Admission>,
@@ -70,6 +73,8 @@ impl Hub {
         Hub {
             policy: RwLock::new(Arc::new(policy)),
             policy_generation: AtomicU64::new(0),
+            #[cfg(feature = "tls")]
+            tls: std::sync::Mutex::new(Vec::new()),
             router: Router::with_pool(budget.state.clone()),
             retained: Retained::new(max_retained, budget.retained, metrics.clone()),
             admission: crate::transport::admission::Admission::new(budget.connections.clone()),
@@ -121,6 +126,33 @@ impl Hub {
         self.policy_generation
             .store(new.generation(), Ordering::Release);
         revoked.len()
+    }
+
+    /// A listener's TLS acceptor, which a reload may give new certificates.
+    #[cfg(feature = "tls")]
+    pub fn register_tls(&self, acceptor: &crate::transport::tls::Acceptor) {
+        self.tls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(acceptor.clone());
+    }
+
+    /// Whether any listener speaks TLS.
+    #[cfg(feature = "tls")]
+    pub fn has_tls(&self) -> bool {
+        !self
+            .tls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
+    /// Every TLS listener takes `next`'s certificates for its next handshakes.
+    #[cfg(feature = "tls")]
+    pub fn replace_tls(&self, next: &crate::transport::tls::Acceptor) {
+        for a in self.tls.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            a.adopt(next);
+        }
     }
 
     /// A connection's identity under the current policy: `Ok(None)` when `who` is

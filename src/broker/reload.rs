@@ -11,6 +11,10 @@
 //!   DISCONNECT 0x87, NATS: `-ERR 'Authorization Violation'`); every other client
 //!   stays connected under its new rights.
 //! - `[log] level` (unless RUST_LOG is set, which wins), `[sys] interval`.
+//! - `[tls]` certificates, key and client CAs (the files always read again, so a
+//!   certificate renewed in place is taken), for the TLS handshakes that follow; a
+//!   connection up keeps its session. Only where TLS listeners were started and the
+//!   file still names a certificate; adding or removing TLS needs a restart.
 //!
 //! Everything else is compared with what ferry started with and listed as needing a
 //! restart, at every reload until it has one.
@@ -90,11 +94,24 @@ impl super::Running {
             Ok(p) => p,
             Err(e) => return Outcome::failed(vec![format!("{origin}: {e}")]),
         };
+        // TLS listeners take new certificates (read again: renewed in place, as certbot
+        // does) when they were started with some and the file still names some.
+        #[cfg(feature = "tls")]
+        let tls = match self.hub.has_tls() && new.tls.has_server_cert() {
+            true => match crate::transport::tls::Acceptor::new(&new.tls) {
+                Ok(a) => Some(a),
+                Err(e) => return Outcome::failed(vec![format!("{origin}: {e}")]),
+            },
+            false => None,
+        };
+        #[cfg(not(feature = "tls"))]
+        let tls: Option<()> = None;
         let changed = config::changed_keys(&configs.applied, &new);
         let applies = |k: &str| {
-            APPLIED
-                .iter()
-                .any(|p| k.starts_with(p) || k == p.trim_end_matches(['.', '[']))
+            (tls.is_some() && k.starts_with("tls."))
+                || APPLIED
+                    .iter()
+                    .any(|p| k.starts_with(p) || k == p.trim_end_matches(['.', '[']))
         };
         let mut outcome = Outcome {
             ok: true,
@@ -105,6 +122,15 @@ impl super::Running {
             && !outcome.applied.iter().any(|k| k == "auth.password_file")
         {
             outcome.applied.push("auth.password_file".into());
+        }
+        #[cfg(feature = "tls")]
+        if let Some(next) = &tls {
+            self.hub.replace_tls(next);
+            for key in ["tls.cert_file", "tls.key_file"] {
+                if !outcome.applied.iter().any(|k| k == key) {
+                    outcome.applied.push(key.into());
+                }
+            }
         }
         outcome.restart_needed = config::changed_keys(&configs.started, &new)
             .into_iter()

@@ -60,7 +60,9 @@ pub async fn listen(
         .iter()
         .any(|(t, _)| matches!(t, Transport::Tls | Transport::Wss))
     {
-        Some(crate::transport::tls::Acceptor::new(&config.tls)?)
+        let acceptor = crate::transport::tls::Acceptor::new(&config.tls)?;
+        hub.register_tls(&acceptor);
+        Some(acceptor)
     } else {
         None
     };

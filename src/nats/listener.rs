@@ -76,7 +76,11 @@ pub async fn listen(
     #[cfg(feature = "tls")]
     let tls = match config.nats.tls {
         NatsTls::Off => None,
-        _ => Some(crate::transport::tls::Acceptor::new(&config.tls)?),
+        _ => {
+            let acceptor = crate::transport::tls::Acceptor::new(&config.tls)?;
+            hub.register_tls(&acceptor);
+            Some(acceptor)
+        }
     };
     let info = ServerInfo {
         server_id: server_id(),

@@ -34,9 +34,15 @@ pub enum TlsError {
     Rustls(String),
 }
 
-/// A TLS server configuration and how it names users.
+/// A TLS server configuration and how it names users. Clones share one: a reload
+/// ([`Acceptor::adopt`]) swaps the certificate, key and client CAs of every listener
+/// that has it, for the handshakes that follow (connections up keep theirs).
 #[derive(Clone)]
 pub struct Acceptor {
+    current: Arc<std::sync::RwLock<Arc<Current>>>,
+}
+
+struct Current {
     inner: tokio_rustls::TlsAcceptor,
     identity: CertIdentity,
 }
@@ -44,7 +50,7 @@ pub struct Acceptor {
 impl std::fmt::Debug for Acceptor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Acceptor")
-            .field("identity", &self.identity)
+            .field("identity", &self.now().identity)
             .finish_non_exhaustive()
     }
 }
@@ -52,61 +58,22 @@ impl std::fmt::Debug for Acceptor {
 impl Acceptor {
     /// Reads the certificate, key and client CA files of `[tls]`.
     pub fn new(cfg: &TlsConfig) -> Result<Acceptor, TlsError> {
-        let (Some(cert_path), Some(key_path)) = (&cfg.cert_file, &cfg.key_file) else {
-            return Err(TlsError::NoServerCert);
-        };
-        let certs = read_certs(cert_path).map_err(|reason| TlsError::Cert {
-            path: cert_path.display().to_string(),
-            reason,
-        })?;
-        let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| TlsError::Key {
-            path: key_path.display().to_string(),
-            reason: pem_reason(e, "PRIVATE KEY"),
-        })?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError::Rustls(e.to_string()))?;
-        let builder = match &cfg.client_ca_file {
-            Some(ca_path) => {
-                let ca_err = |reason: String| TlsError::ClientCa {
-                    path: ca_path.display().to_string(),
-                    reason,
-                };
-                let mut roots = rustls::RootCertStore::empty();
-                let (added, _) =
-                    roots.add_parsable_certificates(read_certs(ca_path).map_err(ca_err)?);
-                if added == 0 {
-                    return Err(ca_err("no usable CA certificate".into()));
-                }
-                let verifier =
-                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
-                let verifier = if cfg.require_client_cert {
-                    verifier
-                } else {
-                    verifier.allow_unauthenticated()
-                };
-                let verifier = verifier.build().map_err(|e| ca_err(e.to_string()))?;
-                builder.with_client_cert_verifier(verifier)
-            }
-            None => builder.with_no_client_auth(),
-        };
-        let mut config = builder.with_single_cert(certs, key).map_err(|e| match e {
-            rustls::Error::InconsistentKeys(_) => TlsError::KeyMismatch {
-                cert: cert_path.display().to_string(),
-                key: key_path.display().to_string(),
-            },
-            other => TlsError::Key {
-                path: key_path.display().to_string(),
-                reason: other.to_string(),
-            },
-        })?;
-        // WebSocket clients may offer ALPN "http/1.1"; MQTT clients usually offer none.
-        config.alpn_protocols = Vec::new();
         Ok(Acceptor {
-            inner: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
-            identity: cfg.identity_from_cert,
+            current: Arc::new(std::sync::RwLock::new(Arc::new(build(cfg)?))),
         })
+    }
+
+    /// Takes `other`'s certificate, key, client CAs and identity rule from now on.
+    pub fn adopt(&self, other: &Acceptor) {
+        let next = other.now();
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = next;
+    }
+
+    fn now(&self) -> Arc<Current> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Runs the handshake. The caller bounds it in time (`connect_timeout`).
@@ -114,18 +81,77 @@ impl Acceptor {
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
-        self.inner.accept(stream).await
+        let current = self.now();
+        current.inner.accept(stream).await
     }
 
     /// The user a verified client certificate names, per `identity_from_cert`.
     pub fn user_of<S>(&self, stream: &TlsStream<S>) -> Option<String> {
-        if self.identity == CertIdentity::None {
+        let identity = self.now().identity;
+        if identity == CertIdentity::None {
             return None;
         }
         let (_, conn) = stream.get_ref();
         let cert = conn.peer_certificates()?.first()?;
-        cert_user(cert, self.identity)
+        cert_user(cert, identity)
     }
+}
+
+/// The server configuration `[tls]` describes, its files read.
+fn build(cfg: &TlsConfig) -> Result<Current, TlsError> {
+    let (Some(cert_path), Some(key_path)) = (&cfg.cert_file, &cfg.key_file) else {
+        return Err(TlsError::NoServerCert);
+    };
+    let certs = read_certs(cert_path).map_err(|reason| TlsError::Cert {
+        path: cert_path.display().to_string(),
+        reason,
+    })?;
+    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| TlsError::Key {
+        path: key_path.display().to_string(),
+        reason: pem_reason(e, "PRIVATE KEY"),
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    let builder = match &cfg.client_ca_file {
+        Some(ca_path) => {
+            let ca_err = |reason: String| TlsError::ClientCa {
+                path: ca_path.display().to_string(),
+                reason,
+            };
+            let mut roots = rustls::RootCertStore::empty();
+            let (added, _) = roots.add_parsable_certificates(read_certs(ca_path).map_err(ca_err)?);
+            if added == 0 {
+                return Err(ca_err("no usable CA certificate".into()));
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier = if cfg.require_client_cert {
+                verifier
+            } else {
+                verifier.allow_unauthenticated()
+            };
+            let verifier = verifier.build().map_err(|e| ca_err(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(certs, key).map_err(|e| match e {
+        rustls::Error::InconsistentKeys(_) => TlsError::KeyMismatch {
+            cert: cert_path.display().to_string(),
+            key: key_path.display().to_string(),
+        },
+        other => TlsError::Key {
+            path: key_path.display().to_string(),
+            reason: other.to_string(),
+        },
+    })?;
+    // WebSocket clients may offer ALPN "http/1.1"; MQTT clients usually offer none.
+    config.alpn_protocols = Vec::new();
+    Ok(Current {
+        inner: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        identity: cfg.identity_from_cert,
+    })
 }
 
 /// The CN or first DNS SAN of a certificate rustls already verified.
