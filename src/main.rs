@@ -247,7 +247,7 @@ async fn serve_until_stopped(
         if let Some(n) = notifier {
             let _ = n.reloading();
         }
-        let outcome = running.reload_from(path);
+        let outcome = running.reload_from(path).await;
         if let Some(n) = notifier {
             let _ = n.ready();
         }

@@ -201,3 +201,202 @@ fn users_and_acls_change_under_connected_clients() {
     assert_eq!(next_topic(&mut alice), ("sensors/d".into(), b"5".to_vec()));
     assert!(!f.log_text().contains("wonderland"));
 }
+
+/// Forwarding changed by a reload while events flow (issue 14): a changed forward rule
+/// takes effect for what is forwarded after it, the changed upstream's link starts again
+/// from its cursor (every event arrives, in order per topic), a removed upstream's
+/// backlog stays in the store and is delivered once the upstream is named again, and an
+/// upstream the store has no lane for waits for a restart. No client is disconnected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_changes_while_events_flow() {
+    use common::upstream::{Checker, Device, wait_for};
+    use common::{Mosquitto, free_port};
+    const N: usize = 2_000;
+    const TOPICS: usize = 4;
+    let dir = tempfile::tempdir().unwrap();
+    let (pa, pb) = (free_port(), free_port());
+    let _cloud = Mosquitto::start(&dir.path().join("a"), pa);
+    let mut backup = Mosquitto::start(&dir.path().join("b"), pb);
+    let upstream = |name: &str, port: u16| {
+        format!(
+            "[[upstream]]\nname = \"{name}\"\nurl = \"mqtt://127.0.0.1:{port}\"\nclient_id = \"gw-{name}\"\n\
+             backoff_min = \"50ms\"\nbackoff_max = \"200ms\"\nmax_rate = 2000\n"
+        )
+    };
+    let rule = |name: &str, filter: &str, template: &str| {
+        format!(
+            "[[forward]]\nupstream = \"{name}\"\nfilter = \"{filter}\"\ntopic = \"{template}\"\nqos = 1\n"
+        )
+    };
+    let v1 = format!(
+        "{}{}{}{}",
+        upstream("cloud", pa),
+        upstream("backup", pb),
+        rule("cloud", "sensors/#", "site-a/{topic}"),
+        rule("backup", "alarms/#", "{topic}")
+    );
+    let config = |dir: &Path, extra: &str| {
+        format!(
+            "{}[metrics]\nlisten = \"127.0.0.1:0\"\n{extra}",
+            common::base_config(dir)
+        )
+    };
+    let f = Ferry::start(dir.path(), &config(dir.path(), &v1));
+    let file = dir.path().join("ferry.toml");
+    let checker = Checker::connect(pa, "check-a", "#").await;
+    let alarms = Checker::connect(pb, "check-b", "alarms/#").await;
+    f.wait_log(&["upstream connected", "upstream=backup"], SECS);
+    // The backup goes down with 10 alarms owed to it.
+    backup.stop();
+    let device = Device::connect(f.mqtt, "dev-reload").await;
+    device
+        .publish_acked(10, |i| format!("alarms/{i}"), SECS)
+        .await;
+
+    // Events flow while the file changes: the cloud's rule gets another template, the
+    // backup upstream goes away.
+    let publisher = tokio::spawn(async move {
+        device
+            .publish_acked(
+                N,
+                |i| format!("sensors/{}", i % TOPICS),
+                Duration::from_secs(60),
+            )
+            .await;
+        device
+    });
+    wait_for(
+        Duration::from_secs(30),
+        "part of the events forwarded",
+        || checker.count() >= N / 4,
+    )
+    .await;
+    let v2 = format!(
+        "{}{}",
+        upstream("cloud", pa),
+        rule("cloud", "sensors/#", "site-b/{topic}")
+    );
+    std::fs::write(&file, config(dir.path(), &v2)).unwrap();
+    let out = ferry_cmd(&["reload"], &file);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("upstream links restarted from their cursors: cloud"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("upstream links stopped (their backlog is kept): backup"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("forward[0].topic"), "{stdout}");
+    assert!(!stdout.contains("needs a restart"), "{stdout}");
+    let device = publisher.await.unwrap();
+
+    // Every event arrives, in order per topic: under the old template up to where the
+    // link was when it stopped, under the new one from there (an event in flight then
+    // may arrive under both).
+    wait_for(Duration::from_secs(60), "every event upstream", || {
+        let got = checker.received.lock().unwrap();
+        let distinct: std::collections::HashSet<&[u8]> =
+            got.iter().map(|(_, p)| p.as_ref()).collect();
+        distinct.len() >= N
+    })
+    .await;
+    let got = checker.received.lock().unwrap().clone();
+    let mut last = std::collections::HashMap::new();
+    let (mut old, mut new) = (
+        std::collections::BTreeSet::new(),
+        std::collections::BTreeSet::new(),
+    );
+    for (topic, payload) in &got {
+        let i: usize = std::str::from_utf8(payload).unwrap().parse().unwrap();
+        let (site, local) = topic.split_once('/').unwrap();
+        assert_eq!(local, format!("sensors/{}", i % TOPICS));
+        match site {
+            "site-a" => old.insert(i),
+            "site-b" => new.insert(i),
+            other => panic!("{other}"),
+        };
+        if let Some(prev) = last.insert(topic.clone(), i) {
+            assert!(prev < i || new.contains(&i), "{topic}: {i} after {prev}");
+        }
+    }
+    let k = old.len();
+    eprintln!(
+        "{} received: {k} under the old template, {} under the new",
+        got.len(),
+        new.len()
+    );
+    assert!((N / 4..N).contains(&k), "{k} under the old template");
+    assert_eq!(old, (0..k).collect(), "the old template, a prefix");
+    assert!(
+        (k..N).all(|i| new.contains(&i)),
+        "the new template, the rest"
+    );
+    assert!(
+        new.iter().all(|i| *i + 400 >= k),
+        "resent: only what was in flight"
+    );
+    assert_eq!(alarms.count(), 0);
+
+    // An upstream the store has no lane for waits for a restart; the rest applies.
+    let v3 = format!(
+        "{}{}{}{}{}",
+        upstream("cloud", pa),
+        upstream("extra", pa),
+        rule("cloud", "sensors/#", "site-b/{topic}"),
+        rule("extra", "extra/#", "{topic}"),
+        "[log]\nlevel = \"info\"\n"
+    );
+    std::fs::write(&file, config(dir.path(), &v3)).unwrap();
+    let (stdout, _) = text(&ferry_cmd(&["reload"], &file));
+    assert!(
+        stdout.contains(
+            "not applied: [[upstream]] and [[forward]]: the store has no lane for extra yet"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("needs a restart to take effect: upstream[1]"),
+        "{stdout}"
+    );
+
+    // The backup named again (and up again): its 10 alarms, kept, arrive in order.
+    backup.restart();
+    alarms.close().await;
+    let alarms = Checker::connect(pb, "check-b2", "alarms/#").await;
+    // Subscribed once its own probe comes back.
+    for _ in 0..50 {
+        let _ = alarms
+            .client
+            .try_publish("alarms/probe", rumqttc::QoS::AtLeastOnce, false, "p");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if alarms.count() > 0 {
+            break;
+        }
+    }
+    assert!(alarms.count() > 0, "the checker subscribed");
+    alarms.received.lock().unwrap().clear();
+    std::fs::write(&file, config(dir.path(), &v1.replace("site-a", "site-b"))).unwrap();
+    let (stdout, stderr) = text(&ferry_cmd(&["reload"], &file));
+    assert!(
+        stdout.contains("upstream links started: backup"),
+        "{stdout}{stderr}"
+    );
+    alarms.wait_count(10, Duration::from_secs(30)).await;
+    let got: Vec<String> = alarms
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(t, _)| t.clone())
+        .collect();
+    assert_eq!(
+        got,
+        (0..10).map(|i| format!("alarms/{i}")).collect::<Vec<_>>()
+    );
+    // Nobody was disconnected: the device publishes on the same connection.
+    device.publish_acked(1, |_| "sensors/0".into(), SECS).await;
+    assert!(!f.log_text().contains("MQTT client disconnected"));
+    device.abort();
+}

@@ -110,6 +110,22 @@ fn reload_report(v: &serde_json::Value) -> ExitCode {
             "{revoked} subscribers disconnected: they lost every right on a subscription (clients whose credentials were removed are disconnected at their next packet)"
         );
     }
+    for (key, what) in [
+        ("upstreams_started", "upstream links started"),
+        (
+            "upstreams_restarted",
+            "upstream links restarted from their cursors",
+        ),
+        (
+            "upstreams_stopped",
+            "upstream links stopped (their backlog is kept)",
+        ),
+    ] {
+        let names = list(key);
+        if !names.is_empty() {
+            println!("{what}: {}", names.join(", "));
+        }
+    }
     for n in list("not_applied") {
         println!("not applied: {n}");
     }

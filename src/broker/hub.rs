@@ -45,7 +45,8 @@ pub struct Hub {
     pub admission: Arc<crate::transport::admission::Admission>,
     pub router: Router,
     pub retained: Retained,
-    pub forwarding: Forwarding,
+    /// The forward rules, replaced whole by a reload ([`Hub::replace_forwarding`]).
+    forwarding: RwLock<Arc<Forwarding>>,
     pub store: Option<Store>,
     pub metrics: Arc<Metrics>,
     /// Refusals at the budget's limits are logged at most once a second (counted always).
@@ -79,7 +80,7 @@ impl Hub {
             retained: Retained::new(max_retained, budget.retained, metrics.clone()),
             admission: crate::transport::admission::Admission::new(budget.connections.clone()),
             budget,
-            forwarding,
+            forwarding: RwLock::new(Arc::new(forwarding)),
             store,
             metrics,
             limit_log: RateLimitedLog::default(),
@@ -126,6 +127,29 @@ impl Hub {
         self.policy_generation
             .store(new.generation(), Ordering::Release);
         revoked.len()
+    }
+
+    /// The forward rules in force.
+    pub fn forwarding(&self) -> Arc<Forwarding> {
+        self.forwarding
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// A reload's forward rules: events matched from now on follow them. Returns once
+    /// every event matched under the old rules has been queued for the store (each
+    /// publish holds the rules it matched with until then), so that the store's
+    /// [`crate::store::Store::barrier`] that follows covers them all.
+    pub async fn replace_forwarding(&self, new: Forwarding) {
+        let old = std::mem::replace(
+            &mut *self.forwarding.write().unwrap_or_else(|e| e.into_inner()),
+            Arc::new(new),
+        );
+        // A publish holds its rules for at most the store queue's wait: poll briefly.
+        while Arc::strong_count(&old) > 1 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 
     /// A listener's TLS acceptor, which a reload may give new certificates.
@@ -226,11 +250,15 @@ impl Hub {
         }
         let mut routed = self.router.route(&event, echo_conn);
         self.metrics.deliveries.add(routed.delivered as u64);
-        let (dests, routes) = self.forwarding.destinations(&event.topic);
+        // Held until the event is queued for the store: a reload waits for every event
+        // matched under the old rules to be queued (`Hub::replace_forwarding`).
+        let forwarding = self.forwarding();
+        let (dests, routes) = forwarding.destinations(&event.topic);
         let log = match &self.store {
             Some(store) if dests != 0 => Some(store.append_routed(event, dests, routes).await?),
             _ => None,
         };
+        drop(forwarding);
         let spooled = std::mem::take(&mut routed.spooled);
         let queued = if spooled.is_empty() {
             Vec::new()

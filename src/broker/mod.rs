@@ -30,7 +30,8 @@ use tokio::task::JoinHandle;
 pub struct Running {
     shutdown: watch::Sender<bool>,
     listeners: Vec<JoinHandle<()>>,
-    links: Vec<JoinHandle<()>>,
+    /// The upstream links; a reload changes them ([`Running::reload_from`]).
+    links: tokio::sync::Mutex<forward::Links>,
     store: Store,
     writer: WriterJoin,
     hub: Arc<Hub>,
@@ -231,7 +232,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         metrics_addr = Some(addr);
         listeners.push(task);
     }
-    let links = forward::spawn_all(&config, &lanes, &store, &metrics, &shutdown_rx);
+    let links = tokio::sync::Mutex::new(forward::Links::start(
+        &config,
+        &lanes,
+        &store,
+        &metrics,
+        &forward::gateway_id(&config.gateway.id),
+    ));
     Ok(Running {
         shutdown,
         listeners,
@@ -272,8 +279,10 @@ impl Running {
     /// abandoned (everything acked is already durable).
     pub async fn shutdown(self, grace: Duration) {
         let _ = self.shutdown.send(true);
+        let links = self.links.into_inner();
         let stop = async {
-            for t in self.listeners.into_iter().chain(self.links) {
+            links.stop_all().await;
+            for t in self.listeners {
                 let _ = t.await;
             }
             self.store.close().await;

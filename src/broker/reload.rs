@@ -10,6 +10,13 @@
 //!   that lost every right on one of its subscriptions, is disconnected (MQTT 5:
 //!   DISCONNECT 0x87, NATS: `-ERR 'Authorization Violation'`); every other client
 //!   stays connected under its new rights.
+//! - `[[upstream]]` and `[[forward]]`: new events are matched with the new rules; once
+//!   every event matched under the old ones is stored, the links whose upstream or rules
+//!   changed start again from their cursors (events in flight then are sent again: the
+//!   idempotency key lets the upstream drop them), a removed upstream's link stops and
+//!   its lanes keep their cursors, so its backlog stays in the store. Only lanes the
+//!   store registered at start can be used: a new upstream or priority waits for a
+//!   restart (named in `not_applied`), and so do the other forwarding changes of that file.
 //! - `[log] level` (unless RUST_LOG is set, which wins), `[sys] interval`.
 //! - `[tls]` certificates, key and client CAs (the files always read again, so a
 //!   certificate renewed in place is taken), for the TLS handshakes that follow; a
@@ -41,6 +48,11 @@ pub struct Outcome {
     pub not_applied: Vec<String>,
     /// Clients disconnected because their credentials or rights were removed.
     pub revoked: usize,
+    /// Upstream links started (new in the file), restarted (changed settings or rules:
+    /// from their cursors) and stopped (no longer in the file: their backlog is kept).
+    pub upstreams_started: Vec<String>,
+    pub upstreams_restarted: Vec<String>,
+    pub upstreams_stopped: Vec<String>,
 }
 
 impl Outcome {
@@ -63,7 +75,8 @@ pub(super) struct Configs {
 
 impl super::Running {
     /// Reads `path` again and applies it: see the module doc. Never fails the broker.
-    pub fn reload_from(&self, path: Option<&Path>) -> Outcome {
+    /// Reloads are one at a time (`main` asks for them in turn).
+    pub async fn reload_from(&self, path: Option<&Path>) -> Outcome {
         let outcome = match path {
             None => Outcome::failed(vec![
                 "ferry runs on its built-in defaults (no --config FILE): there is no file to read again".into(),
@@ -77,7 +90,7 @@ impl super::Running {
                         .map(|m| format!("{origin}: {m}"))
                         .collect();
                     if problems.is_empty() {
-                        self.apply(new, &origin)
+                        self.apply(new, &origin).await
                     } else {
                         Outcome::failed(problems)
                     }
@@ -88,8 +101,12 @@ impl super::Running {
         outcome
     }
 
-    fn apply(&self, new: Config, origin: &str) -> Outcome {
-        let mut configs = self.configs.lock().unwrap_or_else(|e| e.into_inner());
+    async fn apply(&self, new: Config, origin: &str) -> Outcome {
+        let (started, applied) = {
+            let c = self.configs.lock().unwrap_or_else(|e| e.into_inner());
+            (c.started.clone(), c.applied.clone())
+        };
+        // Everything that can fail first: nothing is applied unless all of it can be.
         let policy = match crate::policy::Policy::reloaded(&new, &self.hub.policy()) {
             Ok(p) => p,
             Err(e) => return Outcome::failed(vec![format!("{origin}: {e}")]),
@@ -106,18 +123,28 @@ impl super::Running {
         };
         #[cfg(not(feature = "tls"))]
         let tls: Option<()> = None;
-        let changed = config::changed_keys(&configs.applied, &new);
-        let applies = |k: &str| {
-            (tls.is_some() && k.starts_with("tls."))
-                || APPLIED
-                    .iter()
-                    .any(|p| k.starts_with(p) || k == p.trim_end_matches(['.', '[']))
-        };
         let mut outcome = Outcome {
             ok: true,
             ..Outcome::default()
         };
-        outcome.applied = changed.iter().filter(|k| applies(k)).cloned().collect();
+        let mut now = new.clone();
+        let forwarding = self.reload_forwarding(&applied, &new, &mut outcome).await;
+        if !forwarding {
+            // Still the old ones: the next reload compares with what runs.
+            now.upstream = applied.upstream.clone();
+            now.forward = applied.forward.clone();
+        }
+        let applies = |k: &str| {
+            (tls.is_some() && k.starts_with("tls."))
+                || (forwarding && (k.starts_with("upstream[") || k.starts_with("forward[")))
+                || APPLIED
+                    .iter()
+                    .any(|p| k.starts_with(p) || k == p.trim_end_matches(['.', '[']))
+        };
+        outcome.applied = config::changed_keys(&applied, &new)
+            .into_iter()
+            .filter(|k| applies(k))
+            .collect();
         if new.auth.password_file.is_some()
             && !outcome.applied.iter().any(|k| k == "auth.password_file")
         {
@@ -132,20 +159,63 @@ impl super::Running {
                 }
             }
         }
-        outcome.restart_needed = config::changed_keys(&configs.started, &new)
+        outcome.restart_needed = config::changed_keys(&started, &new)
             .into_iter()
             .filter(|k| !applies(k))
             .collect();
         outcome.revoked = self.hub.replace_policy(policy);
-        if new.log.level != configs.applied.log.level {
+        if new.log.level != applied.log.level {
             if let Err(e) = crate::logging::set_level(&new.log.level) {
                 outcome.applied.retain(|k| k != "log.level");
                 outcome.not_applied.push(format!("log.level: {e}"));
             }
         }
         self.sys_interval.send_replace(new.sys.interval);
-        configs.applied = new;
+        self.configs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .applied = now;
         outcome
+    }
+
+    /// Applies `[[upstream]]` and `[[forward]]` when they changed: the hub matches new
+    /// events with the new rules; once every event matched under the old ones is stored
+    /// (the store's barrier), the links whose upstream or rules changed start again from
+    /// their cursors with the rules that hold after it. False when they stay as they
+    /// were: unchanged, or needing a lane the store does not have yet (a new upstream
+    /// or priority: a restart registers it).
+    async fn reload_forwarding(
+        &self,
+        applied: &Config,
+        new: &Config,
+        outcome: &mut Outcome,
+    ) -> bool {
+        if new.upstream == applied.upstream && new.forward == applied.forward {
+            return true;
+        }
+        let lanes = crate::forward::lanes(new);
+        let mut links = self.links.lock().await;
+        let bits = match links.bits_for(new, &lanes) {
+            Ok(bits) => bits,
+            Err(missing) => {
+                outcome.not_applied.push(format!(
+                    "[[upstream]] and [[forward]]: the store has no lane for {} yet (a new upstream, or a priority its rules did not use at start): applied at the next restart",
+                    missing.join(", ")
+                ));
+                return false;
+            }
+        };
+        let table = crate::forward::Forwarding::new(new, &lanes, &bits);
+        self.hub.replace_forwarding(table).await;
+        let since = match self.store.barrier().await {
+            Ok(seq) => seq,
+            Err(_) => *self.store.committed().borrow(),
+        };
+        let changes = links.reload(new, &lanes, since).await;
+        outcome.upstreams_started = changes.started;
+        outcome.upstreams_restarted = changes.restarted;
+        outcome.upstreams_stopped = changes.stopped;
+        true
     }
 
     /// Logs the outcome (each problem on its own line) and counts it.
@@ -162,7 +232,8 @@ impl super::Running {
             return;
         }
         self.metrics.reloads_ok.inc();
-        tracing::info!(applied = ?o.applied, revoked = o.revoked, "config reloaded");
+        tracing::info!(applied = ?o.applied, revoked = o.revoked, started = ?o.upstreams_started,
+            restarted = ?o.upstreams_restarted, stopped = ?o.upstreams_stopped, "config reloaded");
         if !o.not_applied.is_empty() {
             tracing::warn!(not_applied = ?o.not_applied, "config reloaded, but some keys could not take effect");
         }

@@ -8,6 +8,7 @@
 mod backoff;
 mod client;
 mod link;
+mod links;
 mod nats;
 mod packed;
 mod rate;
@@ -16,13 +17,11 @@ pub mod tls;
 mod watchdog;
 mod window;
 
+pub use links::{Changes, Links};
+
 use crate::config::{Config, ForwardRule};
-use crate::metrics::Metrics;
-use crate::store::{Routes, Store};
+use crate::store::Routes;
 use crate::topic;
-use std::sync::Arc;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 /// One `[[forward]]` rule, bound to its upstream.
 #[derive(Debug, Clone)]
@@ -157,47 +156,6 @@ fn routes_for(upstream: &str, rules: &[ForwardRule]) -> Vec<Route> {
             priority: r.priority,
         })
         .collect()
-}
-
-/// Starts one link task per `[[upstream]]`, with its `lanes`. They stop when `shutdown`
-/// turns true, after persisting their cursors.
-pub fn spawn_all(
-    config: &Config,
-    lanes: &[Lane],
-    store: &Store,
-    metrics: &Arc<Metrics>,
-    shutdown: &watch::Receiver<bool>,
-) -> Vec<JoinHandle<()>> {
-    let gateway: Arc<str> = gateway_id(&config.gateway.id).into();
-    let mut tasks = Vec::new();
-    for (i, upstream) in config.upstream.iter().enumerate() {
-        let own = lanes
-            .iter()
-            .zip(store.upstreams())
-            .enumerate()
-            .filter(|(_, (lane, _))| lane.upstream == i)
-            .map(|(slot, (_, s))| link::LaneSlot {
-                slot,
-                bit: s.bit,
-                cursor: s.cursor,
-                live: s.live,
-            })
-            .collect();
-        let link = link::Link {
-            config: upstream.clone(),
-            routes: routes_for(&upstream.name, &config.forward),
-            store: store.clone(),
-            lanes: own,
-            metrics: metrics.upstream(&upstream.name),
-            shutdown: shutdown.clone(),
-            gateway: gateway.clone(),
-            max_packet: usize::MAX,
-            attempts: 0,
-            rules_since: *store.committed().borrow(),
-        };
-        tasks.push(tokio::spawn(link.run()));
-    }
-    tasks
 }
 
 /// The gateway id: `[gateway] id`, or the host name when it is empty.

@@ -439,6 +439,31 @@ impl Store {
         self.wake()
     }
 
+    /// The seq of the last record committed once everything queued before this call has
+    /// been committed (or refused): a reload's new forward rules hold for every event
+    /// stored after it.
+    pub async fn barrier(&self) -> Result<u64, StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(Command::Barrier(tx))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        // A failed commit drops the sender: what was queued is refused, not stored.
+        let _ = rx.await;
+        Ok(*self.committed.borrow())
+    }
+
+    /// Where `slot` stands now, as its link last reported it (its cursor, and its
+    /// live-first split and live cursor): a link started again resumes from here.
+    pub fn lane_state(&self, slot: usize) -> Option<(u64, (u64, u64))> {
+        let get = |i: usize| {
+            self.cursor_board
+                .get(slot * 3 + i)
+                .map(|c| c.load(std::sync::atomic::Ordering::Acquire))
+        };
+        Some((get(0)?, (get(1)?, get(2)?)))
+    }
+
     fn wake(&self) -> Result<(), StoreError> {
         match self.tx.try_send(Command::Wake) {
             Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => Ok(()),

@@ -63,6 +63,8 @@ pub(super) enum Command {
         /// Store-queue budget held until the command is done with (dropped).
         _permit: Option<tokio::sync::OwnedSemaphorePermit>,
     },
+    /// Answered once everything queued before it is committed ([`super::Store::barrier`]).
+    Barrier(oneshot::Sender<()>),
     Shutdown,
 }
 
@@ -193,7 +195,7 @@ impl Writer {
                 | Command::State(_)
                 | Command::Retained { .. }
                 | Command::Enqueue { .. } => true,
-                Command::Wake | Command::Shutdown => false,
+                Command::Wake | Command::Barrier(_) | Command::Shutdown => false,
             });
             let durable = stop
                 || match self.limits.fsync {
@@ -382,6 +384,9 @@ impl Writer {
                         super::Queued::NoSession => {}
                     }
                     let _ = done.send(Ok(result));
+                }
+                Command::Barrier(done) => {
+                    let _ = done.send(());
                 }
                 _ => {}
             }

@@ -24,7 +24,7 @@ pub async fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> boo
 
 pub struct Checker {
     pub received: Arc<Mutex<Vec<(String, Bytes)>>>,
-    client: AsyncClient,
+    pub client: AsyncClient,
     task: JoinHandle<()>,
 }
 
