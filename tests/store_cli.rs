@@ -290,3 +290,97 @@ async fn store_commands_inspect_check_dump_and_salvage_a_real_store() {
     let missing = store_cmd(&["check", dir.path().join("nothing").to_str().unwrap()]);
     assert_eq!(missing.status.code(), Some(3), "{}", text(&missing));
 }
+
+/// An upstream removed from the config keeps its backlog across a restart (its lane is
+/// still a slot: the log is not reclaimed past its cursor, though the other upstream
+/// acknowledged everything), until `ferry store forget` releases it; then the log is
+/// reclaimed. `forget` refuses a lane the store does not have.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_upstream_keeps_its_backlog_until_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _cloud = Mosquitto::start(&dir.path().join("mosq"), port);
+    let (old_port, _held) = dead_port();
+    let rules = |old: bool| {
+        let mut s = format!(
+            "[metrics]\nlisten = \"127.0.0.1:0\"\n\
+             [[upstream]]\nname = \"cloud\"\nurl = \"mqtt://127.0.0.1:{port}\"\nbackoff_max = \"200ms\"\n\
+             [[forward]]\nupstream = \"cloud\"\nfilter = \"sensors/#\"\nqos = 1\n"
+        );
+        if old {
+            s += &format!(
+                "[[upstream]]\nname = \"old\"\nurl = \"mqtt://127.0.0.1:{old_port}\"\nbackoff_max = \"200ms\"\n\
+                 [[forward]]\nupstream = \"old\"\nfilter = \"sensors/#\"\nqos = 1\n"
+            );
+        }
+        format!("{}{s}", base_config(dir.path()))
+    };
+    let events = |f: &Ferry| f.metric("ferry_store_events");
+    let f = Ferry::start(dir.path(), &rules(true));
+    let device = Device::connect(f.mqtt, "dev-old").await;
+    device
+        .publish_acked(5, |i| format!("sensors/{i}"), Duration::from_secs(10))
+        .await;
+    device.abort();
+    common::wait_until(Duration::from_secs(10), "cloud acknowledged", || {
+        f.metric("ferry_upstream_forwarded_total{upstream=\"cloud\"}") == 5
+    });
+    assert_eq!(f.terminate(), Some(0));
+
+    // Restarted without "old": its 5 events stay, and it says so.
+    let f = Ferry::start(dir.path(), &rules(false));
+    f.wait_log(
+        &["not in the configuration", "lane=old"],
+        Duration::from_secs(10),
+    );
+    let device = Device::connect(f.mqtt, "dev-old-2").await;
+    device
+        .publish_acked(3, |i| format!("sensors/n{i}"), Duration::from_secs(10))
+        .await;
+    device.abort();
+    common::wait_until(
+        Duration::from_secs(10),
+        "cloud acknowledged the rest",
+        || f.metric("ferry_upstream_forwarded_total{upstream=\"cloud\"}") == 3,
+    );
+    // The old lane holds all 8 (it is behind every one of them); nothing is reclaimed.
+    common::wait_until(Duration::from_secs(10), "cursors persisted", || {
+        events(&f) == 8
+    });
+    assert_eq!(f.terminate(), Some(0));
+
+    let store = dir.path().join("store");
+    let s = store.to_str().unwrap();
+    let out = store_cmd(&["forget", s, "nope"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("no lane \"nope\" in this store (it has: "),
+        "{}",
+        text(&out)
+    );
+    let out = store_cmd(&["forget", s, "old"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("old: forgotten (5 events were owed to it)"),
+        "{}",
+        text(&out)
+    );
+    let info = String::from_utf8_lossy(&store_cmd(&["info", s]).stdout).into_owned();
+    assert!(
+        info.contains("upstream old: cursor 8, backlog 0 events"),
+        "{info}"
+    );
+
+    // Started again: nothing holds the log, it is reclaimed (at the next commit that
+    // moves a cursor: one more event); no warning about "old".
+    let f = Ferry::start(dir.path(), &rules(false));
+    let device = Device::connect(f.mqtt, "dev-old-3").await;
+    device
+        .publish_acked(1, |_| "sensors/last".into(), Duration::from_secs(10))
+        .await;
+    device.abort();
+    common::wait_until(Duration::from_secs(10), "the log reclaimed", || {
+        events(&f) == 0
+    });
+    assert!(!f.log_text().contains("not in the configuration"));
+}

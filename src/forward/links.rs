@@ -23,7 +23,7 @@ pub struct Links {
     store: Store,
     metrics: Arc<Metrics>,
     gateway: Arc<str>,
-    /// The lanes the store registered at open: (name, slot, bit).
+    /// The lanes the store has a slot for since it opened: (name, slot, bit).
     registered: Vec<(String, usize, u8)>,
     running: Vec<Running>,
 }
@@ -53,11 +53,13 @@ impl Links {
         metrics: &Arc<Metrics>,
         gateway: &str,
     ) -> Links {
-        let registered = lane_names(config, lanes)
-            .into_iter()
-            .zip(store.upstreams())
+        // Every lane the store keeps a slot for: the configured ones, and those of
+        // upstreams (or priorities) no longer configured, whose backlog it keeps.
+        let registered = store
+            .upstreams()
+            .iter()
             .enumerate()
-            .map(|(slot, (name, s))| (name, slot, s.bit))
+            .map(|(slot, s)| (s.name.to_string(), slot, s.bit))
             .collect();
         let mut links = Links {
             store: store.clone(),

@@ -25,6 +25,9 @@ Usage: ferry store COMMAND DIR [OPTIONS]   (DIR: the store directory, store.dir;
   dlq purge DIR [--upstream U]    delete them
   salvage DIR NEWDIR       copy every readable record, cursor, retained message and
                            session into a new store in NEWDIR; report what could not be read
+  forget DIR LANE          stop keeping the backlog of LANE (an upstream, or <upstream>.pN
+                           for one of its priorities, as info lists them) that is no
+                           longer configured; configured again, it starts from the end
 
 Exit status: 0 done and nothing wrong, 1 damage found (check; salvage could not copy
 everything), 2 usage, 3 the store cannot be opened (none there, in use by a running
@@ -54,6 +57,10 @@ pub enum StoreCommand {
     Salvage {
         dir: PathBuf,
         new_dir: PathBuf,
+    },
+    Forget {
+        dir: PathBuf,
+        lane: String,
     },
 }
 
@@ -113,9 +120,17 @@ pub fn parse(args: &[String]) -> Result<StoreCommand, String> {
             word => positional.push(PathBuf::from(word)),
         }
     }
-    let wanted = if command == "salvage" { 2 } else { 1 };
+    let wanted = if matches!(command, "salvage" | "forget") {
+        2
+    } else {
+        1
+    };
     if positional.len() != wanted {
-        let what = if wanted == 2 { "DIR and NEWDIR" } else { "DIR" };
+        let what = match command {
+            "salvage" => "DIR and NEWDIR",
+            "forget" => "DIR and LANE",
+            _ => "DIR",
+        };
         return Err(format!("{command}: expected {what}"));
     }
     let mut positional = positional.into_iter();
@@ -140,9 +155,17 @@ pub fn parse(args: &[String]) -> Result<StoreCommand, String> {
             dir,
             new_dir: positional.next().unwrap_or_default(),
         },
+        ("forget", _) => StoreCommand::Forget {
+            dir,
+            lane: positional
+                .next()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+        },
         (other, _) => {
             return Err(format!(
-                "unknown command {other:?}: expected info, check, dump, dlq or salvage"
+                "unknown command {other:?}: expected info, check, dump, dlq, salvage or forget"
             ));
         }
     })
@@ -179,6 +202,7 @@ pub fn run(command: StoreCommand) -> ExitCode {
             upstream,
         } => dlq(action, &dir, upstream.as_deref()),
         StoreCommand::Salvage { dir, new_dir } => salvage_cmd(&dir, &new_dir),
+        StoreCommand::Forget { dir, lane } => forget(&dir, &lane),
     };
     match result {
         Ok(code) => code,
@@ -341,6 +365,40 @@ fn dump(dir: &Path, filter: DumpFilter) -> Result<ExitCode, Failure> {
     let mut out = std::io::BufWriter::new(stdout.lock());
     inspect::dump(&db, &inspect::file(dir), &filter, &mut out)?;
     out.flush().map_err(other)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Moves `lane`'s cursor to the end of the log and marks it forgotten: the store no
+/// longer keeps its backlog while it is not configured (the events other lanes still owe
+/// stay). Exit 1 for a lane the store does not have.
+fn forget(dir: &Path, lane: &str) -> Result<ExitCode, Failure> {
+    let db = inspect::open(dir)?;
+    let i = inspect::info(&db, &inspect::file(dir))?;
+    let Some(u) = i.upstreams.iter().find(|u| u.name == lane) else {
+        let known: Vec<&str> = i.upstreams.iter().map(|u| u.name.as_str()).collect();
+        eprintln!(
+            "ferry store: no lane {lane:?} in this store (it has: {})",
+            known.join(", ")
+        );
+        return Ok(ExitCode::FAILURE);
+    };
+    let end = i.next_seq.saturating_sub(1);
+    let txn = db.begin_write().map_err(other)?;
+    {
+        let mut cursors = txn.open_table(super::CURSORS).map_err(other)?;
+        cursors.insert(lane, end).map_err(other)?;
+        for key in [format!("{lane}.split"), format!("{lane}.live")] {
+            cursors.insert(key.as_str(), 0).map_err(other)?;
+        }
+        cursors
+            .insert(super::forgotten_key(lane).as_str(), 1)
+            .map_err(other)?;
+    }
+    txn.commit().map_err(other)?;
+    println!(
+        "{lane}: forgotten ({} events were owed to it); its cursor is at the end of the log (seq {end}), where it starts if it is configured again",
+        u.backlog
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -630,9 +630,18 @@ struct Init {
 /// single `log` table of older stores, moved into segments at open).
 const LOG_LAYOUT: u64 = 2;
 
+/// The `cursors` key that marks a lane `ferry store forget` released: it is no longer
+/// kept as a slot while its upstream is not configured.
+pub(crate) fn forgotten_key(name: &str) -> String {
+    format!("{name}.forgotten")
+}
+
 /// Creates the tables, assigns bits to new upstreams (whose cursor starts at the end of
 /// the log: they get events from now on) and reads the log's size accounting (computing
-/// it once for a store written before ferry kept it).
+/// it once for a store written before ferry kept it). A lane registered before and not
+/// in `upstreams` (its upstream was removed from the config, or no rule uses that
+/// priority any more) is a slot too, after the configured ones: its cursor holds its
+/// backlog until it is configured again or `ferry store forget` releases it.
 fn init(db: &Database, upstreams: &[String]) -> Result<Init, StoreError> {
     let txn = db.begin_write().map_err(redb_err)?;
     let mut slots = Vec::with_capacity(upstreams.len());
@@ -736,6 +745,43 @@ fn init(db: &Database, upstreams: &[String]) -> Result<Init, StoreError> {
         for item in bits.iter().map_err(redb_err)? {
             let (k, v) = item.map_err(redb_err)?;
             lanes.push((k.value().to_string(), v.value()));
+        }
+        // 1: forgotten. Written as 0 (not removed: a table's first removal costs binary
+        // size) when the lane is configured again.
+        let forgotten = |cursors: &mut redb::Table<&str, u64>, name: &str, clear: bool| {
+            let key = forgotten_key(name);
+            let set = cursors
+                .get(key.as_str())
+                .map_err(redb_err)?
+                .map(|v| v.value())
+                == Some(1);
+            if set && clear {
+                cursors.insert(key.as_str(), 0).map_err(redb_err)?;
+            }
+            Ok::<bool, StoreError>(set)
+        };
+        for name in upstreams {
+            forgotten(&mut cursors, name, true)?;
+        }
+        for (name, bit) in &lanes {
+            if upstreams.contains(name) || forgotten(&mut cursors, name, false)? {
+                continue;
+            }
+            let cursor = cursors
+                .get(name.as_str())
+                .map_err(redb_err)?
+                .map_or(next_seq - 1, |v| v.value());
+            let owed = next_seq - 1 - cursor.min(next_seq - 1);
+            if owed > 0 {
+                tracing::warn!(lane = %name, cursor, at_most = owed,
+                    "this upstream lane is not in the configuration: its backlog is kept (configure it again, or `ferry store forget DIR NAME` with ferry stopped)");
+            }
+            slots.push(UpstreamSlot {
+                name: name.as_str().into(),
+                bit: *bit,
+                cursor,
+                live: (0, 0),
+            });
         }
     }
     // After `meta` is closed above: the priorities' rows are in it.
