@@ -6,7 +6,8 @@
 //! core, and these tests lost the PUBLISH in about half of the rounds.
 //!
 //! Each round uses fresh connections and client ids; the two writes go out back to back
-//! from one thread, the SUBSCRIBE first, as the Paho test does.
+//! from one thread, the SUBSCRIBE first, as the Paho test does, and from one CPU
+//! ([`pin_to_one_cpu`]).
 
 mod common;
 
@@ -22,7 +23,24 @@ const T: Duration = Duration::from_secs(10);
 const LATE: Duration = Duration::from_secs(2);
 const ROUNDS: usize = 200;
 
+/// Keeps the calling thread on the CPU it runs on. Loopback packets are queued per CPU:
+/// two writes from two CPUs (a thread moved between them, as happens on a loaded
+/// machine) may reach ferry's sockets in either order, which is the kernel's doing, not
+/// ferry's (seen once in 200 rounds under two CPU hogs).
+fn pin_to_one_cpu() {
+    // SAFETY: sched_getcpu takes nothing; the cpu_set_t is zeroed and written only by
+    // CPU_SET, then read by sched_setaffinity for this thread (pid 0).
+    unsafe {
+        let cpu = usize::try_from(libc::sched_getcpu()).unwrap_or(0);
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        let ok = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        assert_eq!(ok, 0, "sched_setaffinity");
+    }
+}
+
 fn ferry() -> (tempfile::TempDir, Ferry) {
+    pin_to_one_cpu();
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
         "{}[metrics]\nlisten = \"127.0.0.1:0\"\n",
