@@ -1,8 +1,8 @@
 //! Authentication and access figures: refusals by protocol and reason, throttling,
 //! access denials, failed TLS handshakes. `crate::policy` and the listeners keep them.
 
+use super::registry::{Family, Kind};
 use super::{Counter, Gauge};
-use std::fmt::Write;
 
 /// Why an authentication failed, as `ferry_auth_failures_total{reason}` says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,39 +65,48 @@ impl AuthMetrics {
         self.failures[p][r].get()
     }
 
-    pub(super) fn render(&self, s: &mut String) {
-        let _ = writeln!(
-            s,
-            "# HELP ferry_auth_failures_total Clients refused at connect, by protocol and reason.\n\
-             # TYPE ferry_auth_failures_total counter"
-        );
-        for (p, protocol) in ["mqtt", "nats"].iter().enumerate() {
-            for (r, why) in AuthFailure::ALL.iter().enumerate() {
-                let _ = writeln!(
-                    s,
-                    "ferry_auth_failures_total{{protocol=\"{protocol}\",reason=\"{}\"}} {}",
-                    why.as_str(),
-                    self.failures[p][r].get()
-                );
-            }
-        }
-        let _ = writeln!(
-            s,
-            "# HELP ferry_auth_throttled_total Authentication attempts delayed after repeated failures from their address.\n\
-             # TYPE ferry_auth_throttled_total counter\nferry_auth_throttled_total {}\n\
-             # HELP ferry_auth_throttle_addresses Client addresses tracked for repeated authentication failures.\n\
-             # TYPE ferry_auth_throttle_addresses gauge\nferry_auth_throttle_addresses {}\n\
-             # HELP ferry_acl_denied_total Publishes and subscriptions refused by the access rules.\n\
-             # TYPE ferry_acl_denied_total counter\n\
-             ferry_acl_denied_total{{action=\"publish\"}} {}\n\
-             ferry_acl_denied_total{{action=\"subscribe\"}} {}\n\
-             # HELP ferry_tls_handshake_failures_total TLS handshakes that failed or timed out.\n\
-             # TYPE ferry_tls_handshake_failures_total counter\nferry_tls_handshake_failures_total {}",
-            self.throttled.get(),
-            self.throttle_addresses.get(),
-            self.denied_publish.get(),
-            self.denied_subscribe.get(),
-            self.tls_failures.get()
-        );
-    }
+    pub(super) const FAMILIES: &[Family<AuthMetrics>] = &[
+        Family {
+            name: "ferry_auth_failures_total",
+            help: "Clients refused at connect, by protocol and reason.",
+            kind: Kind::Counter,
+            samples: |m, s| {
+                for (p, protocol) in ["mqtt", "nats"].iter().enumerate() {
+                    for (r, why) in AuthFailure::ALL.iter().enumerate() {
+                        s.labeled(
+                            &[("protocol", protocol), ("reason", why.as_str())],
+                            m.failures[p][r].get(),
+                        );
+                    }
+                }
+            },
+        },
+        Family {
+            name: "ferry_auth_throttled_total",
+            help: "Authentication attempts delayed after repeated failures from their address.",
+            kind: Kind::Counter,
+            samples: |m, s| s.value(m.throttled.get()),
+        },
+        Family {
+            name: "ferry_auth_throttle_addresses",
+            help: "Client addresses tracked for repeated authentication failures.",
+            kind: Kind::Gauge,
+            samples: |m, s| s.value(m.throttle_addresses.get()),
+        },
+        Family {
+            name: "ferry_acl_denied_total",
+            help: "Publishes and subscriptions refused by the access rules.",
+            kind: Kind::Counter,
+            samples: |m, s| {
+                s.labeled(&[("action", "publish")], m.denied_publish.get());
+                s.labeled(&[("action", "subscribe")], m.denied_subscribe.get());
+            },
+        },
+        Family {
+            name: "ferry_tls_handshake_failures_total",
+            help: "TLS handshakes that failed or timed out.",
+            kind: Kind::Counter,
+            samples: |m, s| s.value(m.tls_failures.get()),
+        },
+    ];
 }

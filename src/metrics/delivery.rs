@@ -3,7 +3,7 @@
 //! them).
 
 use super::Counter;
-use std::fmt::Write;
+use super::registry::{Family, Kind};
 
 #[derive(Debug, Default)]
 pub struct DeliveryMetrics {
@@ -14,15 +14,18 @@ pub struct DeliveryMetrics {
 }
 
 impl DeliveryMetrics {
-    pub(super) fn render(&self, s: &mut String) {
-        let _ = writeln!(
-            s,
-            "# HELP ferry_publisher_stalls_total Publishes held back while a subscriber they fed was past half its queue.\n\
-             # TYPE ferry_publisher_stalls_total counter\nferry_publisher_stalls_total {}\n\
-             # HELP ferry_publisher_stall_timeouts_total Publisher stalls that ran out (limits.publisher_stall) with the subscriber still behind.\n\
-             # TYPE ferry_publisher_stall_timeouts_total counter\nferry_publisher_stall_timeouts_total {}",
-            self.stalls.get(),
-            self.stall_timeouts.get()
-        );
-    }
+    pub(super) const FAMILIES: &[Family<DeliveryMetrics>] = &[
+        Family {
+            name: "ferry_publisher_stalls_total",
+            help: "Publishes held back while a subscriber they fed was past half its queue.",
+            kind: Kind::Counter,
+            samples: |m, s| s.value(m.stalls.get()),
+        },
+        Family {
+            name: "ferry_publisher_stall_timeouts_total",
+            help: "Publisher stalls that ran out (limits.publisher_stall) with the subscriber still behind.",
+            kind: Kind::Counter,
+            samples: |m, s| s.value(m.stall_timeouts.get()),
+        },
+    ];
 }

@@ -2,9 +2,9 @@
 //! and events upstreams refused, moved to the dead-letter table. Both tables have a disk
 //! quota; what their quota pushed out is counted too, so nothing leaves unseen.
 
+use super::registry::{Family, Kind};
 use super::{Counter, Gauge};
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::Mutex;
 
 #[derive(Debug, Default)]
@@ -42,38 +42,47 @@ impl IntegrityMetrics {
             .sum()
     }
 
-    pub(super) fn render(&self, s: &mut String) {
-        let _ = writeln!(
-            s,
-            "# HELP ferry_store_quarantined Damaged records moved to the store's quarantine table.\n\
-             # TYPE ferry_store_quarantined gauge\n\
-             ferry_store_quarantined {}\n\
-             # HELP ferry_store_quarantine_dropped_total Quarantine entries dropped (oldest first) to stay within store.quarantine_max_bytes.\n\
-             # TYPE ferry_store_quarantine_dropped_total counter\n\
-             ferry_store_quarantine_dropped_total {}\n\
-             # HELP ferry_store_dead_letters Events in the dead-letter table (refused by an upstream max_attempts times).\n\
-             # TYPE ferry_store_dead_letters gauge\n\
-             ferry_store_dead_letters {}\n\
-             # HELP ferry_store_dead_letter_bytes Bytes the dead-letter table is counted for against store.dead_letter_max_bytes.\n\
-             # TYPE ferry_store_dead_letter_bytes gauge\n\
-             ferry_store_dead_letter_bytes {}\n\
-             # HELP ferry_store_dead_letters_dropped_total Dead letters dropped (oldest first) to stay within store.dead_letter_max_bytes.\n\
-             # TYPE ferry_store_dead_letters_dropped_total counter\n\
-             ferry_store_dead_letters_dropped_total {}\n\
-             # HELP ferry_upstream_dead_letters_total Events moved to the dead-letter table, by upstream and reason.\n\
-             # TYPE ferry_upstream_dead_letters_total counter",
-            self.quarantined.get(),
-            self.quarantine_dropped.get(),
-            self.dead_letters.get(),
-            self.dead_letter_bytes.get(),
-            self.dead_letters_dropped.get(),
-        );
-        let moved = self.moved.lock().unwrap_or_else(|e| e.into_inner());
-        for ((upstream, reason), n) in moved.iter() {
-            let _ = writeln!(
-                s,
-                "ferry_upstream_dead_letters_total{{upstream=\"{upstream}\",reason=\"{reason}\"}} {n}"
-            );
-        }
-    }
+    pub(super) const FAMILIES: &[Family<IntegrityMetrics>] = &[
+        Family {
+            name: "ferry_store_quarantined",
+            help: "Damaged records moved to the store's quarantine table.",
+            kind: Kind::Gauge,
+            samples: |m, s| s.value(m.quarantined.get()),
+        },
+        Family {
+            name: "ferry_store_quarantine_dropped_total",
+            help: "Quarantine entries dropped (oldest first) to stay within store.quarantine_max_bytes.",
+            kind: Kind::Counter,
+            samples: |m, s| s.value(m.quarantine_dropped.get()),
+        },
+        Family {
+            name: "ferry_store_dead_letters",
+            help: "Events in the dead-letter table (refused by an upstream max_attempts times).",
+            kind: Kind::Gauge,
+            samples: |m, s| s.value(m.dead_letters.get()),
+        },
+        Family {
+            name: "ferry_store_dead_letter_bytes",
+            help: "Bytes the dead-letter table is counted for against store.dead_letter_max_bytes.",
+            kind: Kind::Gauge,
+            samples: |m, s| s.value(m.dead_letter_bytes.get()),
+        },
+        Family {
+            name: "ferry_store_dead_letters_dropped_total",
+            help: "Dead letters dropped (oldest first) to stay within store.dead_letter_max_bytes.",
+            kind: Kind::Counter,
+            samples: |m, s| s.value(m.dead_letters_dropped.get()),
+        },
+        Family {
+            name: "ferry_upstream_dead_letters_total",
+            help: "Events moved to the dead-letter table, by upstream and reason.",
+            kind: Kind::Counter,
+            samples: |m, s| {
+                let moved = m.moved.lock().unwrap_or_else(|e| e.into_inner());
+                for ((upstream, reason), n) in moved.iter() {
+                    s.labeled(&[("upstream", upstream), ("reason", reason)], n);
+                }
+            },
+        },
+    ];
 }

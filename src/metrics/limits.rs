@@ -5,7 +5,7 @@
 //! being served.
 
 use super::Counter;
-use std::fmt::Write;
+use super::registry::{Family, Kind};
 
 #[derive(Debug, Default)]
 pub struct LimitMetrics {
@@ -29,25 +29,22 @@ pub struct LimitMetrics {
 }
 
 impl LimitMetrics {
-    pub(super) fn render(&self, s: &mut String) {
-        let _ = writeln!(
-            s,
-            "# HELP ferry_limit_refusals_total Client requests refused because the state they would hold did not fit the memory budget, by kind.\n\
-             # TYPE ferry_limit_refusals_total counter\n\
-             ferry_limit_refusals_total{{kind=\"subscription\"}} {}\n\
-             ferry_limit_refusals_total{{kind=\"topic_alias\"}} {}\n\
-             ferry_limit_refusals_total{{kind=\"packet\"}} {}\n\
-             ferry_limit_refusals_total{{kind=\"retained\"}} {}\n\
-             ferry_limit_refusals_total{{kind=\"connection\"}} {}\n\
-             ferry_limit_refusals_total{{kind=\"offline_session\"}} {}\n\
-             ferry_limit_refusals_total{{kind=\"waiting_connection\"}} {}",
-            self.subscriptions.get(),
-            self.aliases.get(),
-            self.packets.get(),
-            self.retained.get(),
-            self.connections.get(),
-            self.offline_sessions.get(),
-            self.waiting_evicted.get()
-        );
-    }
+    pub(super) const FAMILIES: &[Family<LimitMetrics>] = &[Family {
+        name: "ferry_limit_refusals_total",
+        help: "Client requests refused because the state they would hold did not fit the memory budget, by kind.",
+        kind: Kind::Counter,
+        samples: |m, s| {
+            for (kind, c) in [
+                ("subscription", &m.subscriptions),
+                ("topic_alias", &m.aliases),
+                ("packet", &m.packets),
+                ("retained", &m.retained),
+                ("connection", &m.connections),
+                ("offline_session", &m.offline_sessions),
+                ("waiting_connection", &m.waiting_evicted),
+            ] {
+                s.labeled(&[("kind", kind)], c.get());
+            }
+        },
+    }];
 }

@@ -8,12 +8,13 @@ mod delivery;
 mod integrity;
 mod limits;
 mod process;
+mod registry;
 
 pub use auth::{AuthFailure, AuthMetrics};
 pub use delivery::DeliveryMetrics;
 pub use integrity::IntegrityMetrics;
 pub use limits::LimitMetrics;
-use std::fmt::Write;
+use registry::{Family, Kind, Samples};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -84,23 +85,18 @@ impl Histogram {
             .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
     }
 
-    fn render(&self, s: &mut String, name: &str, help: &str) {
-        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} histogram");
+    fn samples(&self, s: &mut Samples<'_>) {
         for (b, bound) in self.buckets.iter().zip(self.bounds) {
-            let _ = writeln!(
-                s,
-                "{name}_bucket{{le=\"{bound}\"}} {}",
-                b.load(Ordering::Relaxed)
+            s.series(
+                "_bucket",
+                &format!("{{le=\"{bound}\"}}"),
+                b.load(Ordering::Relaxed),
             );
         }
         let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(s, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(
-            s,
-            "{name}_sum {}",
-            self.sum_us.load(Ordering::Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(s, "{name}_count {count}");
+        s.series("_bucket", "{le=\"+Inf\"}", count);
+        s.series("_sum", "", self.sum_us.load(Ordering::Relaxed) as f64 / 1e6);
+        s.series("_count", "", count);
     }
 }
 
@@ -212,400 +208,457 @@ impl Metrics {
         m
     }
 
-    /// The Prometheus text format (version 0.0.4).
+    /// The Prometheus text format (version 0.0.4): every component's families, in turn.
     pub fn render(&self) -> String {
-        let mut s = String::with_capacity(4096);
-        let g = |s: &mut String, name: &str, help: &str, v: i64| {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-        };
-        let c = |s: &mut String, name: &str, help: &str, v: u64| {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
-        };
-        let _ = writeln!(
-            s,
-            "# HELP ferry_connections Open client connections.\n# TYPE ferry_connections gauge\n\
-             ferry_connections{{protocol=\"mqtt\"}} {}\nferry_connections{{protocol=\"nats\"}} {}",
-            self.connections_mqtt.get(),
-            self.connections_nats.get()
-        );
-        let _ = writeln!(
-            s,
-            "# HELP ferry_connections_by_transport Open client connections by protocol and transport.\n\
-             # TYPE ferry_connections_by_transport gauge"
-        );
-        for (t, g) in ["tcp", "tls", "ws", "wss"]
-            .iter()
-            .zip(&self.connections_mqtt_by)
-        {
-            let _ = writeln!(
-                s,
-                "ferry_connections_by_transport{{protocol=\"mqtt\",transport=\"{t}\"}} {}",
-                g.get()
-            );
-        }
-        let nats_tls = self.connections_nats_tls.get();
-        let _ = writeln!(
-            s,
-            "ferry_connections_by_transport{{protocol=\"nats\",transport=\"tcp\"}} {}\n\
-             ferry_connections_by_transport{{protocol=\"nats\",transport=\"tls\"}} {nats_tls}",
-            self.connections_nats.get() - nats_tls
-        );
-        c(
-            &mut s,
-            "ferry_connections_refused_total",
-            "Connections refused at the connection limit.",
-            self.connections_refused.get(),
-        );
-        c(
-            &mut s,
-            "ferry_protocol_errors_total",
-            "Connections closed for malformed or forbidden input.",
-            self.protocol_errors.get(),
-        );
-        let _ = writeln!(
-            s,
-            "# HELP ferry_config_reloads_total Config reloads (SIGHUP, ferry reload): applied (ok) or refused for an invalid file (error).\n\
-             # TYPE ferry_config_reloads_total counter\n\
-             ferry_config_reloads_total{{result=\"ok\"}} {}\nferry_config_reloads_total{{result=\"error\"}} {}",
-            self.reloads_ok.get(),
-            self.reloads_failed.get()
-        );
-        self.auth.render(&mut s);
-        self.delivery.render(&mut s);
-        self.limits.render(&mut s);
-        self.integrity.render(&mut s);
-        c(
-            &mut s,
-            "ferry_events_received_total",
-            "Events published by clients.",
-            self.events_received.get(),
-        );
-        c(
-            &mut s,
-            "ferry_events_stored_total",
-            "Events committed to the store.",
-            self.events_stored.get(),
-        );
-        c(
-            &mut s,
-            "ferry_store_commits_total",
-            "Store write transactions committed.",
-            self.store_commits.get(),
-        );
-        c(
-            &mut s,
-            "ferry_store_errors_total",
-            "Store write transactions that failed.",
-            self.store_errors.get(),
-        );
-        c(
-            &mut s,
-            "ferry_store_corrupt_total",
-            "Stored records that failed their checksum or did not decode: skipped, never forwarded.",
-            self.store_corrupt.get(),
-        );
-        g(
-            &mut s,
-            "ferry_store_queue",
-            "Events waiting for the store writer.",
-            self.store_queue.get(),
-        );
-        let _ = writeln!(
-            s,
-            "# HELP ferry_store_bytes Bytes of stored records and their keys: the log's events (no label), retained messages (table=\"retained\"), deliveries queued for persistent sessions (table=\"session_queue\").\n\
-             # TYPE ferry_store_bytes gauge\n\
-             ferry_store_bytes {}\n\
-             ferry_store_bytes{{table=\"retained\"}} {}\n\
-             ferry_store_bytes{{table=\"session_queue\"}} {}\n\
-             # HELP ferry_store_events Records in the store: the log's events (no label), retained messages (table=\"retained\"), deliveries queued for persistent sessions (table=\"session_queue\").\n\
-             # TYPE ferry_store_events gauge\n\
-             ferry_store_events {}\n\
-             ferry_store_events{{table=\"retained\"}} {}\n\
-             ferry_store_events{{table=\"session_queue\"}} {}",
-            self.store_bytes.get(),
-            self.store_retained_bytes.get(),
-            self.store_queued_bytes.get(),
-            self.store_events.get(),
-            self.store_retained.get(),
-            self.store_queued.get()
-        );
-        g(
-            &mut s,
-            "ferry_store_file_bytes",
-            "Size of the store file.",
-            self.store_file_bytes.get(),
-        );
-        c(
-            &mut s,
-            "ferry_store_rejected_total",
-            "Events refused by the store (full with reject_new, or a failed commit).",
-            self.store_rejected.get(),
-        );
-        self.commit_seconds.render(
-            &mut s,
-            "ferry_store_commit_seconds",
-            "Store write transaction latency.",
-        );
-        c(
-            &mut s,
-            "ferry_deliveries_total",
-            "Events queued to local subscribers.",
-            self.deliveries.get(),
-        );
-        let _ = writeln!(
-            s,
-            "# HELP ferry_events_dropped_total Events not delivered or not stored, by reason.\n\
-             # TYPE ferry_events_dropped_total counter\n\
-             ferry_events_dropped_total{{reason=\"slow_subscriber\"}} {}\n\
-             ferry_events_dropped_total{{reason=\"offline_qos0\"}} {}\n\
-             ferry_events_dropped_total{{reason=\"offline_overflow\"}} {}",
-            self.dropped_slow_subscriber.get(),
-            self.dropped_offline_qos0.get(),
-            self.dropped_offline_overflow.get()
-        );
-        g(
-            &mut s,
-            "ferry_mqtt_sessions",
-            "MQTT sessions held, online and offline.",
-            self.sessions.get(),
-        );
-        g(
-            &mut s,
-            "ferry_retained_messages",
-            "Retained messages held.",
-            self.retained.get(),
-        );
-        g(
-            &mut s,
-            "ferry_retained_bytes",
-            "What the retained messages held count against mqtt.max_retained_bytes (each at least its size in memory and in the store).",
-            self.retained_bytes.get(),
-        );
-        c(
-            &mut s,
-            "ferry_retained_dropped_total",
-            "Stored retained messages deleted at startup because they were beyond mqtt.max_retained or the retained byte limit (the limits were lowered).",
-            self.retained_dropped.get(),
-        );
-        c(
-            &mut s,
-            "ferry_mqtt_sessions_expired_total",
-            "Offline MQTT sessions that expired.",
-            self.sessions_expired.get(),
-        );
-        c(
-            &mut s,
-            "ferry_mqtt_sessions_evicted_total",
-            "Offline MQTT sessions discarded (the least recently connected first) to make room for a new persistent session at mqtt.max_sessions, or for one more offline session in their part of the memory budget.",
-            self.sessions_evicted.get(),
-        );
-        if let Some(b) = self.budget.get() {
-            let queued = b.ingest_limit.saturating_sub(b.ingest.available_permits());
-            let _ = writeln!(
-                s,
-                "# HELP ferry_memory_budget_bytes The [limits] memory budget, and its parts.\n\
-                 # TYPE ferry_memory_budget_bytes gauge\n\
-                 ferry_memory_budget_bytes{{part=\"total\"}} {}\n\
-                 ferry_memory_budget_bytes{{part=\"store_cache\"}} {}\n\
-                 ferry_memory_budget_bytes{{part=\"store_queue\"}} {}\n\
-                 ferry_memory_budget_bytes{{part=\"subscriber_queues\"}} {}\n\
-                 ferry_memory_budget_bytes{{part=\"offline_sessions\"}} {}\n\
-                 ferry_memory_budget_bytes{{part=\"client_state\"}} {}\n\
-                 ferry_memory_budget_bytes{{part=\"offline_session_state\"}} {}\n\
-                 ferry_memory_budget_bytes{{part=\"retained\"}} {}\n\
-                 ferry_memory_budget_bytes{{part=\"packets\"}} {}\n\
-                 ferry_memory_budget_bytes{{part=\"connections\"}} {}\n\
-                 # HELP ferry_memory_used_bytes Budget in use, by part.\n\
-                 # TYPE ferry_memory_used_bytes gauge\n\
-                 ferry_memory_used_bytes{{part=\"store_queue\"}} {queued}\n\
-                 ferry_memory_used_bytes{{part=\"subscriber_queues\"}} {}\n\
-                 ferry_memory_used_bytes{{part=\"offline_sessions\"}} {}\n\
-                 ferry_memory_used_bytes{{part=\"client_state\"}} {}\n\
-                 ferry_memory_used_bytes{{part=\"offline_session_state\"}} {}\n\
-                 ferry_memory_used_bytes{{part=\"retained\"}} {}\n\
-                 ferry_memory_used_bytes{{part=\"packets\"}} {}\n\
-                 ferry_memory_used_bytes{{part=\"connections\"}} {}",
-                b.total,
-                b.cache,
-                b.ingest_limit,
-                b.outboxes.limit(),
-                b.outboxes.offline_limit(),
-                b.state.limit(),
-                b.state.offline_limit(),
-                b.retained,
-                b.packets.limit(),
-                b.connections.limit(),
-                b.outboxes.used(),
-                b.outboxes.offline_used(),
-                b.state.used(),
-                b.state.offline_used(),
-                self.retained_bytes.get(),
-                b.packets.used(),
-                b.connections.used()
-            );
-        }
-        c(
-            &mut s,
-            "ferry_nats_slow_consumers_total",
-            "NATS connections cut off as slow consumers.",
-            self.nats_slow_consumers.get(),
-        );
-        c(
-            &mut s,
-            "ferry_nats_unmappable_total",
-            "Events not delivered to a NATS subscriber: topic has no subject form.",
-            self.nats_unmappable.get(),
-        );
-        c(
-            &mut s,
-            "ferry_events_expired_total",
-            "MQTT 5 messages dropped because their expiry passed.",
-            self.dropped_expired.get(),
-        );
-        c(
-            &mut s,
-            "ferry_deliveries_too_large_total",
-            "Deliveries dropped: larger than the client's maximum packet size.",
-            self.dropped_too_large.get(),
-        );
-        let list = self.upstreams.lock().unwrap_or_else(|e| e.into_inner());
-        for (name, help, kind) in [
-            (
-                "ferry_upstream_connected",
-                "1 while the upstream link is up.",
-                "gauge",
-            ),
-            (
-                "ferry_upstream_forwarded_total",
-                "Events acknowledged by the upstream.",
-                "counter",
-            ),
-            (
-                "ferry_upstream_connect_failures_total",
-                "Failed or lost upstream connections.",
-                "counter",
-            ),
-            (
-                "ferry_upstream_cursor",
-                "Store sequence up to which the upstream has acknowledged.",
-                "gauge",
-            ),
-            (
-                "ferry_upstream_backlog_events",
-                "Events stored after the upstream's cursor, not yet acknowledged (while it is down, events only other upstreams take count too, until its link passes them).",
-                "gauge",
-            ),
-            (
-                "ferry_upstream_backlog_bytes",
-                "Bytes of the stored events not yet acknowledged by the upstream (events x mean stored record size).",
-                "gauge",
-            ),
-        ] {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for m in list.iter() {
-                let v = match name {
-                    "ferry_upstream_connected" => m.connected.get(),
-                    "ferry_upstream_forwarded_total" => m.forwarded.get() as i64,
-                    "ferry_upstream_connect_failures_total" => m.connect_failures.get() as i64,
-                    "ferry_upstream_cursor" => m.cursor.get(),
-                    "ferry_upstream_backlog_bytes" => m.backlog_bytes.get(),
-                    _ => m.backlog_events.get(),
-                };
-                let _ = writeln!(s, "{name}{{upstream=\"{}\"}} {v}", m.name);
-            }
-        }
-        let _ = writeln!(
-            s,
-            "# HELP ferry_upstream_oldest_backlog_seconds Age of the oldest event not yet acknowledged by the upstream.\n# TYPE ferry_upstream_oldest_backlog_seconds gauge"
-        );
-        for m in list.iter() {
-            let _ = writeln!(
-                s,
-                "ferry_upstream_oldest_backlog_seconds{{upstream=\"{}\"}} {}",
-                m.name,
-                m.oldest_backlog_ms.get() as f64 / 1000.0
-            );
-        }
-        let _ = writeln!(
-            s,
-            "# HELP ferry_upstream_refused_total Publishes the upstream refused (MQTT 5 PUBACK reason code, JetStream API error), resends included.\n# TYPE ferry_upstream_refused_total counter"
-        );
-        for m in list.iter() {
-            let _ = writeln!(
-                s,
-                "ferry_upstream_refused_total{{upstream=\"{}\"}} {}",
-                m.name,
-                m.refused.get()
-            );
-        }
-        let _ = writeln!(
-            s,
-            "# HELP ferry_upstream_duplicates_total Resent events JetStream already had (dropped by its duplicate window on Nats-Msg-Id).\n# TYPE ferry_upstream_duplicates_total counter"
-        );
-        for m in list.iter() {
-            let _ = writeln!(
-                s,
-                "ferry_upstream_duplicates_total{{upstream=\"{}\"}} {}",
-                m.name,
-                m.duplicates.get()
-            );
-        }
-        let _ = writeln!(
-            s,
-            "# HELP ferry_upstream_stalls_total Connections dropped and re-established because nothing was acknowledged for stall_timeout while publishes were in flight.\n# TYPE ferry_upstream_stalls_total counter"
-        );
-        for m in list.iter() {
-            let _ = writeln!(
-                s,
-                "ferry_upstream_stalls_total{{upstream=\"{}\"}} {}",
-                m.name,
-                m.stalls.get()
-            );
-        }
-        let _ = writeln!(
-            s,
-            "# HELP ferry_upstream_dropped_total Stored events an upstream never got, dropped by retention.\n\
-             # TYPE ferry_upstream_dropped_total counter"
-        );
-        for m in list.iter() {
-            let _ = writeln!(
-                s,
-                "ferry_upstream_dropped_total{{upstream=\"{}\",reason=\"full\"}} {}",
-                m.name,
-                m.dropped_full.get()
-            );
-            let _ = writeln!(
-                s,
-                "ferry_upstream_dropped_total{{upstream=\"{}\",reason=\"max_age\"}} {}",
-                m.name,
-                m.dropped_age.get()
-            );
-        }
-        let _ = writeln!(
-            s,
-            "# HELP ferry_upstream_priority_dropped_total Stored events an upstream never got because the store was full (on_full = \"drop_oldest\"), by the priority of its rule; only priorities that lost any.\n\
-             # TYPE ferry_upstream_priority_dropped_total counter"
-        );
-        for m in list.iter() {
-            for (p, n) in m.dropped_full_by_priority.iter().enumerate() {
-                if n.get() > 0 {
-                    let _ = writeln!(
-                        s,
-                        "ferry_upstream_priority_dropped_total{{upstream=\"{}\",priority=\"{p}\"}} {}",
-                        m.name,
-                        n.get()
-                    );
-                }
-            }
-        }
-        process::render(&mut s);
+        let mut s = String::with_capacity(8192);
+        registry::render(Metrics::FAMILIES, self, &mut s);
+        registry::render(AuthMetrics::FAMILIES, &self.auth, &mut s);
+        registry::render(DeliveryMetrics::FAMILIES, &self.delivery, &mut s);
+        registry::render(LimitMetrics::FAMILIES, &self.limits, &mut s);
+        registry::render(IntegrityMetrics::FAMILIES, &self.integrity, &mut s);
+        let upstreams = self
+            .upstreams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        registry::render(UPSTREAM_FAMILIES, &upstreams, &mut s);
+        registry::render(process::FAMILIES, &(), &mut s);
         s
     }
+
+    const FAMILIES: &[Family<Metrics>] = &[
+        Family {
+            name: "ferry_connections",
+            help: "Open client connections.",
+            kind: Kind::Gauge,
+            samples: |m, s| {
+                s.labeled(&[("protocol", "mqtt")], m.connections_mqtt.get());
+                s.labeled(&[("protocol", "nats")], m.connections_nats.get());
+            },
+        },
+        Family {
+            name: "ferry_connections_by_transport",
+            help: "Open client connections by protocol and transport.",
+            kind: Kind::Gauge,
+            samples: |m, s| {
+                for (t, g) in ["tcp", "tls", "ws", "wss"]
+                    .iter()
+                    .zip(&m.connections_mqtt_by)
+                {
+                    s.labeled(&[("protocol", "mqtt"), ("transport", t)], g.get());
+                }
+                let tls = m.connections_nats_tls.get();
+                s.labeled(
+                    &[("protocol", "nats"), ("transport", "tcp")],
+                    m.connections_nats.get() - tls,
+                );
+                s.labeled(&[("protocol", "nats"), ("transport", "tls")], tls);
+            },
+        },
+        Family {
+            name: "ferry_connections_refused_total",
+            help: "Connections refused at the connection limit.",
+            kind: Kind::Counter,
+            samples: |m, s| s.value(m.connections_refused.get()),
+        },
+        Family {
+            name: "ferry_protocol_errors_total",
+            help: "Connections closed for malformed or forbidden input.",
+            kind: Kind::Counter,
+            samples: |m, s| s.value(m.protocol_errors.get()),
+        },
+        Family {
+            name: "ferry_config_reloads_total",
+            help: "Config reloads (SIGHUP, ferry reload): applied (ok) or refused for an invalid file (error).",
+            kind: Kind::Counter,
+            samples: |m, s| {
+                s.labeled(&[("result", "ok")], m.reloads_ok.get());
+                s.labeled(&[("result", "error")], m.reloads_failed.get());
+            },
+        },
+        Family {
+            name: "ferry_events_received_total",
+            help: "Events published by clients.",
+            kind: Kind::Counter,
+            samples: |m, s| s.value(m.events_received.get()),
+        },
+        Family {
+            name: "ferry_events_stored_total",
+            help: "Events committed to the store.",
+            kind: Kind::Counter,
+            samples: |m, s| s.value(m.events_stored.get()),
+        },
+        Family {
+            name: "ferry_store_commits_total",
+            help: "Store write transactions committed.",
+            kind: Kind::Counter,
+            samples: |m, s| s.value(m.store_commits.get()),
+        },
+        Family {
+            name: "ferry_store_errors_total",
+            help: "Store write transactions that failed.",
+            kind: Kind::Counter,
+            samples: |m, s| s.value(m.store_errors.get()),
+        },
+        Family {
+            name: "ferry_store_corrupt_total",
+            help: "Stored records that failed their checksum or did not decode: skipped, never forwarded.",
+            kind: Kind::Counter,
+            samples: |m, s| s.value(m.store_corrupt.get()),
+        },
+        Family {
+            name: "ferry_store_queue",
+            help: "Events waiting for the store writer.",
+            kind: Kind::Gauge,
+            samples: |m, s| s.value(m.store_queue.get()),
+        },
+        Family {
+            name: "ferry_store_bytes",
+            help: "Bytes of stored records and their keys: the log's events (no label), retained messages (table=\"retained\"), deliveries queued for persistent sessions (table=\"session_queue\").",
+            kind: Kind::Gauge,
+            samples: |m, s| {
+                s.value(m.store_bytes.get());
+                s.labeled(&[("table", "retained")], m.store_retained_bytes.get());
+                s.labeled(&[("table", "session_queue")], m.store_queued_bytes.get());
+            },
+        },
+        Family {
+            name: "ferry_store_events",
+            help: "Records in the store: the log's events (no label), retained messages (table=\"retained\"), deliveries queued for persistent sessions (table=\"session_queue\").",
+            kind: Kind::Gauge,
+            samples: |m, s| {
+                s.value(m.store_events.get());
+                s.labeled(&[("table", "retained")], m.store_retained.get());
+                s.labeled(&[("table", "session_queue")], m.store_queued.get());
+            },
+        },
+        Family {
+            name: "ferry_store_file_bytes",
+            help: "Size of the store file.",
+            kind: Kind::Gauge,
+            samples: |m, s| s.value(m.store_file_bytes.get()),
+        },
+        Family {
+            name: "ferry_store_rejected_total",
+            help: "Events refused by the store (full with reject_new, or a failed commit).",
+            kind: Kind::Counter,
+            samples: |m, s| s.value(m.store_rejected.get()),
+        },
+        Family {
+            name: "ferry_store_commit_seconds",
+            help: "Store write transaction latency.",
+            kind: Kind::Histogram,
+            samples: |m, s| m.commit_seconds.samples(s),
+        },
+        Family {
+            name: "ferry_deliveries_total",
+            help: "Events queued to local subscribers.",
+            kind: Kind::Counter,
+            samples: |m, s| s.value(m.deliveries.get()),
+        },
+        Family {
+            name: "ferry_events_dropped_total",
+            help: "Events not delivered or not stored, by reason.",
+            kind: Kind::Counter,
+            samples: |m, s| {
+                s.labeled(
+                    &[("reason", "slow_subscriber")],
+                    m.dropped_slow_subscriber.get(),
+                );
+                s.labeled(&[("reason", "offline_qos0")], m.dropped_offline_qos0.get());
+                s.labeled(
+                    &[("reason", "offline_overflow")],
+                    m.dropped_offline_overflow.get(),
+                );
+            },
+        },
+        Family {
+            name: "ferry_mqtt_sessions",
+            help: "MQTT sessions held, online and offline.",
+            kind: Kind::Gauge,
+            samples: |m, s| s.value(m.sessions.get()),
+        },
+        Family {
+            name: "ferry_retained_messages",
+            help: "Retained messages held.",
+            kind: Kind::Gauge,
+            samples: |m, s| s.value(m.retained.get()),
+        },
+        Family {
+            name: "ferry_retained_bytes",
+            help: "What the retained messages held count against mqtt.max_retained_bytes (each at least its size in memory and in the store).",
+            kind: Kind::Gauge,
+            samples: |m, s| s.value(m.retained_bytes.get()),
+        },
+        Family {
+            name: "ferry_retained_dropped_total",
+            help: "Stored retained messages deleted at startup because they were beyond mqtt.max_retained or the retained byte limit (the limits were lowered).",
+            kind: Kind::Counter,
+            samples: |m, s| s.value(m.retained_dropped.get()),
+        },
+        Family {
+            name: "ferry_mqtt_sessions_expired_total",
+            help: "Offline MQTT sessions that expired.",
+            kind: Kind::Counter,
+            samples: |m, s| s.value(m.sessions_expired.get()),
+        },
+        Family {
+            name: "ferry_mqtt_sessions_evicted_total",
+            help: "Offline MQTT sessions discarded (the least recently connected first) to make room for a new persistent session at mqtt.max_sessions, or for one more offline session in their part of the memory budget.",
+            kind: Kind::Counter,
+            samples: |m, s| s.value(m.sessions_evicted.get()),
+        },
+        Family {
+            name: "ferry_memory_budget_bytes",
+            help: "The [limits] memory budget, and its parts.",
+            kind: Kind::Gauge,
+            samples: |m, s| {
+                let Some(b) = m.budget.get() else { return };
+                for (part, v) in [
+                    ("total", b.total),
+                    ("store_cache", b.cache),
+                    ("store_queue", b.ingest_limit),
+                    ("subscriber_queues", b.outboxes.limit()),
+                    ("offline_sessions", b.outboxes.offline_limit()),
+                    ("client_state", b.state.limit()),
+                    ("offline_session_state", b.state.offline_limit()),
+                    ("retained", b.retained),
+                    ("packets", b.packets.limit()),
+                    ("connections", b.connections.limit()),
+                ] {
+                    s.labeled(&[("part", part)], v);
+                }
+            },
+        },
+        Family {
+            name: "ferry_memory_used_bytes",
+            help: "Budget in use, by part.",
+            kind: Kind::Gauge,
+            samples: |m, s| {
+                let Some(b) = m.budget.get() else { return };
+                let queued = b.ingest_limit.saturating_sub(b.ingest.available_permits());
+                let retained = usize::try_from(m.retained_bytes.get()).unwrap_or(0);
+                for (part, v) in [
+                    ("store_queue", queued),
+                    ("subscriber_queues", b.outboxes.used()),
+                    ("offline_sessions", b.outboxes.offline_used()),
+                    ("client_state", b.state.used()),
+                    ("offline_session_state", b.state.offline_used()),
+                    ("retained", retained),
+                    ("packets", b.packets.used()),
+                    ("connections", b.connections.used()),
+                ] {
+                    s.labeled(&[("part", part)], v);
+                }
+            },
+        },
+        Family {
+            name: "ferry_nats_slow_consumers_total",
+            help: "NATS connections cut off as slow consumers.",
+            kind: Kind::Counter,
+            samples: |m, s| s.value(m.nats_slow_consumers.get()),
+        },
+        Family {
+            name: "ferry_nats_unmappable_total",
+            help: "Events not delivered to a NATS subscriber: topic has no subject form.",
+            kind: Kind::Counter,
+            samples: |m, s| s.value(m.nats_unmappable.get()),
+        },
+        Family {
+            name: "ferry_events_expired_total",
+            help: "MQTT 5 messages dropped because their expiry passed.",
+            kind: Kind::Counter,
+            samples: |m, s| s.value(m.dropped_expired.get()),
+        },
+        Family {
+            name: "ferry_deliveries_too_large_total",
+            help: "Deliveries dropped: larger than the client's maximum packet size.",
+            kind: Kind::Counter,
+            samples: |m, s| s.value(m.dropped_too_large.get()),
+        },
+    ];
 }
+
+type Upstreams = Vec<Arc<UpstreamMetrics>>;
+
+/// One sample per upstream of the figure `of`.
+fn per_upstream(list: &Upstreams, s: &mut Samples<'_>, of: fn(&UpstreamMetrics) -> i64) {
+    for m in list {
+        s.labeled(&[("upstream", &m.name)], of(m));
+    }
+}
+
+/// The upstreams' families, one sample per upstream (and reason or priority).
+const UPSTREAM_FAMILIES: &[Family<Upstreams>] = &[
+    Family {
+        name: "ferry_upstream_connected",
+        help: "1 while the upstream link is up.",
+        kind: Kind::Gauge,
+        samples: |l, s| per_upstream(l, s, |m| m.connected.get()),
+    },
+    Family {
+        name: "ferry_upstream_forwarded_total",
+        help: "Events acknowledged by the upstream.",
+        kind: Kind::Counter,
+        samples: |l, s| per_upstream(l, s, |m| m.forwarded.get() as i64),
+    },
+    Family {
+        name: "ferry_upstream_connect_failures_total",
+        help: "Failed or lost upstream connections.",
+        kind: Kind::Counter,
+        samples: |l, s| per_upstream(l, s, |m| m.connect_failures.get() as i64),
+    },
+    Family {
+        name: "ferry_upstream_cursor",
+        help: "Store sequence up to which the upstream has acknowledged.",
+        kind: Kind::Gauge,
+        samples: |l, s| per_upstream(l, s, |m| m.cursor.get()),
+    },
+    Family {
+        name: "ferry_upstream_backlog_events",
+        help: "Events stored after the upstream's cursor, not yet acknowledged (while it is down, events only other upstreams take count too, until its link passes them).",
+        kind: Kind::Gauge,
+        samples: |l, s| per_upstream(l, s, |m| m.backlog_events.get()),
+    },
+    Family {
+        name: "ferry_upstream_backlog_bytes",
+        help: "Bytes of the stored events not yet acknowledged by the upstream (events x mean stored record size).",
+        kind: Kind::Gauge,
+        samples: |l, s| per_upstream(l, s, |m| m.backlog_bytes.get()),
+    },
+    Family {
+        name: "ferry_upstream_oldest_backlog_seconds",
+        help: "Age of the oldest event not yet acknowledged by the upstream.",
+        kind: Kind::Gauge,
+        samples: |l, s| {
+            for m in l {
+                s.labeled(
+                    &[("upstream", &m.name)],
+                    m.oldest_backlog_ms.get() as f64 / 1000.0,
+                );
+            }
+        },
+    },
+    Family {
+        name: "ferry_upstream_refused_total",
+        help: "Publishes the upstream refused (MQTT 5 PUBACK reason code, JetStream API error), resends included.",
+        kind: Kind::Counter,
+        samples: |l, s| per_upstream(l, s, |m| m.refused.get() as i64),
+    },
+    Family {
+        name: "ferry_upstream_duplicates_total",
+        help: "Resent events JetStream already had (dropped by its duplicate window on Nats-Msg-Id).",
+        kind: Kind::Counter,
+        samples: |l, s| per_upstream(l, s, |m| m.duplicates.get() as i64),
+    },
+    Family {
+        name: "ferry_upstream_stalls_total",
+        help: "Connections dropped and re-established because nothing was acknowledged for stall_timeout while publishes were in flight.",
+        kind: Kind::Counter,
+        samples: |l, s| per_upstream(l, s, |m| m.stalls.get() as i64),
+    },
+    Family {
+        name: "ferry_upstream_dropped_total",
+        help: "Stored events an upstream never got, dropped by retention.",
+        kind: Kind::Counter,
+        samples: |l, s| {
+            for m in l {
+                s.labeled(
+                    &[("upstream", &m.name), ("reason", "full")],
+                    m.dropped_full.get(),
+                );
+                s.labeled(
+                    &[("upstream", &m.name), ("reason", "max_age")],
+                    m.dropped_age.get(),
+                );
+            }
+        },
+    },
+    Family {
+        name: "ferry_upstream_priority_dropped_total",
+        help: "Stored events an upstream never got because the store was full (on_full = \"drop_oldest\"), by the priority of its rule; only priorities that lost any.",
+        kind: Kind::Counter,
+        samples: |l, s| {
+            for m in l {
+                for (p, n) in m.dropped_full_by_priority.iter().enumerate() {
+                    if n.get() > 0 {
+                        s.labeled(
+                            &[("upstream", &m.name), ("priority", &p.to_string())],
+                            n.get(),
+                        );
+                    }
+                }
+            }
+        },
+    },
+];
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every family registered by every component, for the conventions test.
+    fn every_family() -> Vec<(&'static str, Kind, &'static str)> {
+        [
+            registry::described(Metrics::FAMILIES),
+            registry::described(AuthMetrics::FAMILIES),
+            registry::described(DeliveryMetrics::FAMILIES),
+            registry::described(LimitMetrics::FAMILIES),
+            registry::described(IntegrityMetrics::FAMILIES),
+            registry::described(UPSTREAM_FAMILIES),
+            registry::described(process::FAMILIES),
+        ]
+        .concat()
+    }
+
+    /// Prometheus's conventions, over the registry: unique names of lower-case words, a
+    /// `_total` suffix for every counter and for nothing else, help that is a sentence;
+    /// and `/metrics` has each family's HELP and TYPE exactly once.
+    #[test]
+    fn every_registered_family_follows_the_conventions_and_is_rendered_once() {
+        let families = every_family();
+        assert!(families.len() >= 60, "{} families", families.len());
+        let mut seen = std::collections::HashSet::new();
+        for (name, kind, help) in &families {
+            assert!(seen.insert(*name), "{name} registered twice");
+            assert!(
+                name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{name}"
+            );
+            assert!(
+                name.starts_with("ferry_") || name.starts_with("process_"),
+                "{name}"
+            );
+            assert_eq!(name.ends_with("_total"), *kind == Kind::Counter, "{name}");
+            assert!(help.ends_with('.') && help.len() > 10, "{name}: {help}");
+        }
+        let m = Metrics::default();
+        m.watch_budget(Arc::new(crate::budget::Budget::new(
+            32 << 20,
+            4 << 20,
+            std::time::Duration::from_millis(250),
+        )));
+        m.upstream("cloud");
+        let text = m.render();
+        for (name, _, help) in &families {
+            let line = format!("# HELP {name} {help}\n");
+            assert_eq!(text.matches(&line).count(), 1, "{name}");
+        }
+        // Every sample line belongs to a family declared before it.
+        let mut declared = std::collections::HashSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                declared.insert(rest.split(' ').next().unwrap_or_default());
+            } else if !line.starts_with('#') {
+                let series = line.split(['{', ' ']).next().unwrap_or_default();
+                let family = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| series.strip_suffix(s).filter(|f| declared.contains(f)))
+                    .unwrap_or(series);
+                assert!(declared.contains(family), "{line}");
+            }
+        }
+    }
 
     #[test]
     fn render_includes_upstreams() {

@@ -2,77 +2,106 @@
 //! `/proc/self` at each scrape, and `ferry_build_info`: what a dashboard expects of any
 //! exporter. Nothing here is kept between scrapes.
 
-use std::fmt::Write;
+use super::registry::{Family, Kind};
 
-/// Appends the process metrics and the build info to `s`. A figure `/proc` does not give
-/// (another OS, a restricted `/proc`) is left out rather than reported as 0.
-pub fn render(s: &mut String) {
-    let _ = writeln!(
-        s,
-        "# HELP ferry_build_info The running ferry: its version and the platform it was built for.\n\
-         # TYPE ferry_build_info gauge\n\
-         ferry_build_info{{version=\"{}\",target=\"{}-{}\"}} 1",
-        env!("CARGO_PKG_VERSION"),
-        std::env::consts::ARCH,
-        std::env::consts::OS
-    );
+/// The process's families: a figure `/proc` does not give (another OS, a restricted
+/// `/proc`) has no sample rather than a 0.
+pub(super) const FAMILIES: &[Family<()>] = &[
+    Family {
+        name: "ferry_build_info",
+        help: "The running ferry: its version and the platform it was built for.",
+        kind: Kind::Gauge,
+        samples: |_, s| {
+            let target = format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS);
+            s.labeled(
+                &[("version", env!("CARGO_PKG_VERSION")), ("target", &target)],
+                1,
+            );
+        },
+    },
+    Family {
+        name: "process_cpu_seconds_total",
+        help: "Total user and system CPU time spent in seconds.",
+        kind: Kind::Counter,
+        samples: |_, s| {
+            let st = Stat::read();
+            if let (Some(utime), Some(stime), Some(ticks)) = (st.field(14), st.field(15), ticks()) {
+                s.value((utime + stime) as f64 / ticks as f64);
+            }
+        },
+    },
+    Family {
+        name: "process_start_time_seconds",
+        help: "Start time of the process since unix epoch in seconds.",
+        kind: Kind::Gauge,
+        samples: |_, s| {
+            let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("btime "))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            });
+            if let (Some(boot), Some(start), Some(ticks)) = (boot, Stat::read().field(22), ticks())
+            {
+                s.value(boot as f64 + start as f64 / ticks as f64);
+            }
+        },
+    },
+    Family {
+        name: "process_resident_memory_bytes",
+        help: "Resident memory size in bytes.",
+        kind: Kind::Gauge,
+        samples: |_, s| {
+            // SAFETY: sysconf only reads a system constant.
+            let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+            let pages = std::fs::read_to_string("/proc/self/statm")
+                .ok()
+                .and_then(|t| {
+                    t.split_whitespace()
+                        .nth(1)
+                        .and_then(|v| v.parse::<u64>().ok())
+                });
+            if let (Some(pages), true) = (pages, page > 0) {
+                s.value(pages * page as u64);
+            }
+        },
+    },
+    Family {
+        name: "process_open_fds",
+        help: "Number of open file descriptors.",
+        kind: Kind::Gauge,
+        samples: |_, s| {
+            if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+                // The directory handle read here is one of them: not counted.
+                s.value(dir.count().saturating_sub(1));
+            }
+        },
+    },
+];
+
+/// Clock ticks per second, for `/proc` times.
+fn ticks() -> Option<u64> {
     // SAFETY: sysconf only reads a system constant.
-    let (ticks, page) = unsafe {
-        (
-            libc::sysconf(libc::_SC_CLK_TCK),
-            libc::sysconf(libc::_SC_PAGESIZE),
-        )
-    };
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // The fields after the command name (which may hold spaces), from field 3 on.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
-    let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok());
-    if let (Some(utime), Some(stime), true) = (field(14), field(15), ticks > 0) {
-        let cpu = (utime + stime) as f64 / ticks as f64;
-        let _ = writeln!(
-            s,
-            "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n\
-             # TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {cpu}"
-        );
-    }
-    let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|t| {
-        t.lines()
-            .find_map(|l| l.strip_prefix("btime "))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-    });
-    if let (Some(boot), Some(start), true) = (boot, field(22), ticks > 0) {
-        let started = boot as f64 + start as f64 / ticks as f64;
-        let _ = writeln!(
-            s,
-            "# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n\
-             # TYPE process_start_time_seconds gauge\nprocess_start_time_seconds {started}"
-        );
-    }
-    let rss = std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|t| {
-            t.split_whitespace()
-                .nth(1)
-                .and_then(|v| v.parse::<u64>().ok())
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(t).ok().filter(|t| *t > 0)
+}
+
+/// `/proc/self/stat`, split after the command name (which may hold spaces).
+struct Stat(Vec<u64>);
+
+impl Stat {
+    fn read() -> Stat {
+        let text = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        let fields = text.rsplit_once(')').map_or(Vec::new(), |(_, rest)| {
+            rest.split_whitespace()
+                .map(|v| v.parse::<u64>().unwrap_or(0))
+                .collect()
         });
-    if let (Some(pages), true) = (rss, page > 0) {
-        let _ = writeln!(
-            s,
-            "# HELP process_resident_memory_bytes Resident memory size in bytes.\n\
-             # TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}",
-            pages * page as u64
-        );
+        Stat(fields)
     }
-    if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
-        // The directory handle read here is one of them: not counted.
-        let open = dir.count().saturating_sub(1);
-        let _ = writeln!(
-            s,
-            "# HELP process_open_fds Number of open file descriptors.\n\
-             # TYPE process_open_fds gauge\nprocess_open_fds {open}"
-        );
+
+    /// Field `n` as proc(5) numbers them (the state, field 3, is the first after the name).
+    fn field(&self, n: usize) -> Option<u64> {
+        self.0.get(n.checked_sub(3)?).copied()
     }
 }
 
@@ -81,7 +110,7 @@ mod tests {
     #[test]
     fn every_figure_is_there_and_sane() {
         let mut s = String::new();
-        super::render(&mut s);
+        super::super::registry::render(super::FAMILIES, &(), &mut s);
         let value = |name: &str| -> f64 {
             s.lines()
                 .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
