@@ -142,7 +142,7 @@ pub fn allow(n: Noise) -> Option<u64> {
 }
 
 /// One line per kind with lines suppressed since its last line: called every
-/// [`WINDOW_SECS`], so a flood that stops is still accounted for.
+/// [`WINDOW_SECS`] (`broker::sys::run`), so a flood that stops is still accounted for.
 pub fn flush_suppressed() {
     use std::sync::atomic::Ordering::Relaxed;
     for (i, (_, what, burst)) in NOISES.iter().enumerate() {
@@ -155,17 +155,6 @@ pub fn flush_suppressed() {
                 window_secs = WINDOW_SECS,
                 "log lines suppressed: more clients than this a window are counted in /metrics, not logged one by one"
             );
-        }
-    }
-}
-
-/// Calls [`flush_suppressed`] every [`WINDOW_SECS`] until `shutdown`.
-pub async fn flush_task(mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(WINDOW_SECS));
-    loop {
-        tokio::select! {
-            _ = shutdown.changed() => return,
-            _ = tick.tick() => flush_suppressed(),
         }
     }
 }

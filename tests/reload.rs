@@ -220,7 +220,7 @@ async fn forwarding_changes_while_events_flow() {
     let upstream = |name: &str, port: u16| {
         format!(
             "[[upstream]]\nname = \"{name}\"\nurl = \"mqtt://127.0.0.1:{port}\"\nclient_id = \"gw-{name}\"\n\
-             backoff_min = \"50ms\"\nbackoff_max = \"200ms\"\nmax_rate = 2000\n"
+             backoff_min = \"50ms\"\nbackoff_max = \"200ms\"\nmax_rate = 500\n"
         )
     };
     let rule = |name: &str, filter: &str, template: &str| {

@@ -5,7 +5,7 @@
 
 use crate::metrics::Metrics;
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// How often a sample is taken.
@@ -118,21 +118,6 @@ impl History {
                 Some((now_ms.saturating_sub(s.at_ms) as f64 / 1000.0, b))
             })
             .collect()
-    }
-}
-
-/// Samples `metrics` into `history` every [`EVERY`] until `shutdown`.
-pub async fn sample(
-    metrics: Arc<Metrics>,
-    history: Arc<History>,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-) {
-    let mut tick = tokio::time::interval(EVERY);
-    loop {
-        tokio::select! {
-            _ = shutdown.changed() => return,
-            _ = tick.tick() => history.push(Sample::take(&metrics, crate::event::now_ms())),
-        }
     }
 }
 

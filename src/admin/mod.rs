@@ -3,9 +3,13 @@
 //!
 //! A Unix stream socket (`[admin] socket`, default `ferry.sock` in `store.dir`) with mode
 //! 0660: the service's user and group may ask, nobody else (the directory's own mode
-//! applies too). The protocol is one line from the client, `status` or `reload`, and
-//! one JSON document back, then the connection closes. Bounded: at most [`MAX_CLIENTS`]
-//! at once, a request of at most [`MAX_REQUEST`] bytes within [`TIMEOUT`].
+//! applies too). The protocol is one line from the client, `status`, `status json` or
+//! `reload`, and the answer to print back, then the connection closes; a reload's answer
+//! starts with a line holding the exit status `ferry reload` ends with. The answers are
+//! made here, so the client needs no JSON reader. Bounded: one client at a time (the
+//! others wait in the listen backlog: this is for an operator and a service manager,
+//! not for traffic), a request of at most [`MAX_REQUEST`] bytes read within [`TIMEOUT`],
+//! an answer written within [`TIMEOUT`]; a reload may take as long as it takes.
 //!
 //! A reload is done by whoever owns the config file's path (`main`, which also reloads
 //! on SIGHUP): the socket hands it a [`ReloadRequest`] and waits for the outcome.
@@ -15,17 +19,15 @@ pub mod history;
 pub mod status;
 
 use crate::broker::ReloadOutcome;
-use std::io;
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::{mpsc, oneshot};
 
-pub const MAX_CLIENTS: usize = 4;
 pub const MAX_REQUEST: u64 = 256;
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -44,16 +46,32 @@ pub enum AdminError {
     },
 }
 
+/// The admin socket's thread; dropping it stops the thread and removes the socket.
+pub struct Admin {
+    stop: Arc<AtomicBool>,
+    path: PathBuf,
+}
+
+impl Drop for Admin {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Wakes the thread from its accept; it sees `stop` and ends.
+        let _ = UnixStream::connect(&self.path);
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// Binds `path` (a stale socket file left by a killed ferry is replaced; a live one is
-/// not) and answers on it until `shutdown`, then removes it.
-pub async fn serve(
+/// not) and answers on it from a thread of its own, with plain blocking I/O: an
+/// operator's few requests need no event loop, and the thread costs the binary less
+/// than async code would.
+pub fn serve(
     path: &Path,
     status: Arc<status::Source>,
     reloads: mpsc::Sender<ReloadRequest>,
-    mut shutdown: watch::Receiver<bool>,
-) -> Result<JoinHandle<()>, AdminError> {
+) -> Result<Admin, AdminError> {
     if path.exists() {
-        if UnixStream::connect(path).await.is_ok() {
+        if UnixStream::connect(path).is_ok() {
             return Err(AdminError::InUse(path.to_path_buf()));
         }
         let _ = std::fs::remove_file(path);
@@ -64,59 +82,55 @@ pub async fn serve(
     };
     let listener = UnixListener::bind(path).map_err(bind_err)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(bind_err)?;
-    let path = path.to_path_buf();
-    let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
-    Ok(tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => break,
-                accepted = listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
-                    // Beyond MAX_CLIENTS at once, a client is closed unanswered.
-                    let Ok(slot) = slots.clone().try_acquire_owned() else { continue };
-                    let (status, reloads) = (status.clone(), reloads.clone());
-                    tokio::spawn(async move {
-                        let _ = tokio::time::timeout(TIMEOUT, answer(stream, &status, &reloads)).await;
-                        drop(slot);
-                    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
+    std::thread::Builder::new()
+        .name("ferry-admin".into())
+        .spawn(move || {
+            // Blocked in accept while idle: no wake-ups on a quiet gateway.
+            for stream in listener.incoming() {
+                if stopped.load(Ordering::Relaxed) {
+                    return;
+                }
+                if let Ok(stream) = stream {
+                    let _ = answer(stream, &status, &reloads);
                 }
             }
-        }
-        let _ = std::fs::remove_file(&path);
-    }))
+        })
+        .map_err(bind_err)?;
+    Ok(Admin {
+        stop,
+        path: path.to_path_buf(),
+    })
 }
 
-async fn answer(
+/// One client: its request line, then the answer.
+fn answer(
     stream: UnixStream,
     status: &status::Source,
     reloads: &mpsc::Sender<ReloadRequest>,
 ) -> io::Result<()> {
-    let (rd, mut wr) = stream.into_split();
+    stream.set_read_timeout(Some(TIMEOUT))?;
+    stream.set_write_timeout(Some(TIMEOUT))?;
     let mut line = String::new();
-    BufReader::new(tokio::io::AsyncReadExt::take(rd, MAX_REQUEST))
-        .read_line(&mut line)
-        .await?;
+    BufReader::new((&stream).take(MAX_REQUEST)).read_line(&mut line)?;
     let body = match line.trim() {
-        "status" => serde_json::to_string(&status.snapshot()),
+        "status" => status.snapshot().to_text(),
+        "status json" => status.snapshot().to_json() + "\n",
         "reload" => {
+            // Done by `main`, on the event loop; this thread waits for the outcome.
             let (tx, rx) = oneshot::channel();
-            let outcome = match reloads.send(tx).await {
-                Ok(()) => rx.await.ok(),
+            let outcome = match reloads.blocking_send(tx) {
+                Ok(()) => rx.blocking_recv().ok(),
                 Err(_) => None,
             };
             let outcome = outcome.unwrap_or_else(|| ReloadOutcome {
                 problems: vec!["ferry is stopping: no reload".into()],
                 ..ReloadOutcome::default()
             });
-            serde_json::to_string(&outcome)
+            format!("{}\n{}", if outcome.ok { 0 } else { 1 }, outcome.to_text())
         }
-        other => Ok(serde_json::json!({
-            "error": format!("unknown request {:?}: expected \"status\" or \"reload\"", other)
-        })
-        .to_string()),
-    }
-    .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
-    wr.write_all(body.as_bytes()).await?;
-    wr.write_all(b"\n").await?;
-    wr.shutdown().await
+        other => format!("unknown request {other:?}: expected status, status json or reload\n"),
+    };
+    (&stream).write_all(body.as_bytes())
 }

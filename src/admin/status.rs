@@ -5,7 +5,7 @@
 use super::history::{History, Sample};
 use crate::metrics::Metrics;
 use crate::store::Store;
-use serde::Serialize;
+use crate::store::inspect::{Obj, json_float as float, quote};
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,7 +20,7 @@ pub struct Source {
     pub started: Instant,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct Status {
     pub version: &'static str,
     pub gateway: String,
@@ -32,13 +32,13 @@ pub struct Status {
     pub upstreams: Vec<UpstreamStatus>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct Connections {
     pub mqtt: MqttConnections,
     pub nats: NatsConnections,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct MqttConnections {
     pub tcp: i64,
     pub tls: i64,
@@ -46,13 +46,13 @@ pub struct MqttConnections {
     pub wss: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct NatsConnections {
     pub tcp: i64,
     pub tls: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct Events {
     pub received: u64,
     pub received_per_second: f64,
@@ -60,7 +60,7 @@ pub struct Events {
     pub delivered_per_second: f64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct StoreStatus {
     pub usable: bool,
     pub file_bytes: i64,
@@ -70,7 +70,7 @@ pub struct StoreStatus {
     pub quarantined: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct UpstreamStatus {
     pub name: String,
     /// "connected" or "down".
@@ -167,86 +167,147 @@ fn round(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 
-/// The human form of a status document (as `ferry status` received it).
-pub fn render_text(v: &serde_json::Value) -> String {
-    let n = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
-    let i = |v: &serde_json::Value| v.as_i64().unwrap_or(0);
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "ferry {} on gateway {}{}, up {}",
-        v["version"].as_str().unwrap_or("?"),
-        v["gateway"].as_str().unwrap_or("?"),
-        v["board"]
-            .as_str()
-            .map(|b| format!(" (board {b})"))
-            .unwrap_or_default(),
-        duration(v["uptime_seconds"].as_u64().unwrap_or(0))
-    );
-    let c = &v["connections"];
-    let _ = writeln!(
-        s,
-        "connections: MQTT {} (tcp {}, tls {}, ws {}, wss {}), NATS {} (tcp {}, tls {})",
-        ["tcp", "tls", "ws", "wss"]
+impl Status {
+    /// The JSON document (`ferry status --json`, `/status.json`). Written by hand: serde's
+    /// derive cost ten times the code (the 5 MiB budget).
+    pub fn to_json(&self) -> String {
+        let c = &self.connections;
+        let mqtt = Obj::default()
+            .int("tcp", c.mqtt.tcp)
+            .int("tls", c.mqtt.tls)
+            .int("ws", c.mqtt.ws)
+            .int("wss", c.mqtt.wss)
+            .done();
+        let nats = Obj::default()
+            .int("tcp", c.nats.tcp)
+            .int("tls", c.nats.tls)
+            .done();
+        let e = &self.events;
+        let events = Obj::default()
+            .num("received", e.received)
+            .float("received_per_second", e.received_per_second)
+            .num("delivered", e.delivered)
+            .float("delivered_per_second", e.delivered_per_second)
+            .done();
+        let st = &self.store;
+        let store = Obj::default()
+            .raw("usable", if st.usable { "true" } else { "false" })
+            .int("file_bytes", st.file_bytes)
+            .int("events", st.events)
+            .int("bytes", st.bytes)
+            .int("dead_letters", st.dead_letters)
+            .int("quarantined", st.quarantined)
+            .done();
+        let upstreams: Vec<String> = self
+            .upstreams
             .iter()
-            .map(|t| i(&c["mqtt"][t]))
-            .sum::<i64>(),
-        i(&c["mqtt"]["tcp"]),
-        i(&c["mqtt"]["tls"]),
-        i(&c["mqtt"]["ws"]),
-        i(&c["mqtt"]["wss"]),
-        i(&c["nats"]["tcp"]) + i(&c["nats"]["tls"]),
-        i(&c["nats"]["tcp"]),
-        i(&c["nats"]["tls"]),
-    );
-    let e = &v["events"];
-    let _ = writeln!(
-        s,
-        "events: {}/s in, {}/s delivered locally ({} and {} since start)",
-        n(&e["received_per_second"]),
-        n(&e["delivered_per_second"]),
-        i(&e["received"]),
-        i(&e["delivered"])
-    );
-    let st = &v["store"];
-    let _ = writeln!(
-        s,
-        "store: {}, {} events ({}) in a {} file, {} dead letters, {} quarantined",
-        if st["usable"].as_bool().unwrap_or(false) {
-            "ok"
-        } else {
-            "UNAVAILABLE"
-        },
-        i(&st["events"]),
-        bytes(i(&st["bytes"])),
-        bytes(i(&st["file_bytes"])),
-        i(&st["dead_letters"]),
-        i(&st["quarantined"])
-    );
-    let ups = v["upstreams"].as_array().cloned().unwrap_or_default();
-    if ups.is_empty() {
-        let _ = writeln!(s, "upstreams: none");
+            .map(|u| {
+                let history: Vec<String> = u
+                    .history
+                    .iter()
+                    .map(|(ago, n)| format!("[{},{n}]", float(*ago)))
+                    .collect();
+                Obj::default()
+                    .str("name", &u.name)
+                    .str("state", u.state)
+                    .int("backlog_events", u.backlog_events)
+                    .int("backlog_bytes", u.backlog_bytes)
+                    .float("oldest_age_seconds", u.oldest_age_seconds)
+                    .float("drain_per_second", u.drain_per_second)
+                    .num("forwarded", u.forwarded)
+                    .raw(
+                        "last_ack_age_seconds",
+                        &u.last_ack_age_seconds.map_or("null".into(), float),
+                    )
+                    .num("dead_letters", u.dead_letters)
+                    .num("stalls", u.stalls)
+                    .raw("history", &format!("[{}]", history.join(",")))
+                    .done()
+            })
+            .collect();
+        Obj::default()
+            .str("version", self.version)
+            .str("gateway", &self.gateway)
+            .raw("board", &self.board.as_deref().map_or("null".into(), quote))
+            .num("uptime_seconds", self.uptime_seconds)
+            .raw(
+                "connections",
+                &Obj::default().raw("mqtt", &mqtt).raw("nats", &nats).done(),
+            )
+            .raw("events", &events)
+            .raw("store", &store)
+            .raw("upstreams", &format!("[{}]", upstreams.join(",")))
+            .done()
     }
-    for u in &ups {
-        let last = match u["last_ack_age_seconds"].as_f64() {
-            Some(a) => format!("{a:.1}s ago"),
-            None => "never since start".into(),
-        };
+
+    /// The human form (`ferry status`).
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
         let _ = writeln!(
             s,
-            "upstream {}: {}, backlog {} events ({}), oldest {:.1}s, draining {}/s, last acknowledged {}, {} forwarded, {} dead letters",
-            u["name"].as_str().unwrap_or("?"),
-            u["state"].as_str().unwrap_or("?"),
-            i(&u["backlog_events"]),
-            bytes(i(&u["backlog_bytes"])),
-            n(&u["oldest_age_seconds"]),
-            n(&u["drain_per_second"]),
-            last,
-            i(&u["forwarded"]),
-            i(&u["dead_letters"])
+            "ferry {} on gateway {}{}, up {}",
+            self.version,
+            self.gateway,
+            self.board
+                .as_deref()
+                .map(|b| format!(" (board {b})"))
+                .unwrap_or_default(),
+            duration(self.uptime_seconds)
         );
+        let (m, n) = (&self.connections.mqtt, &self.connections.nats);
+        let _ = writeln!(
+            s,
+            "connections: MQTT {} (tcp {}, tls {}, ws {}, wss {}), NATS {} (tcp {}, tls {})",
+            m.tcp + m.tls + m.ws + m.wss,
+            m.tcp,
+            m.tls,
+            m.ws,
+            m.wss,
+            n.tcp + n.tls,
+            n.tcp,
+            n.tls,
+        );
+        let e = &self.events;
+        let _ = writeln!(
+            s,
+            "events: {}/s in, {}/s delivered locally ({} and {} since start)",
+            e.received_per_second, e.delivered_per_second, e.received, e.delivered
+        );
+        let st = &self.store;
+        let _ = writeln!(
+            s,
+            "store: {}, {} events ({}) in a {} file, {} dead letters, {} quarantined",
+            if st.usable { "ok" } else { "UNAVAILABLE" },
+            st.events,
+            bytes(st.bytes),
+            bytes(st.file_bytes),
+            st.dead_letters,
+            st.quarantined
+        );
+        if self.upstreams.is_empty() {
+            let _ = writeln!(s, "upstreams: none");
+        }
+        for u in &self.upstreams {
+            let last = match u.last_ack_age_seconds {
+                Some(a) => format!("{a:.1}s ago"),
+                None => "never since start".into(),
+            };
+            let _ = writeln!(
+                s,
+                "upstream {}: {}, backlog {} events ({}), oldest {:.1}s, draining {}/s, last acknowledged {}, {} forwarded, {} dead letters",
+                u.name,
+                u.state,
+                u.backlog_events,
+                bytes(u.backlog_bytes),
+                u.oldest_age_seconds,
+                u.drain_per_second,
+                last,
+                u.forwarded,
+                u.dead_letters
+            );
+        }
+        s
     }
-    s
 }
 
 fn duration(secs: u64) -> String {
@@ -272,24 +333,74 @@ fn bytes(b: i64) -> String {
 mod tests {
     use super::*;
 
+    fn sample() -> Status {
+        Status {
+            version: "0.1.0",
+            gateway: "gw-1".into(),
+            board: Some("pi-zero-2w".into()),
+            uptime_seconds: 3725,
+            connections: Connections {
+                mqtt: MqttConnections {
+                    tcp: 2,
+                    tls: 1,
+                    ws: 0,
+                    wss: 0,
+                },
+                nats: NatsConnections { tcp: 1, tls: 0 },
+            },
+            events: Events {
+                received: 1000,
+                received_per_second: 12.5,
+                delivered: 900,
+                delivered_per_second: 10.0,
+            },
+            store: StoreStatus {
+                usable: true,
+                file_bytes: 2097152,
+                events: 40,
+                bytes: 4096,
+                dead_letters: 1,
+                quarantined: 0,
+            },
+            upstreams: vec![UpstreamStatus {
+                name: "cloud".into(),
+                state: "down",
+                backlog_events: 40,
+                backlog_bytes: 4096,
+                oldest_age_seconds: 61.5,
+                drain_per_second: 0.0,
+                forwarded: 960,
+                last_ack_age_seconds: None,
+                dead_letters: 1,
+                stalls: 0,
+                history: vec![(5.0, 38), (0.0, 40)],
+            }],
+        }
+    }
+
     #[test]
     fn the_human_form_names_every_fact() {
-        let v = serde_json::json!({
-            "version": "0.1.0", "gateway": "gw-1", "board": "pi-zero-2w", "uptime_seconds": 3725,
-            "connections": {"mqtt": {"tcp": 2, "tls": 1, "ws": 0, "wss": 0}, "nats": {"tcp": 1, "tls": 0}},
-            "events": {"received": 1000, "received_per_second": 12.5, "delivered": 900, "delivered_per_second": 10.0},
-            "store": {"usable": true, "file_bytes": 2097152, "events": 40, "bytes": 4096, "dead_letters": 1, "quarantined": 0},
-            "upstreams": [{"name": "cloud", "state": "down", "backlog_events": 40, "backlog_bytes": 4096,
-                "oldest_age_seconds": 61.5, "drain_per_second": 0.0, "forwarded": 960,
-                "last_ack_age_seconds": null, "dead_letters": 1, "stalls": 0, "history": []}]
-        });
         assert_eq!(
-            render_text(&v),
+            sample().to_text(),
             "ferry 0.1.0 on gateway gw-1 (board pi-zero-2w), up 1h 2m\n\
              connections: MQTT 3 (tcp 2, tls 1, ws 0, wss 0), NATS 1 (tcp 1, tls 0)\n\
              events: 12.5/s in, 10/s delivered locally (1000 and 900 since start)\n\
              store: ok, 40 events (4.0 KiB) in a 2.0 MiB file, 1 dead letters, 0 quarantined\n\
              upstream cloud: down, backlog 40 events (4.0 KiB), oldest 61.5s, draining 0/s, last acknowledged never since start, 960 forwarded, 1 dead letters\n"
         );
+    }
+
+    #[test]
+    fn the_json_form_parses_with_every_fact() {
+        let v: serde_json::Value = serde_json::from_str(&sample().to_json()).unwrap();
+        assert_eq!(v["board"], "pi-zero-2w");
+        assert_eq!(v["connections"]["mqtt"]["tls"], 1);
+        assert_eq!(v["events"]["received_per_second"], 12.5);
+        assert_eq!(v["store"]["usable"], true);
+        let u = &v["upstreams"][0];
+        assert_eq!(u["last_ack_age_seconds"], serde_json::Value::Null);
+        assert_eq!(u["oldest_age_seconds"], 61.5);
+        assert_eq!(u["history"][0][1], 38);
+        assert_eq!(u["history"][1][0], 0.0);
     }
 }

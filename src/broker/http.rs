@@ -66,7 +66,7 @@ async fn answer(
     let (status, ctype, body) = if line.starts_with(b"GET / ") {
         ("200 OK", "text/html; charset=utf-8", PAGE.to_string())
     } else if line.starts_with(b"GET /status.json ") {
-        let body = serde_json::to_string(&status.snapshot()).unwrap_or_default();
+        let body = status.snapshot().to_json();
         ("200 OK", "application/json", body)
     } else if line.starts_with(b"GET /metrics ") {
         ("200 OK", "text/plain; version=0.0.4", metrics.render())

@@ -39,6 +39,8 @@ pub struct Running {
     configs: std::sync::Mutex<reload::Configs>,
     /// `[sys] interval`, which a reload may change.
     sys_interval: watch::Sender<Duration>,
+    /// The admin socket's thread (stopped, and the socket removed, when dropped).
+    _admin: Option<crate::admin::Admin>,
     /// Reloads asked through the admin socket: `main` answers them (it knows the file).
     pub reloads: Option<tokio::sync::mpsc::Receiver<crate::admin::ReloadRequest>>,
     /// The plain TCP MQTT listener.
@@ -143,11 +145,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .map_err(StartError::LoadRetained)?;
     restore_retained(&hub, &store, retained, &config).await?;
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let config = Arc::new(config);
     let configs = std::sync::Mutex::new(reload::Configs {
         started: config.clone(),
         applied: config.clone(),
+        links: config.clone(),
     });
-    let config = Arc::new(config);
 
     let mut listeners = Vec::new();
     let mut mqtt_addr = None;
@@ -184,17 +187,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
     }
     warn_if_open(&config, &mqtt_addrs, nats_addr);
-    listeners.push(tokio::spawn(crate::logging::flush_task(
-        shutdown_rx.clone(),
-    )));
     let history = Arc::new(crate::admin::history::History::default());
-    listeners.push(tokio::spawn(crate::admin::history::sample(
-        metrics.clone(),
-        history.clone(),
-        shutdown_rx.clone(),
-    )));
     let (sys_interval, sys_rx) = watch::channel(config.sys.interval);
-    listeners.push(tokio::spawn(sys::publish(
+    listeners.push(tokio::spawn(sys::run(
         hub.clone(),
         history.clone(),
         sys_rx,
@@ -210,11 +205,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     });
     let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
     let mut reloads = None;
+    let mut admin = None;
     if let Some(path) = config.admin_socket() {
-        let task =
-            crate::admin::serve(&path, status.clone(), reload_tx, shutdown_rx.clone()).await?;
+        admin = Some(crate::admin::serve(&path, status.clone(), reload_tx)?);
         tracing::info!(path = %path.display(), "admin socket ready (ferry status, ferry reload)");
-        listeners.push(task);
         reloads = Some(reload_rx);
     }
     let mut metrics_addr = None;
@@ -249,6 +243,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         metrics,
         configs,
         sys_interval,
+        _admin: admin,
         reloads,
         mqtt_addr,
         mqtt_addrs,

@@ -27,14 +27,14 @@
 //! restart, at every reload until it has one.
 
 use crate::config::{self, Config};
-use serde::Serialize;
 use std::path::Path;
+use std::sync::Arc;
 
 /// The keys (prefixes) a reload applies while ferry runs.
 const APPLIED: &[&str] = &["auth.", "acl[", "log.level", "sys.interval"];
 
 /// What one reload did, for the log and for `ferry reload`.
-#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct Outcome {
     /// False: the file was not valid (or not readable) and nothing changed.
     pub ok: bool,
@@ -56,6 +56,58 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// What `ferry reload` prints: the problems, or what was applied, started, stopped
+    /// and what waits for a restart.
+    pub fn to_text(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        if !self.ok {
+            for p in &self.problems {
+                let _ = writeln!(s, "{p}");
+            }
+            s.push_str("ferry: reload refused; ferry goes on with the configuration it had\n");
+            return s;
+        }
+        if self.applied.is_empty() {
+            s.push_str("reloaded: nothing changed that applies at run time\n");
+        } else {
+            let _ = writeln!(s, "reloaded: applied {}", self.applied.join(", "));
+        }
+        if self.revoked > 0 {
+            let _ = writeln!(
+                s,
+                "{} subscribers disconnected: they lost every right on a subscription (clients whose credentials were removed are disconnected at their next packet)",
+                self.revoked
+            );
+        }
+        for (names, what) in [
+            (&self.upstreams_started, "upstream links started"),
+            (
+                &self.upstreams_restarted,
+                "upstream links restarted from their cursors",
+            ),
+            (
+                &self.upstreams_stopped,
+                "upstream links stopped (their backlog is kept)",
+            ),
+        ] {
+            if !names.is_empty() {
+                let _ = writeln!(s, "{what}: {}", names.join(", "));
+            }
+        }
+        for n in &self.not_applied {
+            let _ = writeln!(s, "not applied: {n}");
+        }
+        if !self.restart_needed.is_empty() {
+            let _ = writeln!(
+                s,
+                "needs a restart to take effect: {}",
+                self.restart_needed.join(", ")
+            );
+        }
+        s
+    }
+
     fn failed(problems: Vec<String>) -> Outcome {
         Outcome {
             ok: false,
@@ -65,12 +117,15 @@ impl Outcome {
     }
 }
 
-/// The two configurations a reload compares against.
+/// The configurations a reload compares against.
 pub(super) struct Configs {
-    /// What the listeners, store and links were started with.
-    pub started: Config,
+    /// What the listeners and the store were started with.
+    pub started: Arc<Config>,
     /// The last one applied (the started one until a reload succeeds).
-    pub applied: Config,
+    pub applied: Arc<Config>,
+    /// The one whose `[[upstream]]` and `[[forward]]` the links run (a reload that needs
+    /// a lane the store lacks applies the rest of its file, not those).
+    pub links: Arc<Config>,
 }
 
 impl super::Running {
@@ -102,9 +157,9 @@ impl super::Running {
     }
 
     async fn apply(&self, new: Config, origin: &str) -> Outcome {
-        let (started, applied) = {
+        let (started, applied, running) = {
             let c = self.configs.lock().unwrap_or_else(|e| e.into_inner());
-            (c.started.clone(), c.applied.clone())
+            (c.started.clone(), c.applied.clone(), c.links.clone())
         };
         // Everything that can fail first: nothing is applied unless all of it can be.
         let policy = match crate::policy::Policy::reloaded(&new, &self.hub.policy()) {
@@ -127,13 +182,7 @@ impl super::Running {
             ok: true,
             ..Outcome::default()
         };
-        let mut now = new.clone();
-        let forwarding = self.reload_forwarding(&applied, &new, &mut outcome).await;
-        if !forwarding {
-            // Still the old ones: the next reload compares with what runs.
-            now.upstream = applied.upstream.clone();
-            now.forward = applied.forward.clone();
-        }
+        let forwarding = self.reload_forwarding(&running, &new, &mut outcome).await;
         let applies = |k: &str| {
             (tls.is_some() && k.starts_with("tls."))
                 || (forwarding && (k.starts_with("upstream[") || k.starts_with("forward[")))
@@ -141,9 +190,15 @@ impl super::Running {
                     .iter()
                     .any(|p| k.starts_with(p) || k == p.trim_end_matches(['.', '[']))
         };
+        let links = |k: &String| k.starts_with("upstream[") || k.starts_with("forward[");
         outcome.applied = config::changed_keys(&applied, &new)
             .into_iter()
-            .filter(|k| applies(k))
+            .filter(|k| applies(k) && !links(k))
+            .chain(
+                config::changed_keys(&running, &new)
+                    .into_iter()
+                    .filter(|k| forwarding && links(k)),
+            )
             .collect();
         if new.auth.password_file.is_some()
             && !outcome.applied.iter().any(|k| k == "auth.password_file")
@@ -159,9 +214,15 @@ impl super::Running {
                 }
             }
         }
+        // Forwarding runs as the last reload that applied it (maybe not the started one).
         outcome.restart_needed = config::changed_keys(&started, &new)
             .into_iter()
-            .filter(|k| !applies(k))
+            .filter(|k| !applies(k) && !links(k))
+            .chain(
+                config::changed_keys(&running, &new)
+                    .into_iter()
+                    .filter(|k| !forwarding && links(k)),
+            )
             .collect();
         outcome.revoked = self.hub.replace_policy(policy);
         if new.log.level != applied.log.level {
@@ -171,10 +232,12 @@ impl super::Running {
             }
         }
         self.sys_interval.send_replace(new.sys.interval);
-        self.configs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .applied = now;
+        let new = Arc::new(new);
+        let mut c = self.configs.lock().unwrap_or_else(|e| e.into_inner());
+        if forwarding {
+            c.links = new.clone();
+        }
+        c.applied = new;
         outcome
     }
 

@@ -88,32 +88,41 @@ pub fn messages(
     out
 }
 
-/// Publishes the `$SYS` topics every `interval` (zero: not at all, until a reload sets
-/// one) until `shutdown`.
-pub async fn publish(
+/// The periodic chores, in one task (each task is code of its own in the binary): the
+/// figures sampled every [`crate::admin::history::EVERY`], the `$SYS` topics published
+/// every `interval` (zero: not at all, until a reload sets one), and the summary of log
+/// lines suppressed in each window ([`crate::logging::flush_suppressed`]), until
+/// `shutdown`.
+pub async fn run(
     hub: Arc<Hub>,
     history: Arc<History>,
     mut interval: watch::Receiver<Duration>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    use crate::admin::history::{EVERY, Sample};
     let started = Instant::now();
+    let mut sample = tokio::time::interval(EVERY);
+    let mut flush = tokio::time::interval(Duration::from_secs(crate::logging::WINDOW_SECS));
+    let mut next_sys = tokio::time::Instant::now();
     loop {
-        let every = *interval.borrow_and_update();
-        if !every.is_zero() {
-            for (topic, payload) in messages(&hub, &history, started, crate::event::now_ms()) {
-                let event = Event::new(topic.into(), Bytes::from(payload), 0, true, Origin::Mqtt);
-                hub.publish_status(Arc::new(event));
-            }
-        }
-        let wait = if every.is_zero() {
-            Duration::MAX
-        } else {
-            every
-        };
+        let every = *interval.borrow();
         tokio::select! {
             _ = shutdown.changed() => return,
-            changed = interval.changed() => if changed.is_err() { return },
-            _ = tokio::time::sleep(wait.min(Duration::from_secs(86_400))) => {}
+            changed = interval.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                next_sys = tokio::time::Instant::now();
+            }
+            _ = sample.tick() => history.push(Sample::take(&hub.metrics, crate::event::now_ms())),
+            _ = flush.tick() => crate::logging::flush_suppressed(),
+            _ = tokio::time::sleep_until(next_sys), if !every.is_zero() => {
+                for (topic, payload) in messages(&hub, &history, started, crate::event::now_ms()) {
+                    let event = Event::new(topic.into(), Bytes::from(payload), 0, true, Origin::Mqtt);
+                    hub.publish_status(Arc::new(event));
+                }
+                next_sys += every;
+            }
         }
     }
 }

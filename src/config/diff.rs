@@ -3,38 +3,48 @@
 //! included so a changed password counts), but only key names leave here, never values.
 
 use super::types::Config;
-use std::collections::BTreeMap;
 
 /// The keys whose effective value differs, as `section.key` (`upstream[1].url` for the
 /// second `[[upstream]]`; `acl` when the rules differ in number), in file order.
 pub fn changed_keys(old: &Config, new: &Config) -> Vec<String> {
-    let (a, order_a) = flatten(&old.to_toml());
-    let (b, order_b) = flatten(&new.to_toml());
+    let a = flatten(&old.to_toml());
+    let b = flatten(&new.to_toml());
+    let value = |list: &[(String, String)], key: &str| {
+        list.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+    };
     let mut out: Vec<String> = Vec::new();
-    for key in order_b.iter().chain(order_a.iter()) {
-        if a.get(key) != b.get(key) && !out.contains(key) {
+    for (key, _) in b.iter().chain(a.iter()) {
+        if value(&a, key) != value(&b, key) && !out.contains(key) {
             out.push(key.clone());
         }
     }
     out
 }
 
-/// `section.key -> value` of a TOML text as the config writer lays it out (one key per
-/// line, `[table]` and `[[array]]` headers), and the keys in order.
-fn flatten(text: &str) -> (BTreeMap<String, String>, Vec<String>) {
-    let mut map = BTreeMap::new();
-    let mut order = Vec::new();
+/// `(section.key, value)` of a TOML text as the config writer lays it out (one key per
+/// line, `[table]` and `[[array]]` headers), in order. A few hundred keys: lists, not
+/// maps (code size).
+fn flatten(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
     let mut section = String::new();
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut counts: Vec<(String, usize)> = Vec::new();
     for line in text.lines() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
         if let Some(name) = line.strip_prefix("[[").and_then(|l| l.strip_suffix("]]")) {
-            let n = counts.entry(name.to_string()).or_default();
+            let n = match counts.iter_mut().find(|(k, _)| k == name) {
+                Some((_, n)) => {
+                    *n += 1;
+                    *n
+                }
+                None => {
+                    counts.push((name.to_string(), 0));
+                    0
+                }
+            };
             section = format!("{name}[{n}]");
-            *n += 1;
             continue;
         }
         if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
@@ -49,10 +59,9 @@ fn flatten(text: &str) -> (BTreeMap<String, String>, Vec<String>) {
         } else {
             format!("{section}.{key}")
         };
-        order.push(full.clone());
-        map.insert(full, value.to_string());
+        out.push((full, value.to_string()));
     }
-    (map, order)
+    out
 }
 
 #[cfg(test)]

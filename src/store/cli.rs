@@ -373,16 +373,19 @@ fn dump(dir: &Path, filter: DumpFilter) -> Result<ExitCode, Failure> {
 /// stay). Exit 1 for a lane the store does not have.
 fn forget(dir: &Path, lane: &str) -> Result<ExitCode, Failure> {
     let db = inspect::open(dir)?;
-    let i = inspect::info(&db, &inspect::file(dir))?;
-    let Some(u) = i.upstreams.iter().find(|u| u.name == lane) else {
-        let known: Vec<&str> = i.upstreams.iter().map(|u| u.name.as_str()).collect();
+    let (lanes, next) = {
+        let txn = db.begin_read().map_err(other)?;
+        (inspect::upstreams(&txn), inspect::next_seq(&txn))
+    };
+    let Some(u) = lanes.iter().find(|u| u.name == lane) else {
+        let known: Vec<&str> = lanes.iter().map(|u| u.name.as_str()).collect();
         eprintln!(
             "ferry store: no lane {lane:?} in this store (it has: {})",
             known.join(", ")
         );
         return Ok(ExitCode::FAILURE);
     };
-    let end = i.next_seq.saturating_sub(1);
+    let end = next.saturating_sub(1);
     let txn = db.begin_write().map_err(other)?;
     {
         let mut cursors = txn.open_table(super::CURSORS).map_err(other)?;
@@ -396,8 +399,8 @@ fn forget(dir: &Path, lane: &str) -> Result<ExitCode, Failure> {
     }
     txn.commit().map_err(other)?;
     println!(
-        "{lane}: forgotten ({} events were owed to it); its cursor is at the end of the log (seq {end}), where it starts if it is configured again",
-        u.backlog
+        "{lane}: forgotten; its cursor moved from seq {} to the end of the log, seq {end}, where it starts if it is configured again (`ferry store info` before told what it was owed)",
+        u.cursor
     );
     Ok(ExitCode::SUCCESS)
 }

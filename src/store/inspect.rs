@@ -208,6 +208,14 @@ fn count_rows<K: redb::Key + 'static, V: redb::Value + 'static>(
     .unwrap_or(0)
 }
 
+/// The seq the next event will get, as the store's `meta` table has it.
+pub fn next_seq(txn: &ReadTransaction) -> u64 {
+    u64_table(txn, META)
+        .iter()
+        .find(|(k, _)| k == "next_seq")
+        .map_or(1, |(_, v)| *v)
+}
+
 /// Gathers `ferry store info` for the store `db` (file `path`).
 pub fn info(db: &Database, path: &Path) -> Result<Info, InspectError> {
     let txn = db.begin_read().map_err(|e| read_err(path, e))?;
@@ -216,11 +224,7 @@ pub fn info(db: &Database, path: &Path) -> Result<Info, InspectError> {
         upstreams: upstreams(&txn),
         ..Default::default()
     };
-    let meta = u64_table(&txn, META);
-    info.next_seq = meta
-        .iter()
-        .find(|(k, _)| k == "next_seq")
-        .map_or(1, |(_, v)| *v);
+    info.next_seq = next_seq(&txn);
     let mut damage = Vec::new();
     let ups = &mut info.upstreams;
     let (mut events, mut oldest, mut newest, mut damaged) = (0, None, None, 0);
@@ -504,6 +508,16 @@ impl Obj {
         self.key(k).push_str(&n);
         self
     }
+    pub fn int(mut self, k: &str, v: i64) -> Obj {
+        let n = v.to_string();
+        self.key(k).push_str(&n);
+        self
+    }
+    pub fn float(mut self, k: &str, v: f64) -> Obj {
+        let n = json_float(v);
+        self.key(k).push_str(&n);
+        self
+    }
     /// `v` already JSON (a nested object, an array, `null`, `true`).
     pub fn raw(mut self, k: &str, v: &str) -> Obj {
         self.key(k).push_str(v);
@@ -515,6 +529,16 @@ impl Obj {
         }
         self.0.push('}');
         self.0
+    }
+}
+
+/// `x` as a JSON number: with a decimal point or exponent; 0.0 for what JSON cannot say
+/// (rates and ages are finite).
+pub fn json_float(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:?}")
+    } else {
+        "0.0".into()
     }
 }
 
