@@ -258,7 +258,7 @@ async fn handshake(
     }
     // nkey authentication: the server's nonce signed with the user's seed, read now so a
     // rotated key is used from the next attempt.
-    let signed = match (&s.creds_file, &info.nonce) {
+    let signed: Option<(String, String, Option<String>)> = match (&s.creds_file, &info.nonce) {
         #[cfg(feature = "tls")]
         (Some(path), Some(nonce)) => {
             let key = nkey::UserKey::from_file(path).map_err(|e| e.to_string())?;
