@@ -46,17 +46,26 @@ pub enum AdminError {
     },
 }
 
-/// The admin socket's thread; dropping it stops the thread and removes the socket.
+/// The admin socket's thread; dropping it stops the thread (and waits for it: it holds
+/// a handle to the store) and removes the socket.
 pub struct Admin {
     stop: Arc<AtomicBool>,
     path: PathBuf,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Admin {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        // Wakes the thread from its accept; it sees `stop` and ends.
-        let _ = UnixStream::connect(&self.path);
+        // Wakes the thread from its accept; it sees `stop` and ends. A client it is
+        // answering has at most TIMEOUT per read and write; a reload it waits for ends
+        // with the event loop's stop (the request's sender is dropped).
+        // (Not woken, e.g. the socket file was removed: left to end with the process.)
+        if UnixStream::connect(&self.path).is_ok() {
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
         let _ = std::fs::remove_file(&self.path);
     }
 }
@@ -84,7 +93,7 @@ pub fn serve(
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(bind_err)?;
     let stop = Arc::new(AtomicBool::new(false));
     let stopped = stop.clone();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("ferry-admin".into())
         .spawn(move || {
             // Blocked in accept while idle: no wake-ups on a quiet gateway.
@@ -101,6 +110,7 @@ pub fn serve(
     Ok(Admin {
         stop,
         path: path.to_path_buf(),
+        thread: Some(thread),
     })
 }
 

@@ -274,6 +274,10 @@ impl Running {
     /// abandoned (everything acked is already durable).
     pub async fn shutdown(self, grace: Duration) {
         let _ = self.shutdown.send(true);
+        // The admin thread holds a store handle (for `ferry status`): it must be gone
+        // before the store closes, or the database is still open when ferry exits and
+        // the next start finds it not closed cleanly.
+        drop(self._admin);
         let links = self.links.into_inner();
         let stop = async {
             links.stop_all().await;
