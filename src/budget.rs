@@ -13,7 +13,7 @@
 //!   online subscribers need; one subscriber holds at most a quarter of the pool, one
 //!   offline session a quarter of the offline part ([`MemoryPool::per_subscriber`]).
 //!   Publishers feeding a subscriber past half its queue are held back for at most
-//!   `limits.publisher_stall` per message ([`Budget::stall`]), which turns a burst into
+//!   `limits.publisher_stall` per message (`broker::Settings::publisher_stall`), which turns a burst into
 //!   a short wait instead of drops.
 //!
 //! - state clients make: an eighth ([`Budget::state`]) for subscriptions of both
@@ -46,7 +46,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// A shared byte pool with a hard limit: reservations fail rather than wait.
@@ -238,13 +237,10 @@ pub struct Budget {
     /// Permits are bytes of events queued for the store writer.
     pub ingest: Arc<Semaphore>,
     pub ingest_limit: usize,
-    /// The longest a publisher waits, per message, for subscribers it fed past their
-    /// high-water mark (`limits.publisher_stall`); zero: never.
-    pub stall: Duration,
 }
 
 impl Budget {
-    pub fn new(total: usize, cache_cap: usize, stall: Duration) -> Budget {
+    pub fn new(total: usize, cache_cap: usize) -> Budget {
         let ingest_limit = (total / 8).max(64 * 1024);
         Budget {
             total,
@@ -259,7 +255,6 @@ impl Budget {
             retained: total / 16,
             ingest: Arc::new(Semaphore::new(ingest_limit)),
             ingest_limit,
-            stall,
         }
     }
 
@@ -318,7 +313,7 @@ mod tests {
     #[test]
     fn the_shares_add_up_to_the_budget() {
         let total = 32 << 20;
-        let b = Budget::new(total, usize::MAX, Duration::ZERO);
+        let b = Budget::new(total, usize::MAX);
         let parts = b.cache
             + b.ingest_limit
             + b.outboxes.limit()
@@ -336,7 +331,7 @@ mod tests {
 
     #[tokio::test]
     async fn ingest_waits_for_room() {
-        let b = Budget::new(8 << 20, 1 << 30, Duration::ZERO);
+        let b = Budget::new(8 << 20, 1 << 30);
         assert_eq!(b.cache, 3 << 19);
         assert_eq!(b.retained, 1 << 19);
         assert_eq!(b.ingest_limit, 1 << 20);

@@ -400,3 +400,131 @@ async fn forwarding_changes_while_events_flow() {
     assert!(!f.log_text().contains("MQTT client disconnected"));
     device.abort();
 }
+
+/// Limits changed by a reload (issue 14): the connections already up keep the limits
+/// they were accepted with and stay connected; the ones accepted after the reload get the
+/// new ones; a connection cap lowered below the connections open closes none of them and
+/// refuses new ones until enough have ended.
+#[test]
+fn limits_change_for_the_connections_after_the_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = format!(
+        "{}[metrics]\nlisten = \"127.0.0.1:0\"\n",
+        common::base_config(dir.path())
+    );
+    let with = |mqtt: &str, nats: &str| {
+        base.replace(
+            "[mqtt]\nlisten = \"127.0.0.1:0\"\n",
+            &format!("[mqtt]\nlisten = \"127.0.0.1:0\"\n{mqtt}"),
+        )
+        .replace(
+            "[nats]\nlisten = \"127.0.0.1:0\"\n",
+            &format!("[nats]\nlisten = \"127.0.0.1:0\"\n{nats}"),
+        )
+    };
+    let f = Ferry::start(dir.path(), &with("max_inflight = 100\n", ""));
+    let file = dir.path().join("ferry.toml");
+    let nats = f.nats.unwrap();
+
+    let (mut sub, ack) = Raw::connect(f.mqtt, "sub", true, 30);
+    assert_eq!(ack.code, rumqttc::ConnectReturnCode::Success);
+    sub.subscribe(1, "t/#", QoS::AtMostOnce);
+    let (mut publisher, ack) = Raw5::connect(
+        f.mqtt,
+        "pub",
+        true,
+        rumqttc::v5::mqttbytes::v5::ConnectProperties::new(),
+        None,
+    );
+    assert_eq!(ack.properties.unwrap().receive_max, Some(100));
+    let (mut old_nats, lines) = NatsRaw::connect(nats, r#"{"verbose":false}"#);
+    assert_eq!(lines, ["PONG"]);
+    assert!(
+        old_nats.info.contains("\"max_payload\":1048576"),
+        "{}",
+        old_nats.info
+    );
+
+    std::fs::write(
+        &file,
+        with(
+            "max_connections = 1\nmax_inflight = 7\n",
+            "max_payload = \"100B\"\nmax_pending = \"100B\"\n",
+        ),
+    )
+    .unwrap();
+    let out = ferry_cmd(&["reload"], &file);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    for key in [
+        "mqtt.max_connections",
+        "mqtt.max_inflight",
+        "nats.max_payload",
+        "nats.max_pending",
+    ] {
+        assert!(stdout.contains(key), "{key} applied: {stdout}");
+    }
+    assert!(!stdout.contains("restart"), "{stdout}");
+
+    // Both MQTT connections stay, over the new cap of one, and keep working.
+    publisher.publish(
+        "t/1",
+        rumqttc::v5::mqttbytes::QoS::AtMostOnce,
+        0,
+        b"kept",
+        None,
+    );
+    assert_eq!(next_topic(&mut sub), ("t/1".into(), b"kept".to_vec()));
+    // No third one while two are open; none after one of them ends either (one left).
+    let (_, refused) = Raw::connect_login(f.mqtt, "third", true, None);
+    assert!(refused.is_err(), "refused at the cap: {refused:?}");
+    drop(publisher);
+    let (_, refused) = Raw::connect_login(f.mqtt, "fourth", true, None);
+    assert!(refused.is_err(), "one still open, cap 1: {refused:?}");
+    assert!(f.metric("ferry_connections_refused_total") >= 2);
+    drop(sub);
+    // Once none is open: admitted, with the new receive maximum.
+    let mut admitted = None;
+    wait_until(SECS, "a connection admitted under the new cap", || {
+        let mut raw = Raw5::open(f.mqtt);
+        raw.send(Packet5::Connect(
+            rumqttc::v5::mqttbytes::v5::Connect {
+                keep_alive: 30,
+                client_id: "fifth".into(),
+                clean_start: true,
+                properties: Some(rumqttc::v5::mqttbytes::v5::ConnectProperties::new()),
+            },
+            None,
+            None,
+        ));
+        match raw.recv(Duration::from_secs(2)) {
+            Some(Packet5::ConnAck(a)) => {
+                admitted = Some(a);
+                true
+            }
+            _ => false,
+        }
+    });
+    let ack = admitted.unwrap();
+    assert_eq!(ack.properties.unwrap().receive_max, Some(7));
+
+    // NATS: the connection from before keeps its 1 MiB max_payload; a new one is told
+    // 100 B in INFO and held to it.
+    let big = "x".repeat(200);
+    old_nats.send(&format!("PUB t.big 200\r\n{big}\r\nPING\r\n"));
+    assert_eq!(old_nats.until_pong(SECS), ["PONG"]);
+    let (mut new_nats, lines) = NatsRaw::connect(nats, r#"{"verbose":false}"#);
+    assert_eq!(lines, ["PONG"]);
+    assert!(
+        new_nats.info.contains("\"max_payload\":100,"),
+        "{}",
+        new_nats.info
+    );
+    new_nats.send(&format!("PUB t.big 200\r\n{big}\r\n"));
+    assert_eq!(
+        new_nats.line(SECS).as_deref(),
+        Some("-ERR 'Maximum Payload Violation'")
+    );
+    assert!(new_nats.closed_within(SECS));
+    assert_eq!(f.metric("ferry_config_reloads_total{result=\"ok\"}"), 1);
+}

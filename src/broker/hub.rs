@@ -41,6 +41,9 @@ pub struct Hub {
     #[cfg(feature = "tls")]
     tls: std::sync::Mutex<Vec<crate::transport::tls::Acceptor>>,
     pub budget: Arc<Budget>,
+    /// The limits new connections and sessions take, and the listeners' caps: replaced
+    /// by a reload ([`Hub::replace_settings`]).
+    pub settings: super::settings::Settings,
     /// Places in the budget's connections share, for every listener of both protocols.
     pub admission: Arc<crate::transport::admission::Admission>,
     pub router: Router,
@@ -67,17 +70,20 @@ impl Hub {
         forwarding: Forwarding,
         store: Option<Store>,
         metrics: Arc<Metrics>,
-        max_retained: usize,
+        config: Arc<crate::config::Config>,
         policy: Policy,
         budget: Arc<Budget>,
     ) -> Hub {
+        let retained = Retained::new(budget.retained, metrics.clone());
+        retained.set_limits(&config.mqtt);
         Hub {
+            settings: super::settings::Settings::new(config),
             policy: RwLock::new(Arc::new(policy)),
             policy_generation: AtomicU64::new(0),
             #[cfg(feature = "tls")]
             tls: std::sync::Mutex::new(Vec::new()),
             router: Router::with_pool(budget.state.clone()),
-            retained: Retained::new(max_retained, budget.retained, metrics.clone()),
+            retained,
             admission: crate::transport::admission::Admission::new(budget.connections.clone()),
             budget,
             forwarding: RwLock::new(Arc::new(forwarding)),
@@ -90,11 +96,12 @@ impl Hub {
         }
     }
 
-    /// Holds retained messages to `bytes` together (`mqtt.max_retained_bytes`) when that
-    /// is less than the budget's retained share, which bounds them otherwise.
-    pub fn with_max_retained_bytes(mut self, bytes: usize) -> Hub {
-        self.retained.cap_bytes(bytes);
-        self
+    /// A reload's configuration: the limits of the connections and sessions that start
+    /// from now on, the listeners' caps, the publisher stall, and the retained table's
+    /// bounds (lowered: what it holds stays, new messages wait until it is under them).
+    pub fn replace_settings(&self, config: Arc<crate::config::Config>) {
+        self.retained.set_limits(&config.mqtt);
+        self.settings.replace(config);
     }
 
     /// Who may connect and do what: the one policy point of both protocols.
@@ -332,10 +339,11 @@ impl Hub {
     /// mark: one deadline for all of them, so a publish waits at most
     /// `limits.publisher_stall` in total.
     async fn stall(&self, stalled: Vec<Arc<Outbox>>, own_conn: u64) {
-        if stalled.is_empty() || self.budget.stall.is_zero() {
+        let stall = self.settings.publisher_stall();
+        if stalled.is_empty() || stall.is_zero() {
             return;
         }
-        let deadline = tokio::time::Instant::now() + self.budget.stall;
+        let deadline = tokio::time::Instant::now() + stall;
         for outbox in stalled.iter().filter(|o| o.conn_id() != own_conn) {
             self.metrics.delivery.stalls.inc();
             if !outbox.wait_room(deadline).await {

@@ -6,6 +6,7 @@ mod http;
 mod hub;
 mod reload;
 mod retained;
+mod settings;
 mod start_error;
 mod sys;
 
@@ -88,7 +89,6 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let budget = Arc::new(Budget::new(
         usize::try_from(config.limits.memory.0).unwrap_or(usize::MAX),
         usize::try_from(config.store.cache_size.0).unwrap_or(usize::MAX),
-        config.limits.publisher_stall,
     ));
     metrics.watch_budget(budget.clone());
     let opts = StoreOptions {
@@ -122,19 +122,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let store = store.with_ingest(budget.ingest.clone(), budget.ingest_limit);
     let bits: Vec<u8> = store.upstreams().iter().map(|u| u.bit).collect();
     let forwarding = Forwarding::new(&config, &lanes, &bits);
-    let hub = Arc::new(
-        Hub::new(
-            forwarding,
-            Some(store.clone()),
-            metrics.clone(),
-            config.mqtt.max_retained,
-            crate::policy::Policy::new(&config, metrics.clone())?,
-            budget.clone(),
-        )
-        .with_max_retained_bytes(
-            usize::try_from(config.mqtt.max_retained_bytes.0).unwrap_or(usize::MAX),
-        ),
-    );
+    let policy = crate::policy::Policy::new(&config, metrics.clone())?;
+    let config = Arc::new(config);
+    let hub = Arc::new(Hub::new(
+        forwarding,
+        Some(store.clone()),
+        metrics.clone(),
+        config.clone(),
+        policy,
+        budget.clone(),
+    ));
     let st = store.clone();
     let retained = tokio::task::spawn_blocking(move || st.load_retained())
         .await
@@ -145,7 +142,6 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .map_err(StartError::LoadRetained)?;
     restore_retained(&hub, &store, retained, &config).await?;
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let config = Arc::new(config);
     let configs = std::sync::Mutex::new(reload::Configs {
         started: config.clone(),
         applied: config.clone(),

@@ -18,6 +18,10 @@
 //!   store registered at start can be used: a new upstream or priority waits for a
 //!   restart (named in `not_applied`), and so do the other forwarding changes of that file.
 //! - `[log] level` (unless RUST_LOG is set, which wins), `[sys] interval`.
+//! - The limits of `[mqtt]` and `[nats]` and `limits.publisher_stall` ([`APPLIED`]): the
+//!   connections and sessions that start after the reload take them, those up keep
+//!   theirs; the caps and the retained table's bounds hold at once
+//!   ([`super::Hub::replace_settings`]).
 //! - `[tls]` certificates, key and client CAs (the files always read again, so a
 //!   certificate renewed in place is taken), for the TLS handshakes that follow; a
 //!   connection up keeps its session. Only where TLS listeners were started and the
@@ -31,7 +35,38 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// The keys (prefixes) a reload applies while ferry runs.
-const APPLIED: &[&str] = &["auth.", "acl[", "log.level", "sys.interval"];
+const APPLIED: &[&str] = &[
+    "auth.",
+    "acl[",
+    "log.level",
+    "sys.interval",
+    "limits.publisher_stall",
+    // For the connections and sessions after the reload (`broker/settings.rs`); the
+    // caps and the retained table's bounds at once.
+    "mqtt.max_packet_size",
+    "mqtt.max_connections",
+    "mqtt.max_inflight",
+    "mqtt.max_queued",
+    "mqtt.connect_timeout",
+    "mqtt.max_sessions",
+    "mqtt.max_queued_bytes",
+    "mqtt.max_subscriptions",
+    "mqtt.max_topic_levels",
+    "mqtt.max_retained",
+    "mqtt.max_retained_bytes",
+    "mqtt.max_topic_aliases",
+    "mqtt.outbound_topic_aliases",
+    "mqtt.max_keep_alive",
+    "mqtt.max_session_expiry",
+    "nats.connect_timeout",
+    "nats.max_payload",
+    "nats.max_control_line",
+    "nats.max_pending",
+    "nats.ping_interval",
+    "nats.max_pings_out",
+    "nats.max_connections",
+    "nats.server_name",
+];
 
 /// What one reload did, for the log and for `ferry reload`.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -233,6 +268,7 @@ impl super::Running {
         }
         self.sys_interval.send_replace(new.sys.interval);
         let new = Arc::new(new);
+        self.hub.replace_settings(new.clone());
         let mut c = self.configs.lock().unwrap_or_else(|e| e.into_inner());
         if forwarding {
             c.links = new.clone();

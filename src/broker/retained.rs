@@ -8,6 +8,7 @@ use crate::event::Event;
 use crate::metrics::Metrics;
 use crate::store::{RetainedChange, StoredEvent};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// What one retained message counts against the byte limit: an upper bound of both what
@@ -56,31 +57,45 @@ struct Table {
 
 pub struct Retained {
     table: RwLock<Table>,
-    max: usize,
-    max_bytes: usize,
+    /// `mqtt.max_retained`; a reload may change it.
+    max: AtomicUsize,
+    /// `mqtt.max_retained_bytes`, never more than `share`; a reload may change it.
+    max_bytes: AtomicUsize,
+    /// The budget's share for retained messages.
+    share: usize,
     metrics: Arc<Metrics>,
 }
 
 impl Retained {
-    /// At most `max` messages of at most `max_bytes` together.
-    pub fn new(max: usize, max_bytes: usize, metrics: Arc<Metrics>) -> Retained {
+    /// At most `share` bytes of messages together (the budget's share), and no messages
+    /// at all until [`Retained::set_limits`].
+    pub fn new(share: usize, metrics: Arc<Metrics>) -> Retained {
         Retained {
             table: RwLock::new(Table::default()),
-            max,
-            max_bytes,
+            max: AtomicUsize::new(0),
+            max_bytes: AtomicUsize::new(share),
+            share,
             metrics,
         }
     }
 
-    /// Lowers the byte limit to `bytes` (`mqtt.max_retained_bytes`) when that is below
-    /// the budget's share it started with.
-    pub fn cap_bytes(&mut self, bytes: usize) {
-        self.max_bytes = self.max_bytes.min(bytes);
+    /// `mqtt.max_retained` messages and `mqtt.max_retained_bytes` (at most the budget's
+    /// share): at start and at a reload. Lowered below what the table holds, it deletes
+    /// nothing; new messages are refused until the table is under the limits.
+    pub fn set_limits(&self, cfg: &crate::config::MqttConfig) {
+        let bytes = usize::try_from(cfg.max_retained_bytes.0).unwrap_or(usize::MAX);
+        self.max_bytes
+            .store(bytes.min(self.share), Ordering::Release);
+        self.max.store(cfg.max_retained, Ordering::Release);
     }
 
     /// The byte limit in force.
     pub fn max_bytes(&self) -> usize {
-        self.max_bytes
+        self.max_bytes.load(Ordering::Acquire)
+    }
+
+    fn max(&self) -> usize {
+        self.max.load(Ordering::Acquire)
     }
 
     /// Applies a publish with the RETAIN flag: an empty payload clears the topic, anything
@@ -101,21 +116,21 @@ impl Retained {
                 change: old.is_some().then(deleted),
                 refused: None,
             }
-        } else if old.is_none() && t.map.len() >= self.max {
+        } else if old.is_none() && t.map.len() >= self.max() {
             Update {
                 change: None,
                 refused: Some(Refused {
                     key: "mqtt.max_retained",
-                    max: self.max,
+                    max: self.max(),
                     size,
                 }),
             }
-        } else if t.bytes.saturating_add(size) > self.max_bytes {
+        } else if t.bytes.saturating_add(size) > self.max_bytes() {
             Update {
                 change: old.is_some().then(deleted),
                 refused: Some(Refused {
                     key: "mqtt.max_retained_bytes",
-                    max: self.max_bytes,
+                    max: self.max_bytes(),
                     size,
                 }),
             }
@@ -171,7 +186,7 @@ impl Retained {
             e.received_ms = s.received_ms;
             e.user_properties = s.user_properties;
             let size = size(&e);
-            let fits = t.map.len() < self.max && t.bytes.saturating_add(size) <= self.max_bytes;
+            let fits = t.map.len() < self.max() && t.bytes.saturating_add(size) <= self.max_bytes();
             if fits && !t.map.contains_key(&e.topic) {
                 t.bytes += size;
                 t.map.insert(e.topic.clone(), Arc::new(e));
@@ -194,6 +209,17 @@ mod tests {
     use super::*;
     use crate::event::Origin;
     use bytes::Bytes;
+
+    /// A table of at most `max` messages and `bytes` bytes.
+    fn table(max: usize, bytes: usize, metrics: Arc<Metrics>) -> Retained {
+        let r = Retained::new(bytes, metrics);
+        r.set_limits(&crate::config::MqttConfig {
+            max_retained: max,
+            max_retained_bytes: crate::config::ByteSize(u64::MAX),
+            ..Default::default()
+        });
+        r
+    }
 
     fn ev(topic: &str, payload: &[u8]) -> Arc<Event> {
         Arc::new(Event::new(
@@ -229,7 +255,7 @@ mod tests {
 
     #[test]
     fn set_clear_match_and_bound() {
-        let r = Retained::new(2, usize::MAX, Arc::new(Metrics::default()));
+        let r = table(2, usize::MAX, Arc::new(Metrics::default()));
         assert!(is_put(&put(&r, "a/1", b"x")));
         assert!(is_put(&put(&r, "a/2", b"y")));
         let full = put(&r, "a/3", b"z");
@@ -252,6 +278,32 @@ mod tests {
         assert_eq!(r.matching("#").len(), 1);
     }
 
+    /// A reload lowers the count: what is held stays, and new topics are refused until
+    /// the table is under the new limit; a raised limit takes new topics at once.
+    #[test]
+    fn lowered_limits_keep_what_is_held() {
+        let r = table(3, usize::MAX, Arc::new(Metrics::default()));
+        for t in ["a/1", "a/2", "a/3"] {
+            assert!(is_put(&put(&r, t, b"x")));
+        }
+        let limits = |max| crate::config::MqttConfig {
+            max_retained: max,
+            max_retained_bytes: crate::config::ByteSize(u64::MAX),
+            ..Default::default()
+        };
+        r.set_limits(&limits(1));
+        assert_eq!(r.matching("#").len(), 3);
+        assert_eq!(
+            put(&r, "a/4", b"x").refused.map(|f| (f.key, f.max)),
+            Some(("mqtt.max_retained", 1))
+        );
+        assert!(is_delete(&put(&r, "a/1", b"")));
+        assert!(is_delete(&put(&r, "a/2", b"")));
+        assert!(put(&r, "a/4", b"x").refused.is_some(), "one held, limit 1");
+        r.set_limits(&limits(2));
+        assert!(is_put(&put(&r, "a/4", b"x")));
+    }
+
     /// The byte limit: what is held is the sum of the sizes of what is held; replacing
     /// frees the old message first, an empty payload frees it, and what does not fit is
     /// refused and counted (a refused replacement leaves the topic empty).
@@ -261,7 +313,7 @@ mod tests {
         let kib = [7u8; 1024];
         let one = size(&ev("a/1", &kib));
         // Room for exactly three 1 KiB messages on topics of the same length.
-        let r = Retained::new(100, 3 * one, metrics.clone());
+        let r = table(100, 3 * one, metrics.clone());
         let held = || {
             (
                 metrics.retained.get() as usize,
@@ -358,7 +410,7 @@ mod tests {
     fn restore_loads_only_what_fits_the_limits() {
         let metrics = Arc::new(Metrics::default());
         let one = size(&ev("b/1", &[0u8; 100]));
-        let r = Retained::new(3, 2 * one, metrics.clone());
+        let r = table(3, 2 * one, metrics.clone());
         let mut left_out = r.restore(vec![
             stored("b/3", &[0u8; 100], 3),
             stored("b/1", &[0u8; 100], 1),
@@ -369,7 +421,7 @@ mod tests {
         assert_eq!(topics(&r), ["b/1", "b/2"]);
         assert_eq!(metrics.retained_bytes.get() as usize, 2 * one);
 
-        let r = Retained::new(1, usize::MAX, metrics.clone());
+        let r = table(1, usize::MAX, metrics.clone());
         let left_out = r.restore(vec![stored("c/2", b"x", 2), stored("c/1", b"y", 1)]);
         assert_eq!(left_out, [Arc::<str>::from("c/2")]);
         assert_eq!(topics(&r), ["c/1"]);

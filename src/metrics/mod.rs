@@ -633,11 +633,7 @@ mod tests {
             assert!(help.ends_with('.') && help.len() > 10, "{name}: {help}");
         }
         let m = Metrics::default();
-        m.watch_budget(Arc::new(crate::budget::Budget::new(
-            32 << 20,
-            4 << 20,
-            std::time::Duration::from_millis(250),
-        )));
+        m.watch_budget(Arc::new(crate::budget::Budget::new(32 << 20, 4 << 20)));
         m.upstream("cloud");
         let text = m.render();
         for (name, _, help) in &families {

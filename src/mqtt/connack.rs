@@ -44,7 +44,7 @@ impl Conn {
     }
 
     pub(super) fn connack(&self, present: bool, assigned: Option<String>) -> codec::ConnAck {
-        let cfg = &self.ctx.config.mqtt;
+        let cfg = &self.config.mqtt;
         let properties = self.protocol.is_v5().then(|| {
             Box::new(codec::ConnAckProperties {
                 receive_maximum: Some(cfg.max_inflight),

@@ -130,6 +130,9 @@ pub(super) struct Conn {
     cert_user: Option<String>,
     pub conn_id: u64,
     pub ctx: Arc<MqttCtx>,
+    /// The hub's settings when it was accepted: its limits for its whole life (a
+    /// reload's hold for the connections after it).
+    pub config: Arc<crate::config::Config>,
     pub rbuf: BytesMut,
     pub wbuf: BytesMut,
     pub protocol: Protocol,
@@ -163,6 +166,9 @@ pub async fn serve(accepted: Accepted, ctx: Arc<MqttCtx>, mut shutdown: watch::R
     metrics.connections_mqtt.add(1);
     let by_transport = &metrics.connections_mqtt_by[accepted.transport as usize];
     by_transport.add(1);
+    // The limits in force now hold for this connection's life (a reload changes them
+    // for the connections after it).
+    let settings = ctx.hub.settings.current();
     let alias_bytes = Account::new(ctx.hub.budget.state.clone());
     let rbuf_bytes = Account::new(ctx.hub.budget.packets.clone());
     let mut conn = Conn {
@@ -172,7 +178,8 @@ pub async fn serve(accepted: Accepted, ctx: Arc<MqttCtx>, mut shutdown: watch::R
         identity: None,
         cert_user: accepted.cert_user,
         conn_id: ctx.hub.conn_id(),
-        max_packet: ctx.config.mqtt.max_packet_size.0 as usize,
+        max_packet: settings.mqtt.max_packet_size.0 as usize,
+        config: settings,
         ctx,
         rbuf: BytesMut::new(),
         wbuf: BytesMut::new(),
@@ -190,7 +197,7 @@ pub async fn serve(accepted: Accepted, ctx: Arc<MqttCtx>, mut shutdown: watch::R
         acked: Vec::new(),
         will: None,
     };
-    let timeout = conn.ctx.config.mqtt.connect_timeout;
+    let timeout = conn.config.mqtt.connect_timeout;
     let connect = tokio::select! {
         r = tokio::time::timeout(timeout, Box::pin(conn.read_connect())) => match r {
             Ok(r) => r,
@@ -286,11 +293,11 @@ impl Conn {
         if let Some(r) = p.receive_maximum {
             self.client_receive_max = usize::from(r.max(1));
         }
-        self.client_alias_max = if self.ctx.config.mqtt.outbound_topic_aliases {
+        self.client_alias_max = if self.config.mqtt.outbound_topic_aliases {
             // Never more than we allow ourselves: each alias holds a topic.
             p.topic_alias_maximum
                 .unwrap_or(0)
-                .min(self.ctx.config.mqtt.max_topic_aliases)
+                .min(self.config.mqtt.max_topic_aliases)
         } else {
             0
         };
@@ -358,7 +365,7 @@ impl Conn {
             }
             Err(OpenError::TooManySessions) => {
                 if let Some(suppressed) = crate::logging::allow(crate::logging::Noise::Refused) {
-                    tracing::warn!(peer = %self.peer, %client_id, max = self.ctx.config.mqtt.max_sessions, suppressed, "MQTT CONNECT refused: mqtt.max_sessions reached, every persistent session online");
+                    tracing::warn!(peer = %self.peer, %client_id, max = self.config.mqtt.max_sessions, suppressed, "MQTT CONNECT refused: mqtt.max_sessions reached, every persistent session online");
                 }
                 let code = if v5 {
                     reason::QUOTA_EXCEEDED
@@ -372,8 +379,7 @@ impl Conn {
         self.will = connect.will.clone();
         self.identity = Some(identity);
         self.charge.admit();
-        let max_ka =
-            u16::try_from(self.ctx.config.mqtt.max_keep_alive.as_secs()).unwrap_or(u16::MAX);
+        let max_ka = u16::try_from(self.config.mqtt.max_keep_alive.as_secs()).unwrap_or(u16::MAX);
         let mut keep_alive = connect.keep_alive;
         let mut server_keep_alive = None;
         if v5 && (keep_alive == 0 || keep_alive > max_ka) && max_ka < u16::MAX {
@@ -483,7 +489,7 @@ impl Conn {
         shutdown: &mut watch::Receiver<bool>,
     ) -> Close {
         let v5 = self.protocol.is_v5();
-        let max_pending = usize::from(self.ctx.config.mqtt.max_inflight);
+        let max_pending = usize::from(self.config.mqtt.max_inflight);
         // MQTT 3.1.1 section 3.1.2.10: one and a half keep-alive periods.
         let keep_alive = Duration::from_millis(u64::from(keep_alive_secs) * 1500);
         let mut deadline = Instant::now() + keep_alive;

@@ -80,8 +80,8 @@ impl Conn {
         p: Publish,
         state: &mut SessionState,
     ) -> Result<(), Close> {
-        let ctx = self.ctx.clone();
-        let cfg = &ctx.config.mqtt;
+        let max_levels = self.config.mqtt.max_topic_levels;
+        let max_inflight = usize::from(self.config.mqtt.max_inflight);
         let qos = p.qos as u8;
         let props = p.properties.map(|b| *b).unwrap_or_default();
         let topic = self.resolve_alias(p.topic, props.topic_alias)?;
@@ -91,7 +91,7 @@ impl Conn {
                 format!("PUBLISH to {topic:?}: {e}"),
             ));
         }
-        if topic.split('/').count() > cfg.max_topic_levels {
+        if topic.split('/').count() > max_levels {
             return Err(Close::Protocol(
                 reason::TOPIC_NAME_INVALID,
                 format!("PUBLISH to {topic:?}: more than mqtt.max_topic_levels levels"),
@@ -110,7 +110,7 @@ impl Conn {
                 .filter(|a| a.kind == AckKind::PubAck)
                 .count()
                 + state.unreleased_qos2()
-                >= usize::from(cfg.max_inflight)
+                >= max_inflight
         {
             return Err(Close::Protocol(
                 reason::RECEIVE_MAXIMUM_EXCEEDED,
@@ -119,7 +119,7 @@ impl Conn {
         }
         if qos == 2
             && !state
-                .qos2_received(p.pkid, usize::from(cfg.max_inflight))
+                .qos2_received(p.pkid, max_inflight)
                 .map_err(Close::protocol)?
         {
             // A retransmission of a QoS 2 publish we already took: acknowledge it again.
@@ -194,7 +194,7 @@ impl Conn {
     /// connection with DISCONNECT 0x97 (counted).
     fn resolve_alias(&mut self, topic: String, alias: Option<u16>) -> Result<String, Close> {
         let Some(alias) = alias else { return Ok(topic) };
-        if alias == 0 || alias > self.ctx.config.mqtt.max_topic_aliases {
+        if alias == 0 || alias > self.config.mqtt.max_topic_aliases {
             return Err(Close::Protocol(
                 reason::TOPIC_ALIAS_INVALID,
                 format!("topic alias {alias} out of range"),
@@ -224,8 +224,8 @@ impl Conn {
     }
 
     async fn subscribe(&mut self, s: codec::Subscribe, state: &mut SessionState) {
-        let ctx = self.ctx.clone();
-        let cfg = &ctx.config.mqtt;
+        let config = self.config.clone();
+        let cfg = &config.mqtt;
         let v5 = self.protocol.is_v5();
         let sub_id = s
             .properties

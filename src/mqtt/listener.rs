@@ -11,17 +11,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// How often offline sessions are checked for expiry.
 const REAP_INTERVAL: Duration = Duration::from_secs(1);
-/// WebSocket frames may carry a whole packet plus framing slack.
-const WS_FRAME_SLACK: usize = 64 * 1024;
 
 /// What every MQTT connection task shares.
 pub struct MqttCtx {
-    pub config: Arc<Config>,
     pub hub: Arc<Hub>,
     pub sessions: Arc<Sessions>,
 }
@@ -66,7 +63,7 @@ pub async fn listen(
     } else {
         None
     };
-    let sessions = Arc::new(Sessions::new(hub.clone(), &config.mqtt));
+    let sessions = Arc::new(Sessions::new(hub.clone()));
     if let Some(store) = hub.store.clone() {
         match tokio::task::spawn_blocking(move || store.load_sessions()).await {
             Ok(Ok(records)) => {
@@ -87,11 +84,9 @@ pub async fn listen(
         }
     }
     let ctx = Arc::new(MqttCtx {
-        config: config.clone(),
         hub: hub.clone(),
         sessions,
     });
-    let permits = Arc::new(Semaphore::new(config.mqtt.max_connections));
     let mut addrs = Vec::new();
     let mut tasks = Vec::new();
     for (transport, listener) in bound {
@@ -103,12 +98,10 @@ pub async fn listen(
         let opts = ListenOptions {
             protocol: "MQTT",
             transport,
-            permits: permits.clone(),
-            handshake_timeout: config.mqtt.connect_timeout,
+            limits: hub.settings.mqtt.clone(),
             #[cfg(feature = "tls")]
             tls: tls.clone(),
             ws_path: config.mqtt.ws_path.clone(),
-            ws_max_frame: (config.mqtt.max_packet_size.0 as usize).saturating_add(WS_FRAME_SLACK),
             metrics: hub.metrics.clone(),
             admission: hub.admission.clone(),
             memory_log: Default::default(),

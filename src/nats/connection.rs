@@ -114,18 +114,24 @@ pub(super) struct Conn {
     /// options but keep the identity: no second password check for a client to make
     /// ferry spend CPU on, and no switching users on one connection.
     authenticated: bool,
+    /// `nats.ping_interval` and `nats.connect_timeout` as they were when it connected.
+    ping_interval: Duration,
+    connect_timeout: Duration,
 }
 
 pub async fn serve(accepted: Accepted, ctx: Arc<NatsCtx>, mut shutdown: watch::Receiver<bool>) {
     let metrics = ctx.hub.metrics.clone();
     metrics.connections_nats.add(1);
     let peer = accepted.peer;
-    let cfg = &ctx.config.nats;
+    // The limits in force now hold for this connection's life (a reload changes them
+    // for the connections after it).
+    let settings = ctx.hub.settings.current();
+    let cfg = &settings.nats;
     let conn_id = ctx.hub.conn_id();
-    let info = ctx.info_for(conn_id, peer);
+    let info = ctx.info_for(conn_id, peer, cfg);
     let negotiate = handshake::negotiate(
         accepted.stream,
-        cfg.tls,
+        ctx.tls_mode,
         #[cfg(feature = "tls")]
         ctx.tls.as_ref(),
         info,
@@ -185,6 +191,8 @@ pub async fn serve(accepted: Accepted, ctx: Arc<NatsCtx>, mut shutdown: watch::R
         identity,
         cert_user: negotiated.cert_user,
         authenticated: false,
+        ping_interval: cfg.ping_interval,
+        connect_timeout: cfg.connect_timeout,
         ctx,
     };
     let (mut rd, mut wr) = stream.split();
@@ -234,13 +242,13 @@ impl Conn {
         deliveries: &mut Deliveries,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Close {
-        let ping_interval = self.ctx.config.nats.ping_interval;
+        let ping_interval = self.ping_interval;
         let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_in = Instant::now();
         let mut write_progress = Instant::now();
         // CONNECT is due by then when the client must authenticate.
-        let auth_deadline = Instant::now() + self.ctx.config.nats.connect_timeout;
+        let auth_deadline = Instant::now() + self.connect_timeout;
         // TLS may hold back the tail of a write until flushed; plain TCP never does.
         let flushes = matches!(wr, WriteHalf::Shared(_));
         let mut needs_flush = false;

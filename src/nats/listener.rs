@@ -4,14 +4,14 @@ use super::connection;
 use super::proto::{ServerInfo, encode_err};
 use crate::broker::Hub;
 use crate::broker::StartError;
-use crate::config::{Config, NatsTls};
+use crate::config::{Config, NatsConfig, NatsTls};
 use crate::transport::listen::{self, ListenOptions, Transport};
 use bytes::BytesMut;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// The nats-server version ferry reports in INFO. Clients gate features on it (headers
@@ -21,9 +21,11 @@ pub const NATS_COMPAT_VERSION: &str = "2.10.0";
 
 /// What every NATS connection task shares.
 pub struct NatsCtx {
-    pub config: Arc<Config>,
     pub hub: Arc<Hub>,
-    /// INFO without the per-connection fields (client_id, client_ip).
+    /// `nats.tls` as ferry started with it (the acceptor below is made for it).
+    pub tls_mode: NatsTls,
+    /// INFO without the per-connection fields (client_id, client_ip, and what the
+    /// connection's settings say: max_payload, server_name).
     pub info: ServerInfo,
     /// For `nats.tls` other than "off".
     #[cfg(feature = "tls")]
@@ -33,11 +35,13 @@ pub struct NatsCtx {
 }
 
 impl NatsCtx {
-    /// The INFO for one connection.
-    pub fn info_for(&self, client_id: u64, peer: SocketAddr) -> ServerInfo {
+    /// The INFO for one connection, which runs under `cfg`.
+    pub fn info_for(&self, client_id: u64, peer: SocketAddr, cfg: &NatsConfig) -> ServerInfo {
         let mut info = self.info.clone();
         info.client_id = client_id;
         info.client_ip = peer.ip().to_string();
+        info.max_payload = usize::try_from(cfg.max_payload.0).unwrap_or(usize::MAX);
+        info.server_name.clone_from(&cfg.server_name);
         info
     }
 }
@@ -101,12 +105,10 @@ pub async fn listen(
     let opts = ListenOptions {
         protocol: "NATS",
         transport: Transport::Tcp,
-        permits: Arc::new(Semaphore::new(config.nats.max_connections)),
-        handshake_timeout: config.nats.connect_timeout,
+        limits: hub.settings.nats.clone(),
         #[cfg(feature = "tls")]
         tls: tls.clone(),
         ws_path: String::new(),
-        ws_max_frame: 0,
         metrics: hub.metrics.clone(),
         admission: hub.admission.clone(),
         memory_log: Default::default(),
@@ -118,7 +120,7 @@ pub async fn listen(
         }),
     };
     let ctx = Arc::new(NatsCtx {
-        config,
+        tls_mode: config.nats.tls,
         hub,
         info,
         #[cfg(feature = "tls")]

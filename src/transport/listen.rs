@@ -5,6 +5,7 @@
 
 use super::Stream;
 use super::admission::{Admission, ConnectionCharge, NoPlace};
+use super::cap::{ListenLimits, Slot};
 use crate::metrics::Metrics;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// What carries the protocol on one listener.
@@ -53,15 +54,13 @@ pub struct ListenOptions {
     /// "MQTT", "NATS": for logs.
     pub protocol: &'static str,
     pub transport: Transport,
-    /// Shared by every listener of the protocol: `max_connections`.
-    pub permits: Arc<Semaphore>,
-    /// The transport handshake must finish within this (the protocol's connect_timeout).
-    pub handshake_timeout: Duration,
+    /// Shared by every listener of the protocol, changed by a reload: `max_connections`,
+    /// the handshake deadline (the protocol's `connect_timeout`), the largest WebSocket
+    /// frame.
+    pub limits: Arc<ListenLimits>,
     #[cfg(feature = "tls")]
     pub tls: Option<super::tls::Acceptor>,
     pub ws_path: String,
-    /// The largest WebSocket frame payload accepted.
-    pub ws_max_frame: usize,
     pub metrics: Arc<Metrics>,
     /// The budget's share for connections, shared by every listener.
     pub admission: Arc<Admission>,
@@ -126,11 +125,11 @@ where
                     let (opts, serve, log) = (opts.clone(), serve.clone(), handshake_log.clone());
                     let shutdown = shutdown.clone();
                     conns.spawn(async move {
-                        let _permit: OwnedSemaphorePermit = permit;
+                        let _slot: Slot = permit;
                         // Boxed: the TLS and WebSocket handshakes run once, and inline their
                         // state (about 15 KiB) would be part of every connection's task
                         // for its whole life.
-                        let handshake = tokio::time::timeout(opts.handshake_timeout, Box::pin(upgrade(tcp, peer, charge, &opts)));
+                        let handshake = tokio::time::timeout(opts.limits.handshake_timeout(), Box::pin(upgrade(tcp, peer, charge, &opts)));
                         let accepted = match handshake.await {
                             Ok(Ok(a)) => a,
                             Ok(Err(e)) => {
@@ -163,12 +162,7 @@ where
 async fn accept(
     listener: &TcpListener,
     opts: &ListenOptions,
-) -> Option<(
-    TcpStream,
-    SocketAddr,
-    OwnedSemaphorePermit,
-    ConnectionCharge,
-)> {
+) -> Option<(TcpStream, SocketAddr, Slot, ConnectionCharge)> {
     let (stream, peer) = match listener.accept().await {
         Ok(a) => a,
         Err(e) => {
@@ -178,7 +172,7 @@ async fn accept(
             return None;
         }
     };
-    let Ok(permit) = opts.permits.clone().try_acquire_owned() else {
+    let Some(permit) = opts.limits.try_enter() else {
         opts.metrics.connections_refused.inc();
         if let Some(suppressed) = crate::logging::allow(crate::logging::Noise::OverLimit) {
             tracing::warn!(%peer, suppressed, "{} connection refused: max_connections reached", opts.protocol);
@@ -284,7 +278,7 @@ async fn upgrade(
     })
 }
 
-/// The HTTP upgrade on `path`, then frames of at most `ws_max_frame` bytes.
+/// The HTTP upgrade on `path`, then frames of at most the limits' `ws_max_frame` bytes.
 async fn websocket<S>(
     stream: S,
     opts: &ListenOptions,
@@ -293,7 +287,7 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let ws = super::ws::accept(stream, &opts.ws_path, MAX_UPGRADE_REQUEST).await?;
-    Ok(ws.with_max_payload(opts.ws_max_frame))
+    Ok(ws.with_max_payload(opts.limits.ws_max_frame()))
 }
 
 /// The longest HTTP upgrade request accepted (browsers send well under 2 KiB).

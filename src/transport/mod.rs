@@ -7,6 +7,7 @@
 //! nats-server does).
 
 pub mod admission;
+pub mod cap;
 pub mod listen;
 #[cfg(feature = "tls")]
 pub mod tls;

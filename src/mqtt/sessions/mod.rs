@@ -43,15 +43,34 @@ pub use routing::{router_key, subscribe};
 pub struct Sessions {
     registry: Mutex<Registry>,
     hub: Arc<Hub>,
+    /// How long a connection waits for a kicked one (a field so tests can shorten it).
+    takeover_wait: Duration,
+    /// A flood of new sessions evicts at every CONNECT: one warning a second says so.
+    evict_log: RateLimitedLog,
+}
+
+/// What bounds the sessions: `[mqtt]` `max_sessions`, `max_session_expiry`, `max_queued`
+/// and `max_queued_bytes`, as the hub's settings hold them now.
+struct Bounds {
     max_sessions: usize,
     /// `max_session_expiry` in seconds, below [`super::session::NEVER`].
     max_expiry: u32,
     max_queued: usize,
     max_queued_bytes: usize,
-    /// How long a connection waits for a kicked one (a field so tests can shorten it).
-    takeover_wait: Duration,
-    /// A flood of new sessions evicts at every CONNECT: one warning a second says so.
-    evict_log: RateLimitedLog,
+}
+
+impl Bounds {
+    fn of(cfg: &MqttConfig) -> Bounds {
+        let never = super::session::NEVER;
+        Bounds {
+            max_sessions: cfg.max_sessions,
+            max_expiry: u32::try_from(cfg.max_session_expiry.as_secs())
+                .unwrap_or(never)
+                .clamp(1, never - 1),
+            max_queued: cfg.max_queued,
+            max_queued_bytes: usize::try_from(cfg.max_queued_bytes.0).unwrap_or(usize::MAX),
+        }
+    }
 }
 
 /// A session handed to a connection.
@@ -83,20 +102,21 @@ pub enum OpenError {
 }
 
 impl Sessions {
-    pub fn new(hub: Arc<Hub>, cfg: &MqttConfig) -> Sessions {
-        let never = super::session::NEVER;
+    /// The sessions of the hub's MQTT clients, bounded by the hub's settings: a reload
+    /// changes the bounds of the sessions made after it ([`Bounds`]).
+    pub fn new(hub: Arc<Hub>) -> Sessions {
         Sessions {
             registry: Mutex::new(Registry::new(hub.budget.state.clone())),
             hub,
-            max_sessions: cfg.max_sessions,
-            max_expiry: u32::try_from(cfg.max_session_expiry.as_secs())
-                .unwrap_or(never)
-                .clamp(1, never - 1),
-            max_queued: cfg.max_queued,
-            max_queued_bytes: usize::try_from(cfg.max_queued_bytes.0).unwrap_or(usize::MAX),
             takeover_wait: TAKEOVER_WAIT,
             evict_log: RateLimitedLog::default(),
         }
+    }
+
+    /// The bounds in force: a session takes its queue bounds when it is made, and the
+    /// count and expiry caps are checked at each CONNECT.
+    fn bounds(&self) -> Bounds {
+        Bounds::of(&self.hub.settings.current().mqtt)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
@@ -106,16 +126,17 @@ impl Sessions {
     /// The expiry a session gets when `requested` is asked for (at CONNECT, at an MQTT 5
     /// DISCONNECT, or by a stored record): at most `max_session_expiry`, "never" included.
     pub fn granted_expiry(&self, requested: u32) -> u32 {
-        requested.min(self.max_expiry)
+        requested.min(self.bounds().max_expiry)
     }
 
     /// A new session. A persistent one (expiry > 0) queues its QoS 1/2 deliveries in the
     /// store when there is one, bounded there by `max_queued_bytes`.
     fn fresh(&self, client_id: &str, expiry: u32) -> SessionState {
+        let bounds = self.bounds();
         let (outbox, rx) = Outbox::new(
             self.hub.conn_id(),
-            self.max_queued,
-            self.max_queued_bytes,
+            bounds.max_queued,
+            bounds.max_queued_bytes,
             self.hub.budget.outboxes.clone(),
             self.hub.metrics.clone(),
         );
@@ -126,8 +147,8 @@ impl Sessions {
             state.outbox.set_spool(Spool {
                 client_id: client_id.clone(),
                 bound: QueueBound {
-                    bytes: self.max_queued_bytes as u64,
-                    count: self.max_queued as u64,
+                    bytes: bounds.max_queued_bytes as u64,
+                    count: bounds.max_queued as u64,
                 },
                 signal: signal.clone(),
             });
@@ -181,6 +202,7 @@ impl Sessions {
             break;
         }
         let mut evicted = Vec::new();
+        let max_sessions = self.bounds().max_sessions;
         let taken = {
             let mut reg = self.lock();
             if reg
@@ -195,14 +217,14 @@ impl Sessions {
             // new place: the count never grows by it.
             let needs_place = expiry > 0 && !reg.slots.get(client_id).is_some_and(Slot::counted);
             if needs_place {
-                while reg.persistent >= self.max_sessions {
+                while reg.persistent >= max_sessions {
                     match reg.evict_oldest() {
                         Some(state) => evicted.push(state),
                         None => break,
                     }
                 }
             }
-            if needs_place && reg.persistent >= self.max_sessions {
+            if needs_place && reg.persistent >= max_sessions {
                 Err(OpenError::TooManySessions)
             } else {
                 // An online slot still here is a connection that never handed the session
@@ -291,7 +313,7 @@ impl Sessions {
                 Evicted::MaxSessions => tracing::warn!(
                     client_id,
                     for_client,
-                    max_sessions = self.max_sessions,
+                    max_sessions = self.bounds().max_sessions,
                     suppressed,
                     "offline MQTT session evicted (least recently connected): mqtt.max_sessions reached"
                 ),

@@ -19,13 +19,9 @@ fn hub_with_budget(store: Option<Store>, memory: usize) -> Arc<Hub> {
         crate::forward::Forwarding::default(),
         store,
         metrics,
-        100,
+        Arc::new(config),
         policy,
-        Arc::new(crate::budget::Budget::new(
-            memory,
-            4 << 20,
-            std::time::Duration::ZERO,
-        )),
+        Arc::new(crate::budget::Budget::new(memory, 4 << 20)),
     ))
 }
 
@@ -35,7 +31,11 @@ fn sessions(hub: &Arc<Hub>, max_sessions: usize, max_expiry_secs: u64) -> Sessio
         max_session_expiry: Duration::from_secs(max_expiry_secs),
         ..MqttConfig::default()
     };
-    Sessions::new(hub.clone(), &cfg)
+    hub.replace_settings(Arc::new(crate::config::Config {
+        mqtt: cfg,
+        ..Default::default()
+    }));
+    Sessions::new(hub.clone())
 }
 
 fn qos1() -> SubOptions {
