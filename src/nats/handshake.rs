@@ -8,25 +8,33 @@
 //! gets INFO over TLS. A plain client on a `required` port gets
 //! `-ERR 'Secure Connection - TLS Required'` and is closed.
 
-use super::proto::{ServerInfo, encode_err, encode_info};
+#[cfg(feature = "tls")]
+use super::proto::encode_err;
+use super::proto::{ServerInfo, encode_info};
 use crate::config::NatsTls;
 use crate::transport::Stream;
 use bytes::BytesMut;
+#[cfg(feature = "tls")]
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
+#[cfg(feature = "tls")]
 use tokio::net::TcpStream;
 
 /// How long a TLS-enabled port waits for a TLS-first client's ClientHello before it
 /// sends INFO in the clear (nats-server's default fallback delay).
+#[cfg(feature = "tls")]
 pub const TLS_FIRST_WAIT: Duration = Duration::from_millis(50);
 /// The first byte of a TLS handshake record.
+#[cfg(feature = "tls")]
 const TLS_HANDSHAKE: u8 = 0x16;
 
 /// Why a connection did not get past INFO and TLS.
 #[derive(Debug, thiserror::Error)]
 pub enum HandshakeError {
+    #[cfg(feature = "tls")]
     #[error("plain client on a TLS-required port")]
     TlsRequired,
+    #[cfg(feature = "tls")]
     #[error("TLS handshake: {0}")]
     Tls(std::io::Error),
     #[error("i/o: {0}")]
@@ -117,6 +125,7 @@ async fn send_info(stream: &mut Stream, info: &ServerInfo) -> Result<(), Handsha
 }
 
 /// The client's first byte, without consuming it; None at end of stream.
+#[cfg(feature = "tls")]
 async fn first_byte(tcp: &TcpStream) -> std::io::Result<Option<u8>> {
     let mut b = [0u8; 1];
     match tcp.peek(&mut b).await? {

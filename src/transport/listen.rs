@@ -230,6 +230,7 @@ const SEND_BUFFER: usize = 64 * 1024;
 /// Why a transport handshake failed.
 #[derive(Debug, thiserror::Error)]
 enum UpgradeError {
+    #[cfg(feature = "tls")]
     #[error("TLS: {0}")]
     Tls(std::io::Error),
     #[error("WebSocket: {0}")]
@@ -244,6 +245,7 @@ async fn upgrade(
     charge: ConnectionCharge,
     opts: &ListenOptions,
 ) -> Result<Accepted, UpgradeError> {
+    #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
     let mut cert_user = None;
     let stream = match opts.transport {
         Transport::Tcp => Stream::Tcp(tcp),
