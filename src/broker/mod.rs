@@ -102,6 +102,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             max_age: config.store.max_age,
             on_full: config.store.on_full,
             fsync: config.store.fsync,
+            max_fsyncs_per_sec: config.store.max_fsyncs_per_sec,
             dead_letter_bytes: config.store.dead_letter_max_bytes.0,
             quarantine_bytes: config.store.quarantine_max_bytes.0,
         },

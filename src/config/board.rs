@@ -160,12 +160,15 @@ mod tests {
             // The redb cache and the store queue are the fixed costs: keep them small
             // next to the board's RAM.
             assert!(config.store.cache_size.0 * 32 <= memory.0, "{name}: cache");
-            // SD-card friendly: some linger, but PUBACK latency stays low.
-            assert!(config.store.linger > Duration::ZERO, "{name}: linger");
+            // Flash friendly: an fsync budget, with PUBACK latency still low (at most
+            // 100 ms more) and room for bursts (max_batch x budget events a second).
+            let budget = config.store.max_fsyncs_per_sec;
+            assert!((10..=50).contains(&budget), "{name}: max_fsyncs_per_sec");
             assert!(
-                config.store.linger <= Duration::from_millis(50),
-                "{name}: linger"
+                config.store.max_batch as u64 * u64::from(budget) >= 5_000,
+                "{name}: max_batch x max_fsyncs_per_sec"
             );
+            assert_eq!(config.store.linger, Duration::ZERO, "{name}: linger");
             // Only the limits a profile is about differ from the defaults.
             let d = Config::default();
             assert_eq!(config.mqtt.listen, d.mqtt.listen);
@@ -216,7 +219,7 @@ mod tests {
         let c = parse(text, "f.toml").unwrap();
         let out = c.to_toml();
         assert!(out.starts_with("board = \"rpi-zero-w\"\n"), "{out}");
-        assert!(out.contains("linger = \"20ms\""), "{out}");
+        assert!(out.contains("max_fsyncs_per_sec = 10"), "{out}");
         assert_eq!(parse(&out, "out.toml").unwrap(), c);
     }
 

@@ -286,6 +286,7 @@ table!(RawStore, "a [store] table", {
     max_age,
     on_full,
     fsync,
+    max_fsyncs_per_sec,
     dead_letter_max_bytes,
     quarantine_max_bytes,
 });

@@ -367,6 +367,9 @@ pub struct StoreConfig {
     pub on_full: OnFull,
     /// When a commit reaches the disk.
     pub fsync: Fsync,
+    /// Most fsyncs a second (an SD card's wear budget): commits, and the acknowledgements
+    /// waiting for them, are grouped until the budget holds; 0: no cap. 0..=10000.
+    pub max_fsyncs_per_sec: u32,
     /// Disk quota of the dead-letter table (events upstreams refused); the oldest dead
     /// letters are dropped past it (counted).
     pub dead_letter_max_bytes: ByteSize,
@@ -393,9 +396,10 @@ impl OnFull {
     }
 }
 
-/// `store.fsync`: "always" (every commit is fsynced before anything is acknowledged) or
-/// an interval ("1s": commits are written at once but fsynced at most that far apart; a
-/// power cut can lose up to that much acknowledged data, a process crash none).
+/// `store.fsync`: "always" (every commit is fsynced before anything in it is
+/// acknowledged) or an interval ("1s": commits are acknowledged at once and fsynced at
+/// most once per interval; a crash of ferry, of the kernel or of the power loses what was
+/// acknowledged since the last fsync, at most one interval's worth).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fsync {
     Always,
@@ -414,6 +418,7 @@ impl Default for StoreConfig {
             max_age: Duration::ZERO,
             on_full: OnFull::DropOldest,
             fsync: Fsync::Always,
+            max_fsyncs_per_sec: 0,
             dead_letter_max_bytes: ByteSize::mib(16),
             quarantine_max_bytes: ByteSize::mib(4),
         }

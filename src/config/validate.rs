@@ -350,6 +350,13 @@ fn store(c: &mut Checker, raw: Option<&RawStore>, base: &StoreConfig) -> StoreCo
             ),
         }
     }
+    s.max_fsyncs_per_sec = c
+        .uint(
+            "store.max_fsyncs_per_sec",
+            &r.max_fsyncs_per_sec,
+            Bound::Between(0, 10_000),
+        )
+        .unwrap_or(s.max_fsyncs_per_sec);
     if let Some((v, at)) = c.string("store.fsync", &r.fsync) {
         match v {
             "always" => s.fsync = Fsync::Always,

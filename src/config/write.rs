@@ -88,6 +88,7 @@ impl Config {
             super::types::Fsync::Always => w.str("fsync", "always"),
             super::types::Fsync::Interval(d) => w.dur("fsync", d),
         }
+        w.raw("max_fsyncs_per_sec", s.max_fsyncs_per_sec);
         w.str(
             "dead_letter_max_bytes",
             &s.dead_letter_max_bytes.to_string(),

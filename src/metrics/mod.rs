@@ -145,6 +145,8 @@ pub struct Metrics {
     pub events_received: Counter,
     pub events_stored: Counter,
     pub store_commits: Counter,
+    /// Commits that were fsynced (`store.fsync`, `store.max_fsyncs_per_sec`).
+    pub store_fsyncs: Counter,
     pub store_errors: Counter,
     /// Stored records that failed their checksum or did not decode, skipped (each once).
     pub store_corrupt: Counter,
@@ -293,6 +295,12 @@ impl Metrics {
             help: "Store write transactions committed.",
             kind: Kind::Counter,
             samples: |m, s| s.value(m.store_commits.get()),
+        },
+        Family {
+            name: "ferry_store_fsyncs_total",
+            help: "Store commits made durable with an fsync (the SD card's wear: store.max_fsyncs_per_sec, store.fsync).",
+            kind: Kind::Counter,
+            samples: |m, s| s.value(m.store_fsyncs.get()),
         },
         Family {
             name: "ferry_store_errors_total",

@@ -66,6 +66,21 @@ pub(super) const FAMILIES: &[Family<()>] = &[
         },
     },
     Family {
+        name: "ferry_store_disk_writes_bytes_total",
+        help: "Bytes this process caused to be written to storage (write_bytes of /proc/self/io, counted when a page is dirtied): the store's wear on the card, its log and its fsyncs included.",
+        kind: Kind::Counter,
+        samples: |_, s| {
+            let written = std::fs::read_to_string("/proc/self/io").ok().and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("write_bytes: "))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            });
+            if let Some(bytes) = written {
+                s.value(bytes);
+            }
+        },
+    },
+    Family {
         name: "process_open_fds",
         help: "Number of open file descriptors.",
         kind: Kind::Gauge,
@@ -107,6 +122,28 @@ impl Stat {
 
 #[cfg(test)]
 mod tests {
+    /// Bytes written to a real file (not tmpfs: beside the sources) are counted.
+    #[test]
+    fn disk_writes_count_what_this_process_wrote() {
+        let written = || {
+            let mut s = String::new();
+            super::super::registry::render(super::FAMILIES, &(), &mut s);
+            s.lines()
+                .find_map(|l| {
+                    l.strip_prefix("ferry_store_disk_writes_bytes_total ")?
+                        .parse::<f64>()
+                        .ok()
+                })
+                .unwrap_or_else(|| panic!("no ferry_store_disk_writes_bytes_total in {s}"))
+        };
+        let before = written();
+        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let f = std::fs::File::create(dir.path().join("w")).unwrap();
+        std::io::Write::write_all(&mut &f, &[7u8; 8192]).unwrap();
+        f.sync_all().unwrap();
+        assert!(written() >= before + 8192.0);
+    }
+
     #[test]
     fn every_figure_is_there_and_sane() {
         let mut s = String::new();

@@ -5,129 +5,15 @@
 //! The store is then reopened on that image and must hold every event whose append was
 //! reported durable, in order, with cursors never past what was acknowledged.
 
+use super::sim_disk::{Disk, SimDisk};
 use super::*;
 use crate::config::{Fsync, OnFull};
 use crate::event::Origin;
 use bytes::Bytes;
 use redb::StorageBackend;
-use std::io;
 use std::sync::Mutex;
 
-#[derive(Debug, Default)]
-struct Disk {
-    volatile: Vec<u8>,
-    persistent: Vec<u8>,
-    /// Writes since the last successful sync, in order.
-    unsynced: Vec<(u64, Vec<u8>)>,
-    /// Syncs left before the crash; None: never crash.
-    syncs_left: Option<u64>,
-    crashed: bool,
-    /// Fail every Nth write with an I/O error (0: never).
-    fail_every: u64,
-    writes: u64,
-}
-
-#[derive(Debug, Clone)]
-struct SimDisk(Arc<Mutex<Disk>>);
-
-impl SimDisk {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Disk> {
-        self.0.lock().unwrap()
-    }
-
-    /// The image a crash leaves: what was synced, plus every other unsynced write (a
-    /// deterministic "arbitrary" subset, as a disk may reorder writes).
-    fn after_crash(&self, seed: u64) -> SimDisk {
-        let d = self.lock();
-        let mut image = d.persistent.clone();
-        let mut rng = seed | 1;
-        for (offset, data) in &d.unsynced {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            if rng % 2 == 0 {
-                let end = *offset as usize + data.len();
-                if image.len() < end {
-                    image.resize(end, 0);
-                }
-                image[*offset as usize..end].copy_from_slice(data);
-            }
-        }
-        SimDisk(Arc::new(Mutex::new(Disk {
-            volatile: image.clone(),
-            persistent: image,
-            ..Disk::default()
-        })))
-    }
-}
-
-impl StorageBackend for SimDisk {
-    fn len(&self) -> Result<u64, io::Error> {
-        Ok(self.lock().volatile.len() as u64)
-    }
-
-    fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>, io::Error> {
-        let d = self.lock();
-        let start = offset as usize;
-        d.volatile
-            .get(start..start + len)
-            .map(<[u8]>::to_vec)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "read past end"))
-    }
-
-    fn set_len(&self, len: u64) -> Result<(), io::Error> {
-        let mut d = self.lock();
-        if d.crashed {
-            return Err(io::Error::other("crashed"));
-        }
-        d.volatile.resize(len as usize, 0);
-        Ok(())
-    }
-
-    fn sync_data(&self, eventual: bool) -> Result<(), io::Error> {
-        let mut d = self.lock();
-        if d.crashed {
-            return Err(io::Error::other("crashed"));
-        }
-        if eventual {
-            // A commit without `Durability::Immediate` promises nothing about a power
-            // cut: model it as not reaching the disk (stricter than redb 2.6 on Linux,
-            // which syncs anyway).
-            return Ok(());
-        }
-        if let Some(left) = d.syncs_left {
-            if left == 0 {
-                // The process dies during this sync: it never returns success.
-                d.crashed = true;
-                return Err(io::Error::other("crash at this sync"));
-            }
-            d.syncs_left = Some(left - 1);
-        }
-        d.persistent = d.volatile.clone();
-        d.unsynced.clear();
-        Ok(())
-    }
-
-    fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
-        let mut d = self.lock();
-        if d.crashed {
-            return Err(io::Error::other("crashed"));
-        }
-        d.writes += 1;
-        if d.fail_every > 0 && d.writes % d.fail_every == 0 {
-            return Err(io::Error::other("injected write error"));
-        }
-        let end = offset as usize + data.len();
-        if d.volatile.len() < end {
-            d.volatile.resize(end, 0);
-        }
-        d.volatile[offset as usize..end].copy_from_slice(data);
-        d.unsynced.push((offset, data.to_vec()));
-        Ok(())
-    }
-}
-
-fn options() -> StoreOptions {
+pub(super) fn options() -> StoreOptions {
     StoreOptions {
         cache_size: 1 << 20,
         max_batch: 16,
@@ -141,11 +27,19 @@ fn options() -> StoreOptions {
             fsync: Fsync::Always,
             dead_letter_bytes: 16 << 20,
             quarantine_bytes: 4 << 20,
+            max_fsyncs_per_sec: 0,
         },
     }
 }
 
 fn open(disk: &SimDisk) -> Result<(Store, WriterJoin), StoreError> {
+    open_with(disk, options())
+}
+
+pub(super) fn open_with(
+    disk: &SimDisk,
+    options: StoreOptions,
+) -> Result<(Store, WriterJoin), StoreError> {
     let d = disk.clone();
     let location = Location::Backend(Box::new(move || {
         Box::new(d.clone()) as Box<dyn StorageBackend>
@@ -153,12 +47,12 @@ fn open(disk: &SimDisk) -> Result<(Store, WriterJoin), StoreError> {
     Store::open_at(
         location,
         &["up".to_string()],
-        options(),
+        options,
         Arc::new(Metrics::default()),
     )
 }
 
-fn event(i: u32) -> Arc<Event> {
+pub(super) fn event(i: u32) -> Arc<Event> {
     Arc::new(Event::new(
         format!("c/{}", i % 3).into(),
         Bytes::from(i.to_be_bytes().to_vec()),
@@ -218,7 +112,7 @@ fn crash_and_reopen(
     open(&image).unwrap_or_else(|e| panic!("reopen after crash at sync {crash_at}: {e}"))
 }
 
-async fn shut(store: Store, join: WriterJoin) {
+pub(super) async fn shut(store: Store, join: WriterJoin) {
     store.close().await;
     drop(store);
     tokio::task::spawn_blocking(move || join.join())

@@ -340,6 +340,10 @@ impl Store {
             metrics: metrics.clone(),
         })
         .map_err(|e| StoreError::Commit(format!("cannot start writer thread: {e}")))?;
+        if let crate::config::Fsync::Interval(interval) = opts.limits.fsync {
+            writer::spawn_sync_ticker(tx.downgrade(), interval)
+                .map_err(|e| StoreError::Commit(format!("cannot start fsync ticker: {e}")))?;
+        }
         Ok((
             Store {
                 db,
@@ -449,8 +453,7 @@ impl Store {
             .await
             .map_err(|_| StoreError::Closed)?;
         // A failed commit drops the sender: what was queued is refused, not stored.
-        let _ = rx.await;
-        Ok(*self.committed.borrow())
+        Ok(rx.await.unwrap_or_else(|_| *self.committed.borrow()))
     }
 
     /// Where `slot` stands now, as its link last reported it (its cursor, and its
@@ -803,6 +806,10 @@ fn init(db: &Database, upstreams: &[String]) -> Result<Init, StoreError> {
 
 #[cfg(test)]
 mod crash_tests;
+#[cfg(test)]
+mod crash_tests_fsync;
+#[cfg(test)]
+mod sim_disk;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -16,6 +16,7 @@ pub(super) fn opts() -> StoreOptions {
             fsync: crate::config::Fsync::Always,
             dead_letter_bytes: 16 << 20,
             quarantine_bytes: 4 << 20,
+            max_fsyncs_per_sec: 0,
         },
     }
 }

@@ -11,7 +11,6 @@ fn bulk() -> StoreOptions {
     o.max_batch = 4096;
     o.queue = 8192;
     o.queue_bytes = 64 << 20;
-    o.limits.fsync = crate::config::Fsync::Interval(std::time::Duration::from_secs(1));
     o
 }
 

@@ -63,8 +63,9 @@ pub(super) enum Command {
         /// Store-queue budget held until the command is done with (dropped).
         _permit: Option<tokio::sync::OwnedSemaphorePermit>,
     },
-    /// Answered once everything queued before it is committed ([`super::Store::barrier`]).
-    Barrier(oneshot::Sender<()>),
+    /// Answered with the last seq stored once everything queued before it is committed
+    /// ([`super::Store::barrier`]).
+    Barrier(oneshot::Sender<u64>),
     Shutdown,
 }
 
@@ -75,6 +76,8 @@ pub struct Limits {
     pub max_age: Duration,
     pub on_full: OnFull,
     pub fsync: Fsync,
+    /// With `fsync = "always"`: most commits (each one fsync) a second; 0: no cap.
+    pub max_fsyncs_per_sec: u32,
     /// Disk quotas of the dead-letter table and the quarantine.
     pub dead_letter_bytes: u64,
     pub quarantine_bytes: u64,
@@ -117,6 +120,30 @@ pub(super) fn spawn(writer: Writer) -> std::io::Result<std::thread::JoinHandle<(
         .spawn(move || writer.run())
 }
 
+/// With `fsync` an interval: wakes the writer a tenth of an interval apart (at least
+/// 10 ms), so what was committed without an fsync is made durable about one interval
+/// after the last fsync even when nothing else comes. Ends with the store (every sender
+/// gone) or the writer.
+pub(super) fn spawn_sync_ticker(
+    tx: mpsc::WeakSender<Command>,
+    interval: Duration,
+) -> std::io::Result<()> {
+    let tick = (interval / 10).max(Duration::from_millis(10));
+    std::thread::Builder::new()
+        .name("ferry-store-sync".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            loop {
+                std::thread::sleep(tick);
+                let Some(tx) = tx.upgrade() else { return };
+                if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(Command::Wake) {
+                    return;
+                }
+            }
+        })
+        .map(drop)
+}
+
 /// What one commit did, for the acks and the counters.
 struct Outcome {
     /// Per append in batch order: its seq, or why it was refused.
@@ -141,6 +168,15 @@ impl Writer {
         };
         let mut dirty_cursors = false;
         let mut last_sync = Instant::now();
+        // The fsync budget: commits at least this far apart (`max_fsyncs_per_sec`).
+        let gap = match (self.limits.fsync, self.limits.max_fsyncs_per_sec) {
+            (Fsync::Always, n) if n > 0 => Duration::from_secs(1) / n,
+            _ => Duration::ZERO,
+        };
+        let mut last_commit = Instant::now().checked_sub(gap).unwrap_or_else(Instant::now);
+        // Something was committed without an fsync (`fsync` an interval): the next
+        // durable commit is owed within the interval, even with nothing new to write.
+        let mut unsynced = false;
         let mut stop = false;
         self.publish_gauges();
         while !stop {
@@ -151,6 +187,14 @@ impl Writer {
             self.fill(&mut batch);
             if !self.linger.is_zero() && batch.len() < self.max_batch {
                 std::thread::sleep(self.linger);
+                self.fill(&mut batch);
+            }
+            // Under an fsync budget the commit waits for its turn, gathering what arrives
+            // meanwhile: at most one commit (one fsync) per `gap`, and an acknowledgement
+            // waits at most `gap` longer than without the budget.
+            let wait = gap.saturating_sub(last_commit.elapsed());
+            if !wait.is_zero() {
+                std::thread::sleep(wait);
                 self.fill(&mut batch);
             }
             stop = batch.iter().any(|c| matches!(c, Command::Shutdown));
@@ -197,33 +241,69 @@ impl Writer {
                 | Command::Enqueue { .. } => true,
                 Command::Wake | Command::Barrier(_) | Command::Shutdown => false,
             });
-            let durable = stop
-                || match self.limits.fsync {
-                    Fsync::Always if acks_publishers => true,
-                    Fsync::Always => last_sync.elapsed() >= CURSOR_SYNC,
-                    Fsync::Interval(d) => last_sync.elapsed() >= d,
-                };
+            let durability = if stop {
+                Durability::Immediate
+            } else {
+                match self.limits.fsync {
+                    Fsync::Always if acks_publishers => Durability::Immediate,
+                    Fsync::Always if last_sync.elapsed() >= CURSOR_SYNC => Durability::Immediate,
+                    // Written to the file at once, so a crash of ferry keeps it; redb
+                    // 2.6 fsyncs it on Linux too (FileBackend::sync_data ignores
+                    // `eventual` there).
+                    Fsync::Always => Durability::Eventual,
+                    Fsync::Interval(d) if last_sync.elapsed() >= d => Durability::Immediate,
+                    // In memory until the next durable commit: no flush at all (redb
+                    // writes the pages but keeps the new root in memory, so a crash
+                    // finds the last durable commit, whole).
+                    Fsync::Interval(_) => Durability::None,
+                }
+            };
+            let durable = !matches!(durability, Durability::None);
+            // Nothing to write: a wake-up whose cursors did not move, or the interval's
+            // tick with nothing committed since the last fsync.
+            let idle = batch.iter().all(|c| matches!(c, Command::Wake))
+                && !dirty_cursors
+                && !(unsynced && durable);
+            if idle {
+                batch.clear();
+                continue;
+            }
             let started = Instant::now();
             // A damaged page of the file can make redb panic inside the transaction: that
             // is a failed commit like an I/O error (refused, reopened, counted), not the
             // end of the writer thread and of every publish after it.
-            let outcome =
-                super::damage::caught(|| self.commit(&batch, dirty_cursors, &mut front, durable))
-                    .unwrap_or_else(|panic| {
-                        Err(StoreError::Damaged {
-                            path: "the store file".into(),
-                            reason: format!("redb gave up in an internal check at {panic}"),
-                        })
-                    });
+            let outcome = super::damage::caught(|| {
+                self.commit(&batch, dirty_cursors, &mut front, durability)
+            })
+            .unwrap_or_else(|panic| {
+                Err(StoreError::Damaged {
+                    path: "the store file".into(),
+                    reason: format!("redb gave up in an internal check at {panic}"),
+                })
+            });
             match outcome {
                 Ok(outcome) => {
+                    last_commit = Instant::now();
                     if durable {
-                        last_sync = Instant::now();
+                        last_sync = last_commit;
+                        self.metrics.store_fsyncs.inc();
                     }
                     self.metrics
                         .commit_seconds
                         .observe(started.elapsed().as_secs_f64());
                     dirty_cursors = false;
+                    // Readers (the links) see only what is durable: an event a crash can
+                    // take back was never sent upstream, so its seq, used again after
+                    // the restart, names one event only.
+                    unsynced = !durable;
+                    if durable {
+                        let last = self.next_seq - 1;
+                        self.committed.send_if_modified(|seen| {
+                            let newer = *seen < last;
+                            *seen = last.max(*seen);
+                            newer
+                        });
+                    }
                     self.finish(&mut batch, outcome);
                 }
                 Err(e) => {
@@ -280,12 +360,10 @@ impl Writer {
         }
     }
 
+    /// Acknowledges what the commit did. Readers learned of the new records (when they
+    /// are durable) before any publisher is acknowledged.
     fn finish(&mut self, batch: &mut Vec<Command>, outcome: Outcome) {
-        // Readers learn of the new records before any publisher is acknowledged.
         let stored = outcome.results.iter().filter(|r| r.is_ok()).count() as u64;
-        if let Some(Ok(seq)) = outcome.results.iter().rev().find(|r| r.is_ok()) {
-            self.committed.send_replace(*seq);
-        }
         // Counters and gauges first, so whoever is acknowledged sees them current.
         for (dropped, reason) in [
             (&outcome.dropped_full, "full"),
@@ -386,7 +464,7 @@ impl Writer {
                     let _ = done.send(Ok(result));
                 }
                 Command::Barrier(done) => {
-                    let _ = done.send(());
+                    let _ = done.send(self.next_seq - 1);
                 }
                 _ => {}
             }
@@ -428,17 +506,13 @@ impl Writer {
         batch: &[Command],
         dirty_cursors: bool,
         front: &mut Front,
-        durable: bool,
+        durability: Durability,
     ) -> Result<Outcome, StoreError> {
         // Whatever an earlier failed commit staged was rolled back with it.
         self.priorities.rolled_back();
         let db = self.db.get()?;
         let mut txn = db.begin_write().map_err(super::redb_err)?;
-        txn.set_durability(if durable {
-            Durability::Immediate
-        } else {
-            Durability::Eventual
-        });
+        txn.set_durability(durability);
         // Encode first: retention needs to know how many bytes are coming.
         let mut encoded: Vec<(Vec<u8>, u64)> = Vec::new();
         for c in batch {

@@ -273,6 +273,7 @@ async fn a_replaced_connection_leaves_the_new_owners_session_alone() {
             fsync: crate::config::Fsync::Always,
             dead_letter_bytes: 16 << 20,
             quarantine_bytes: 4 << 20,
+            max_fsyncs_per_sec: 0,
         },
     };
     let (store, join) = Store::open(dir.path(), &[], opts, Arc::new(Metrics::default())).unwrap();
