@@ -261,8 +261,13 @@ impl Hub {
         // matched under the old rules to be queued (`Hub::replace_forwarding`).
         let forwarding = self.forwarding();
         let (dests, routes) = forwarding.destinations(&event.topic);
+        // Boxed too: a stored event allocates anyway (its record, its ack channel), and
+        // inline the append's waits (the store queue, its byte budget) would be part of
+        // every connection's task.
         let log = match &self.store {
-            Some(store) if dests != 0 => Some(store.append_routed(event, dests, routes).await?),
+            Some(store) if dests != 0 => {
+                Some(Box::pin(store.append_routed(event, dests, routes)).await?)
+            }
             _ => None,
         };
         drop(forwarding);

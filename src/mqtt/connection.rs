@@ -144,8 +144,8 @@ pub(super) struct Conn {
     pub client_receive_max: usize,
     /// The client's Topic Alias Maximum (MQTT 5): how many aliases we may assign.
     pub client_alias_max: u16,
-    pub aliases_in: HashMap<u16, String>,
-    pub aliases_out: HashMap<Arc<str>, u16>,
+    /// MQTT 5 topic aliases, made at the first one the connection uses.
+    pub aliases: Option<Box<Aliases>>,
     /// The topics of both alias tables, charged to the budget's client-state share.
     pub alias_bytes: Account,
     /// Bytes of a packet still arriving beyond one read chunk, charged to the budget's
@@ -158,7 +158,8 @@ pub(super) struct Conn {
     pub local: VecDeque<Delivery>,
     /// Store queue rows the client acknowledged, to remove (`mqtt/queued.rs`).
     pub acked: Vec<u64>,
-    pub will: Option<codec::LastWill>,
+    /// Boxed: most clients set none, and it would be part of every connection's task.
+    pub will: Option<Box<codec::LastWill>>,
 }
 
 pub async fn serve(accepted: Accepted, ctx: Arc<MqttCtx>, mut shutdown: watch::Receiver<bool>) {
@@ -187,8 +188,7 @@ pub async fn serve(accepted: Accepted, ctx: Arc<MqttCtx>, mut shutdown: watch::R
         client_max_packet: usize::MAX,
         client_receive_max: 65_535,
         client_alias_max: 0,
-        aliases_in: HashMap::new(),
-        aliases_out: HashMap::new(),
+        aliases: None,
         alias_bytes,
         rbuf_bytes,
         charge: accepted.charge,
@@ -206,7 +206,7 @@ pub async fn serve(accepted: Accepted, ctx: Arc<MqttCtx>, mut shutdown: watch::R
         _ = shutdown.changed() => Err(Close::Shutdown),
     };
     match connect {
-        Ok(c) => conn.session(*c, shutdown).await,
+        Ok(c) => conn.session(c, shutdown).await,
         Err(close) => {
             if matches!(close, Close::Protocol(..)) {
                 metrics.protocol_errors.inc();
@@ -225,7 +225,8 @@ pub async fn serve(accepted: Accepted, ctx: Arc<MqttCtx>, mut shutdown: watch::R
     }
     if conn.transport != Transport::Tcp {
         // TLS close_notify, or the WebSocket close frame a protocol error queued.
-        let _ = tokio::time::timeout(Duration::from_secs(1), conn.stream.shutdown()).await;
+        let close = tokio::time::timeout(Duration::from_secs(1), conn.stream.shutdown());
+        let _ = Box::pin(close).await;
     }
     metrics.connections_mqtt_by[conn.transport as usize].add(-1);
     metrics.connections_mqtt.add(-1);
@@ -282,8 +283,29 @@ impl Conn {
         ))
     }
 
-    /// Answers CONNECT, runs the session, and cleans up after it.
-    async fn session(&mut self, connect: codec::Connect, mut shutdown: watch::Receiver<bool>) {
+    /// Answers CONNECT, runs the session, and cleans up after it. The start and the end
+    /// run once per connection and are boxed: only the running session's state is part
+    /// of every connection's task for its whole life (`mqtt/size_tests.rs`).
+    async fn session(&mut self, connect: Box<codec::Connect>, mut shutdown: watch::Receiver<bool>) {
+        let Some((mut started, refused)) = Box::pin(self.start(connect)).await else {
+            return;
+        };
+        let close = match refused {
+            Some(close) => close,
+            None => {
+                self.run(&mut started.opened, started.keep_alive, &mut shutdown)
+                    .await
+            }
+        };
+        Box::pin(self.end(started, close)).await;
+    }
+
+    /// Authenticates the client, opens its session and sends CONNACK. None: refused
+    /// (answered already); with a `Close`: CONNACK could not be sent.
+    async fn start(
+        &mut self,
+        mut connect: Box<codec::Connect>,
+    ) -> Option<(Started, Option<Close>)> {
         self.protocol = connect.protocol;
         let v5 = self.protocol.is_v5();
         let p = &connect.properties;
@@ -309,7 +331,7 @@ impl Conn {
             if !connect.clean_start && !v5 {
                 self.refuse(reason::v3::IDENTIFIER_REJECTED, &connect.client_id)
                     .await;
-                return;
+                return None;
             }
             client_id = assigned_id(self.conn_id);
             assigned = Some(client_id.clone());
@@ -327,7 +349,7 @@ impl Conn {
             Ok(id) => id,
             Err(e) => {
                 Box::pin(self.refuse_auth(e, &client_id, connect.username.as_deref())).await;
-                return;
+                return None;
             }
         };
         // What the client asks for; the session gets at most mqtt.max_session_expiry.
@@ -361,7 +383,7 @@ impl Conn {
                     connect.username.as_deref(),
                 ))
                 .await;
-                return;
+                return None;
             }
             Err(OpenError::TooManySessions) => {
                 if let Some(suppressed) = crate::logging::allow(crate::logging::Noise::Refused) {
@@ -373,10 +395,10 @@ impl Conn {
                     reason::v3::SERVER_UNAVAILABLE
                 };
                 Box::pin(self.refuse(code, &client_id)).await;
-                return;
+                return None;
             }
         };
-        self.will = connect.will.clone();
+        self.will = connect.will.take().map(Box::new);
         self.identity = Some(identity);
         self.charge.admit();
         let max_ka = u16::try_from(self.config.mqtt.max_keep_alive.as_secs()).unwrap_or(u16::MAX);
@@ -400,13 +422,32 @@ impl Conn {
                 transport = self.transport.as_str(), protocol = ?self.protocol, keep_alive = connect.keep_alive,
                 clean = connect.clean_start, session_present = opened.present, suppressed, "MQTT client connected");
         }
-        let close = match self.send_now(&Packet::ConnAck(connack)).await {
+        let refused = match self.send_now(&Packet::ConnAck(connack)).await {
             Ok(()) => {
                 self.resume(&mut opened.state);
-                self.run(&mut opened, keep_alive, &mut shutdown).await
+                None
             }
-            Err(close) => close,
+            Err(close) => Some(close),
         };
+        let started = Started {
+            opened,
+            client_id,
+            keep_alive,
+            sessions,
+        };
+        Some((started, refused))
+    }
+
+    /// After the session: the acks still to remove, the session parked or ended, the
+    /// will, and an MQTT 5 DISCONNECT saying why.
+    async fn end(&mut self, started: Started, close: Close) {
+        let Started {
+            opened,
+            client_id,
+            sessions,
+            ..
+        } = started;
+        let v5 = self.protocol.is_v5();
         if matches!(close, Close::Protocol(..)) {
             self.ctx.hub.metrics.protocol_errors.inc();
         }
@@ -432,7 +473,7 @@ impl Conn {
             }
             (Some(will), Some(who)) => {
                 let ctx = self.ctx.clone();
-                super::will::publish(ctx, client_id, who, self.conn_id, will, expiry);
+                super::will::publish(ctx, client_id, who, self.conn_id, *will, expiry);
             }
             _ => {}
         }
@@ -526,7 +567,11 @@ impl Conn {
             }
             self.drain_local(state);
             self.fill_from_queue(state);
-            self.remove_acked(state).await;
+            if !self.acked.is_empty() {
+                // Boxed: only persistent sessions queue in the store, and the wait for
+                // the writer would be part of every connection's task.
+                Box::pin(self.remove_acked(state)).await;
+            }
             if let Err(close) = self.flush_or_kicked(&opened.kick).await {
                 return close;
             }
@@ -656,6 +701,24 @@ impl Conn {
             Err(_) => Err(Close::protocol("client stopped reading (write timeout)")),
         }
     }
+}
+
+/// MQTT 5 topic aliases of one connection: the client's (alias to topic) and ours (topic
+/// to alias), their topics charged to the budget's client-state share.
+#[derive(Default)]
+pub struct Aliases {
+    pub inbound: HashMap<u16, String>,
+    pub outbound: HashMap<Arc<str>, u16>,
+}
+
+/// A session that CONNACK opened: what its run and its end need.
+struct Started {
+    /// Boxed: it lives as long as the connection, off the task's state.
+    opened: Box<Opened>,
+    client_id: String,
+    /// Seconds, as granted (MQTT 5 may get the server's).
+    keep_alive: u16,
+    sessions: Arc<super::sessions::Sessions>,
 }
 
 /// Resolves when `n` is notified (never without one).

@@ -75,11 +75,48 @@ impl Conn {
         Ok(())
     }
 
+    /// A PUBLISH from the client: checked, then handed to the hub. Only the event and
+    /// what its acknowledgement needs live across the wait (this future is part of every
+    /// connection's task): the packet is taken apart in [`Conn::admit_publish`].
     pub(super) async fn publish(
         &mut self,
         p: Publish,
         state: &mut SessionState,
     ) -> Result<(), Close> {
+        let Some((event, pkid, kind)) = self.admit_publish(p, state)? else {
+            return Ok(());
+        };
+        let qos = event.qos;
+        let published = self.ctx.hub.publish(event, state.id()).await.map_err(|e| {
+            Close::Protocol(reason::UNSPECIFIED_ERROR, format!("store unavailable: {e}"))
+        })?;
+        if qos > 0 {
+            let no_match = self.protocol.is_v5()
+                && published.routed.delivered == 0
+                && published.durable.is_none();
+            let code = if no_match {
+                reason::NO_MATCHING_SUBSCRIBERS
+            } else {
+                0
+            };
+            self.pending.push_back(PendingAck {
+                kind,
+                pkid,
+                reason: code,
+                durable: published.durable,
+            });
+        }
+        Ok(())
+    }
+
+    /// The checks a PUBLISH passes before the hub sees it (topic, alias, levels, Receive
+    /// Maximum, QoS 2 duplicates, the ACL), and its event. None: handled here (a refusal
+    /// or a QoS 2 retransmission, acknowledged as it must be).
+    fn admit_publish(
+        &mut self,
+        p: Publish,
+        state: &mut SessionState,
+    ) -> Result<Option<(Arc<Event>, u16, AckKind)>, Close> {
         let max_levels = self.config.mqtt.max_topic_levels;
         let max_inflight = usize::from(self.config.mqtt.max_inflight);
         let qos = p.qos as u8;
@@ -129,7 +166,7 @@ impl Conn {
                 reason: 0,
                 durable: None,
             });
-            return Ok(());
+            return Ok(None);
         }
         let allowed = match &self.identity {
             Some(who) => self.ctx.hub.policy().may_publish(who, &topic),
@@ -152,7 +189,7 @@ impl Conn {
                     durable: None,
                 });
             }
-            return Ok(());
+            return Ok(None);
         }
         let mut event = Event::new(topic.into(), p.payload, qos, p.retain, Origin::Mqtt);
         event.user_properties = props.user_properties;
@@ -161,31 +198,7 @@ impl Conn {
         event.content_type = props.content_type.map(|t| Arc::from(t.as_str()));
         event.payload_format = props.payload_format;
         event.expires_ms = props.message_expiry.map(|s| now_ms() + u64::from(s) * 1000);
-        let published = self
-            .ctx
-            .hub
-            .publish(Arc::new(event), state.id())
-            .await
-            .map_err(|e| {
-                Close::Protocol(reason::UNSPECIFIED_ERROR, format!("store unavailable: {e}"))
-            })?;
-        if qos > 0 {
-            let no_match = self.protocol.is_v5()
-                && published.routed.delivered == 0
-                && published.durable.is_none();
-            let code = if no_match {
-                reason::NO_MATCHING_SUBSCRIBERS
-            } else {
-                0
-            };
-            self.pending.push_back(PendingAck {
-                kind,
-                pkid: p.pkid,
-                reason: code,
-                durable: published.durable,
-            });
-        }
-        Ok(())
+        Ok(Some((Arc::new(event), p.pkid, kind)))
     }
 
     /// MQTT 5 topic aliases from the client: a topic with an alias (re)defines it; an
@@ -201,7 +214,8 @@ impl Conn {
             ));
         }
         if topic.is_empty() {
-            return self.aliases_in.get(&alias).cloned().ok_or_else(|| {
+            let known = self.aliases.as_ref().and_then(|a| a.inbound.get(&alias));
+            return known.cloned().ok_or_else(|| {
                 Close::protocol(format!("topic alias {alias} used before it was set"))
             });
         }
@@ -217,7 +231,8 @@ impl Conn {
                 "topic aliases over the memory budget".into(),
             ));
         }
-        if let Some(old) = self.aliases_in.insert(alias, topic.clone()) {
+        let aliases = self.aliases.get_or_insert_with(Default::default);
+        if let Some(old) = aliases.inbound.insert(alias, topic.clone()) {
             self.alias_bytes.refund(alias_weight(&old));
         }
         Ok(topic)

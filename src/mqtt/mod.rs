@@ -11,6 +11,8 @@ mod outbound;
 mod queued;
 mod session;
 mod sessions;
+#[cfg(test)]
+pub(crate) mod size_tests;
 mod will;
 
 pub use listener::listen;

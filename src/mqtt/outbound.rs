@@ -72,13 +72,14 @@ impl Conn {
             // An alias costs 3 bytes of property on every publish that carries it, and
             // saves the topic on each reuse: worth it only for longer topics.
             if self.client_alias_max > 0 && topic.len() > ALIAS_COST {
-                match self.aliases_out.get(&event.topic) {
+                let ours = self.aliases.as_ref().map(|a| &a.outbound);
+                match ours.and_then(|o| o.get(&event.topic)) {
                     Some(alias) => {
                         p.topic_alias = Some(*alias);
                         topic.clear();
                     }
-                    None if self.aliases_out.len() < usize::from(self.client_alias_max) => {
-                        p.topic_alias = Some(self.aliases_out.len() as u16 + 1);
+                    None if ours.map_or(0, |o| o.len()) < usize::from(self.client_alias_max) => {
+                        p.topic_alias = Some(ours.map_or(0, |o| o.len()) as u16 + 1);
                         new_alias = p.topic_alias;
                     }
                     None => {}
@@ -111,7 +112,10 @@ impl Conn {
                 .alias_bytes
                 .charge(super::inbound::alias_weight(&event.topic), cap)
             {
-                self.aliases_out.insert(event.topic.clone(), alias);
+                self.aliases
+                    .get_or_insert_with(Default::default)
+                    .outbound
+                    .insert(event.topic.clone(), alias);
             } else if let Packet::Publish(p) = &mut packet {
                 p.topic = event.topic.to_string();
                 if let Some(props) = p.properties.as_mut() {

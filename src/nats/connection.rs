@@ -136,7 +136,9 @@ pub async fn serve(accepted: Accepted, ctx: Arc<NatsCtx>, mut shutdown: watch::R
         ctx.tls.as_ref(),
         info,
     );
-    let negotiated = match tokio::time::timeout(cfg.connect_timeout, negotiate).await {
+    // Boxed: INFO and the TLS handshake run once; inline, their state would be part of
+    // the connection's task for its whole life.
+    let negotiated = match tokio::time::timeout(cfg.connect_timeout, Box::pin(negotiate)).await {
         Ok(Ok(n)) => n,
         Ok(Err(e)) => {
             metrics.auth.tls_failures.inc();
@@ -201,14 +203,19 @@ pub async fn serve(accepted: Accepted, ctx: Arc<NatsCtx>, mut shutdown: watch::R
         .await;
     if !matches!(close, Close::Peer | Close::Io(_) | Close::SlowConsumer(_)) {
         // Let the client see the -ERR that explains the close; never wait long for it.
-        let _ = tokio::time::timeout(Duration::from_secs(1), wr.write_all(&conn.wbuf)).await;
+        let last = tokio::time::timeout(Duration::from_secs(1), wr.write_all(&conn.wbuf));
+        let _ = Box::pin(last).await;
     }
     drop((rd, wr));
     // Nobody reads this outbox any more: publishers must not wait for it.
     conn.outbox.set_offline(true);
     if !matches!(stream, crate::transport::Stream::Tcp(_)) {
         // TLS close_notify before the socket goes.
-        let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+        let _ = Box::pin(tokio::time::timeout(
+            Duration::from_secs(1),
+            stream.shutdown(),
+        ))
+        .await;
     }
     for (filter, slot) in conn.session.registrations() {
         conn.ctx.hub.router.unsubscribe(filter, conn_id, slot);
@@ -234,6 +241,23 @@ pub async fn serve(accepted: Accepted, ctx: Arc<NatsCtx>, mut shutdown: watch::R
     metrics.connections_nats.add(-1);
 }
 
+/// What an op leaves to wait for, after [`Conn::dispatch`].
+enum Next {
+    Done,
+    Publish(Pub),
+    /// Once per connection, and it waits for the password check: boxed where it is
+    /// awaited, off the state of every connection's task.
+    Connect(proto::ConnectOptions),
+}
+
+/// A PUB or HPUB, its headers decoded.
+struct Pub {
+    subject: bytes::Bytes,
+    reply: Option<bytes::Bytes>,
+    props: Vec<(String, String)>,
+    payload: bytes::Bytes,
+}
+
 impl Conn {
     async fn run(
         &mut self,
@@ -243,8 +267,10 @@ impl Conn {
         shutdown: &mut watch::Receiver<bool>,
     ) -> Close {
         let ping_interval = self.ping_interval;
-        let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
-        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // One timer for the three deadlines (the next PING, CONNECT while the client
+        // must still authenticate, write progress while output waits): a timer is part
+        // of every connection's task.
+        let mut next_ping = Instant::now() + ping_interval;
         let mut last_in = Instant::now();
         let mut write_progress = Instant::now();
         // CONNECT is due by then when the client must authenticate.
@@ -263,7 +289,18 @@ impl Conn {
                                 Err(crate::broker::Revoked) => return self.revoked(),
                             }
                         }
-                        if let Err(close) = self.handle(op).await {
+                        // Only a publish waits (the hub), and CONNECT (boxed: once per
+                        // connection); the op itself is taken apart before either.
+                        let handled = match self.dispatch(op) {
+                            Ok(Next::Done) => Ok(()),
+                            Ok(Next::Publish(p)) => {
+                                self.publish(p.subject, p.reply, p.props, p.payload).await;
+                                Ok(())
+                            }
+                            Ok(Next::Connect(opts)) => Box::pin(self.connect(opts)).await,
+                            Err(close) => Err(close),
+                        };
+                        if let Err(close) = handled {
                             return close;
                         }
                     }
@@ -307,6 +344,13 @@ impl Conn {
                 self.wbuf = BytesMut::new(); // a burst is over: give the memory back
             }
             let can_read = self.pending.len() < MAX_PENDING_REPLIES;
+            let mut wake = next_ping;
+            if self.identity.is_none() {
+                wake = wake.min(auth_deadline);
+            }
+            if !self.wbuf.is_empty() {
+                wake = wake.min(write_progress + WRITE_DEADLINE);
+            }
             tokio::select! {
                 _ = shutdown.changed() => return Close::Shutdown,
                 done = first_reply(&mut self.pending), if !self.pending.is_empty() => {
@@ -322,11 +366,24 @@ impl Conn {
                     Ok(None) => needs_flush = false,
                     Err(e) => return Close::Io(e),
                 },
-                _ = tokio::time::sleep_until(auth_deadline), if self.identity.is_none() => {
-                    return self.fail(ProtoError::AuthTimeout);
-                }
-                _ = tokio::time::sleep_until(write_progress + WRITE_DEADLINE), if !self.wbuf.is_empty() => {
-                    return Close::SlowConsumer("no write progress within the write deadline");
+                _ = tokio::time::sleep_until(wake) => {
+                    let now = Instant::now();
+                    if self.identity.is_none() && now >= auth_deadline {
+                        return self.fail(ProtoError::AuthTimeout);
+                    }
+                    if !self.wbuf.is_empty() && now >= write_progress + WRITE_DEADLINE {
+                        return Close::SlowConsumer("no write progress within the write deadline");
+                    }
+                    if now >= next_ping {
+                        // As an interval that delays missed ticks: the next one a whole
+                        // interval after this one.
+                        next_ping = now + ping_interval;
+                        match self.session.ping_due(last_in.elapsed() < ping_interval) {
+                            PingAction::Skip => {}
+                            PingAction::Send => self.wbuf.extend_from_slice(proto::PING),
+                            PingAction::Stale => return self.fail(ProtoError::StaleConnection),
+                        }
+                    }
                 }
                 d = deliveries.recv(), if self.wbuf.len() < WBUF_HIGH => {
                     let Some(d) = d else {
@@ -346,13 +403,6 @@ impl Conn {
                     Ok(_) => last_in = Instant::now(),
                     Err(e) => return Close::Io(e),
                 },
-                _ = ping.tick() => {
-                    match self.session.ping_due(last_in.elapsed() < ping_interval) {
-                        PingAction::Skip => {}
-                        PingAction::Send => self.wbuf.extend_from_slice(proto::PING),
-                        PingAction::Stale => return self.fail(ProtoError::StaleConnection),
-                    }
-                }
             }
         }
     }
@@ -434,7 +484,8 @@ impl Conn {
         Ok(())
     }
 
-    async fn handle(&mut self, op: ClientOp) -> Result<(), Close> {
+    /// What `op` asks for, done at once where no wait is needed.
+    fn dispatch(&mut self, op: ClientOp) -> Result<Next, Close> {
         if self.identity.is_none() && !matches!(op, ClientOp::Connect(_)) {
             // nats-server: nothing but CONNECT before the client has authenticated.
             return Err(self.fail(ProtoError::AuthViolation));
@@ -443,12 +494,21 @@ impl Conn {
             self.charge.admit();
         }
         match op {
-            ClientOp::Connect(opts) => self.connect(opts).await?,
+            // Once per connection, and it waits for the password check: boxed, off
+            // the state of every connection's task.
+            ClientOp::Connect(opts) => return Ok(Next::Connect(opts)),
             ClientOp::Pub {
                 subject,
                 reply,
                 payload,
-            } => self.publish(subject, reply, Vec::new(), payload).await,
+            } => {
+                return Ok(Next::Publish(Pub {
+                    subject,
+                    reply,
+                    props: Vec::new(),
+                    payload,
+                }));
+            }
             ClientOp::HPub {
                 subject,
                 reply,
@@ -466,7 +526,12 @@ impl Conn {
                         Err(e) => return Err(self.fail(e)),
                     }
                 };
-                self.publish(subject, reply, props, payload).await;
+                return Ok(Next::Publish(Pub {
+                    subject,
+                    reply,
+                    props,
+                    payload,
+                }));
             }
             ClientOp::Sub {
                 subject,
@@ -477,7 +542,7 @@ impl Conn {
             ClientOp::Ping => self.wbuf.extend_from_slice(proto::PONG),
             ClientOp::Pong => self.session.pong(),
         }
-        Ok(())
+        Ok(Next::Done)
     }
 
     fn deliver(&mut self, d: Delivery) {

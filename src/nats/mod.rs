@@ -15,6 +15,8 @@ mod ops;
 pub mod proto;
 mod puback;
 mod session;
+#[cfg(test)]
+mod size_tests;
 
 use crate::broker::Hub;
 use crate::config::Config;

@@ -11,7 +11,9 @@ use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 
 impl Conn {
-    /// PUB and HPUB. `props` are the decoded headers.
+    /// PUB and HPUB. `props` are the decoded headers. Only the event and what the reply
+    /// needs live across the hub's wait (this future is part of every connection's
+    /// task): the checks and the event are made in [`Conn::admit_publish`].
     pub(super) async fn publish(
         &mut self,
         subject: Bytes,
@@ -19,42 +21,12 @@ impl Conn {
         props: Vec<(String, String)>,
         payload: Bytes,
     ) {
-        let mapped = subject_to_topic(&subject).and_then(|topic| {
-            let reply_topic = reply.as_deref().map(subject_to_topic).transpose()?;
-            Ok((topic, reply_topic))
-        });
-        let (topic, reply_topic) = match mapped {
-            Ok(m) => m,
-            Err(e) => {
-                // nats-server only reports bad publish subjects in pedantic mode.
-                tracing::debug!(peer = %self.peer, subject = %String::from_utf8_lossy(&subject), reason = %e, "NATS publish dropped: subject has no topic form");
-                if self.session.pedantic() {
-                    self.soft_err(&ProtoError::InvalidPublishSubject);
-                } else {
-                    self.ok();
-                }
-                return;
-            }
-        };
-        let allowed = match &self.identity {
-            Some(who) => self.ctx.hub.policy().may_publish(who, &topic),
-            None => false,
-        };
-        if !allowed {
-            // nats-server's words; the connection stays open.
-            let line = format!(
-                "Permissions Violation for Publish to \"{}\"",
-                String::from_utf8_lossy(&subject)
-            );
-            tracing::debug!(peer = %self.peer, %topic, "NATS publish refused by acl");
-            encode_err(&line, &mut self.wbuf);
+        let Some((event, reply_topic)) =
+            self.admit_publish(&subject, reply.as_deref(), props, payload)
+        else {
             return;
-        }
-        let reply_topic: Option<Arc<str>> = reply_topic.map(Arc::from);
-        let mut event = Event::new(topic.into(), payload, 0, false, Origin::Nats);
-        event.user_properties = props;
-        event.response_topic = reply_topic.clone();
-        let published = self.ctx.hub.publish(Arc::new(event), self.conn_id).await;
+        };
+        let published = self.ctx.hub.publish(event, self.conn_id).await;
         self.ok();
         let (Some(reply), Some(reply_topic)) = (reply, reply_topic) else {
             return;
@@ -73,6 +45,53 @@ impl Conn {
                 self.reply_failed(reply_topic, e.to_string());
             }
         }
+    }
+
+    /// The subject mapped to a topic, the ACL, and the event with its reply topic. None:
+    /// dropped or refused here (answered as nats-server does).
+    fn admit_publish(
+        &mut self,
+        subject: &[u8],
+        reply: Option<&[u8]>,
+        props: Vec<(String, String)>,
+        payload: Bytes,
+    ) -> Option<(Arc<Event>, Option<Arc<str>>)> {
+        let mapped = subject_to_topic(subject).and_then(|topic| {
+            let reply_topic = reply.map(subject_to_topic).transpose()?;
+            Ok((topic, reply_topic))
+        });
+        let (topic, reply_topic) = match mapped {
+            Ok(m) => m,
+            Err(e) => {
+                // nats-server only reports bad publish subjects in pedantic mode.
+                tracing::debug!(peer = %self.peer, subject = %String::from_utf8_lossy(subject), reason = %e, "NATS publish dropped: subject has no topic form");
+                if self.session.pedantic() {
+                    self.soft_err(&ProtoError::InvalidPublishSubject);
+                } else {
+                    self.ok();
+                }
+                return None;
+            }
+        };
+        let allowed = match &self.identity {
+            Some(who) => self.ctx.hub.policy().may_publish(who, &topic),
+            None => false,
+        };
+        if !allowed {
+            // nats-server's words; the connection stays open.
+            let line = format!(
+                "Permissions Violation for Publish to \"{}\"",
+                String::from_utf8_lossy(subject)
+            );
+            tracing::debug!(peer = %self.peer, %topic, "NATS publish refused by acl");
+            encode_err(&line, &mut self.wbuf);
+            return None;
+        }
+        let reply_topic: Option<Arc<str>> = reply_topic.map(Arc::from);
+        let mut event = Event::new(topic.into(), payload, 0, false, Origin::Nats);
+        event.user_properties = props;
+        event.response_topic = reply_topic.clone();
+        Some((Arc::new(event), reply_topic))
     }
 
     /// The 503 status nats-server writes straight to a requester nobody answered, on its

@@ -74,44 +74,25 @@ fn reserve(buf: &mut BytesMut, chunk: usize) {
 /// Reads from a plain TCP socket into `buf`, growing it only once the socket is
 /// readable. Readiness can be stale (left by a read that did not drain the socket to
 /// WouldBlock): then the chunk is given back rather than held while the connection
-/// idles.
-async fn tcp_read_some<S: TcpRead>(s: &S, buf: &mut BytesMut, chunk: usize) -> io::Result<usize> {
-    loop {
-        s.readable().await?;
-        reserve(buf, chunk);
-        match s.try_read_buf(buf) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if buf.is_empty() {
-                    *buf = BytesMut::new();
+/// idles. Polled with the socket's own readiness slot rather than a `readable()`
+/// future: the wait holds no state of its own, and it is part of every idle
+/// connection's task.
+async fn tcp_read_some(s: &TcpStream, buf: &mut BytesMut, chunk: usize) -> io::Result<usize> {
+    std::future::poll_fn(|cx| {
+        loop {
+            std::task::ready!(s.poll_read_ready(cx))?;
+            reserve(buf, chunk);
+            match s.try_read_buf(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if buf.is_empty() {
+                        *buf = BytesMut::new();
+                    }
                 }
+                r => return Poll::Ready(r),
             }
-            r => return r,
         }
-    }
-}
-
-/// A TCP socket or its read half: readiness, then a non-blocking read.
-trait TcpRead {
-    async fn readable(&self) -> io::Result<()>;
-    fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize>;
-}
-
-impl TcpRead for TcpStream {
-    async fn readable(&self) -> io::Result<()> {
-        TcpStream::readable(self).await
-    }
-    fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
-        TcpStream::try_read_buf(self, buf)
-    }
-}
-
-impl TcpRead for tokio::net::tcp::ReadHalf<'_> {
-    async fn readable(&self) -> io::Result<()> {
-        tokio::net::tcp::ReadHalf::readable(self).await
-    }
-    fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
-        tokio::net::tcp::ReadHalf::try_read_buf(self, buf)
-    }
+    })
+    .await
 }
 
 impl ReadHalf<'_> {
@@ -119,7 +100,7 @@ impl ReadHalf<'_> {
     /// read buffer.
     pub async fn read_some(&mut self, buf: &mut BytesMut, chunk: usize) -> io::Result<usize> {
         match self {
-            ReadHalf::Tcp(r) => tcp_read_some(r, buf, chunk).await,
+            ReadHalf::Tcp(r) => tcp_read_some(r.as_ref(), buf, chunk).await,
             ReadHalf::Shared(r) => {
                 reserve(buf, chunk);
                 tokio::io::AsyncReadExt::read_buf(r, buf).await

@@ -20,7 +20,7 @@ pub const PONG: &[u8] = b"PONG\r\n";
 /// the server offers them), `auth_required`, `tls_required`, and nats-py
 /// `client_id`/`client_ip`. `go` is informational; nats-server always sends
 /// it, so we do too.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ServerInfo {
     pub server_id: String,
     pub server_name: String,
