@@ -11,6 +11,8 @@
 //! it to `target/bench-results.md`. Every process it starts is killed when the scenario
 //! that started it ends; every wait has a deadline.
 
+#[path = "compare/callgrind.rs"]
+mod callgrind;
 #[path = "compare/drain.rs"]
 mod drain;
 #[path = "compare/durable.rs"]
@@ -71,6 +73,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("nats-pubsub", |s, d| Box::pin(pubsub::nats(s, d))),
     ("acl", |s, d| Box::pin(pubsub::acl(s, d))),
     ("durable-ingest", |s, d| Box::pin(durable::ingest(s, d))),
+    ("callgrind", |s, d| Box::pin(callgrind::run(s, d))),
     ("write-amplification", |s, d| {
         Box::pin(durable::write_amplification(s, d))
     }),

@@ -113,8 +113,11 @@ fn run(path: Option<PathBuf>) -> ExitCode {
     // relies on it). A multi-threaded runtime runs the task woken last first (its LIFO
     // slot) or on another core, and lost that PUBLISH in 1 to 4 runs of 10. On 2 cores
     // it was no faster (docs/benchmarks.md).
+    // The blocking pool (store reads for the links, password checks, name lookups) is
+    // bounded too: tokio's default is 512 threads. Work beyond it waits its turn.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .max_blocking_threads(BLOCKING_THREADS)
         .build()
     {
         Ok(r) => r,
@@ -139,6 +142,7 @@ fn run(path: Option<PathBuf>) -> ExitCode {
             }
         };
         let notifier = service_ready();
+        release_startup_memory();
         let signal = serve_until_stopped(&mut running, path.as_deref(), notifier.as_deref()).await;
         tracing::info!(%signal, "shutting down");
         if let Some(n) = &notifier {
@@ -151,6 +155,21 @@ fn run(path: Option<PathBuf>) -> ExitCode {
         ExitCode::SUCCESS
     })
 }
+
+/// Gives the memory the start used and freed (the store's open, the config, the
+/// listeners' setup) back to the kernel: glibc keeps freed memory in its arenas, so
+/// without this the idle RSS carries the start's peak. musl returns it by itself.
+fn release_startup_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Threads of the blocking pool at most: a link's store read each (one per upstream lane
+/// at a time), the password checks (`policy::VERIFY_SLOTS` at once), name lookups.
+const BLOCKING_THREADS: usize = 8;
 
 /// The exit status for a failed start: 3 when the store needs an operator (damaged, or
 /// missing where the marker says it was), so that systemd's `RestartPreventExitStatus`

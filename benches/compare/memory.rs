@@ -73,6 +73,72 @@ async fn with_connections(pid: u32, port: u16) -> Result<Mem> {
     Ok(m)
 }
 
+/// KiB of RSS each of the `IDLE_CONNECTIONS` connections added.
+fn per_connection(with: &Mem, idle: &Mem) -> f64 {
+    with.rss_kib.saturating_sub(idle.rss_kib) as f64 / IDLE_CONNECTIONS as f64
+}
+
+/// KiB of `pid`'s own executable mapped (its code and read-only data touched).
+fn code_kib(pid: u32) -> u64 {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+    let Ok(smaps) = std::fs::read_to_string(format!("/proc/{pid}/smaps")) else {
+        return 0;
+    };
+    let mut ours = false;
+    let mut kib = 0;
+    for line in smaps.lines() {
+        if let Some(rss) = line.strip_prefix("Rss:") {
+            if ours {
+                kib += rss
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .unwrap_or(0);
+            }
+        } else if line
+            .split_whitespace()
+            .next()
+            .is_some_and(|f| f.contains('-') && !f.ends_with(':'))
+        {
+            ours = line.split_whitespace().nth(5).map(std::path::Path::new) == Some(exe.as_path());
+        }
+    }
+    kib
+}
+
+/// RSS of `pid` with `IDLE_CONNECTIONS` idle NATS connections open on `port` (CONNECT and
+/// a PING answered, then nothing).
+async fn with_nats_connections(pid: u32, port: u16) -> Result<Mem> {
+    let mut conns = Vec::with_capacity(IDLE_CONNECTIONS);
+    for i in 0..IDLE_CONNECTIONS {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
+        let answered = async {
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            s.write_all(b"CONNECT {\"verbose\":false}\r\nPING\r\n")
+                .await?;
+            while !seen.windows(4).any(|w| w == b"PONG") {
+                let n = s.read(&mut buf).await?;
+                if n == 0 {
+                    bail!("NATS connection {i} closed");
+                }
+                seen.extend_from_slice(&buf[..n]);
+            }
+            Ok(())
+        };
+        tokio::time::timeout(Duration::from_secs(5), answered)
+            .await
+            .context("PONG timeout")??;
+        conns.push(s);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let m = mem_of(pid)?;
+    drop(conns);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok(m)
+}
+
 pub async fn run(scale: &Scale, dir: &Path) -> Result<Vec<Row>> {
     let n = scale.n(2_000_000);
     let mut out = Vec::new();
@@ -91,14 +157,39 @@ pub async fn run(scale: &Scale, dir: &Path) -> Result<Vec<Row>> {
     let mosquitto = Mosquitto::start(dir, free_port()?, false)?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (f_idle, m_idle) = (mem_of(ferry.pid())?, mem_of(mosquitto.pid()?)?);
+    let exe = code_kib(ferry.pid());
     eprintln!("  memory: {IDLE_CONNECTIONS} idle connections");
     let f_conn = with_connections(ferry.pid(), ferry.mqtt.port()).await?;
+    // NATS on a fresh ferry: memory the MQTT connections freed would be reused.
+    let nats_dir = dir.join("idle-nats");
+    std::fs::create_dir_all(&nats_dir)?;
+    let for_nats = Ferry::start(
+        &nats_dir,
+        &format!(
+            "{}{}",
+            ferry_base_config(&nats_dir),
+            ferry_forward_config(free_port()?)
+        ),
+    )?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let n_idle = mem_of(for_nats.pid())?;
+    let f_nats = with_nats_connections(for_nats.pid(), for_nats.nats.port()).await?;
+    drop(for_nats);
     let m_conn = with_connections(mosquitto.pid()?, mosquitto.port).await?;
     drop(ferry);
     out.push(
         Row::new("memory", "idle RSS", "MiB", Better::Lower)
             .ferry(mib(f_idle.rss_kib))
-            .peer("mosquitto", Some(mib(m_idle.rss_kib))),
+            .peer("mosquitto", Some(mib(m_idle.rss_kib)))
+            .at_most(5.0)
+            .note(format!(
+                "ferry: {:.1} MiB private (heap, stacks), {:.1} MiB file pages ({:.1} MiB of them its own code, the rest shared libraries); mosquitto: {:.1} MiB private, {:.1} MiB file pages",
+                mib(f_idle.anon_kib),
+                mib(f_idle.file_kib),
+                mib(exe),
+                mib(m_idle.anon_kib),
+                mib(m_idle.file_kib)
+            )),
     );
     out.push(
         Row::new(
@@ -113,6 +204,24 @@ pub async fn run(scale: &Scale, dir: &Path) -> Result<Vec<Row>> {
             "{:.1} KiB vs {:.1} KiB per connection",
             f_conn.rss_kib.saturating_sub(f_idle.rss_kib) as f64 / IDLE_CONNECTIONS as f64,
             m_conn.rss_kib.saturating_sub(m_idle.rss_kib) as f64 / IDLE_CONNECTIONS as f64
+        )),
+    );
+    out.push(
+        Row::new(
+            "memory",
+            format!(
+                "RSS per idle connection ({IDLE_CONNECTIONS} MQTT, then {IDLE_CONNECTIONS} NATS)"
+            ),
+            "KiB",
+            Better::Lower,
+        )
+        .ferry(per_connection(&f_conn, &f_idle).max(per_connection(&f_nats, &n_idle)))
+        .peer("mosquitto (MQTT)", Some(per_connection(&m_conn, &m_idle)))
+        .at_most(4.0)
+        .note(format!(
+            "ferry MQTT {:.1} KiB, NATS {:.1} KiB; the larger is shown",
+            per_connection(&f_conn, &f_idle),
+            per_connection(&f_nats, &n_idle)
         )),
     );
 

@@ -36,6 +36,11 @@ pub fn free_port() -> Result<u16> {
 pub struct Mem {
     pub rss_kib: u64,
     pub hwm_kib: u64,
+    /// Private memory: heap, stacks, what the process wrote.
+    pub anon_kib: u64,
+    /// File pages mapped: the binary's and shared libraries' code and data touched
+    /// (clean, shared with the page cache, and reclaimable).
+    pub file_kib: u64,
 }
 
 pub fn mem_of(pid: u32) -> Result<Mem> {
@@ -51,6 +56,8 @@ pub fn mem_of(pid: u32) -> Result<Mem> {
     Ok(Mem {
         rss_kib: field("VmRSS:"),
         hwm_kib: field("VmHWM:"),
+        anon_kib: field("RssAnon:"),
+        file_kib: field("RssFile:"),
     })
 }
 
@@ -104,9 +111,23 @@ impl Ferry {
     /// Writes `config` to `dir/ferry.toml`, starts ferry and returns once its listeners
     /// (and the metrics endpoint, if configured) reported their addresses.
     pub fn start(dir: &Path, config: &str) -> Result<Ferry> {
+        Ferry::start_wrapped(dir, config, &[])
+    }
+
+    /// [`Ferry::start`] with ferry run by `wrapper` (`valgrind --tool=callgrind ...`).
+    pub fn start_wrapped(dir: &Path, config: &str, wrapper: &[String]) -> Result<Ferry> {
         let path = dir.join("ferry.toml");
         std::fs::write(&path, config)?;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        let bin = env!("CARGO_BIN_EXE_ferry");
+        let mut command = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let mut child = command
             .arg("--config")
             .arg(&path)
             // RUST_LOG would override [log] level; the ready lines must stay visible.
@@ -140,7 +161,9 @@ impl Ferry {
         };
         let wants_metrics = config.contains("[metrics]");
         let mut early_exit = None;
-        let ready = wait_until(Duration::from_secs(20), "ferry listeners", || {
+        // Under valgrind the start takes far longer.
+        let patience = Duration::from_secs(if wrapper.is_empty() { 20 } else { 120 });
+        let ready = wait_until(patience, "ferry listeners", || {
             if let Ok(Some(status)) = f.child.try_wait() {
                 early_exit = Some(status);
                 return true;
@@ -222,6 +245,8 @@ pub struct Mosquitto {
     dir: PathBuf,
     persistence: bool,
     limits: String,
+    /// A command mosquitto runs under (`valgrind --tool=callgrind ...`); empty: none.
+    wrapper: Vec<String>,
 }
 
 /// The limits that make mosquitto a fair peer in throughput runs: no message limit per
@@ -231,13 +256,18 @@ const MOSQUITTO_THROUGHPUT: &str = "max_queued_messages 0\nmax_inflight_messages
 
 impl Mosquitto {
     pub fn start(dir: &Path, port: u16, persistence: bool) -> Result<Mosquitto> {
-        Mosquitto::start_configured(dir, port, persistence, MOSQUITTO_THROUGHPUT)
+        Mosquitto::start_configured(dir, port, persistence, MOSQUITTO_THROUGHPUT, &[])
     }
 
     /// Without persistence, with `limits` (config lines) instead of the throughput
     /// settings.
     pub fn start_with(dir: &Path, port: u16, limits: &str) -> Result<Mosquitto> {
-        Mosquitto::start_configured(dir, port, false, limits)
+        Mosquitto::start_configured(dir, port, false, limits, &[])
+    }
+
+    /// [`Mosquitto::start`] (no persistence) run by `wrapper`.
+    pub fn start_wrapped(dir: &Path, port: u16, wrapper: &[String]) -> Result<Mosquitto> {
+        Mosquitto::start_configured(dir, port, false, MOSQUITTO_THROUGHPUT, wrapper)
     }
 
     fn start_configured(
@@ -245,6 +275,7 @@ impl Mosquitto {
         port: u16,
         persistence: bool,
         limits: &str,
+        wrapper: &[String],
     ) -> Result<Mosquitto> {
         let dir = dir.join(format!("mosquitto-{port}"));
         std::fs::create_dir_all(&dir)?;
@@ -254,6 +285,7 @@ impl Mosquitto {
             dir,
             persistence,
             limits: limits.to_string(),
+            wrapper: wrapper.to_vec(),
         };
         m.restart()?;
         Ok(m)
@@ -277,7 +309,15 @@ impl Mosquitto {
                 self.limits
             ),
         )?;
-        let child = Command::new(bin("mosquitto"))
+        let mut command = match self.wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin("mosquitto"));
+                c
+            }
+            None => Command::new(bin("mosquitto")),
+        };
+        let child = command
             .arg("-c")
             .arg(&conf)
             .stdout(Stdio::null())
@@ -286,7 +326,8 @@ impl Mosquitto {
             .context("start mosquitto (apt-get install mosquitto)")?;
         self.child = Some(child);
         let port = self.port;
-        wait_until(Duration::from_secs(10), "mosquitto to listen", || {
+        let patience = Duration::from_secs(if self.wrapper.is_empty() { 10 } else { 60 });
+        wait_until(patience, "mosquitto to listen", || {
             TcpStream::connect(("127.0.0.1", port)).is_ok()
         })
     }

@@ -111,6 +111,13 @@ pub fn encode_routed(
     out: &mut Vec<u8>,
 ) -> Result<(), RecordError> {
     out.clear();
+    // One allocation: the fields, their lengths and the checksum fit in this.
+    let props: usize = event
+        .user_properties
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 4)
+        .sum();
+    out.reserve(event.topic.len() + event.payload.len() + props + 64 + 16 * routes.len());
     let user_properties = event
         .user_properties
         .iter()
