@@ -22,6 +22,7 @@ pub mod pack;
 pub mod policy;
 pub mod router;
 pub mod service;
+pub mod startup;
 pub mod store;
 pub mod topic;
 pub mod transport;

@@ -142,7 +142,7 @@ fn run(path: Option<PathBuf>) -> ExitCode {
             }
         };
         let notifier = service_ready();
-        release_startup_memory();
+        ferry::startup::release_memory();
         let signal = serve_until_stopped(&mut running, path.as_deref(), notifier.as_deref()).await;
         tracing::info!(%signal, "shutting down");
         if let Some(n) = &notifier {
@@ -154,17 +154,6 @@ fn run(path: Option<PathBuf>) -> ExitCode {
         tracing::info!("ferry stopped");
         ExitCode::SUCCESS
     })
-}
-
-/// Gives the memory the start used and freed (the store's open, the config, the
-/// listeners' setup) back to the kernel: glibc keeps freed memory in its arenas, so
-/// without this the idle RSS carries the start's peak. musl returns it by itself.
-fn release_startup_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks the allocator's own free lists.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 /// Threads of the blocking pool at most: a link's store read each (one per upstream lane

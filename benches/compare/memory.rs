@@ -60,17 +60,36 @@ pub async fn idle_connections(port: u16, n: usize) -> Result<(Vec<TcpStream>, us
     Ok((out, refused))
 }
 
-/// RSS of `pid` with `IDLE_CONNECTIONS` idle connections open on `port`.
-async fn with_connections(pid: u32, port: u16) -> Result<Mem> {
-    let (conns, refused) = idle_connections(port, IDLE_CONNECTIONS).await?;
-    if refused > 0 {
-        bail!("{refused} of {IDLE_CONNECTIONS} idle connections refused");
-    }
+/// Connections opened first and kept while measuring, so that what the first
+/// connections bring in once (code paged in again, the allocator's first chunks) is not
+/// counted per connection.
+const WARM_UP: usize = 10;
+
+/// RSS of `pid` after `WARM_UP` connections (`before`) and with `IDLE_CONNECTIONS` more
+/// (`with`), opened by `open` on `port`.
+async fn with_connections<F, Fut>(pid: u32, port: u16, open: F) -> Result<(Mem, Mem)>
+where
+    F: Fn(u16, usize) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<TcpStream>>>,
+{
+    let warm = open(port, WARM_UP).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let m = mem_of(pid)?;
-    drop(conns);
+    let before = mem_of(pid)?;
+    let conns = open(port, IDLE_CONNECTIONS).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let with = mem_of(pid)?;
+    drop((warm, conns));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    Ok(m)
+    Ok((before, with))
+}
+
+/// `n` idle MQTT connections, every one answered.
+async fn mqtt_connections(port: u16, n: usize) -> Result<Vec<TcpStream>> {
+    let (conns, refused) = idle_connections(port, n).await?;
+    if refused > 0 {
+        bail!("{refused} of {n} idle connections refused");
+    }
+    Ok(conns)
 }
 
 /// KiB of RSS each of the `IDLE_CONNECTIONS` connections added.
@@ -107,11 +126,10 @@ fn code_kib(pid: u32) -> u64 {
     kib
 }
 
-/// RSS of `pid` with `IDLE_CONNECTIONS` idle NATS connections open on `port` (CONNECT and
-/// a PING answered, then nothing).
-async fn with_nats_connections(pid: u32, port: u16) -> Result<Mem> {
-    let mut conns = Vec::with_capacity(IDLE_CONNECTIONS);
-    for i in 0..IDLE_CONNECTIONS {
+/// `n` idle NATS connections (CONNECT and a PING answered, then nothing).
+async fn nats_connections(port: u16, n: usize) -> Result<Vec<TcpStream>> {
+    let mut conns = Vec::with_capacity(n);
+    for i in 0..n {
         let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
         let answered = async {
             let mut seen = Vec::new();
@@ -132,60 +150,58 @@ async fn with_nats_connections(pid: u32, port: u16) -> Result<Mem> {
             .context("PONG timeout")??;
         conns.push(s);
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let m = mem_of(pid)?;
-    drop(conns);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    Ok(m)
+    Ok(conns)
 }
 
 pub async fn run(scale: &Scale, dir: &Path) -> Result<Vec<Row>> {
     let n = scale.n(2_000_000);
     let mut out = Vec::new();
 
-    // Idle and 1,000 connections, on a ferry with a forwarding rule (the usual setup).
-    let idle_dir = dir.join("idle");
-    std::fs::create_dir_all(&idle_dir)?;
-    let ferry = Ferry::start(
-        &idle_dir,
-        &format!(
-            "{}{}",
-            ferry_base_config(&idle_dir),
-            ferry_forward_config(free_port()?)
-        ),
-    )?;
+    // Idle with the default configuration (only the listen ports and the store's place
+    // set): what the target is about. Then idle with a forwarding rule whose upstream is
+    // down: the link reconnects every half second, so its code stays resident.
+    let plain_dir = dir.join("idle-default");
+    std::fs::create_dir_all(&plain_dir)?;
+    let plain = Ferry::start(&plain_dir, &ferry_base_config(&plain_dir))?;
     let mosquitto = Mosquitto::start(dir, free_port()?, false)?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let (f_idle, m_idle) = (mem_of(ferry.pid())?, mem_of(mosquitto.pid()?)?);
-    let exe = code_kib(ferry.pid());
-    eprintln!("  memory: {IDLE_CONNECTIONS} idle connections");
-    let f_conn = with_connections(ferry.pid(), ferry.mqtt.port()).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (p_idle, m_idle) = (mem_of(plain.pid())?, mem_of(mosquitto.pid()?)?);
+    let exe = code_kib(plain.pid());
+    eprintln!("  memory: {IDLE_CONNECTIONS} idle connections of each protocol");
+    let (p_before, p_mqtt) =
+        with_connections(plain.pid(), plain.mqtt.port(), mqtt_connections).await?;
+    drop(plain);
     // NATS on a fresh ferry: memory the MQTT connections freed would be reused.
     let nats_dir = dir.join("idle-nats");
     std::fs::create_dir_all(&nats_dir)?;
-    let for_nats = Ferry::start(
-        &nats_dir,
+    let for_nats = Ferry::start(&nats_dir, &ferry_base_config(&nats_dir))?;
+    let (n_before, n_with) =
+        with_connections(for_nats.pid(), for_nats.nats.port(), nats_connections).await?;
+    drop(for_nats);
+    let (m_before, m_conn) =
+        with_connections(mosquitto.pid()?, mosquitto.port, mqtt_connections).await?;
+    let rule_dir = dir.join("idle-rule");
+    std::fs::create_dir_all(&rule_dir)?;
+    let ruled = Ferry::start(
+        &rule_dir,
         &format!(
             "{}{}",
-            ferry_base_config(&nats_dir),
+            ferry_base_config(&rule_dir),
             ferry_forward_config(free_port()?)
         ),
     )?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let n_idle = mem_of(for_nats.pid())?;
-    let f_nats = with_nats_connections(for_nats.pid(), for_nats.nats.port()).await?;
-    drop(for_nats);
-    let m_conn = with_connections(mosquitto.pid()?, mosquitto.port).await?;
-    drop(ferry);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let r_idle = mem_of(ruled.pid())?;
+    drop(ruled);
     out.push(
-        Row::new("memory", "idle RSS", "MiB", Better::Lower)
-            .ferry(mib(f_idle.rss_kib))
+        Row::new("memory", "idle RSS, default configuration", "MiB", Better::Lower)
+            .ferry(mib(p_idle.rss_kib))
             .peer("mosquitto", Some(mib(m_idle.rss_kib)))
             .at_most(5.0)
             .note(format!(
                 "ferry: {:.1} MiB private (heap, stacks), {:.1} MiB file pages ({:.1} MiB of them its own code, the rest shared libraries); mosquitto: {:.1} MiB private, {:.1} MiB file pages",
-                mib(f_idle.anon_kib),
-                mib(f_idle.file_kib),
+                mib(p_idle.anon_kib),
+                mib(p_idle.file_kib),
                 mib(exe),
                 mib(m_idle.anon_kib),
                 mib(m_idle.file_kib)
@@ -194,34 +210,49 @@ pub async fn run(scale: &Scale, dir: &Path) -> Result<Vec<Row>> {
     out.push(
         Row::new(
             "memory",
-            format!("RSS with {IDLE_CONNECTIONS} idle MQTT connections"),
+            "idle RSS with a forwarding rule whose upstream is down (reconnecting every 0.5 s)",
             "MiB",
             Better::Lower,
         )
-        .ferry(mib(f_conn.rss_kib))
-        .peer("mosquitto", Some(mib(m_conn.rss_kib)))
+        .ferry(mib(r_idle.rss_kib))
+        .peer("mosquitto", Some(mib(m_idle.rss_kib)))
         .note(format!(
-            "{:.1} KiB vs {:.1} KiB per connection",
-            f_conn.rss_kib.saturating_sub(f_idle.rss_kib) as f64 / IDLE_CONNECTIONS as f64,
-            m_conn.rss_kib.saturating_sub(m_idle.rss_kib) as f64 / IDLE_CONNECTIONS as f64
+            "{:.1} MiB private, {:.1} MiB file pages",
+            mib(r_idle.anon_kib),
+            mib(r_idle.file_kib)
         )),
     );
     out.push(
         Row::new(
             "memory",
             format!(
-                "RSS per idle connection ({IDLE_CONNECTIONS} MQTT, then {IDLE_CONNECTIONS} NATS)"
+                "RSS with {} idle MQTT connections",
+                WARM_UP + IDLE_CONNECTIONS
             ),
+            "MiB",
+            Better::Lower,
+        )
+        .ferry(mib(p_mqtt.rss_kib))
+        .peer("mosquitto", Some(mib(m_conn.rss_kib))),
+    );
+    let (f_mqtt, f_nats) = (
+        per_connection(&p_mqtt, &p_before),
+        per_connection(&n_with, &n_before),
+    );
+    out.push(
+        Row::new(
+            "memory",
+            format!("RSS per idle connection ({IDLE_CONNECTIONS} after {WARM_UP} kept open; MQTT, and NATS on a fresh ferry)"),
             "KiB",
             Better::Lower,
         )
-        .ferry(per_connection(&f_conn, &f_idle).max(per_connection(&f_nats, &n_idle)))
-        .peer("mosquitto (MQTT)", Some(per_connection(&m_conn, &m_idle)))
+        .ferry(f_mqtt.max(f_nats))
+        .peer("mosquitto (MQTT)", Some(per_connection(&m_conn, &m_before)))
         .at_most(4.0)
         .note(format!(
-            "ferry MQTT {:.1} KiB, NATS {:.1} KiB; the larger is shown",
-            per_connection(&f_conn, &f_idle),
-            per_connection(&f_nats, &n_idle)
+            "ferry MQTT {f_mqtt:.1} KiB ({:.1} KiB of it private), NATS {f_nats:.1} KiB ({:.1} KiB private); the larger is shown",
+            p_mqtt.anon_kib.saturating_sub(p_before.anon_kib) as f64 / IDLE_CONNECTIONS as f64,
+            n_with.anon_kib.saturating_sub(n_before.anon_kib) as f64 / IDLE_CONNECTIONS as f64
         )),
     );
 
