@@ -104,9 +104,10 @@ fn run(path: Option<PathBuf>) -> ExitCode {
     }
     ferry::logging::init(&cfg.log.level);
     warn_if_readable(path.as_deref(), &cfg);
-    // One event-loop thread, as mosquitto has: every connection, the router and the
-    // forwarders run on it, and the store writer and the blocking pool (redb reads,
-    // password hashing) on their own threads. Tasks woken together run in the order the
+    // One event-loop thread, as mosquitto has: every connection and the router run on
+    // it; the upstream links too with `runtime.worker_threads = 1`, or else on forwarding
+    // threads of their own (`forward/workers.rs`); the store writer and the blocking pool
+    // (redb reads, password hashing) on their own threads. Tasks woken together run in the order the
     // kernel reported their sockets readable (FIFO), so packets sent on different
     // connections are handled in the order they arrived: a SUBSCRIBE written just before
     // another client's PUBLISH takes effect first (the Paho case test_subscribe_options

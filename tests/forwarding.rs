@@ -208,3 +208,60 @@ async fn the_drain_starts_at_once_when_the_upstream_returns_during_a_long_backof
     assert_exact_in_order(&got, 100, TOPICS);
     assert!(ferry.log_text().contains("upstream reachable again"));
 }
+
+/// The names of `pid`'s threads.
+fn thread_names(pid: u32) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// `[runtime] worker_threads`: 1 keeps every link on the event loop (no thread of its
+/// own); 3 gives two upstreams a forwarding thread each. Both forward exactly once and in
+/// order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_threads_put_the_links_on_threads_of_their_own() {
+    for (threads, expected) in [(1, vec![]), (3, vec!["ferry-fwd-1", "ferry-fwd-2"])] {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let _mosq = Mosquitto::start(dir.path(), port);
+        Checker::register(port, "checker-a", "site-a/#").await;
+        Checker::register(port, "checker-b", "site-b/#").await;
+        let a = Checker::connect(port, "checker-a", "site-a/#").await;
+        let b = Checker::connect(port, "checker-b", "site-b/#").await;
+        let second = forward_config(port)
+            .replace("\"cloud\"", "\"backup\"")
+            .replace("gw-test", "gw-test-2")
+            .replace("site-a/", "site-b/");
+        let config = base_config(dir.path())
+            + &format!("[runtime]\nworker_threads = {threads}\n")
+            + &forward_config(port)
+            + &second;
+        let ferry = Ferry::start(dir.path(), &config);
+        ferry.wait_log(&["upstream connected", "cloud"], Duration::from_secs(20));
+        ferry.wait_log(&["upstream connected", "backup"], Duration::from_secs(20));
+        let device = Device::connect(ferry.mqtt, "dev-threads").await;
+        device
+            .publish_acked(2_000, topic, Duration::from_secs(60))
+            .await;
+        a.wait_count(2_000, Duration::from_secs(60)).await;
+        b.wait_count(2_000, Duration::from_secs(60)).await;
+        for c in [&a, &b] {
+            let got: Vec<_> = c.received.lock().unwrap().clone();
+            let got: Vec<_> = got
+                .into_iter()
+                .map(|(t, p)| (t.replacen("site-b/", "site-a/", 1), p))
+                .collect();
+            assert_exact_in_order(&got, 2_000, TOPICS);
+        }
+        let fwd: Vec<String> = thread_names(ferry.pid())
+            .into_iter()
+            .filter(|n| n.starts_with("ferry-fwd") && !n.ends_with("-io"))
+            .collect();
+        assert_eq!(fwd, expected, "worker_threads = {threads}");
+    }
+}

@@ -229,6 +229,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         &store,
         &metrics,
         &forward::gateway_id(&config.gateway.id),
+        config.runtime.worker_threads.resolve(),
     ));
     Ok(Running {
         shutdown,

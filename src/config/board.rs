@@ -1,7 +1,7 @@
 //! Board profiles (`boards/*.toml`, compiled in): limits sized for one kind of gateway,
 //! selected with a top-level `board = "rpi-4"` key.
 //!
-//! A profile is a partial config file (only `[mqtt]`, `[nats]`, `[store]` and `[limits]`) plus
+//! A profile is a partial config file (only `[mqtt]`, `[nats]`, `[store]`, `[limits]` and `[runtime]`) plus
 //! a `[board]` table describing the hardware and the build target. It is checked by the
 //! same rules as a user's file, then used as the base the user's file is applied on, so
 //! "explicit keys override the profile" holds key by key with no merge code of its own.
@@ -36,7 +36,7 @@ pub struct BoardInfo {
     pub memory: String,
 }
 
-const FILE_KEYS: &[&str] = &["board", "mqtt", "nats", "store", "limits"];
+const FILE_KEYS: &[&str] = &["board", "mqtt", "nats", "store", "limits", "runtime"];
 
 /// Names of the built-in boards.
 pub fn board_names() -> impl Iterator<Item = &'static str> {
@@ -65,6 +65,7 @@ fn parse_board(name: &str, text: &str) -> Result<(BoardInfo, Config), ConfigErro
             "nats" => raw.nats = raw::table(value, &mut checker),
             "store" => raw.store = raw::table(value, &mut checker),
             "limits" => raw.limits = raw::table(value, &mut checker),
+            "runtime" => raw.runtime = raw::table(value, &mut checker),
             other => checker.at(key.span().start, raw::unknown_field(other, FILE_KEYS)),
         }
     }

@@ -39,8 +39,8 @@ pub use topic::TOPIC_PLACEHOLDER;
 pub use types::{
     AclAction, AclRule, AdminConfig, AdminSocket, AuthConfig, CertIdentity, Config,
     DEFAULT_PRIORITY, Drain, ForwardRule, Fsync, GatewayConfig, LogConfig, MetricsConfig,
-    MqttConfig, NatsConfig, NatsTls, OnFull, StoreConfig, SysConfig, TlsConfig, UpstreamConfig,
-    UpstreamProtocol,
+    MqttConfig, NatsConfig, NatsTls, OnFull, RuntimeConfig, StoreConfig, SysConfig, TlsConfig,
+    UpstreamConfig, UpstreamProtocol, WorkerThreads,
 };
 pub use units::{ByteSize, UnitError, format_duration, parse_duration};
 pub use url::{UpstreamScheme, UpstreamUrl, UrlError};

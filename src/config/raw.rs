@@ -63,11 +63,12 @@ pub(crate) struct RawConfig {
     pub auth: Option<Spanned<RawAuth>>,
     pub admin: Option<Spanned<RawAdmin>>,
     pub sys: Option<Spanned<RawSys>>,
+    pub runtime: Option<Spanned<RawRuntime>>,
 }
 
 const TOP_KEYS: &[&str] = &[
     "board", "mqtt", "nats", "store", "upstream", "forward", "metrics", "log", "gateway", "acl",
-    "limits", "tls", "auth", "admin", "sys",
+    "limits", "tls", "auth", "admin", "sys", "runtime",
 ];
 
 impl RawConfig {
@@ -93,6 +94,7 @@ impl RawConfig {
                 "auth" => raw.auth = table(value, c),
                 "admin" => raw.admin = table(value, c),
                 "sys" => raw.sys = table(value, c),
+                "runtime" => raw.runtime = table(value, c),
                 other => c.at(at, unknown_field(other, TOP_KEYS)),
             }
         }
@@ -363,6 +365,10 @@ table!(RawAdmin, "an [admin] table", {
 
 table!(RawSys, "a [sys] table", {
     interval,
+});
+
+table!(RawRuntime, "a [runtime] table", {
+    worker_threads,
 });
 
 // `[board]` of a built-in board profile (`board.rs`), not of a user's file.

@@ -201,6 +201,9 @@ level = "info,ferry=debug"
 [gateway]
 id = "gw-01.site_a"
 
+[runtime]
+worker_threads = 3
+
 [tls]
 cert_file = "/etc/ferry/server.crt"
 key_file = "/etc/ferry/server.key"
@@ -241,6 +244,50 @@ fn to_toml_round_trips() {
     assert!(full.contains("stall_timeout = \"90s\""), "{full}");
     assert!(full.contains("stall_timeout = \"0ms\""), "{full}");
     assert!(Config::default().to_toml().contains("linger = \"0ms\""));
+    assert!(full.contains("[runtime]\nworker_threads = 3\n"), "{full}");
+    assert!(
+        Config::default()
+            .to_toml()
+            .contains("worker_threads = \"auto\"")
+    );
+}
+
+#[test]
+fn worker_threads_is_auto_or_a_count() {
+    use super::types::WorkerThreads;
+    let threads = |t: &str| parse(t, "f.toml").map(|c| c.runtime.worker_threads);
+    assert_eq!(threads("").unwrap(), WorkerThreads::Auto);
+    assert_eq!(
+        threads("[runtime]\nworker_threads = \"auto\"\n").unwrap(),
+        WorkerThreads::Auto
+    );
+    assert_eq!(
+        threads("[runtime]\nworker_threads = 1\n").unwrap(),
+        WorkerThreads::Fixed(1)
+    );
+    assert_eq!(
+        errors("[runtime]\nworker_threads = 0\n"),
+        ["f.toml:2:18: runtime.worker_threads: invalid value 0: expected an integer in 1..=64"]
+    );
+    assert_eq!(
+        errors("[runtime]\nworker_threads = \"many\"\n"),
+        [
+            "f.toml:2:18: runtime.worker_threads: invalid value \"many\": expected \"auto\" or an integer in 1..=64"
+        ]
+    );
+    // The single-core boards run everything on one thread; the others as many as cores.
+    assert_eq!(
+        threads("board = \"rpi-zero-w\"\n").unwrap(),
+        WorkerThreads::Fixed(1)
+    );
+    assert_eq!(
+        threads("board = \"generic-arm\"\n").unwrap(),
+        WorkerThreads::Fixed(1)
+    );
+    assert_eq!(threads("board = \"rpi-4\"\n").unwrap(), WorkerThreads::Auto);
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(WorkerThreads::Auto.resolve(), n.min(4));
+    assert_eq!(WorkerThreads::Fixed(9).resolve(), 9);
 }
 
 #[test]

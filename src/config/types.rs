@@ -32,6 +32,39 @@ pub struct Config {
     pub auth: AuthConfig,
     pub admin: AdminConfig,
     pub sys: SysConfig,
+    pub runtime: RuntimeConfig,
+}
+
+/// `[runtime]`: the threads ferry runs on.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RuntimeConfig {
+    pub worker_threads: WorkerThreads,
+}
+
+/// `runtime.worker_threads`: how many threads run ferry's tasks. The first is always the
+/// event loop (every connection and the router, in arrival order); the others run the
+/// upstream links (`forward/workers.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WorkerThreads {
+    /// `"auto"`: the number of cores, at most [`WorkerThreads::AUTO_MAX`].
+    #[default]
+    Auto,
+    Fixed(u8),
+}
+
+impl WorkerThreads {
+    pub const AUTO_MAX: usize = 4;
+    pub const MAX: u8 = 64;
+
+    /// The number of threads on this machine.
+    pub fn resolve(self) -> usize {
+        match self {
+            WorkerThreads::Fixed(n) => usize::from(n.max(1)),
+            WorkerThreads::Auto => std::thread::available_parallelism()
+                .map_or(1, std::num::NonZeroUsize::get)
+                .min(Self::AUTO_MAX),
+        }
+    }
 }
 
 /// `[admin]`: the local socket `ferry status` and `ferry reload` talk to.

@@ -11,11 +11,12 @@ use toml::Spanned;
 use super::check::{Bound, Checker};
 use super::links;
 use super::raw::{
-    Leaf, RawConfig, RawGateway, RawLimits, RawLog, RawMetrics, RawMqtt, RawNats, RawStore, RawSys,
+    Leaf, RawConfig, RawGateway, RawLimits, RawLog, RawMetrics, RawMqtt, RawNats, RawRuntime,
+    RawStore, RawSys,
 };
 use super::types::{
     AdminConfig, AdminSocket, Config, Fsync, GatewayConfig, LimitsConfig, LogConfig, MetricsConfig,
-    MqttConfig, NatsConfig, NatsTls, OnFull, StoreConfig, SysConfig,
+    MqttConfig, NatsConfig, NatsTls, OnFull, RuntimeConfig, StoreConfig, SysConfig, WorkerThreads,
 };
 use super::units::ByteSize;
 
@@ -42,6 +43,7 @@ pub(crate) fn validate(raw: &RawConfig, c: &mut Checker, base: &Config) -> Confi
         nats,
         admin: admin(c, raw, &base.admin, &store),
         sys: sys(c, raw.sys.as_ref().map(Spanned::get_ref), &base.sys),
+        runtime: runtime(c, raw.runtime.as_ref().map(Spanned::get_ref), &base.runtime),
         store,
         upstream,
         forward,
@@ -465,6 +467,33 @@ fn sys(c: &mut Checker, raw: Option<&RawSys>, base: &SysConfig) -> SysConfig {
         }
     }
     s
+}
+
+/// `runtime.worker_threads`: `"auto"` or 1..=64.
+fn runtime(c: &mut Checker, raw: Option<&RawRuntime>, base: &RuntimeConfig) -> RuntimeConfig {
+    let mut r = base.clone();
+    let Some(v) = raw.and_then(|r| r.worker_threads.as_ref()) else {
+        return r;
+    };
+    if v.get_ref().as_str() == Some("auto") {
+        r.worker_threads = WorkerThreads::Auto;
+    } else if v.get_ref().is_integer() {
+        let bound = Bound::Between(1, u64::from(WorkerThreads::MAX));
+        if let Some(n) = c.uint("runtime.worker_threads", &Some(v.clone()), bound) {
+            r.worker_threads = WorkerThreads::Fixed(n);
+        }
+    } else {
+        c.bad(
+            v,
+            "runtime.worker_threads",
+            format!(
+                "invalid value {}: expected \"auto\" or an integer in 1..={}",
+                v.get_ref(),
+                WorkerThreads::MAX
+            ),
+        );
+    }
+    r
 }
 
 fn gateway(c: &mut Checker, raw: Option<&RawGateway>, base: &GatewayConfig) -> GatewayConfig {

@@ -190,6 +190,11 @@ impl Config {
         }
         w.table("sys");
         w.dur("interval", self.sys.interval);
+        w.table("runtime");
+        match self.runtime.worker_threads {
+            super::types::WorkerThreads::Auto => w.str("worker_threads", "auto"),
+            super::types::WorkerThreads::Fixed(n) => w.raw("worker_threads", n),
+        }
         let t = &self.tls;
         w.table("tls");
         let path = |p: &Option<std::path::PathBuf>| {

@@ -5,9 +5,13 @@
 //! upstream the file no longer names is stopped, and its lanes keep their cursors, so
 //! the store keeps its backlog; an upstream named again gets its link back.
 //!
+//! With `runtime.worker_threads` above 1 the links run on forwarding threads of their
+//! own ([`Workers`]); otherwise on the event loop.
+//!
 //! The store registers lanes when it opens: a reload can use only those. An upstream or
 //! a priority the store has no lane for waits for a restart ([`Links::bits_for`]).
 
+use super::workers::Workers;
 use super::{Lane, lane_names, link, routes_for};
 use crate::config::{Config, ForwardRule, UpstreamConfig};
 use crate::metrics::Metrics;
@@ -26,6 +30,7 @@ pub struct Links {
     /// The lanes the store has a slot for since it opened: (name, slot, bit).
     registered: Vec<(String, usize, u8)>,
     running: Vec<Running>,
+    workers: Workers,
 }
 
 struct Running {
@@ -45,13 +50,14 @@ pub struct Changes {
 
 impl Links {
     /// Starts a link per upstream of `config` (`lanes` in the order the store
-    /// registered them).
+    /// registered them), on `threads - 1` forwarding threads (none: the event loop).
     pub fn start(
         config: &Config,
         lanes: &[Lane],
         store: &Store,
         metrics: &Arc<Metrics>,
         gateway: &str,
+        threads: usize,
     ) -> Links {
         // Every lane the store keeps a slot for: the configured ones, and those of
         // upstreams (or priorities) no longer configured, whose backlog it keeps.
@@ -67,6 +73,7 @@ impl Links {
             gateway: gateway.into(),
             registered,
             running: Vec::new(),
+            workers: Workers::new(threads),
         };
         let since = *store.committed().borrow();
         for i in 0..config.upstream.len() {
@@ -128,7 +135,7 @@ impl Links {
             config: upstream.clone(),
             rules: rules_of(config, &upstream.name),
             stop,
-            task: tokio::spawn(link.run()),
+            task: self.workers.spawn(i, link.run()),
         });
     }
 
@@ -170,14 +177,23 @@ impl Links {
         changes
     }
 
-    /// Stops every link; each persists its cursor first.
-    pub async fn stop_all(self) {
+    /// Forwarding threads running besides the event loop.
+    pub fn threads(&self) -> usize {
+        self.workers.threads()
+    }
+
+    /// Stops every link (each persists its cursor first), then the forwarding threads.
+    pub async fn stop_all(mut self) {
         for r in &self.running {
             let _ = r.stop.send(true);
         }
-        for r in self.running {
+        for r in std::mem::take(&mut self.running) {
             let _ = tokio::time::timeout(STOP_GRACE, r.task).await;
         }
+        // Their runtimes end with their threads; a link's pending store read (a
+        // blocking task) is waited for there, off the event loop.
+        let mut workers = std::mem::replace(&mut self.workers, Workers::new(1));
+        let _ = tokio::task::spawn_blocking(move || workers.stop()).await;
     }
 }
 

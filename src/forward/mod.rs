@@ -16,6 +16,7 @@ mod rate;
 pub mod tls;
 mod watchdog;
 mod window;
+mod workers;
 
 pub use links::{Changes, Links};
 
