@@ -11,6 +11,8 @@
 //! it to `target/bench-results.md`. Every process it starts is killed when the scenario
 //! that started it ends; every wait has a deadline.
 
+#[path = "compare/armv6.rs"]
+mod armv6;
 #[path = "compare/callgrind.rs"]
 mod callgrind;
 #[path = "compare/drain.rs"]
@@ -81,6 +83,8 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("jetstream", |s, d| Box::pin(jetstream::run(s, d))),
     ("memory", |s, d| Box::pin(memory::run(s, d))),
     ("hostile", |s, d| Box::pin(hostile::run(s, d))),
+    // Skipped (no rows) unless the ARMv6 binary from cross/build.sh and qemu-arm exist.
+    ("armv6", |s, d| Box::pin(armv6::run(s, d))),
 ];
 
 fn target_dir() -> PathBuf {

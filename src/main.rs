@@ -127,7 +127,7 @@ fn run(path: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
+    let main: ferry::startup::Driven = Box::pin(async move {
         let source = path
             .as_ref()
             .map(|p| p.display().to_string())
@@ -154,7 +154,8 @@ fn run(path: Option<PathBuf>) -> ExitCode {
         running.shutdown(SHUTDOWN_GRACE).await;
         tracing::info!("ferry stopped");
         ExitCode::SUCCESS
-    })
+    });
+    runtime.block_on(main)
 }
 
 /// Threads of the blocking pool at most: a link's store read each (one per upstream lane

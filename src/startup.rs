@@ -17,3 +17,9 @@ pub fn release_memory() {
         libc::malloc_trim(0);
     }
 }
+
+/// The future a runtime's `block_on` drives, for the event loop (`main.rs`) and each
+/// forwarding thread (`forward/workers.rs`) alike: one type, so that tokio's scheduler
+/// loop is compiled once (about 4 KB of the binary less).
+pub type Driven<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = std::process::ExitCode> + 'a>>;

@@ -116,9 +116,14 @@ impl Ferry {
 
     /// [`Ferry::start`] with ferry run by `wrapper` (`valgrind --tool=callgrind ...`).
     pub fn start_wrapped(dir: &Path, config: &str, wrapper: &[String]) -> Result<Ferry> {
+        Ferry::start_binary(dir, config, wrapper, Path::new(env!("CARGO_BIN_EXE_ferry")))
+    }
+
+    /// [`Ferry::start_wrapped`] with the ferry binary at `bin` instead of the one Cargo
+    /// built for this bench (a cross-compiled one run by `qemu-arm`, say).
+    pub fn start_binary(dir: &Path, config: &str, wrapper: &[String], bin: &Path) -> Result<Ferry> {
         let path = dir.join("ferry.toml");
         std::fs::write(&path, config)?;
-        let bin = env!("CARGO_BIN_EXE_ferry");
         let mut command = match wrapper.split_first() {
             Some((first, rest)) => {
                 let mut c = Command::new(first);
@@ -161,7 +166,7 @@ impl Ferry {
         };
         let wants_metrics = config.contains("[metrics]");
         let mut early_exit = None;
-        // Under valgrind the start takes far longer.
+        // Under valgrind (or qemu-user) the start takes far longer.
         let patience = Duration::from_secs(if wrapper.is_empty() { 20 } else { 120 });
         let ready = wait_until(patience, "ferry listeners", || {
             if let Ok(Some(status)) = f.child.try_wait() {

@@ -304,7 +304,7 @@ impl<'a> Checker<'a> {
 }
 
 /// "string \"x\"", "integer 5", ... for type-mismatch messages.
-fn describe(v: &Value) -> String {
+pub(crate) fn describe(v: &Value) -> String {
     match v {
         Value::String(s) => format!("string {s:?}"),
         Value::Integer(i) => format!("integer {i}"),

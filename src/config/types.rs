@@ -52,6 +52,14 @@ pub enum WorkerThreads {
     Fixed(u8),
 }
 
+/// The CPUs online. Not `std::thread::available_parallelism`, whose cgroup quota
+/// parsing costs about 4 KB of the binary; a gateway's service has no CPU quota.
+fn online_cpus() -> usize {
+    // SAFETY: sysconf reads a system value; no memory is passed.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(n).unwrap_or(1).max(1)
+}
+
 impl WorkerThreads {
     pub const AUTO_MAX: usize = 4;
     pub const MAX: u8 = 64;
@@ -60,9 +68,7 @@ impl WorkerThreads {
     pub fn resolve(self) -> usize {
         match self {
             WorkerThreads::Fixed(n) => usize::from(n.max(1)),
-            WorkerThreads::Auto => std::thread::available_parallelism()
-                .map_or(1, std::num::NonZeroUsize::get)
-                .min(Self::AUTO_MAX),
+            WorkerThreads::Auto => online_cpus().min(Self::AUTO_MAX),
         }
     }
 }

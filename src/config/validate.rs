@@ -472,14 +472,17 @@ fn sys(c: &mut Checker, raw: Option<&RawSys>, base: &SysConfig) -> SysConfig {
 /// `runtime.worker_threads`: `"auto"` or 1..=64.
 fn runtime(c: &mut Checker, raw: Option<&RawRuntime>, base: &RuntimeConfig) -> RuntimeConfig {
     let mut r = base.clone();
-    let Some(v) = raw.and_then(|r| r.worker_threads.as_ref()) else {
+    let Some(leaf) = raw.map(|r| &r.worker_threads) else {
+        return r;
+    };
+    let Some(v) = leaf else {
         return r;
     };
     if v.get_ref().as_str() == Some("auto") {
         r.worker_threads = WorkerThreads::Auto;
     } else if v.get_ref().is_integer() {
         let bound = Bound::Between(1, u64::from(WorkerThreads::MAX));
-        if let Some(n) = c.uint("runtime.worker_threads", &Some(v.clone()), bound) {
+        if let Some(n) = c.uint("runtime.worker_threads", leaf, bound) {
             r.worker_threads = WorkerThreads::Fixed(n);
         }
     } else {
@@ -487,9 +490,9 @@ fn runtime(c: &mut Checker, raw: Option<&RawRuntime>, base: &RuntimeConfig) -> R
             v,
             "runtime.worker_threads",
             format!(
-                "invalid value {}: expected \"auto\" or an integer in 1..={}",
-                v.get_ref(),
-                WorkerThreads::MAX
+                "expected \"auto\" or an integer in 1..={}, found {}",
+                WorkerThreads::MAX,
+                super::check::describe(v.get_ref())
             ),
         );
     }

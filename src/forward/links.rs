@@ -190,10 +190,9 @@ impl Links {
         for r in std::mem::take(&mut self.running) {
             let _ = tokio::time::timeout(STOP_GRACE, r.task).await;
         }
-        // Their runtimes end with their threads; a link's pending store read (a
-        // blocking task) is waited for there, off the event loop.
-        let mut workers = std::mem::replace(&mut self.workers, Workers::new(1));
-        let _ = tokio::task::spawn_blocking(move || workers.stop()).await;
+        // Their links have ended: each thread's runtime is idle and drops at once
+        // (one still running past its grace is dropped with it).
+        self.workers.stop();
     }
 }
 

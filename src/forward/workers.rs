@@ -54,10 +54,9 @@ impl Workers {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        match self.handle_for(index) {
-            Some(h) => h.spawn(task),
-            None => tokio::spawn(task),
-        }
+        // One spawn path for both (a handle's): the link's task is compiled once.
+        let handle = self.handle_for(index).unwrap_or_else(Handle::current);
+        handle.spawn(task)
     }
 
     fn handle_for(&mut self, index: usize) -> Option<Handle> {
@@ -125,7 +124,11 @@ impl Worker {
             .spawn(move || {
                 // Returns on stop (or when the sender is dropped); the runtime is
                 // dropped here, outside any async context, ending its tasks.
-                let _ = runtime.block_on(stopped);
+                let wait: crate::startup::Driven = Box::pin(async {
+                    let _ = stopped.await;
+                    std::process::ExitCode::SUCCESS
+                });
+                runtime.block_on(wait);
             })?;
         Ok(Worker {
             handle,

@@ -373,9 +373,9 @@ fn dump(dir: &Path, filter: DumpFilter) -> Result<ExitCode, Failure> {
 /// stay). Exit 1 for a lane the store does not have.
 fn forget(dir: &Path, lane: &str) -> Result<ExitCode, Failure> {
     let db = inspect::open(dir)?;
-    let (lanes, next) = {
+    let lanes = {
         let txn = db.begin_read().map_err(other)?;
-        (inspect::upstreams(&txn), inspect::next_seq(&txn))
+        inspect::upstreams(&txn)
     };
     let Some(u) = lanes.iter().find(|u| u.name == lane) else {
         let known: Vec<&str> = lanes.iter().map(|u| u.name.as_str()).collect();
@@ -385,8 +385,12 @@ fn forget(dir: &Path, lane: &str) -> Result<ExitCode, Failure> {
         );
         return Ok(ExitCode::FAILURE);
     };
-    let end = next.saturating_sub(1);
     let txn = db.begin_write().map_err(other)?;
+    // The log's end, also past what meta's accounting covers yet.
+    let end = super::accounting::read(&txn)
+        .map_err(other)?
+        .next_seq
+        .saturating_sub(1);
     {
         let mut cursors = txn.open_table(super::CURSORS).map_err(other)?;
         cursors.insert(lane, end).map_err(other)?;

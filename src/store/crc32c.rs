@@ -53,8 +53,10 @@ fn table(mut crc: u32, bytes: &[u8]) -> u32 {
 }
 
 /// Eight bytes at a time with the SSE4.2 CRC-32C instruction, then the tail byte by byte.
+/// See the AArch64 one for the unsafe blocks.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse4.2")]
+#[allow(unused_unsafe)]
 unsafe fn hw(crc: u32, bytes: &[u8]) -> u32 {
     use std::arch::x86_64::{_mm_crc32_u8, _mm_crc32_u64};
     let mut crc = u64::from(crc);
@@ -62,29 +64,36 @@ unsafe fn hw(crc: u32, bytes: &[u8]) -> u32 {
     for w in &mut words {
         let mut b = [0u8; 8];
         b.copy_from_slice(w);
-        crc = _mm_crc32_u64(crc, u64::from_le_bytes(b));
+        // SAFETY: `hw` runs only where the CPU has SSE4.2 (checked by the caller).
+        crc = unsafe { _mm_crc32_u64(crc, u64::from_le_bytes(b)) };
     }
     // Truncation is the point: the CRC is the low 32 bits.
     let mut crc = crc as u32;
     for &b in words.remainder() {
-        crc = _mm_crc32_u8(crc, b);
+        // SAFETY: as above.
+        crc = unsafe { _mm_crc32_u8(crc, b) };
     }
     crc
 }
 
 /// Eight bytes at a time with the AArch64 CRC-32C instruction, then the tail byte by byte.
+/// The intrinsics are unsafe functions for Rust 1.85 (the MSRV) and safe inside a
+/// `target_feature` function for later ones: the block serves the first.
 #[cfg(target_arch = "aarch64")]
 #[target_feature(enable = "crc")]
+#[allow(unused_unsafe)]
 unsafe fn hw(mut crc: u32, bytes: &[u8]) -> u32 {
     use std::arch::aarch64::{__crc32cb, __crc32cd};
     let mut words = bytes.chunks_exact(8);
     for w in &mut words {
         let mut b = [0u8; 8];
         b.copy_from_slice(w);
-        crc = __crc32cd(crc, u64::from_le_bytes(b));
+        // SAFETY: `hw` runs only where the CPU has the CRC extension (checked by caller).
+        crc = unsafe { __crc32cd(crc, u64::from_le_bytes(b)) };
     }
     for &b in words.remainder() {
-        crc = __crc32cb(crc, b);
+        // SAFETY: as above.
+        crc = unsafe { __crc32cb(crc, b) };
     }
     crc
 }

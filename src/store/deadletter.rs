@@ -304,13 +304,10 @@ pub fn replay(txn: &WriteTransaction, upstream: Option<&str>) -> Result<Replayed
         return Ok(out);
     }
     let mut tally = init(txn)?;
-    let mut meta = txn.open_table(META).map_err(redb_err)?;
-    let get = |meta: &redb::Table<&str, u64>, k: &str| -> Result<u64, StoreError> {
-        Ok(meta.get(k).map_err(redb_err)?.map_or(0, |v| v.value()))
-    };
-    let mut next_seq = get(&meta, "next_seq")?.max(1);
-    let mut live_bytes = get(&meta, "live_bytes")?;
-    let mut live_count = get(&meta, "live_count")?;
+    // Meta may not cover the last appends (`accounting.rs`): counted here.
+    let at = super::accounting::read(txn)?;
+    let (mut next_seq, mut live_bytes, mut live_count) =
+        (at.next_seq, at.live_bytes, at.live_count);
     {
         let mut log = segments::Appender::new(txn);
         let mut t = txn.open_table(DEAD_LETTERS).map_err(redb_err)?;
@@ -332,10 +329,7 @@ pub fn replay(txn: &WriteTransaction, upstream: Option<&str>) -> Result<Replayed
             out.replayed += 1;
         }
     }
-    meta.insert("next_seq", next_seq).map_err(redb_err)?;
-    meta.insert("live_bytes", live_bytes).map_err(redb_err)?;
-    meta.insert("live_count", live_count).map_err(redb_err)?;
-    drop(meta);
+    super::accounting::write(txn, next_seq, live_bytes, live_count)?;
     store_tally(txn, tally)?;
     Ok(out)
 }

@@ -208,8 +208,9 @@ fn count_rows<K: redb::Key + 'static, V: redb::Value + 'static>(
     .unwrap_or(0)
 }
 
-/// The seq the next event will get, as the store's `meta` table has it.
-pub fn next_seq(txn: &ReadTransaction) -> u64 {
+/// The seq the next event will get as the store's `meta` table has it: an append-only
+/// commit may leave it behind the log's last record (`accounting.rs`).
+fn stored_next_seq(txn: &ReadTransaction) -> u64 {
     u64_table(txn, META)
         .iter()
         .find(|(k, _)| k == "next_seq")
@@ -224,7 +225,7 @@ pub fn info(db: &Database, path: &Path) -> Result<Info, InspectError> {
         upstreams: upstreams(&txn),
         ..Default::default()
     };
-    info.next_seq = next_seq(&txn);
+    let stored_next = stored_next_seq(&txn);
     let mut damage = Vec::new();
     let ups = &mut info.upstreams;
     let (mut events, mut oldest, mut newest, mut damaged) = (0, None, None, 0);
@@ -248,6 +249,7 @@ pub fn info(db: &Database, path: &Path) -> Result<Info, InspectError> {
     )
     .map_err(|e| read_err(path, e))?;
     (info.events, info.oldest, info.newest) = (events, oldest, newest);
+    info.next_seq = stored_next.max(newest.map_or(0, |(seq, _)| seq + 1));
     info.damaged = damaged + damage.len() as u64;
     info.retained = count_rows(&txn, RETAINED);
     info.sessions = count_rows(&txn, SESSIONS);

@@ -7,7 +7,7 @@
 //!   is destined for that upstream has been acknowledged by it
 //! - `upstream_bits`: upstream name -> its bit in a record's destination mask
 //! - `meta`: "next_seq" -> the seq the next append gets (kept so seqs are never reused,
-//!   even after every record was deleted)
+//!   even after every record was deleted), and the log's size below it ([`accounting`])
 //! - `sessions`: MQTT client id -> persistent session record (subscriptions, expiry)
 //! - `retained`: topic -> the retained message, as a log record; its bytes and count are
 //!   kept in `meta` ("retained_bytes", "retained_count"), apart from the log's
@@ -23,6 +23,7 @@
 //!
 //! All writes go through one thread ([`writer`]); readers open their own read transactions.
 
+mod accounting;
 pub mod cli;
 pub(crate) mod crc32c;
 mod damage;
@@ -328,6 +329,7 @@ impl Store {
             limits: opts.limits,
             live_bytes: init.live_bytes,
             live_count: init.live_count,
+            unaccounted: 0,
             retained: init.retained,
             queues: init.queues,
             queue_full_log: Default::default(),
@@ -665,32 +667,17 @@ fn init(db: &Database, upstreams: &[String]) -> Result<Init, StoreError> {
         retained = retained::init(&txn)?;
         dead_letters = deadletter::init(&txn)?;
         quarantined = quarantine::init(&txn)?;
+        let accounting = accounting::read(&txn)?;
+        next_seq = accounting.next_seq;
+        oldest = accounting.oldest;
+        (live_bytes, live_count) = (accounting.live_bytes, accounting.live_count);
+        accounting::write(&txn, next_seq, live_bytes, live_count)?;
         let mut meta = txn.open_table(META).map_err(redb_err)?;
         let mut bits = txn.open_table(UPSTREAM_BITS).map_err(redb_err)?;
         let mut cursors = txn.open_table(CURSORS).map_err(redb_err)?;
-        let stored_bytes = meta.get("live_bytes").map_err(redb_err)?.map(|v| v.value());
-        let stored_count = meta.get("live_count").map_err(redb_err)?.map(|v| v.value());
-        let accounted = stored_bytes.zip(stored_count);
-        let extent = segments::extent(&txn, accounted.is_none())?;
-        let stored_next = meta
-            .get("next_seq")
-            .map_err(redb_err)?
-            .map(|v| v.value())
-            .unwrap_or(1);
-        next_seq = stored_next.max(extent.last_seq.unwrap_or(0) + 1);
-        oldest = extent.oldest.unwrap_or(segments::index(next_seq));
-        meta.insert("next_seq", next_seq).map_err(redb_err)?;
         meta.insert("format", u64::from(record::FORMAT_V1))
             .map_err(redb_err)?;
         meta.insert("log_layout", LOG_LAYOUT).map_err(redb_err)?;
-        (live_bytes, live_count) = match accounted {
-            Some(a) => a,
-            None => {
-                meta.insert("live_bytes", extent.bytes).map_err(redb_err)?;
-                meta.insert("live_count", extent.count).map_err(redb_err)?;
-                (extent.bytes, extent.count)
-            }
-        };
         if migrated {
             tracing::info!(
                 records = live_count,

@@ -89,14 +89,17 @@ fn size(t: &impl ReadableTable<u64, &'static [u8]>) -> Result<(u64, u64), StoreE
     Ok((count, bytes))
 }
 
-/// Like [`size`] for a table with a damaged page: the count from the table's own header,
-/// the bytes of every record that can be read, and the mean of those for the others.
+/// Like [`size`] for a table with a damaged page, counting the records at or after seq
+/// `from` only: the bytes of every one that can be read, and the records the table's own
+/// header counts but no read reached are taken as that many of the mean size (and as at
+/// or after `from`: the accounting errs towards full, never towards overfilling).
 fn size_by_key(
     t: &redb::Table<'_, u64, &'static [u8]>,
     idx: u64,
+    from: u64,
 ) -> Result<(u64, u64), StoreError> {
     let count = t.len().map_err(redb_err)?;
-    let (mut read, mut bytes) = (0u64, 0u64);
+    let (mut read, mut tail, mut bytes) = (0u64, 0u64, 0u64);
     for seq in idx * SEGMENT..=last_seq(idx) {
         if read >= count {
             break;
@@ -104,11 +107,40 @@ fn size_by_key(
         let got = super::damage::caught(|| t.get(seq).map(|v| v.map(|v| v.value().len())));
         if let Ok(Ok(Some(len))) = got {
             read += 1;
-            bytes += retention::cost(len);
+            if seq >= from {
+                tail += 1;
+                bytes += retention::cost(len);
+            }
         }
     }
     let unread = count - read.min(count);
-    Ok((count, bytes + unread * bytes.checked_div(read).unwrap_or(0)))
+    let mean = bytes.checked_div(tail).unwrap_or(0);
+    Ok((tail + unread, bytes + unread * mean))
+}
+
+/// [`size`] of the records at or after `from` in segment `idx`, reading around a damaged
+/// page ([`size_by_key`]).
+fn tail_size(
+    t: &redb::Table<'_, u64, &'static [u8]>,
+    idx: u64,
+    from: u64,
+) -> Result<(u64, u64), StoreError> {
+    let walk = || -> Result<(u64, u64), StoreError> {
+        if from <= idx * SEGMENT {
+            return size(t);
+        }
+        let (mut count, mut bytes) = (0u64, 0u64);
+        for item in t.range(from..=last_seq(idx)).map_err(redb_err)? {
+            let (_, v) = item.map_err(redb_err)?;
+            count += 1;
+            bytes += retention::cost(v.value().len());
+        }
+        Ok((count, bytes))
+    };
+    match super::damage::caught(walk) {
+        Ok(Ok(held)) => Ok(held),
+        _ => size_by_key(t, idx, from),
+    }
 }
 
 /// Deletes segment `idx` whole; returns the records and bytes it held (for the
@@ -119,7 +151,7 @@ pub fn delete(txn: &WriteTransaction, idx: u64) -> Result<(u64, u64), StoreError
         match super::damage::caught(|| size(&t)) {
             Ok(held) => (held?, None),
             // A damaged page: count what can be read key by key.
-            Err(panic) => (size_by_key(&t, idx)?, Some(panic)),
+            Err(panic) => (size_by_key(&t, idx, 0)?, Some(panic)),
         }
     };
     match damaged {
@@ -195,9 +227,10 @@ pub struct Extent {
     pub oldest: Option<u64>,
 }
 
-/// Measures the log (at open; `with_size` reads every record, for a store written
-/// before ferry kept its size accounting).
-pub fn extent(txn: &WriteTransaction, with_size: bool) -> Result<Extent, StoreError> {
+/// Measures the log: its last seq, its oldest segment, and the count and bytes of the
+/// records at or after seq `size_from` (0: every record; `accounting.rs` counts only those
+/// meta's accounting does not cover yet).
+pub fn extent(txn: &WriteTransaction, size_from: u64) -> Result<Extent, StoreError> {
     let present = present_write(txn)?;
     let mut out = Extent {
         last_seq: None,
@@ -210,11 +243,12 @@ pub fn extent(txn: &WriteTransaction, with_size: bool) -> Result<Extent, StoreEr
         if let Some((k, _)) = t.last().map_err(redb_err)? {
             out.last_seq = Some(k.value());
         }
-        if with_size {
-            let (count, bytes) = size(&t)?;
-            out.count += count;
-            out.bytes += bytes;
+        if last_seq(*idx) < size_from {
+            continue;
         }
+        let (count, bytes) = tail_size(&t, *idx, size_from)?;
+        out.count += count;
+        out.bytes += bytes;
     }
     Ok(out)
 }

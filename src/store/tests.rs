@@ -427,3 +427,77 @@ async fn the_live_first_state_survives_a_reopen_until_the_cursor_passes_it() {
     );
     close(store, join).await;
 }
+
+/// Meta's accounting as the file has it: (next_seq, live_count, live_bytes).
+fn meta_accounting(dir: &std::path::Path) -> (u64, u64, u64) {
+    let db = Database::create(dir.join("ferry.redb")).unwrap();
+    let txn = db.begin_read().unwrap();
+    let meta = txn.open_table(META).unwrap();
+    let get = |k: &str| meta.get(k).unwrap().map_or(0, |v| v.value());
+    (get("next_seq"), get("live_count"), get("live_bytes"))
+}
+
+/// An append-only commit leaves meta's accounting alone (`accounting.rs`): the open
+/// counts the records after it. A commit that removes records writes it, so an emptied
+/// log still never reuses a seq, and so does a commit past a megabyte appended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meta_accounting_is_written_when_records_go_or_a_megabyte_came() {
+    let dir = tempfile::tempdir().unwrap();
+    let names = vec!["a".to_string()];
+    let (store, join) = Store::open(dir.path(), &names, opts(), Arc::default()).unwrap();
+    for i in 0..7u32 {
+        assert_eq!(stored(&store, ev(i), 1).await, u64::from(i) + 1);
+    }
+    close(store, join).await;
+    assert_eq!(
+        meta_accounting(dir.path()),
+        (1, 0, 0),
+        "untouched since the open"
+    );
+
+    let metrics = Arc::new(Metrics::default());
+    let (store, join) = Store::open(dir.path(), &names, opts(), metrics.clone()).unwrap();
+    assert_eq!(metrics.store_events.get(), 7);
+    assert_eq!(metrics.store_bytes.get() as u64, 7 * cost_of_ev());
+    assert_eq!(stored(&store, ev(7), 1).await, 8);
+    // Every record acknowledged and trimmed: that commit writes the accounting.
+    store.advance_cursor(0, 8).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.len().unwrap() != 0 {
+        assert!(std::time::Instant::now() < deadline, "acked records stayed");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    close(store, join).await;
+    let (next, count, bytes) = meta_accounting(dir.path());
+    assert_eq!((count, bytes), (0, 0));
+    assert_eq!(next, 9);
+
+    // Past a megabyte of appends (one commit each), meta catches up.
+    let metrics = Arc::new(Metrics::default());
+    let (store, join) = Store::open(dir.path(), &names, opts(), metrics.clone()).unwrap();
+    let big = |i: u32| {
+        let payload = Bytes::from(vec![i as u8; 100_000]);
+        Arc::new(Event::new("t/big".into(), payload, 1, false, Origin::Mqtt))
+    };
+    let mut last = 0;
+    for i in 0..12 {
+        last = stored(&store, big(i), 1).await;
+    }
+    close(store, join).await;
+    let (meta_next, count, bytes) = meta_accounting(dir.path());
+    assert!(
+        meta_next > next + 9 && meta_next <= last + 1,
+        "meta {meta_next}"
+    );
+    assert_eq!(
+        count,
+        meta_next - next,
+        "meta counts exactly what is below its next_seq"
+    );
+    assert!(bytes >= count * 100_000);
+    let metrics = Arc::new(Metrics::default());
+    let (store, join) = Store::open(dir.path(), &names, opts(), metrics.clone()).unwrap();
+    assert_eq!(metrics.store_events.get(), 12);
+    assert_eq!(stored(&store, ev(0), 1).await, last + 1);
+    close(store, join).await;
+}

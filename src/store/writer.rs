@@ -13,7 +13,7 @@ use super::db::DbSlot;
 use super::retention::{self, Dropped};
 use super::segments;
 use super::trim::{self, Front};
-use super::{CURSORS, META, StoreError, UpstreamSlot, record};
+use super::{CURSORS, StoreError, UpstreamSlot, record};
 use crate::config::{Fsync, OnFull};
 use crate::event::{Event, now_ms};
 use crate::metrics::{Metrics, UpstreamMetrics};
@@ -95,6 +95,8 @@ pub(super) struct Writer {
     pub limits: Limits,
     pub live_bytes: u64,
     pub live_count: u64,
+    /// Bytes appended since meta's accounting was last written (`accounting.rs`).
+    pub unaccounted: u64,
     /// The `retained` table's accounting, apart from the log's.
     pub retained: super::retained::Tally,
     /// The session queues' accounting.
@@ -546,6 +548,7 @@ impl Writer {
         };
         let mut live = self.live_bytes;
         let mut count = self.live_count;
+        let mut unaccounted = self.unaccounted;
         let mut retained = self.retained;
         let mut seq = self.next_seq;
         let incoming: u64 = encoded.iter().map(|(e, _)| retention::cost(e.len())).sum();
@@ -611,6 +614,8 @@ impl Writer {
                 live = live.saturating_sub(out.dropped_full.bytes);
                 count = count.saturating_sub(out.dropped_full.count);
             }
+            let removed = count < self.live_count || live < self.live_bytes;
+            let before_appends = live;
             let mut log = segments::Appender::new(&txn);
             for (buf, dests) in &encoded {
                 let c = retention::cost(buf.len());
@@ -666,10 +671,13 @@ impl Writer {
                 }
             }
             self.priorities.save(&txn, new_front.oldest)?;
-            let mut meta = txn.open_table(META).map_err(super::redb_err)?;
-            meta.insert("next_seq", seq).map_err(super::redb_err)?;
-            meta.insert("live_bytes", live).map_err(super::redb_err)?;
-            meta.insert("live_count", count).map_err(super::redb_err)?;
+            // Meta's accounting only when records went or enough came (the invariant
+            // and why: `accounting.rs`).
+            unaccounted += live.saturating_sub(before_appends);
+            if removed || unaccounted >= super::accounting::CHECKPOINT {
+                super::accounting::write(&txn, seq, live, count)?;
+                unaccounted = 0;
+            }
         }
         txn.commit().map_err(super::redb_err)?;
         self.priorities.committed();
@@ -680,6 +688,7 @@ impl Writer {
         self.next_seq = seq;
         self.live_bytes = live;
         self.live_count = count;
+        self.unaccounted = unaccounted;
         self.retained = retained;
         self.dead_letters = dead_letters;
         self.quarantine = quarantine;
