@@ -6,6 +6,7 @@ pub mod codec;
 mod connack;
 mod connection;
 mod inbound;
+mod lifecycle;
 mod listener;
 mod outbound;
 mod queued;

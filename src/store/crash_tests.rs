@@ -40,16 +40,20 @@ pub(super) fn open_with(
     disk: &SimDisk,
     options: StoreOptions,
 ) -> Result<(Store, WriterJoin), StoreError> {
+    open_counted(disk, options, Arc::default())
+}
+
+/// [`open_with`], its figures in `metrics`.
+pub(super) fn open_counted(
+    disk: &SimDisk,
+    options: StoreOptions,
+    metrics: Arc<Metrics>,
+) -> Result<(Store, WriterJoin), StoreError> {
     let d = disk.clone();
     let location = Location::Backend(Box::new(move || {
         Box::new(d.clone()) as Box<dyn StorageBackend>
     }));
-    Store::open_at(
-        location,
-        &["up".to_string()],
-        options,
-        Arc::new(Metrics::default()),
-    )
+    Store::open_at(location, &["up".to_string()], options, metrics)
 }
 
 pub(super) fn event(i: u32) -> Arc<Event> {
