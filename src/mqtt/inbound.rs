@@ -128,7 +128,7 @@ impl Conn {
                 format!("PUBLISH to {topic:?}: {e}"),
             ));
         }
-        if topic.split('/').count() > max_levels {
+        if topic::level_count(&topic) > max_levels {
             return Err(Close::Protocol(
                 reason::TOPIC_NAME_INVALID,
                 format!("PUBLISH to {topic:?}: more than mqtt.max_topic_levels levels"),

@@ -56,17 +56,18 @@ impl Conn {
     pub(super) fn write_publish(&mut self, d: &Delivery, pkid: u16, dup: bool) -> bool {
         let event = &d.event;
         let qos = QoS::from_u8(d.qos.min(2)).unwrap_or(QoS::AtMostOnce);
-        let mut topic = event.topic.to_string();
+        // `String::from`, not `to_string`: an `Arc<str>` would go through `Display`.
+        let mut topic = String::from(&*event.topic);
         let mut new_alias = None;
         let properties = if self.protocol.is_v5() {
             let mut p = PublishProperties {
                 payload_format: event.payload_format,
                 message_expiry: event.remaining_secs(now_ms()),
-                response_topic: event.response_topic.as_ref().map(|t| t.to_string()),
+                response_topic: event.response_topic.as_deref().map(String::from),
                 correlation_data: event.correlation_data.clone(),
                 user_properties: event.user_properties.clone(),
                 subscription_identifiers: d.sub_ids.iter().copied().collect(),
-                content_type: event.content_type.as_ref().map(|t| t.to_string()),
+                content_type: event.content_type.as_deref().map(String::from),
                 topic_alias: None,
             };
             // An alias costs 3 bytes of property on every publish that carries it, and
@@ -117,7 +118,7 @@ impl Conn {
                     .outbound
                     .insert(event.topic.clone(), alias);
             } else if let Packet::Publish(p) = &mut packet {
-                p.topic = event.topic.to_string();
+                p.topic = String::from(&*event.topic);
                 if let Some(props) = p.properties.as_mut() {
                     props.topic_alias = None;
                 }

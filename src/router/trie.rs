@@ -126,7 +126,7 @@ impl Trie {
         // Fixed-capacity split: no allocation per publish. Topics were validated to have
         // at most MAX_LEVELS levels; a longer one simply matches nothing.
         let mut levels: heapless::Vec<&str, MAX_LEVELS> = heapless::Vec::new();
-        for level in topic.split('/') {
+        for level in crate::topic::levels(topic) {
             if levels.push(level).is_err() {
                 return;
             }

@@ -27,21 +27,71 @@ pub enum TopicError {
     TooManyLevels,
 }
 
-/// Checks a topic name that a client publishes to.
+/// Checks a topic name that a client publishes to: one pass over its bytes (it runs
+/// for every PUBLISH).
 pub fn validate_name(topic: &str) -> Result<(), TopicError> {
     if topic.is_empty() {
         return Err(TopicError::Empty);
     }
-    if topic.contains('\0') {
+    let mut nul = false;
+    let mut wildcard = false;
+    let mut slashes = 0usize;
+    for &b in topic.as_bytes() {
+        match b {
+            0 => nul = true,
+            b'+' | b'#' => wildcard = true,
+            b'/' => slashes += 1,
+            _ => {}
+        }
+    }
+    if nul {
         return Err(TopicError::Nul);
     }
-    if topic.contains(['+', '#']) {
+    if wildcard {
         return Err(TopicError::WildcardInName);
     }
-    if topic.split('/').count() > MAX_LEVELS {
+    if slashes >= MAX_LEVELS {
         return Err(TopicError::TooManyLevels);
     }
     Ok(())
+}
+
+/// The levels of a topic or filter, as `str::split('/')` gives them (`""` has one empty
+/// level, `"a/"` has `"a"` and `""`), found by a byte search: on the hot path (every
+/// PUBLISH is split for the forwarding rules and the router) the generic `split`
+/// costs several times as much.
+pub fn levels(s: &str) -> Levels<'_> {
+    Levels { rest: Some(s) }
+}
+
+/// The number of levels of `s` (one more than its slashes).
+pub fn level_count(s: &str) -> usize {
+    1 + s.bytes().filter(|&b| b == b'/').count()
+}
+
+/// The iterator of [`levels`].
+#[derive(Clone)]
+pub struct Levels<'a> {
+    rest: Option<&'a str>,
+}
+
+impl<'a> Iterator for Levels<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let rest = self.rest?;
+        match rest.bytes().position(|b| b == b'/') {
+            // '/' is ASCII, so both sides are on character boundaries.
+            Some(at) => {
+                self.rest = rest.get(at + 1..);
+                rest.get(..at)
+            }
+            None => {
+                self.rest = None;
+                Some(rest)
+            }
+        }
+    }
 }
 
 /// Checks a subscription filter.
@@ -75,8 +125,8 @@ pub fn matches(filter: &str, topic: &str) -> bool {
     if topic.starts_with('$') && (filter.starts_with('+') || filter.starts_with('#')) {
         return false;
     }
-    let mut f = filter.split('/');
-    let mut t = topic.split('/');
+    let mut f = levels(filter);
+    let mut t = levels(topic);
     loop {
         match (f.next(), t.next()) {
             (Some("#"), _) => return true,
@@ -102,6 +152,18 @@ mod tests {
         assert_eq!(validate_filter("a#"), Err(TopicError::BadMultiLevel));
         assert_eq!(validate_filter("a/b+"), Err(TopicError::BadSingleLevel));
         assert_eq!(validate_filter("a\0"), Err(TopicError::Nul));
+    }
+
+    #[test]
+    fn levels_split_as_str_split_does() {
+        for s in [
+            "", "/", "a", "a/", "/a", "a/b", "a//b", "//", "é/ü/x", "$SYS/#", "a/+/c",
+        ] {
+            let ours: Vec<&str> = levels(s).collect();
+            let std: Vec<&str> = s.split('/').collect();
+            assert_eq!(ours, std, "{s:?}");
+            assert_eq!(level_count(s), std.len(), "{s:?}");
+        }
     }
 
     #[test]
