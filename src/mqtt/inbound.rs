@@ -122,13 +122,16 @@ impl Conn {
         let qos = p.qos as u8;
         let props = p.properties.map(|b| *b).unwrap_or_default();
         let topic = self.resolve_alias(p.topic, props.topic_alias)?;
-        if let Err(e) = topic::validate_name(&topic) {
-            return Err(Close::Protocol(
-                reason::TOPIC_NAME_INVALID,
-                format!("PUBLISH to {topic:?}: {e}"),
-            ));
-        }
-        if topic::level_count(&topic) > max_levels {
+        let levels = match topic::name_levels(&topic) {
+            Ok(n) => n,
+            Err(e) => {
+                return Err(Close::Protocol(
+                    reason::TOPIC_NAME_INVALID,
+                    format!("PUBLISH to {topic:?}: {e}"),
+                ));
+            }
+        };
+        if levels > max_levels {
             return Err(Close::Protocol(
                 reason::TOPIC_NAME_INVALID,
                 format!("PUBLISH to {topic:?}: more than mqtt.max_topic_levels levels"),

@@ -7,7 +7,8 @@ use super::proto::{Headers, encode_hmsg, encode_msg, entry_encodable};
 use super::session::{Deliver, Session};
 use crate::event::Event;
 use crate::router::Delivery;
-use crate::topic::nats::{MapError, level_count, topic_to_subject};
+use crate::topic::level_count;
+use crate::topic::nats::{MapError, topic_to_subject};
 use bytes::BytesMut;
 use std::sync::Arc;
 

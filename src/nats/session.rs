@@ -7,7 +7,8 @@
 //! reaching a later subscription that happens to reuse the sid.
 
 use super::proto::{ConnectOptions, ProtoError, subject_matches, valid_subscribe_subject};
-use crate::topic::nats::{level_count, subject_to_filter};
+use crate::topic::level_count;
+use crate::topic::nats::subject_to_filter;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::Arc;

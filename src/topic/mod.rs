@@ -27,9 +27,15 @@ pub enum TopicError {
     TooManyLevels,
 }
 
-/// Checks a topic name that a client publishes to: one pass over its bytes (it runs
-/// for every PUBLISH).
+/// Checks a topic name that a client publishes to.
 pub fn validate_name(topic: &str) -> Result<(), TopicError> {
+    name_levels(topic).map(|_| ())
+}
+
+/// [`validate_name`] that also gives the name's number of levels: one pass over its
+/// bytes for both (it runs for every PUBLISH, whose level count is checked against
+/// `mqtt.max_topic_levels` too).
+pub fn name_levels(topic: &str) -> Result<usize, TopicError> {
     if topic.is_empty() {
         return Err(TopicError::Empty);
     }
@@ -53,7 +59,7 @@ pub fn validate_name(topic: &str) -> Result<(), TopicError> {
     if slashes >= MAX_LEVELS {
         return Err(TopicError::TooManyLevels);
     }
-    Ok(())
+    Ok(slashes + 1)
 }
 
 /// The levels of a topic or filter, as `str::split('/')` gives them (`""` has one empty
@@ -64,7 +70,7 @@ pub fn levels(s: &str) -> Levels<'_> {
     Levels { rest: Some(s) }
 }
 
-/// The number of levels of `s` (one more than its slashes).
+/// The number of levels of `s` (one more than its slashes), MQTT topic or filter.
 pub fn level_count(s: &str) -> usize {
     1 + s.bytes().filter(|&b| b == b'/').count()
 }
@@ -169,6 +175,7 @@ mod tests {
     #[test]
     fn name_validation() {
         assert_eq!(validate_name("a/b"), Ok(()));
+        assert_eq!(name_levels("a/b//"), Ok(4));
         assert_eq!(validate_name("a/+"), Err(TopicError::WildcardInName));
         assert_eq!(validate_name(""), Err(TopicError::Empty));
         let deep = vec!["x"; MAX_LEVELS + 1].join("/");

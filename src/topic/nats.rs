@@ -166,11 +166,6 @@ pub fn filter_to_subject(filter: &str) -> Result<String, MapError> {
     Ok(out)
 }
 
-/// Number of levels in an MQTT topic or filter.
-pub fn level_count(topic: &str) -> usize {
-    topic.bytes().filter(|&b| b == b'/').count() + 1
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,7 +276,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(level_count("a//b"), 3);
-        assert_eq!(level_count("a"), 1);
+        assert_eq!(crate::topic::level_count("a//b"), 3);
+        assert_eq!(crate::topic::level_count("a"), 1);
     }
 }
